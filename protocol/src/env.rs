@@ -1,0 +1,38 @@
+//! Names of the environment variables of the worker contract (DESIGN §3.2).
+
+pub const SPEC_ID: &str = "SPEC_ID";
+pub const SPEC_PHASE: &str = "SPEC_PHASE";
+pub const PHASE_CONTEXT_B64: &str = "PHASE_CONTEXT_B64";
+pub const PHASE_CONTEXT_URL: &str = "PHASE_CONTEXT_URL";
+pub const SPEC_TITLE: &str = "SPEC_TITLE";
+pub const SPEC_DESCRIPTION: &str = "SPEC_DESCRIPTION";
+pub const SPEC_STOP_AFTER: &str = "SPEC_STOP_AFTER";
+pub const EXECUTION_MODE: &str = "EXECUTION_MODE";
+pub const REQUIRE_SPEC_SKILL: &str = "REQUIRE_SPEC_SKILL";
+pub const OMOIOS_API_URL: &str = "OMOIOS_API_URL";
+pub const OMOIOS_PROJECT_ID: &str = "OMOIOS_PROJECT_ID";
+pub const SANDBOX_ID: &str = "SANDBOX_ID";
+pub const SANDBOX_TOKEN: &str = "SANDBOX_TOKEN";
+pub const TASK_ID: &str = "TASK_ID";
+pub const TASK_CONTEXT_B64: &str = "TASK_CONTEXT_B64";
+pub const WORKSPACE: &str = "WORKSPACE";
+pub const OMOI_LLM: &str = "OMOI_LLM";
+pub const OMOI_SCRIPT: &str = "OMOI_SCRIPT";
+pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+pub const ANTHROPIC_BASE_URL: &str = "ANTHROPIC_BASE_URL";
+pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+pub const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
+pub const MODEL: &str = "MODEL";
+pub const MAX_TURNS: &str = "MAX_TURNS";
+pub const MAX_BUDGET_USD: &str = "MAX_BUDGET_USD";
+pub const PHASE_TIMEOUT_SECS: &str = "PHASE_TIMEOUT_SECS";
+pub const MAX_ATTEMPTS: &str = "MAX_ATTEMPTS";
+pub const PASS_THRESHOLD: &str = "PASS_THRESHOLD";
+pub const HEARTBEAT_SECS: &str = "HEARTBEAT_SECS";
+/// Base delay of the backoff between phase attempts, in milliseconds (default 1000).
+pub const RETRY_BASE_MS: &str = "OMOI_RETRY_BASE_MS";
+/// The git token for task mode; handed to git through a credential helper only.
+pub const GIT_TOKEN: &str = "OMOI_GIT_TOKEN";
+
+/// Linux caps one environment string (`NAME=value`) at 32 pages: 131,072 bytes.
+pub const MAX_ENV_VALUE_BYTES: usize = 131_072;

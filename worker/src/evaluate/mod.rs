@@ -1,0 +1,1 @@
+//! Deterministic evaluators: the quality gate after each phase.

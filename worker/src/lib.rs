@@ -1,0 +1,13 @@
+//! The omoi worker: the spec state machine, its evaluators, the agent loop and the event sender.
+
+pub mod agent;
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod evaluate;
+pub mod events;
+pub mod llm;
+pub mod machine;
+pub mod prompts;
+pub mod run;

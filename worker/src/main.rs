@@ -1,0 +1,2 @@
+//! `omoi-worker`: placeholder
+fn main() {}
