@@ -11,3 +11,4 @@ pub mod llm;
 pub mod machine;
 pub mod prompts;
 pub mod run;
+pub mod skill;

@@ -1,2 +1,151 @@
-//! `omoi-worker`: placeholder
-fn main() {}
+//! `omoi-worker`: reads its contract from the environment and runs a spec, a task or the
+//! spec skill; `evaluate` and `schema` serve specs written by hand and CI gates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use omoi_protocol::phase::Phase;
+use omoi_worker::config::{Config, FailureReport};
+use omoi_worker::error::Error;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "omoi-worker", version, about = "The omoi worker: specs and tasks in a sandbox")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run what the environment asks for (the default): spec, task or spec-skill mode.
+    Run,
+    /// Evaluate a phase output file; prints the result as JSON, exits 0 on pass, 1 on fail.
+    Evaluate {
+        /// explore, requirements, design, tasks or sync.
+        phase: Phase,
+        /// The phase output as JSON.
+        file: PathBuf,
+        /// The repository the output describes (explore checks its key files there).
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// A phase context JSON with the earlier outputs (for traceability checks).
+        #[arg(long)]
+        context: Option<PathBuf>,
+        /// The score needed to pass.
+        #[arg(long, default_value_t = 0.7)]
+        threshold: f64,
+    },
+    /// Print the JSON Schema of a phase's output.
+    Schema {
+        /// explore, requirements, design, tasks or sync.
+        phase: Phase,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let code = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(),
+        Command::Evaluate {
+            phase,
+            file,
+            workspace,
+            context,
+            threshold,
+        } => evaluate(phase, &file, &workspace, context.as_deref(), threshold),
+        Command::Schema { phase } => match omoi_worker::cli::schema_command(phase) {
+            Ok(schema) => {
+                println!("{schema}");
+                0
+            }
+            Err(err) => fail(&err),
+        },
+    };
+    ExitCode::from(code)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OMOI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Prints one line on stderr and returns the exit code of the error.
+fn fail(err: &Error) -> u8 {
+    eprintln!("omoi-worker: {err}");
+    u8::try_from(err.exit_code()).unwrap_or(1)
+}
+
+fn evaluate(
+    phase: Phase,
+    file: &std::path::Path,
+    workspace: &std::path::Path,
+    context: Option<&std::path::Path>,
+    threshold: f64,
+) -> u8 {
+    match omoi_worker::cli::evaluate_command(phase, file, workspace, context, threshold) {
+        Ok(evaluation) => match serde_json::to_string_pretty(&evaluation) {
+            Ok(json) => {
+                println!("{json}");
+                if evaluation.passed { 0 } else { 1 }
+            }
+            Err(err) => fail(&Error::json("encode the evaluation", err)),
+        },
+        Err(err) => fail(&err),
+    }
+}
+
+fn run() -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&Error::io("start the async runtime", err)),
+    };
+    runtime.block_on(async {
+        let config = match Config::from_env() {
+            Ok(config) => config,
+            Err(err) => {
+                if let Some(report) = FailureReport::from_vars(std::env::vars()) {
+                    omoi_worker::run::report_config_failure(report, &err).await;
+                }
+                return fail(&err);
+            }
+        };
+        let cancel = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(cancel.clone()));
+        match omoi_worker::run::run(config, cancel).await {
+            Ok(()) => 0,
+            Err(err) => fail(&err),
+        }
+    })
+}
+
+/// Cancels the run on SIGTERM or Ctrl-C; the run then drains its events and exits.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+    }
+    cancel.cancel();
+}

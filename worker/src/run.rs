@@ -1,1 +1,233 @@
-//! placeholder
+//! One worker run: start event delivery, announce the run, dispatch on the mode, and end with
+//! exactly one terminal event (`agent.completed` or `agent.failed`).
+
+use std::time::Duration;
+
+use omoi_protocol::context::PhaseContext;
+use omoi_protocol::env as var;
+use omoi_protocol::event::{AgentCompleted, AgentFailed, AgentStarted, Event, WorkerMode};
+use omoi_protocol::phase::Phase;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint;
+use crate::config::{
+    Config, ContextSource, FailureReport, LlmConfig, MAX_FETCHED_CONTEXT_BYTES, Mode,
+    check_resume, parse_context, state_dir,
+};
+use crate::error::{Error, Result};
+use crate::events::{self, Emitter, EventIds, EventsConfig, SinkConfig};
+use crate::llm::Provider;
+use crate::llm::scripted::ScriptedProvider;
+use crate::machine::{self, SpecOutcome, SpecRun};
+
+/// How long the event sender may take to deliver what is queued when the run ends.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What the worker can do, announced in `agent.started`.
+pub const CAPABILITIES: &[&str] = &[
+    "llm:scripted",
+    "llm:anthropic",
+    "llm:openai",
+    "tools:read_file,list_files,search,write_file,edit_file,run,submit",
+];
+
+/// Runs the configured mode to its end. The error, if any, has been reported as `agent.failed`.
+pub async fn run(config: Config, cancel: CancellationToken) -> Result<()> {
+    checkpoint::ensure_state_dir(&state_dir(&config.workspace))?;
+    let (emitter, delivery) = events::start(events_config(&config)).await?;
+    let (mode, start_phase) = match &config.mode {
+        Mode::Spec(spec) => (WorkerMode::Spec, Some(spec.start)),
+        Mode::Task(_) => (WorkerMode::Task, None),
+        Mode::SpecSkill(_) => (WorkerMode::SpecSkill, None),
+    };
+    emitter.emit(Event::AgentStarted(AgentStarted {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        mode,
+        start_phase,
+        capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+    }));
+    let result = dispatch(&config, &emitter, &cancel).await;
+    let counters = emitter.status().counters;
+    match &result {
+        Ok(stopped_after) => emitter.emit(Event::AgentCompleted(AgentCompleted {
+            success: true,
+            counters,
+            stopped_after: *stopped_after,
+        })),
+        Err(err) => emitter.emit(Event::AgentFailed(AgentFailed {
+            kind: err.kind(),
+            reason: err.to_string(),
+            counters,
+        })),
+    };
+    drop(emitter);
+    let report = delivery.finish(DRAIN_DEADLINE).await;
+    if report.unsent > 0 {
+        tracing::warn!(
+            unsent = report.unsent,
+            "events left undelivered in the spool; a restart in this workspace resends them"
+        );
+    }
+    result.map(|_| ())
+}
+
+/// Runs the mode; `Ok(Some(phase))` when the run stopped early after `phase`.
+async fn dispatch(
+    config: &Config,
+    emitter: &Emitter,
+    cancel: &CancellationToken,
+) -> Result<Option<Phase>> {
+    let provider = provider(&config.llm)?;
+    match &config.mode {
+        Mode::Spec(spec) => {
+            let context = resolve_context(&spec.context, spec.start).await?;
+            let outcome = machine::run(SpecRun {
+                spec_id: &spec.spec_id,
+                start: spec.start,
+                stop_after: spec.stop_after,
+                context,
+                workspace: &config.workspace,
+                limits: config.limits,
+                provider: provider.as_ref(),
+                emitter,
+                cancel,
+            })
+            .await?;
+            Ok(match outcome {
+                SpecOutcome::Completed(_) => None,
+                SpecOutcome::Stopped { after } => Some(after),
+            })
+        }
+        Mode::Task(_) => Err(Error::Workspace(
+            "task mode is not available in this build".into(),
+        )),
+        Mode::SpecSkill(_) => Err(Error::Workspace(
+            "spec-skill mode is not available in this build".into(),
+        )),
+    }
+}
+
+/// The model provider of the config.
+pub fn provider(llm: &LlmConfig) -> Result<Box<dyn Provider>> {
+    match llm {
+        LlmConfig::Scripted { script } => Ok(Box::new(ScriptedProvider::load(script)?)),
+        LlmConfig::Anthropic(_) | LlmConfig::OpenAi(_) => Err(Error::config(
+            var::OMOI_LLM,
+            "this build has only the scripted provider",
+        )),
+    }
+}
+
+fn events_config(config: &Config) -> EventsConfig {
+    let sink = match &config.coordinator {
+        None => SinkConfig::Stdout,
+        Some(coordinator) => SinkConfig::Http {
+            base_url: coordinator.base_url.clone(),
+            token: coordinator.token.expose().to_string(),
+            spool_dir: state_dir(&config.workspace),
+        },
+    };
+    EventsConfig {
+        ids: EventIds {
+            sandbox_id: config.sandbox_id.clone(),
+            spec_id: config.spec_id().map(str::to_string),
+            task_id: config.task_id().map(str::to_string),
+        },
+        sink,
+        heartbeat: config.limits.heartbeat,
+    }
+}
+
+/// The phase context: inline, or fetched from `PHASE_CONTEXT_URL` with the sandbox token.
+async fn resolve_context(source: &ContextSource, start: Phase) -> Result<PhaseContext> {
+    match source {
+        ContextSource::Inline(context) => Ok(context.clone()),
+        ContextSource::Url { url, token } => {
+            let bytes = fetch_context(url, token).await?;
+            let context = parse_context(var::PHASE_CONTEXT_URL, &bytes)?;
+            check_resume(var::PHASE_CONTEXT_URL, &context, start)?;
+            Ok(context)
+        }
+    }
+}
+
+async fn fetch_context(url: &str, token: &str) -> Result<Vec<u8>> {
+    let fail = |problem: String| Error::config(var::PHASE_CONTEXT_URL, problem);
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| fail(format!("cannot build an HTTP client: {e}")))?;
+    let mut last = String::new();
+    for attempt in 0..4u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        }
+        let response = match client.get(url).bearer_auth(token).send().await {
+            Ok(response) => response,
+            Err(err) => {
+                last = format!("cannot fetch the context: {err}");
+                continue;
+            }
+        };
+        let status = response.status();
+        if status.is_server_error() {
+            last = format!("the coordinator answered {status}");
+            continue;
+        }
+        if !status.is_success() {
+            return Err(fail(format!("the coordinator answered {status}")));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_FETCHED_CONTEXT_BYTES as u64)
+        {
+            return Err(fail(format!(
+                "the context is over the {MAX_FETCHED_CONTEXT_BYTES}-byte limit"
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| fail(format!("cannot read the context: {e}")))?;
+        if bytes.len() > MAX_FETCHED_CONTEXT_BYTES {
+            return Err(fail(format!(
+                "the context is over the {MAX_FETCHED_CONTEXT_BYTES}-byte limit"
+            )));
+        }
+        return Ok(bytes.to_vec());
+    }
+    Err(fail(last))
+}
+
+/// Reports a config error to the coordinator as `agent.failed`, when the environment names a
+/// usable coordinator. Best effort: the caller still exits 2.
+pub async fn report_config_failure(report: FailureReport, error: &Error) {
+    let spool_dir = state_dir(&report.workspace);
+    if checkpoint::ensure_state_dir(&spool_dir).is_err() {
+        return;
+    }
+    let config = EventsConfig {
+        ids: EventIds {
+            sandbox_id: report.sandbox_id,
+            spec_id: report.spec_id,
+            task_id: report.task_id,
+        },
+        sink: SinkConfig::Http {
+            base_url: report.coordinator.base_url,
+            token: report.coordinator.token.expose().to_string(),
+            spool_dir,
+        },
+        heartbeat: Duration::ZERO,
+    };
+    let Ok((emitter, delivery)) = events::start(config).await else {
+        return;
+    };
+    emitter.emit(Event::AgentFailed(AgentFailed {
+        kind: error.kind(),
+        reason: error.to_string(),
+        counters: Default::default(),
+    }));
+    drop(emitter);
+    delivery.finish(Duration::from_secs(5)).await;
+}
