@@ -52,9 +52,9 @@ pub struct SpecMode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContextSource {
     /// Decoded from `PHASE_CONTEXT_B64`, or built from `SPEC_TITLE` / `SPEC_DESCRIPTION`.
-    Inline(PhaseContext),
+    Inline(Box<PhaseContext>),
     /// `PHASE_CONTEXT_URL`, fetched with the sandbox token.
-    Url { url: String, token: String },
+    Url { url: String, token: Secret },
 }
 
 /// Task mode: implement one task in a git checkout.
@@ -108,7 +108,9 @@ pub enum LlmConfig {
     Anthropic(HttpProviderConfig),
     OpenAi(HttpProviderConfig),
     /// Replays the script file offline.
-    Scripted { script: PathBuf },
+    Scripted {
+        script: PathBuf,
+    },
 }
 
 /// Limits of a run.
@@ -231,7 +233,10 @@ impl Config {
         let raw = RawEnv::from_vars(vars)?;
         let workspace = workspace(raw.workspace.as_deref())?;
         let coordinator = coordinator(&raw)?;
-        let sandbox_id = raw.sandbox_id.clone().unwrap_or_else(|| "local".to_string());
+        let sandbox_id = raw
+            .sandbox_id
+            .clone()
+            .unwrap_or_else(|| "local".to_string());
         let limits = limits(&raw)?;
         let mode = mode(&raw)?;
         let llm = llm(&raw)?;
@@ -348,7 +353,10 @@ fn mode(raw: &RawEnv) -> Result<Mode> {
     }
     if skill {
         let title = raw.spec_title.clone().ok_or_else(|| {
-            Error::config(var::SPEC_TITLE, "required in spec-skill mode: the feature request")
+            Error::config(
+                var::SPEC_TITLE,
+                "required in spec-skill mode: the feature request",
+            )
         })?;
         return Ok(Mode::SpecSkill(SkillMode {
             title,
@@ -424,11 +432,11 @@ fn spec_mode(raw: &RawEnv, spec_id: &str, phase_name: &str) -> Result<SpecMode> 
             let mut context = decode_context(b64)?;
             fill_request(&mut context, raw);
             check_resume(var::PHASE_CONTEXT_B64, &context, start)?;
-            ContextSource::Inline(context)
+            ContextSource::Inline(Box::new(context))
         }
         (None, Some(url)) => {
             let url = http_url(var::PHASE_CONTEXT_URL, url)?;
-            let token = raw.sandbox_token.clone().ok_or_else(|| {
+            let token = raw.sandbox_token.clone().map(Secret::new).ok_or_else(|| {
                 Error::config(
                     var::SANDBOX_TOKEN,
                     "required with PHASE_CONTEXT_URL (the context is fetched with it)",
@@ -449,7 +457,7 @@ fn spec_mode(raw: &RawEnv, spec_id: &str, phase_name: &str) -> Result<SpecMode> 
                 ..PhaseContext::default()
             };
             check_resume(var::SPEC_PHASE, &context, start)?;
-            ContextSource::Inline(context)
+            ContextSource::Inline(Box::new(context))
         }
     };
     Ok(SpecMode {
@@ -518,7 +526,10 @@ pub fn check_resume(variable: &str, context: &PhaseContext, start: Phase) -> Res
 
 fn task_mode(raw: &RawEnv, task_id: &str) -> Result<TaskMode> {
     let b64 = raw.task_context_b64.as_deref().ok_or_else(|| {
-        Error::config(var::TASK_CONTEXT_B64, "required with TASK_ID: the task's context")
+        Error::config(
+            var::TASK_CONTEXT_B64,
+            "required with TASK_ID: the task's context",
+        )
     })?;
     if b64.len() > var::MAX_ENV_VALUE_BYTES {
         return Err(Error::config(
@@ -533,8 +544,12 @@ fn task_mode(raw: &RawEnv, task_id: &str) -> Result<TaskMode> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|e| Error::config(var::TASK_CONTEXT_B64, format!("not valid base64: {e}")))?;
-    let context: TaskContext = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::config(var::TASK_CONTEXT_B64, format!("not a task context JSON: {e}")))?;
+    let context: TaskContext = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::config(
+            var::TASK_CONTEXT_B64,
+            format!("not a task context JSON: {e}"),
+        )
+    })?;
     if context.task.id != task_id {
         return Err(Error::config(
             var::TASK_CONTEXT_B64,
@@ -710,9 +725,10 @@ fn number(
     let Some(value) = value else {
         return Ok(default);
     };
-    let n: u64 = value.trim().parse().map_err(|_| {
-        Error::config(variable, format!("{value:?} is not a whole number"))
-    })?;
+    let n: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(variable, format!("{value:?} is not a whole number")))?;
     if !range.contains(&n) {
         return Err(Error::config(
             variable,

@@ -73,11 +73,17 @@ pub fn resume_point(
 
 /// Runs the state machine.
 pub async fn run(spec: SpecRun<'_>) -> Result<SpecOutcome> {
-    let (start, mut context) = resume_point(spec.spec_id, spec.workspace, spec.start, spec.context.clone());
-    spec.emitter.emit(Event::SpecExecutionStarted(SpecExecutionStarted {
-        title: context.title.clone(),
-        phases: start.from_here().collect(),
-    }));
+    let (start, mut context) = resume_point(
+        spec.spec_id,
+        spec.workspace,
+        spec.start,
+        spec.context.clone(),
+    );
+    spec.emitter
+        .emit(Event::SpecExecutionStarted(SpecExecutionStarted {
+            title: context.title.clone(),
+            phases: start.from_here().collect(),
+        }));
     let tools = ToolBox::new(spec.workspace, Access::ReadOnly, RunLimits::default())?;
     for phase in start.from_here() {
         if spec.cancel.is_cancelled() {
@@ -100,13 +106,14 @@ pub async fn run(spec: SpecRun<'_>) -> Result<SpecOutcome> {
             }
         };
         context.set(output.output.clone());
-        spec.emitter.emit(Event::SpecPhaseCompleted(SpecPhaseCompleted {
-            phase,
-            score: output.score,
-            attempts: output.attempts,
-            duration_ms: output.duration.as_millis() as u64,
-            output: output.output,
-        }));
+        spec.emitter
+            .emit(Event::SpecPhaseCompleted(SpecPhaseCompleted {
+                phase,
+                score: output.score,
+                attempts: output.attempts,
+                duration_ms: output.duration.as_millis() as u64,
+                output: output.output,
+            }));
         checkpoint::save(
             spec.workspace,
             &Checkpoint {
@@ -119,7 +126,9 @@ pub async fn run(spec: SpecRun<'_>) -> Result<SpecOutcome> {
             return Ok(SpecOutcome::Stopped { after: phase });
         }
     }
-    Err(Error::Internal("the state machine ended without COMPLETE".into()))
+    Err(Error::Internal(
+        "the state machine ended without COMPLETE".into(),
+    ))
 }
 
 /// A phase that passed its gate.
@@ -185,7 +194,13 @@ async fn generated_phase(
                     "a submission was accepted without a passing evaluation".into(),
                 ));
             }
-            (SessionOutcome::Ended { reason, .. }, _) if reason == agent::EndReason::Cancelled => {
+            (
+                SessionOutcome::Ended {
+                    reason: agent::EndReason::Cancelled,
+                    ..
+                },
+                _,
+            ) => {
                 return Err(Error::Cancelled);
             }
             (SessionOutcome::Ended { detail, .. }, last) => {
@@ -223,7 +238,10 @@ async fn generated_phase(
             reason: reason.clone(),
             feedback: feedback.clone().unwrap_or_default(),
         }));
-        let backoff = spec.limits.retry_base.saturating_mul(1 << (attempt - 1).min(16));
+        let backoff = spec
+            .limits
+            .retry_base
+            .saturating_mul(1 << (attempt - 1).min(16));
         tokio::select! {
             _ = spec.cancel.cancelled() => return Err(Error::Cancelled),
             _ = tokio::time::sleep(backoff) => {}

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint;
 use crate::config::{
-    Config, ContextSource, FailureReport, LlmConfig, MAX_FETCHED_CONTEXT_BYTES, Mode,
-    check_resume, parse_context, state_dir,
+    Config, ContextSource, FailureReport, LlmConfig, MAX_FETCHED_CONTEXT_BYTES, Mode, check_resume,
+    parse_context, state_dir,
 };
 use crate::error::{Error, Result};
 use crate::events::{self, Emitter, EventIds, EventsConfig, SinkConfig};
@@ -141,9 +141,9 @@ fn events_config(config: &Config) -> EventsConfig {
 /// The phase context: inline, or fetched from `PHASE_CONTEXT_URL` with the sandbox token.
 async fn resolve_context(source: &ContextSource, start: Phase) -> Result<PhaseContext> {
     match source {
-        ContextSource::Inline(context) => Ok(context.clone()),
+        ContextSource::Inline(context) => Ok((**context).clone()),
         ContextSource::Url { url, token } => {
-            let bytes = fetch_context(url, token).await?;
+            let bytes = fetch_context(url, token.expose()).await?;
             let context = parse_context(var::PHASE_CONTEXT_URL, &bytes)?;
             check_resume(var::PHASE_CONTEXT_URL, &context, start)?;
             Ok(context)

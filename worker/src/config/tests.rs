@@ -95,10 +95,10 @@ fn spec_mode_from_title_with_defaults() {
     assert_eq!(spec.stop_after, None);
     assert_eq!(
         spec.context,
-        ContextSource::Inline(PhaseContext {
+        ContextSource::Inline(Box::new(PhaseContext {
             title: "Add a flag".into(),
             ..PhaseContext::default()
-        })
+        }))
     );
     assert_eq!(config.limits, Limits::default());
     assert_eq!(config.sandbox_id, "local");
@@ -122,11 +122,11 @@ fn context_values_win_and_description_fills_in() {
     };
     assert_eq!(
         spec.context,
-        ContextSource::Inline(PhaseContext {
+        ContextSource::Inline(Box::new(PhaseContext {
             title: "From context".into(),
             description: "from env".into(),
             ..PhaseContext::default()
-        })
+        }))
     );
 }
 
@@ -146,7 +146,7 @@ fn resume_with_complete_context_is_accepted() {
         panic!()
     };
     assert_eq!(spec.start, Phase::Requirements);
-    assert_eq!(spec.context, ContextSource::Inline(context));
+    assert_eq!(spec.context, ContextSource::Inline(Box::new(context)));
 }
 
 #[test]
@@ -164,7 +164,10 @@ fn json_that_is_not_a_context_is_a_config_error() {
     env.set("PHASE_CONTEXT_B64", &b64(r#"{"phase": 3}"#));
     let (variable, problem) = env.error();
     assert_eq!(variable, "PHASE_CONTEXT_B64");
-    assert!(problem.starts_with("not a phase context JSON: missing field `title`"), "{problem}");
+    assert!(
+        problem.starts_with("not a phase context JSON: missing field `title`"),
+        "{problem}"
+    );
 
     env.set("PHASE_CONTEXT_B64", &b64("[1, 2"));
     assert_eq!(env.error().0, "PHASE_CONTEXT_B64");
@@ -172,7 +175,10 @@ fn json_that_is_not_a_context_is_a_config_error() {
     env.set("PHASE_CONTEXT_B64", &b64(r#"{"title": "  "}"#));
     assert_eq!(
         env.error(),
-        ("PHASE_CONTEXT_B64".into(), "the context has an empty title".into())
+        (
+            "PHASE_CONTEXT_B64".into(),
+            "the context has an empty title".into()
+        )
     );
 }
 
@@ -227,7 +233,7 @@ fn context_url_without_token_is_a_config_error() {
         spec.context,
         ContextSource::Url {
             url: "http://127.0.0.1:9/ctx".into(),
-            token: "secret".into()
+            token: Secret::new("secret")
         }
     );
     env.set("PHASE_CONTEXT_URL", "ftp://x");
@@ -256,7 +262,13 @@ fn no_mode_is_a_config_error_naming_the_variables() {
     let env = Env::new();
     let (variable, problem) = env.error();
     assert_eq!(variable, "mode");
-    for name in ["SPEC_ID", "SPEC_PHASE", "TASK_ID", "EXECUTION_MODE", "REQUIRE_SPEC_SKILL"] {
+    for name in [
+        "SPEC_ID",
+        "SPEC_PHASE",
+        "TASK_ID",
+        "EXECUTION_MODE",
+        "REQUIRE_SPEC_SKILL",
+    ] {
         assert!(problem.contains(name), "{problem} lacks {name}");
     }
     let mut env = Env::new();
@@ -341,7 +353,10 @@ fn coordinator_needs_sandbox_id_and_token() {
         })
     );
     assert_eq!(config.sandbox_id, "sb-1");
-    assert!(!format!("{config:?}").contains("tok\""), "token leaked into Debug");
+    assert!(
+        !format!("{config:?}").contains("tok\""),
+        "token leaked into Debug"
+    );
     env.set("OMOIOS_API_URL", "127.0.0.1:8080");
     assert_eq!(env.error().0, "OMOIOS_API_URL");
 }

@@ -4,6 +4,7 @@
 //! Invariant: seq order is emission order, without gaps, across worker restarts in one workspace
 //! (HTTP mode: the spool remembers the last seq; see `spool`).
 
+mod retry;
 pub mod sender;
 pub mod spool;
 mod stdout;
@@ -68,7 +69,9 @@ pub struct Emitter {
 
 impl std::fmt::Debug for Emitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emitter").field("ids", &self.inner.ids).finish()
+        f.debug_struct("Emitter")
+            .field("ids", &self.inner.ids)
+            .finish()
     }
 }
 
@@ -215,7 +218,7 @@ pub async fn start(config: EventsConfig) -> Result<(Emitter, Delivery)> {
             token,
             spool_dir,
         } => {
-            let recovered = spool::Spool::open(&spool_dir)?;
+            let recovered = spool::Spool::open_for_sandbox(&spool_dir, &config.ids.sandbox_id)?;
             let next_seq = recovered.next_seq;
             // Events a killed predecessor emitted but never got acked go first, in order.
             for envelope in recovered.unacked {
@@ -225,8 +228,7 @@ pub async fn start(config: EventsConfig) -> Result<(Emitter, Delivery)> {
             }
             let spool = Arc::new(Mutex::new(recovered.spool));
             let emitter = Emitter::new(config.ids.clone(), next_seq, tx, Some(spool.clone()));
-            let sender =
-                sender::HttpSender::new(&base_url, &config.ids.sandbox_id, &token, spool)?;
+            let sender = sender::HttpSender::new(&base_url, &config.ids.sandbox_id, &token, spool)?;
             (emitter, tokio::spawn(sender.run(rx, signals.clone())))
         }
     };
