@@ -11,7 +11,11 @@ use omoi_worker::error::Error;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "omoi-worker", version, about = "The omoi worker: specs and tasks in a sandbox")]
+#[command(
+    name = "omoi-worker",
+    version,
+    about = "The omoi worker: specs and tasks in a sandbox"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -45,7 +49,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     init_tracing();
     let code = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(),
@@ -65,6 +72,19 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+/// `--help` and `--version` print as clap does; any other usage error is one line, exit 2.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = err.to_string();
+    let first = text.lines().next().unwrap_or("bad arguments");
+    eprintln!("omoi-worker: {}", first.trim_start_matches("error: "));
+    ExitCode::from(2)
 }
 
 fn init_tracing() {

@@ -1,0 +1,461 @@
+//! The dependency graph of a spec's tasks: what is wrong with it (duplicate ids, unknown and self
+//! dependencies, cycles), the order and waves it allows, and its critical path.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use omoi_protocol::artifact::SpecTask;
+
+/// The tasks as a graph: a node per distinct id (the first task with an id wins), an edge from each
+/// task to each of its known dependencies other than itself.
+#[derive(Debug)]
+pub(crate) struct TaskGraph<'a> {
+    nodes: Vec<&'a SpecTask>,
+    /// For each node, the nodes it depends on (deduplicated, in the order written).
+    deps: Vec<Vec<usize>>,
+    /// Ids used by more than one task, each once, in order of first repetition.
+    pub(crate) duplicates: Vec<String>,
+    /// `(task, dependency)` for every dependency on an id no task has.
+    pub(crate) unknown: Vec<(String, String)>,
+    /// Tasks that depend on themselves.
+    pub(crate) self_dependent: Vec<String>,
+}
+
+/// What a topological sort of the graph yields.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Ordering {
+    /// Every task that can be ordered, dependencies first; ties go to the smaller id.
+    pub(crate) order: Vec<String>,
+    /// Waves of tasks: wave n depends only on waves before it; each wave sorted by id.
+    pub(crate) waves: Vec<Vec<String>>,
+    /// Each dependency cycle as a path `a → b → … → a` (each depends on the next), starting at
+    /// its smallest id; one per group of tasks that depend on each other.
+    pub(crate) cycles: Vec<Vec<String>>,
+    /// The members of each cycle's group (sorted), parallel to `cycles`.
+    pub(crate) cycle_members: Vec<Vec<String>>,
+    /// Tasks that cannot be ordered because they are in a cycle or depend on one (sorted).
+    pub(crate) unordered: Vec<String>,
+}
+
+/// The longest chain of ordered tasks by estimated hours.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CriticalPath {
+    pub(crate) tasks: Vec<String>,
+    pub(crate) hours: f64,
+}
+
+impl<'a> TaskGraph<'a> {
+    pub(crate) fn new(tasks: &'a [SpecTask]) -> Self {
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut nodes = Vec::new();
+        let mut duplicates = Vec::new();
+        for task in tasks {
+            if index.contains_key(task.id.as_str()) {
+                if !duplicates.contains(&task.id) {
+                    duplicates.push(task.id.clone());
+                }
+            } else {
+                index.insert(task.id.as_str(), nodes.len());
+                nodes.push(task);
+            }
+        }
+        let mut unknown = Vec::new();
+        let mut self_dependent = Vec::new();
+        let mut deps = Vec::with_capacity(nodes.len());
+        for (node, task) in nodes.iter().enumerate() {
+            let mut mine: Vec<usize> = Vec::new();
+            for dep in &task.depends_on {
+                match index.get(dep.as_str()) {
+                    Some(&d) if d == node => {
+                        if !self_dependent.contains(&task.id) {
+                            self_dependent.push(task.id.clone());
+                        }
+                    }
+                    Some(&d) => {
+                        if !mine.contains(&d) {
+                            mine.push(d);
+                        }
+                    }
+                    None => unknown.push((task.id.clone(), dep.clone())),
+                }
+            }
+            deps.push(mine);
+        }
+        TaskGraph {
+            nodes,
+            deps,
+            duplicates,
+            unknown,
+            self_dependent,
+        }
+    }
+
+    fn id(&self, node: usize) -> &'a str {
+        self.nodes[node].id.as_str()
+    }
+
+    /// Kahn's algorithm: the order (smallest ready id first), the waves, and the cycles that stop it.
+    pub(crate) fn ordering(&self) -> Ordering {
+        let n = self.nodes.len();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut waiting: Vec<usize> = vec![0; n];
+        for (node, deps) in self.deps.iter().enumerate() {
+            waiting[node] = deps.len();
+            for &d in deps {
+                dependents[d].push(node);
+            }
+        }
+
+        let mut remaining = waiting.clone();
+        let mut ready: BTreeSet<(&str, usize)> = (0..n)
+            .filter(|&v| remaining[v] == 0)
+            .map(|v| (self.id(v), v))
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(first) = ready.pop_first() {
+            let (_, v) = first;
+            order.push(self.id(v).to_string());
+            for &w in &dependents[v] {
+                remaining[w] -= 1;
+                if remaining[w] == 0 {
+                    ready.insert((self.id(w), w));
+                }
+            }
+        }
+
+        let mut waves = Vec::new();
+        let mut remaining = waiting;
+        let mut wave: Vec<usize> = (0..n).filter(|&v| remaining[v] == 0).collect();
+        let mut ordered = vec![false; n];
+        while !wave.is_empty() {
+            let mut next = Vec::new();
+            for &v in &wave {
+                ordered[v] = true;
+                for &w in &dependents[v] {
+                    remaining[w] -= 1;
+                    if remaining[w] == 0 {
+                        next.push(w);
+                    }
+                }
+            }
+            let mut ids: Vec<String> = wave.iter().map(|&v| self.id(v).to_string()).collect();
+            ids.sort();
+            waves.push(ids);
+            wave = next;
+        }
+
+        let stuck: Vec<usize> = (0..n).filter(|&v| !ordered[v]).collect();
+        let mut unordered: Vec<String> = stuck.iter().map(|&v| self.id(v).to_string()).collect();
+        unordered.sort();
+        let (cycles, cycle_members) = self.cycles(&stuck);
+        Ordering {
+            order,
+            waves,
+            cycles,
+            cycle_members,
+            unordered,
+        }
+    }
+
+    /// The groups of tasks among `stuck` that depend on each other, each with one cycle through it.
+    fn cycles(&self, stuck: &[usize]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+        let in_stuck: BTreeSet<usize> = stuck.iter().copied().collect();
+        let reach: BTreeMap<usize, BTreeSet<usize>> = stuck
+            .iter()
+            .map(|&v| (v, self.reachable(v, &in_stuck)))
+            .collect();
+        let reaches = |from: usize, to: usize| reach.get(&from).is_some_and(|r| r.contains(&to));
+        let mut assigned: BTreeSet<usize> = BTreeSet::new();
+        let mut groups: Vec<BTreeSet<usize>> = Vec::new();
+        let mut by_id: Vec<usize> = stuck.to_vec();
+        by_id.sort_by_key(|&v| self.id(v));
+        for &v in &by_id {
+            if assigned.contains(&v) {
+                continue;
+            }
+            let group: BTreeSet<usize> = by_id
+                .iter()
+                .copied()
+                .filter(|&u| u == v || (reaches(v, u) && reaches(u, v)))
+                .collect();
+            assigned.extend(group.iter().copied());
+            if group.len() > 1 {
+                groups.push(group);
+            }
+        }
+        groups
+            .iter()
+            .map(|group| {
+                let mut members: Vec<String> =
+                    group.iter().map(|&v| self.id(v).to_string()).collect();
+                members.sort();
+                (self.cycle_path(group), members)
+            })
+            .unzip()
+    }
+
+    /// Nodes reachable from `start` along dependencies, staying within `within`.
+    fn reachable(&self, start: usize, within: &BTreeSet<usize>) -> BTreeSet<usize> {
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([start]);
+        while let Some(v) = queue.pop_front() {
+            for &d in &self.deps[v] {
+                if within.contains(&d) && seen.insert(d) {
+                    queue.push_back(d);
+                }
+            }
+        }
+        seen
+    }
+
+    /// One cycle inside a group whose members all reach each other: from the smallest id, follow
+    /// the smallest dependency inside the group until a task repeats.
+    fn cycle_path(&self, group: &BTreeSet<usize>) -> Vec<String> {
+        let Some(&start) = group.iter().min_by_key(|&&v| self.id(v)) else {
+            return Vec::new();
+        };
+        let mut path = vec![start];
+        let mut current = start;
+        loop {
+            let next = self.deps[current]
+                .iter()
+                .copied()
+                .filter(|d| group.contains(d))
+                .min_by_key(|&d| self.id(d));
+            let Some(next) = next else {
+                break;
+            };
+            if let Some(at) = path.iter().position(|&v| v == next) {
+                let mut cycle: Vec<usize> = path[at..].to_vec();
+                let smallest = (0..cycle.len())
+                    .min_by_key(|&i| self.id(cycle[i]))
+                    .unwrap_or(0);
+                cycle.rotate_left(smallest);
+                let first = cycle[0];
+                cycle.push(first);
+                return cycle.iter().map(|&v| self.id(v).to_string()).collect();
+            }
+            path.push(next);
+            current = next;
+        }
+        path.iter().map(|&v| self.id(v).to_string()).collect()
+    }
+
+    /// The longest chain by estimated hours among the ordered tasks; a negative estimate counts as
+    /// zero. Ties go to the smaller id.
+    pub(crate) fn critical_path(&self, ordering: &Ordering) -> CriticalPath {
+        let position: BTreeMap<&str, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(v, t)| (t.id.as_str(), v))
+            .collect();
+        let mut best: BTreeMap<usize, (f64, Option<usize>)> = BTreeMap::new();
+        for id in &ordering.order {
+            let Some(&v) = position.get(id.as_str()) else {
+                continue;
+            };
+            let mut before: Option<(f64, usize)> = None;
+            for &d in &self.deps[v] {
+                let Some(&(hours, _)) = best.get(&d) else {
+                    continue;
+                };
+                let better = match before {
+                    None => true,
+                    Some((h, u)) => hours > h || (hours == h && self.id(d) < self.id(u)),
+                };
+                if better {
+                    before = Some((hours, d));
+                }
+            }
+            let own = hours(self.nodes[v]);
+            best.insert(
+                v,
+                (own + before.map_or(0.0, |(h, _)| h), before.map(|(_, u)| u)),
+            );
+        }
+        let end = best
+            .iter()
+            .max_by(|(a, (ha, _)), (b, (hb, _))| {
+                ha.total_cmp(hb)
+                    .then_with(|| self.id(**b).cmp(self.id(**a)))
+            })
+            .map(|(&v, &(h, _))| (v, h));
+        let Some((end, total)) = end else {
+            return CriticalPath {
+                tasks: Vec::new(),
+                hours: 0.0,
+            };
+        };
+        let mut tasks = vec![self.id(end).to_string()];
+        let mut current = end;
+        while let Some(&(_, Some(previous))) = best.get(&current) {
+            tasks.push(self.id(previous).to_string());
+            current = previous;
+        }
+        tasks.reverse();
+        CriticalPath {
+            tasks,
+            hours: total,
+        }
+    }
+}
+
+/// A task's estimate for planning: negative or non-finite counts as zero.
+pub(crate) fn hours(task: &SpecTask) -> f64 {
+    if task.estimate_hours.is_finite() {
+        task.estimate_hours.max(0.0)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use omoi_protocol::artifact::{Priority, TaskKind};
+    use pretty_assertions::assert_eq;
+
+    /// A task with an id, an estimate and dependencies; the rest is filler.
+    pub(crate) fn task(id: &str, hours: f64, deps: &[&str]) -> SpecTask {
+        SpecTask {
+            id: id.into(),
+            title: format!("Task {id}"),
+            description: format!("Does the work of {id}."),
+            kind: TaskKind::Implementation,
+            priority: Priority::Medium,
+            estimate_hours: hours,
+            files: vec![],
+            acceptance_criteria: vec![format!("{id} is done")],
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            requirements: vec![],
+        }
+    }
+
+    fn ids(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn diamond_orders_in_waves_and_finds_the_heavier_branch() {
+        // 1 ← 2 (5h), 1 ← 3 (1h), {2,3} ← 4
+        let tasks = vec![
+            task("TSK-004", 1.0, &["TSK-002", "TSK-003"]),
+            task("TSK-003", 1.0, &["TSK-001"]),
+            task("TSK-002", 5.0, &["TSK-001"]),
+            task("TSK-001", 2.0, &[]),
+        ];
+        let graph = TaskGraph::new(&tasks);
+        let ordering = graph.ordering();
+        assert_eq!(
+            ordering,
+            Ordering {
+                order: ids(&["TSK-001", "TSK-002", "TSK-003", "TSK-004"]),
+                waves: vec![
+                    ids(&["TSK-001"]),
+                    ids(&["TSK-002", "TSK-003"]),
+                    ids(&["TSK-004"])
+                ],
+                cycles: vec![],
+                cycle_members: vec![],
+                unordered: vec![],
+            }
+        );
+        assert_eq!(
+            graph.critical_path(&ordering),
+            CriticalPath {
+                tasks: ids(&["TSK-001", "TSK-002", "TSK-004"]),
+                hours: 8.0
+            }
+        );
+    }
+
+    #[test]
+    fn order_prefers_the_smallest_ready_id_not_the_wave() {
+        let tasks = vec![
+            task("A", 1.0, &[]),
+            task("B", 1.0, &["A"]),
+            task("C", 1.0, &[]),
+        ];
+        let ordering = TaskGraph::new(&tasks).ordering();
+        assert_eq!(ordering.order, ids(&["A", "B", "C"]));
+        assert_eq!(ordering.waves, vec![ids(&["A", "C"]), ids(&["B"])]);
+    }
+
+    #[test]
+    fn a_cycle_is_named_and_what_waits_on_it_is_unordered() {
+        let tasks = vec![
+            task("TSK-001", 1.0, &[]),
+            task("TSK-002", 1.0, &["TSK-001", "TSK-004"]),
+            task("TSK-003", 1.0, &["TSK-002"]),
+            task("TSK-004", 1.0, &["TSK-003"]),
+            task("TSK-005", 1.0, &["TSK-003"]),
+        ];
+        let graph = TaskGraph::new(&tasks);
+        let ordering = graph.ordering();
+        assert_eq!(
+            ordering,
+            Ordering {
+                order: ids(&["TSK-001"]),
+                waves: vec![ids(&["TSK-001"])],
+                cycles: vec![ids(&["TSK-002", "TSK-004", "TSK-003", "TSK-002"])],
+                cycle_members: vec![ids(&["TSK-002", "TSK-003", "TSK-004"])],
+                unordered: ids(&["TSK-002", "TSK-003", "TSK-004", "TSK-005"]),
+            }
+        );
+        assert_eq!(
+            graph.critical_path(&ordering),
+            CriticalPath {
+                tasks: ids(&["TSK-001"]),
+                hours: 1.0
+            }
+        );
+    }
+
+    #[test]
+    fn self_unknown_and_duplicate_ids_are_reported() {
+        let tasks = vec![
+            task("TSK-001", 1.0, &["TSK-001", "TSK-009"]),
+            task("TSK-002", 1.0, &["TSK-001", "TSK-001"]),
+            task("TSK-002", 3.0, &[]),
+        ];
+        let graph = TaskGraph::new(&tasks);
+        assert_eq!(graph.self_dependent, ids(&["TSK-001"]));
+        assert_eq!(
+            graph.unknown,
+            vec![("TSK-001".to_string(), "TSK-009".to_string())]
+        );
+        assert_eq!(graph.duplicates, ids(&["TSK-002"]));
+        // The self-dependency is not an edge: the rest still orders.
+        assert_eq!(graph.ordering().order, ids(&["TSK-001", "TSK-002"]));
+    }
+
+    #[test]
+    fn two_separate_cycles_are_both_found() {
+        let tasks = vec![
+            task("A", 1.0, &["B"]),
+            task("B", 1.0, &["A"]),
+            task("C", 1.0, &["D"]),
+            task("D", 1.0, &["C"]),
+        ];
+        let ordering = TaskGraph::new(&tasks).ordering();
+        assert_eq!(
+            ordering.cycles,
+            vec![ids(&["A", "B", "A"]), ids(&["C", "D", "C"])]
+        );
+        assert_eq!(ordering.order, Vec::<String>::new());
+    }
+
+    #[test]
+    fn negative_estimates_count_as_zero_on_the_critical_path() {
+        let tasks = vec![task("A", -3.0, &[]), task("B", 2.0, &["A"])];
+        let graph = TaskGraph::new(&tasks);
+        let path = graph.critical_path(&graph.ordering());
+        assert_eq!(
+            path,
+            CriticalPath {
+                tasks: ids(&["A", "B"]),
+                hours: 2.0
+            }
+        );
+    }
+}

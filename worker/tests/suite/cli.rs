@@ -1,0 +1,225 @@
+//! Integration tests of the `evaluate` and `schema` subcommands, through the built binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use omoi_protocol::artifact::{PhaseOutput, RequirementsOutput, TasksOutput};
+use omoi_protocol::context::PhaseContext;
+use omoi_protocol::eval::{Evaluation, Issue};
+use omoi_protocol::phase::Phase;
+use omoi_worker::evaluate::evaluate;
+use pretty_assertions::assert_eq;
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/evaluate")
+}
+
+fn worker(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_omoi-worker"))
+        .args(args)
+        .current_dir(data())
+        .env_clear()
+        .output()
+        .unwrap()
+}
+
+fn read<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    serde_json::from_str(&std::fs::read_to_string(data().join(name)).unwrap()).unwrap()
+}
+
+/// The evaluation printed on stdout, after checking the exit code.
+fn evaluation(output: &Output, code: i32) -> Evaluation {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// Exit code 2, nothing on stdout, and one line on stderr.
+fn bad_input(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
+    stderr
+}
+
+#[test]
+fn good_requirements_pass_with_exit_0_and_print_the_evaluation() {
+    let output = worker(&["evaluate", "requirements", "requirements_good.json"]);
+    let printed = evaluation(&output, 0);
+    let expected = evaluate(
+        &PhaseOutput::Requirements(read::<RequirementsOutput>("requirements_good.json")),
+        &PhaseContext::default(),
+        &data(),
+        0.7,
+    );
+    assert_eq!(printed, expected);
+    assert_eq!(
+        (printed.score, printed.passed, printed.issues.len()),
+        (1.0, true, 0)
+    );
+}
+
+#[test]
+fn bad_requirements_fail_with_exit_1_and_name_the_problems() {
+    let output = worker(&["evaluate", "requirements", "requirements_bad.json"]);
+    let printed = evaluation(&output, 1);
+    assert!(!printed.passed);
+    let blocking: Vec<&Issue> = printed.issues.iter().filter(|i| i.blocking).collect();
+    assert_eq!(
+        blocking,
+        vec![&Issue {
+            blocking: true,
+            subject: Some("REQ-BUILD-001".into()),
+            message: "id used by 2 requirements: give each its own".into(),
+        }]
+    );
+    assert_eq!(
+        printed.warnings,
+        vec![
+            "REQ-BUILD-001: vague wording (quickly, user-friendly): state a measurable condition \
+             instead"
+                .to_string()
+        ]
+    );
+    let expected = evaluate(
+        &PhaseOutput::Requirements(read("requirements_bad.json")),
+        &PhaseContext::default(),
+        &data(),
+        0.7,
+    );
+    assert_eq!(printed, expected);
+}
+
+#[test]
+fn a_dependency_cycle_fails_the_tasks_gate_with_the_context() {
+    let output = worker(&[
+        "evaluate",
+        "tasks",
+        "tasks_cycle.json",
+        "--context",
+        "context.json",
+    ]);
+    let printed = evaluation(&output, 1);
+    assert_eq!(
+        printed.issues,
+        vec![Issue {
+            blocking: true,
+            subject: Some("TSK-001".into()),
+            message: "dependency cycle among TSK-001, TSK-002, TSK-003: TSK-001 → TSK-003 → \
+                      TSK-002 → TSK-001 (each depends on the next); break it by removing a \
+                      dependency"
+                .into(),
+        }]
+    );
+    let expected = evaluate(
+        &PhaseOutput::Tasks(read::<TasksOutput>("tasks_cycle.json")),
+        &read::<PhaseContext>("context.json"),
+        &data(),
+        0.7,
+    );
+    assert_eq!(printed, expected);
+}
+
+#[test]
+fn a_missing_key_file_fails_explore_in_the_given_workspace() {
+    let workspace = data();
+    let workspace = workspace.to_str().unwrap();
+    let output = worker(&[
+        "evaluate",
+        "explore",
+        "explore.json",
+        "--workspace",
+        workspace,
+    ]);
+    let printed = evaluation(&output, 1);
+    assert_eq!(
+        printed.issues,
+        vec![Issue {
+            blocking: true,
+            subject: Some("src/missing.rs".into()),
+            message: "does not exist in the workspace: list the files and name one that does"
+                .into(),
+        }]
+    );
+}
+
+#[test]
+fn the_threshold_flag_moves_the_gate() {
+    let output = worker(&["evaluate", "tasks", "tasks_cycle.json", "--threshold", "0"]);
+    // Without a context the cycle still blocks, whatever the threshold.
+    assert!(!evaluation(&output, 1).passed);
+
+    let output = worker(&[
+        "evaluate",
+        "requirements",
+        "requirements_good.json",
+        "--threshold",
+        "1",
+    ]);
+    assert!(evaluation(&output, 0).passed);
+}
+
+#[test]
+fn unreadable_invalid_and_mistyped_files_exit_2_with_one_line() {
+    let stderr = bad_input(&worker(&["evaluate", "tasks", "no_such_file.json"]));
+    assert!(
+        stderr.contains("no_such_file.json: cannot read"),
+        "{stderr}"
+    );
+
+    // A requirements file is not a tasks output: the message names the phase and the position.
+    let stderr = bad_input(&worker(&["evaluate", "tasks", "requirements_good.json"]));
+    assert!(
+        stderr.contains("requirements_good.json: is not a tasks output: missing field `tasks`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line "), "{stderr}");
+
+    let stderr = bad_input(&worker(&[
+        "evaluate",
+        "tasks",
+        "tasks_cycle.json",
+        "--context",
+        "explore.json",
+    ]));
+    assert!(
+        stderr.contains("explore.json: is not a phase context: missing field `title`"),
+        "{stderr}"
+    );
+
+    let stderr = bad_input(&worker(&["evaluate", "complete", "tasks_cycle.json"]));
+    assert!(stderr.contains("complete has no output"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_phase_exits_2_with_one_line() {
+    let stderr = bad_input(&worker(&["evaluate", "planning", "tasks_cycle.json"]));
+    assert!(stderr.contains("unknown phase \"planning\""), "{stderr}");
+}
+
+#[test]
+fn schema_prints_the_phase_output_schema() {
+    let output = worker(&["schema", "tasks"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let expected =
+        serde_json::to_value(omoi_protocol::schema::phase_output(Phase::Tasks).unwrap()).unwrap();
+    assert_eq!(printed, expected);
+}
+
+#[test]
+fn schema_of_complete_exits_2() {
+    let stderr = bad_input(&worker(&["schema", "complete"]));
+    assert!(stderr.contains("complete has no output"), "{stderr}");
+}
