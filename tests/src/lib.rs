@@ -1,3 +1,10 @@
 //! Test support for omoi: fake servers that speak the real wire formats, fixtures, helpers.
 
+// Test support: a fixture that cannot be set up must fail the test that asked for it, loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod fake_anthropic;
+pub mod fake_llm;
+pub mod fake_openai;
 pub mod fixtures;
+pub mod sink;

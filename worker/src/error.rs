@@ -3,6 +3,7 @@
 use omoi_protocol::event::ErrorKind;
 use omoi_protocol::phase::Phase;
 
+use crate::agent::EndReason;
 use crate::llm::LlmError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -18,6 +19,13 @@ pub enum Error {
     /// A phase did not pass its gate within its attempts. Not retryable by the worker.
     #[error("{phase} did not pass its gate: {reason}")]
     Gate { phase: Phase, reason: String },
+    /// An agent session ended without an accepted submission where the run needed one.
+    /// Not retryable by the worker.
+    #[error("the agent session ended without a submission: {detail}")]
+    Session {
+        reason: crate::agent::EndReason,
+        detail: String,
+    },
     /// A filesystem, process or git failure in the workspace.
     #[error("{context}: {source}")]
     Io {
@@ -72,6 +80,13 @@ impl Error {
             Error::Llm(LlmError::Cancelled) => ErrorKind::Cancelled,
             Error::Llm(_) => ErrorKind::Provider,
             Error::Gate { .. } => ErrorKind::Gate,
+            Error::Session { reason, .. } => match reason {
+                EndReason::MaxTurns | EndReason::Budget => ErrorKind::Budget,
+                EndReason::Timeout => ErrorKind::Timeout,
+                EndReason::Provider => ErrorKind::Provider,
+                EndReason::Cancelled => ErrorKind::Cancelled,
+                EndReason::NoSubmission | EndReason::Stalled => ErrorKind::Gate,
+            },
             Error::Io { .. } | Error::Workspace(_) | Error::Json { .. } => ErrorKind::Workspace,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,

@@ -16,8 +16,12 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::events::{self, Emitter, EventIds, EventsConfig, SinkConfig};
+use crate::agent::{self, EndReason, SessionOutcome};
 use crate::llm::Provider;
+use crate::llm::anthropic::AnthropicProvider;
+use crate::llm::openai::OpenAiProvider;
 use crate::llm::scripted::ScriptedProvider;
+use crate::skill::{SkillRequest, run_spec_skill};
 use crate::machine::{self, SpecOutcome, SpecRun};
 
 /// How long the event sender may take to deliver what is queued when the run ends.
@@ -101,9 +105,35 @@ async fn dispatch(
         Mode::Task(_) => Err(Error::Workspace(
             "task mode is not available in this build".into(),
         )),
-        Mode::SpecSkill(_) => Err(Error::Workspace(
-            "spec-skill mode is not available in this build".into(),
-        )),
+        Mode::SpecSkill(skill) => {
+            let report = run_spec_skill(
+                provider.as_ref(),
+                &SkillRequest {
+                    workspace: config.workspace.clone(),
+                    title: skill.title.clone(),
+                    description: skill.description.clone(),
+                    limits: agent::Limits {
+                        max_turns: config.limits.max_turns,
+                        max_budget_usd: config.limits.max_budget_usd,
+                        timeout: config.limits.phase_timeout,
+                    },
+                    threshold: config.limits.pass_threshold,
+                },
+                emitter,
+                cancel,
+            )
+            .await?;
+            // The documents' evaluations are reported as events and never block; the run
+            // fails only when the agent never submitted.
+            match report.session {
+                SessionOutcome::Submitted { .. } => Ok(None),
+                SessionOutcome::Ended {
+                    reason: EndReason::Cancelled,
+                    ..
+                } => Err(Error::Cancelled),
+                SessionOutcome::Ended { reason, detail } => Err(Error::Session { reason, detail }),
+            }
+        }
     }
 }
 
@@ -111,10 +141,8 @@ async fn dispatch(
 pub fn provider(llm: &LlmConfig) -> Result<Box<dyn Provider>> {
     match llm {
         LlmConfig::Scripted { script } => Ok(Box::new(ScriptedProvider::load(script)?)),
-        LlmConfig::Anthropic(_) | LlmConfig::OpenAi(_) => Err(Error::config(
-            var::OMOI_LLM,
-            "this build has only the scripted provider",
-        )),
+        LlmConfig::Anthropic(settings) => Ok(Box::new(AnthropicProvider::new(settings.clone())?)),
+        LlmConfig::OpenAi(settings) => Ok(Box::new(OpenAiProvider::new(settings.clone())?)),
     }
 }
 

@@ -1,6 +1,11 @@
 //! The model provider trait and the provider-neutral message types the agent loop speaks.
 
+pub mod anthropic;
+pub mod openai;
+pub mod pricing;
+pub mod retry;
 pub mod scripted;
+pub mod sse;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -155,6 +160,31 @@ impl LlmError {
             | LlmError::Script(_)
             | LlmError::Cancelled => false,
         }
+    }
+}
+
+/// Settings of a provider that talks to an HTTP API (`anthropic`, `openai`).
+#[derive(Clone, PartialEq)]
+pub struct HttpProviderConfig {
+    pub api_key: String,
+    /// Base URL without the path, e.g. `https://api.anthropic.com`.
+    pub base_url: String,
+    pub model: String,
+    /// Limit of one request, first byte to last.
+    pub request_timeout: Duration,
+    /// Retries of one call on 429, 5xx, timeouts and connection errors.
+    pub max_retries: u32,
+}
+
+impl std::fmt::Debug for HttpProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProviderConfig")
+            .field("api_key", &"<redacted>")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
     }
 }
 

@@ -1,0 +1,399 @@
+//! What the fake model servers share: the scripted replies, the recorded requests and
+//! violations, the JSON-Schema check of tool definitions, and the axum server plumbing.
+//! `fake_anthropic` and `fake_openai` add their API's checks and wire format.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+/// One block of a scripted model turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnBlock {
+    Text(String),
+    /// A tool call; `arguments` is the JSON text the model wrote (malformed on purpose in some
+    /// tests).
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+/// One answer of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub blocks: Vec<TurnBlock>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The answer was cut by the token limit (`max_tokens` / `length`).
+    pub truncated: bool,
+}
+
+impl Turn {
+    /// An answer with no content at all.
+    pub fn empty() -> Self {
+        Turn {
+            blocks: Vec::new(),
+            input_tokens: 10,
+            output_tokens: 1,
+            truncated: false,
+        }
+    }
+
+    pub fn text(text: impl Into<String>) -> Self {
+        Turn::empty().with_text(text)
+    }
+
+    pub fn tool_call(id: &str, name: &str, input: Value) -> Self {
+        Turn::empty().with_tool_call(id, name, input)
+    }
+
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.blocks.push(TurnBlock::Text(text.into()));
+        self
+    }
+
+    pub fn with_tool_call(self, id: &str, name: &str, input: Value) -> Self {
+        self.with_raw_tool_call(id, name, &input.to_string())
+    }
+
+    /// A tool call whose arguments are `arguments` verbatim, valid JSON or not.
+    pub fn with_raw_tool_call(mut self, id: &str, name: &str, arguments: &str) -> Self {
+        self.blocks.push(TurnBlock::ToolCall {
+            id: id.to_string(),
+            name: name.to_string(),
+            arguments: arguments.to_string(),
+        });
+        self
+    }
+
+    pub fn with_usage(mut self, input_tokens: u64, output_tokens: u64) -> Self {
+        self.input_tokens = input_tokens;
+        self.output_tokens = output_tokens;
+        self
+    }
+
+    pub fn truncated(mut self) -> Self {
+        self.truncated = true;
+        self
+    }
+
+    pub fn has_tool_calls(&self) -> bool {
+        self.blocks
+            .iter()
+            .any(|b| matches!(b, TurnBlock::ToolCall { .. }))
+    }
+}
+
+/// What the fake answers to one request, in script order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A normal answer: JSON, or SSE when the request asked to stream.
+    Turn(Turn),
+    /// 429 with a `retry-after` header of this value.
+    RateLimited { retry_after: String },
+    /// A 5xx answer (500 `api_error`, 529 `overloaded_error` …) with the API's error body.
+    ServerError { status: u16 },
+    /// 400 with the API's error body and this message.
+    BadRequest { message: String },
+    /// Streams the first `events` events of `turn`, then sends nothing more and never closes.
+    /// (Asked for JSON, it never answers.)
+    Stall { turn: Turn, events: usize },
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub path: String,
+    /// Header names in lowercase.
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+/// How one API checks requests and writes answers.
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// The route requests must use.
+    const PATH: &'static str;
+    /// Everything the real API would reject in this request, in words.
+    fn check(headers: &HeaderMap, body: &Value) -> Vec<String>;
+    /// The answer to a request (`number` counts requests from 1).
+    fn respond(reply: Reply, request: &Value, number: usize) -> Response;
+    /// The API's 400 answer with `message`.
+    fn bad_request(message: &str) -> Response;
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct FakeState {
+    replies: VecDeque<Reply>,
+    requests: Vec<RecordedRequest>,
+    violations: Vec<String>,
+}
+
+type Shared = Arc<Mutex<FakeState>>;
+
+/// A running fake: a server on 127.0.0.1 with a queue of replies. Stops when dropped.
+#[derive(Debug)]
+pub(crate) struct FakeServer {
+    addr: SocketAddr,
+    state: Shared,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeServer {
+    pub(crate) async fn start<D: Dialect>(replies: impl IntoIterator<Item = Reply>) -> Self {
+        let state: Shared = Arc::new(Mutex::new(FakeState {
+            replies: replies.into_iter().collect(),
+            ..FakeState::default()
+        }));
+        let app = Router::new()
+            .route(D::PATH, post(handle::<D>))
+            .fallback(unexpected)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeServer { addr, state, task }
+    }
+
+    pub(crate) fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub(crate) fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.clone()
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.state.lock().unwrap().replies.len()
+    }
+
+    pub(crate) fn push(&self, reply: Reply) {
+        self.state.lock().unwrap().replies.push_back(reply);
+    }
+}
+
+async fn handle<D: Dialect>(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&body);
+    let mut state_guard = state.lock().unwrap();
+    let number = state_guard.requests.len() + 1;
+    let body = match parsed {
+        Ok(body) => body,
+        Err(e) => {
+            let message = format!("request {number}: body is not JSON: {e}");
+            state_guard.violations.push(message.clone());
+            return D::bad_request(&message);
+        }
+    };
+    state_guard.requests.push(RecordedRequest {
+        path: D::PATH.to_string(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_string(), value)
+            })
+            .collect(),
+        body: body.clone(),
+    });
+    let violations = D::check(&headers, &body);
+    if !violations.is_empty() {
+        state_guard
+            .violations
+            .extend(violations.iter().map(|v| format!("request {number}: {v}")));
+        return D::bad_request(&violations.join("; "));
+    }
+    let Some(reply) = state_guard.replies.pop_front() else {
+        let message = format!("request {number}: no scripted reply left");
+        state_guard.violations.push(message.clone());
+        return D::bad_request(&message);
+    };
+    drop(state_guard);
+    D::respond(reply, &body, number)
+}
+
+async fn unexpected(State(state): State<Shared>, method: Method, uri: Uri) -> Response {
+    state
+        .lock()
+        .unwrap()
+        .violations
+        .push(format!("unexpected request {method} {uri}"));
+    StatusCode::NOT_FOUND.into_response()
+}
+
+/// A JSON answer with `status`.
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// An SSE answer of `frames` (each one whole event, blank line included), one body chunk per
+/// frame; with `stall_after`, only that many frames are sent and the body then stays open.
+pub(crate) fn sse_response(frames: Vec<String>, stall_after: Option<usize>) -> Response {
+    let stream = futures_util::stream::unfold(
+        (frames.into_iter(), 0usize),
+        move |(mut frames, sent)| async move {
+            if stall_after.is_some_and(|limit| sent >= limit) {
+                std::future::pending::<()>().await;
+            }
+            let frame = frames.next()?;
+            Some((Ok::<_, Infallible>(Bytes::from(frame)), (frames, sent + 1)))
+        },
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// A 200 JSON answer whose body never comes.
+pub(crate) fn stalled_json_response() -> Response {
+    let body = Body::from_stream(futures_util::stream::once(async {
+        std::future::pending::<()>().await;
+        Ok::<_, Infallible>(Bytes::new())
+    }));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap()
+}
+
+/// `text` in pieces of at most `size` characters (one empty piece for empty text).
+pub(crate) fn pieces(text: &str, size: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return vec![String::new()];
+    }
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+/// Problems of a JSON Schema that must describe a tool's input object.
+pub(crate) fn check_input_schema(tool: &str, schema: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(object) = schema.as_object() else {
+        return vec![format!("tool {tool}: the input schema is not an object")];
+    };
+    if object.get("type") != Some(&Value::from("object")) {
+        problems.push(format!(
+            "tool {tool}: the input schema's type is not \"object\""
+        ));
+    }
+    let properties = match object.get("properties") {
+        None => serde_json::Map::new(),
+        Some(Value::Object(properties)) => properties.clone(),
+        Some(_) => {
+            problems.push(format!("tool {tool}: properties is not an object"));
+            serde_json::Map::new()
+        }
+    };
+    for (name, property) in &properties {
+        if !property.is_object() && !property.is_boolean() {
+            problems.push(format!("tool {tool}: property {name} is not a schema"));
+        }
+    }
+    match object.get("required") {
+        None => {}
+        Some(Value::Array(required)) => {
+            for name in required {
+                match name.as_str() {
+                    Some(name) if properties.contains_key(name) => {}
+                    _ => problems.push(format!(
+                        "tool {tool}: required {name} is not one of its properties"
+                    )),
+                }
+            }
+        }
+        Some(_) => problems.push(format!("tool {tool}: required is not an array")),
+    }
+    problems
+}
+
+/// Whether a tool name is 1–64 letters, digits, `_` or `-` (what both APIs accept).
+pub(crate) fn valid_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The fields of `body` outside `allowed`.
+pub(crate) fn unknown_fields(body: &Value, allowed: &[&str]) -> Vec<String> {
+    body.as_object()
+        .map(|object| {
+            object
+                .keys()
+                .filter(|key| !allowed.contains(&key.as_str()))
+                .map(|key| format!("{key}: unknown field"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of header `name` as text.
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Problems with the content type of a JSON request.
+pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Vec<String> {
+    match header_text(headers, "content-type") {
+        Some(value) if value.starts_with("application/json") => Vec::new(),
+        other => vec![format!("content-type is {other:?}, not application/json")],
+    }
+}
+
+/// A bare HTTP/1.1 client for the fakes' own tests: sends one POST, returns status and body.
+#[cfg(test)]
+pub(crate) async fn post_raw(
+    origin: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = origin.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the worker, one module per area.
+
+mod agent;
+mod cli;
+mod events;
+mod providers;
+mod spec;
