@@ -36,10 +36,7 @@ impl SpecRun {
             .set("SPEC_TITLE", &title)
             .set("SPEC_DESCRIPTION", &description)
             .set("OMOI_LLM", "scripted")
-            .set(
-                "OMOI_SCRIPT",
-                fixtures::sample_script().to_str().unwrap(),
-            )
+            .set("OMOI_SCRIPT", fixtures::sample_script().to_str().unwrap())
             .set("OMOI_RETRY_BASE_MS", "1")
             .set("OMOI_LOG", "warn");
         let workspace = run.workspace.to_str().unwrap().to_string();
@@ -108,7 +105,11 @@ fn skeleton(events: &[Envelope]) -> Vec<String> {
             Event::SpecPhaseFailed(f) => Some(format!("failed {}", f.phase)),
             Event::SpecExecutionStarted(s) => Some(format!(
                 "execution {}",
-                s.phases.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
+                s.phases
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             )),
             Event::SpecExecutionCompleted(_) => Some("execution completed".into()),
             Event::SpecExecutionFailed(_) => Some("execution failed".into()),
@@ -125,7 +126,10 @@ fn full_skeleton(from: Phase) -> Vec<String> {
         "agent started".to_string(),
         format!(
             "execution {}",
-            from.from_here().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
+            from.from_here()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     ];
     for phase in from.from_here() {
@@ -154,8 +158,11 @@ fn full_spec_on_the_sample_repository_local_run() {
     assert_eq!(code, 0, "stderr: {stderr}");
     assert_eq!(skeleton(&events), full_skeleton(Phase::Explore));
     assert_seq_contiguous(&events);
-    assert!(events.iter().all(|e| e.sandbox_id == "local"
-        && e.spec_id.as_deref() == Some("spec-e2e")));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.sandbox_id == "local" && e.spec_id.as_deref() == Some("spec-e2e"))
+    );
     // The agent really used its tools on the repository.
     let tools: Vec<String> = events
         .iter()
@@ -166,7 +173,17 @@ fn full_spec_on_the_sample_repository_local_run() {
         .collect();
     assert_eq!(
         tools,
-        ["list_files", "read_file", "read_file", "submit", "search", "submit", "read_file", "submit", "submit"]
+        [
+            "list_files",
+            "read_file",
+            "read_file",
+            "submit",
+            "search",
+            "submit",
+            "read_file",
+            "submit",
+            "submit"
+        ]
     );
     let failed_tools: Vec<&Envelope> = events
         .iter()
@@ -178,7 +195,10 @@ fn full_spec_on_the_sample_repository_local_run() {
     let Some(Event::SpecExecutionCompleted(spec)) =
         events.iter().rev().map(|e| &e.event).nth(1).cloned()
     else {
-        panic!("the event before agent.completed is the final spec: {:?}", types(&events))
+        panic!(
+            "the event before agent.completed is the final spec: {:?}",
+            types(&events)
+        )
     };
     let script = fixtures::sample_script_json();
     let submitted_tasks = &script["tasks"][0][0]["tool_calls"][0]["input"];
@@ -276,7 +296,11 @@ fn requirements_failing_twice_passes_on_the_third_attempt() {
         .collect();
     assert_eq!(retries.len(), 2);
     for retry in &retries {
-        assert!(retry.feedback.contains("REQ-1"), "feedback names the bad id: {}", retry.feedback);
+        assert!(
+            retry.feedback.contains("REQ-1"),
+            "feedback names the bad id: {}",
+            retry.feedback
+        );
         assert!(!retry.reason.is_empty());
     }
     let completed = events.iter().find_map(|e| match &e.event {
@@ -301,7 +325,11 @@ fn a_phase_that_never_passes_fails_the_spec_with_the_reason() {
         panic!()
     };
     assert_eq!(failed.kind, omoi_protocol::event::ErrorKind::Gate);
-    assert!(failed.reason.starts_with("design did not pass its gate"), "{}", failed.reason);
+    assert!(
+        failed.reason.starts_with("design did not pass its gate"),
+        "{}",
+        failed.reason
+    );
     assert!(stderr.contains("design did not pass its gate"), "{stderr}");
 }
 
@@ -309,33 +337,63 @@ fn a_phase_that_never_passes_fails_the_spec_with_the_reason() {
 fn bad_environment_exits_2_with_one_line_naming_the_variable() {
     let cases: Vec<(&str, &str, &str)> = vec![
         ("SPEC_PHASE", "planning", "SPEC_PHASE: unknown phase"),
-        ("PHASE_CONTEXT_B64", "@@@", "PHASE_CONTEXT_B64: not valid base64"),
-        ("PHASE_CONTEXT_B64", "eyJ4IjoxfQ==", "PHASE_CONTEXT_B64: not a phase context JSON"),
-        ("PHASE_CONTEXT_URL", "http://127.0.0.1:9/c", "SANDBOX_TOKEN: required"),
-        ("MAX_TURNS", "zero", "MAX_TURNS: \"zero\" is not a whole number"),
+        (
+            "PHASE_CONTEXT_B64",
+            "@@@",
+            "PHASE_CONTEXT_B64: not valid base64",
+        ),
+        (
+            "PHASE_CONTEXT_B64",
+            "eyJ4IjoxfQ==",
+            "PHASE_CONTEXT_B64: not a phase context JSON",
+        ),
+        (
+            "PHASE_CONTEXT_URL",
+            "http://127.0.0.1:9/c",
+            "SANDBOX_TOKEN: required",
+        ),
+        (
+            "MAX_TURNS",
+            "zero",
+            "MAX_TURNS: \"zero\" is not a whole number",
+        ),
     ];
     for (name, value, want) in cases {
         let mut run = SpecRun::new();
         run.set(name, value);
         let (code, events, stderr) = run.run_local();
         assert_eq!(code, 2, "{name}={value}: {stderr}");
-        assert_eq!(events, vec![], "{name}={value}: no events on a config error");
+        assert_eq!(
+            events,
+            vec![],
+            "{name}={value}: no events on a config error"
+        );
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{name}={value}: {stderr}");
-        assert!(lines[0].starts_with(&format!("omoi-worker: {want}")), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with(&format!("omoi-worker: {want}")),
+            "{}",
+            lines[0]
+        );
     }
     // A resume whose context lacks earlier outputs.
     let mut run = SpecRun::new();
     run.set("SPEC_PHASE", "design");
     let (code, _, stderr) = run.run_local();
     assert_eq!(code, 2);
-    assert!(stderr.contains("missing: explore, requirements"), "{stderr}");
+    assert!(
+        stderr.contains("missing: explore, requirements"),
+        "{stderr}"
+    );
     // No mode at all.
     let mut run = SpecRun::new();
     run.env.retain(|(n, _)| n != "SPEC_ID" && n != "SPEC_PHASE");
     let (code, _, stderr) = run.run_local();
     assert_eq!(code, 2);
-    assert!(stderr.starts_with("omoi-worker: mode: no mode selected"), "{stderr}");
+    assert!(
+        stderr.starts_with("omoi-worker: mode: no mode selected"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -382,11 +440,16 @@ fn sigkill_after_requirements_resumes_from_the_checkpoint() {
     let mut run = SpecRun::new();
     with_sink(&mut run, &sink, "sb-kill");
     run.script("slow.json", &script);
-    let mut child = run.command().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = run
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for("DESIGN to start", Duration::from_secs(30), || {
-        sink_events(&sink).iter().any(|e| {
-            matches!(&e.event, Event::SpecPhaseStarted(s) if s.phase == Phase::Design)
-        })
+        sink_events(&sink)
+            .iter()
+            .any(|e| matches!(&e.event, Event::SpecPhaseStarted(s) if s.phase == Phase::Design))
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -398,7 +461,11 @@ fn sigkill_after_requirements_resumes_from_the_checkpoint() {
 
     let events = sink_events(&sink);
     assert_seq_contiguous(&events);
-    assert_eq!(sink.duplicates(), 0, "the sink deduplicated resends, but none were needed");
+    assert_eq!(
+        sink.duplicates(),
+        0,
+        "the sink deduplicated resends, but none were needed"
+    );
     // The new run starts at DESIGN: EXPLORE and REQUIREMENTS are not redone.
     assert_eq!(skeleton(&events[first_run..]), full_skeleton(Phase::Design));
     // EXPLORE and REQUIREMENTS completed exactly once over both runs.
@@ -411,7 +478,13 @@ fn sigkill_after_requirements_resumes_from_the_checkpoint() {
         .collect();
     assert_eq!(
         completions,
-        [Phase::Explore, Phase::Requirements, Phase::Design, Phase::Tasks, Phase::Sync]
+        [
+            Phase::Explore,
+            Phase::Requirements,
+            Phase::Design,
+            Phase::Tasks,
+            Phase::Sync
+        ]
     );
     assert_eq!(sink.protocol_errors(), Vec::<String>::new());
 }
@@ -423,8 +496,15 @@ fn a_refusing_sink_gets_every_event_once_in_order() {
     sink.set_refusing(true);
     let mut run = SpecRun::new();
     with_sink(&mut run, &sink, "sb-503");
-    let child = run.command().stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for("refused requests", Duration::from_secs(30), || sink.refused() >= 3);
+    let child = run
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("refused requests", Duration::from_secs(30), || {
+        sink.refused() >= 3
+    });
     sink.set_refusing(false);
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
@@ -434,4 +514,101 @@ fn a_refusing_sink_gets_every_event_once_in_order() {
     assert_seq_contiguous(&events);
     assert_eq!(skeleton(&events), full_skeleton(Phase::Explore));
     assert_eq!(sink.protocol_errors(), Vec::<String>::new());
+}
+
+// ---- through the fake model APIs, over their real wire formats ----
+
+/// The sample script's turns, in the order the spec asks for them, as fake API replies; a rate
+/// limit and a server error are slipped in so the retries are exercised on the way.
+fn sample_replies() -> Vec<omoi_tests::fake_llm::Reply> {
+    use omoi_tests::fake_llm::{Reply, Turn};
+    let script = fixtures::sample_script_json();
+    let mut replies = Vec::new();
+    for phase in ["explore", "requirements", "design", "tasks"] {
+        for (n, turn) in script[phase][0].as_array().unwrap().iter().enumerate() {
+            let mut reply = Turn::empty().with_usage(1200, 300);
+            if let Some(text) = turn["text"].as_str() {
+                reply = reply.with_text(text);
+            }
+            for (i, call) in turn["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let id = format!("toolu_{phase}_{n}_{i}");
+                reply = reply.with_tool_call(
+                    &id,
+                    call["name"].as_str().unwrap(),
+                    call["input"].clone(),
+                );
+            }
+            replies.push(Reply::Turn(reply));
+        }
+        if phase == "requirements" {
+            replies.insert(
+                replies.len() - 1,
+                Reply::RateLimited {
+                    retry_after: "0".into(),
+                },
+            );
+            replies.insert(replies.len() - 1, Reply::ServerError { status: 500 });
+        }
+    }
+    replies
+}
+
+#[test]
+fn full_spec_through_the_fake_anthropic_api() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(omoi_tests::fake_anthropic::FakeAnthropic::start(
+        sample_replies(),
+    ));
+    let mut run = SpecRun::new();
+    run.set("OMOI_LLM", "anthropic")
+        .set("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY)
+        .set("ANTHROPIC_BASE_URL", &fake.base_url())
+        .set("MODEL", "claude-sonnet-4-5");
+    let (code, events, stderr) = run.run_local();
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(skeleton(&events), full_skeleton(Phase::Explore));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    assert_eq!(fake.remaining(), 0);
+    let usage: u64 = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::AgentUsage(u) => Some(u.call.input_tokens),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(
+        usage,
+        1200 * 8,
+        "eight answered turns of 1200 input tokens each"
+    );
+    let Some(Event::AgentCompleted(done)) = events.last().map(|e| e.event.clone()) else {
+        panic!()
+    };
+    assert!(
+        done.counters.usage.cost_usd > 0.0,
+        "a priced model costs something"
+    );
+    assert!(!stderr.contains(omoi_tests::fake_anthropic::API_KEY));
+}
+
+#[test]
+fn full_spec_through_the_fake_openai_api() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(omoi_tests::fake_openai::FakeOpenAi::start(sample_replies()));
+    let mut run = SpecRun::new();
+    run.set("OMOI_LLM", "openai")
+        .set("OPENAI_API_KEY", omoi_tests::fake_openai::API_KEY)
+        .set("OPENAI_BASE_URL", &fake.base_url())
+        .set("MODEL", "gpt-4.1");
+    let (code, events, stderr) = run.run_local();
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(skeleton(&events), full_skeleton(Phase::Explore));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    assert_eq!(fake.remaining(), 0);
+    assert!(!stderr.contains(omoi_tests::fake_openai::API_KEY));
 }
