@@ -172,6 +172,7 @@ async fn generated_phase(
                 max_turns: spec.limits.max_turns,
                 max_budget_usd: spec.limits.max_budget_usd,
                 timeout: spec.limits.phase_timeout,
+                price: spec.limits.price,
             },
         };
         let outcome =

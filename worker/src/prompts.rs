@@ -42,9 +42,7 @@ time. Each has an id TSK-<NNN>, a title, a description, a type, a priority, an e
 depends on (no cycles, no unknown ids) and the requirement ids it serves (every requirement must \
 be served by a task). Order the work so that independent tasks can run in parallel."
         }
-        Phase::Sync | Phase::Complete => {
-            "This phase is computed by the worker and needs no model."
-        }
+        Phase::Sync | Phase::Complete => "This phase is computed by the worker and needs no model.",
     };
     format!("{common}\n\n{task}")
 }
@@ -60,7 +58,10 @@ pub fn first_message(phase: Phase, context: &PhaseContext, feedback: Option<&str
     for earlier in phase.before() {
         let output = match earlier {
             Phase::Explore => context.explore.as_ref().map(serde_json::to_string_pretty),
-            Phase::Requirements => context.requirements.as_ref().map(serde_json::to_string_pretty),
+            Phase::Requirements => context
+                .requirements
+                .as_ref()
+                .map(serde_json::to_string_pretty),
             Phase::Design => context.design.as_ref().map(serde_json::to_string_pretty),
             Phase::Tasks => context.tasks.as_ref().map(serde_json::to_string_pretty),
             Phase::Sync | Phase::Complete => None,

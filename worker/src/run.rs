@@ -9,6 +9,7 @@ use omoi_protocol::event::{AgentCompleted, AgentFailed, AgentStarted, Event, Wor
 use omoi_protocol::phase::Phase;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::{self, EndReason, SessionOutcome};
 use crate::checkpoint;
 use crate::config::{
     Config, ContextSource, FailureReport, LlmConfig, MAX_FETCHED_CONTEXT_BYTES, Mode, check_resume,
@@ -16,13 +17,12 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::events::{self, Emitter, EventIds, EventsConfig, SinkConfig};
-use crate::agent::{self, EndReason, SessionOutcome};
 use crate::llm::Provider;
 use crate::llm::anthropic::AnthropicProvider;
 use crate::llm::openai::OpenAiProvider;
 use crate::llm::scripted::ScriptedProvider;
-use crate::skill::{SkillRequest, run_spec_skill};
 use crate::machine::{self, SpecOutcome, SpecRun};
+use crate::skill::{SkillRequest, run_spec_skill};
 
 /// How long the event sender may take to deliver what is queued when the run ends.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -116,6 +116,7 @@ async fn dispatch(
                         max_turns: config.limits.max_turns,
                         max_budget_usd: config.limits.max_budget_usd,
                         timeout: config.limits.phase_timeout,
+                        price: config.limits.price,
                     },
                     threshold: config.limits.pass_threshold,
                 },

@@ -62,6 +62,7 @@ fn setup() -> Setup {
                 max_turns: 10,
                 max_budget_usd: 1.0,
                 timeout: Duration::from_secs(60),
+                price: None,
             },
             threshold: 0.7,
         },
