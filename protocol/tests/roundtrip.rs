@@ -163,7 +163,9 @@ fn every_event() -> Vec<Event> {
             call: counters.usage,
             total: counters.usage,
         }),
-        Event::AgentMessageInjected(AgentMessageInjected { text: "stop".into() }),
+        Event::AgentMessageInjected(AgentMessageInjected {
+            text: "stop".into(),
+        }),
         Event::AgentCompleted(AgentCompleted {
             success: true,
             counters,
@@ -250,7 +252,10 @@ fn every_event_round_trips_through_json_and_raw_form() {
         let raw: RawEvent = serde_json::from_str(&text).unwrap();
         assert_eq!(raw.kind, original.event.type_name());
         assert_eq!(raw.typed().unwrap(), original.event);
-        assert_eq!(serde_json::to_value(&raw).unwrap(), serde_json::to_value(&original).unwrap());
+        assert_eq!(
+            serde_json::to_value(&raw).unwrap(),
+            serde_json::to_value(&original).unwrap()
+        );
     }
 }
 
@@ -335,12 +340,18 @@ fn context_tracks_missing_outputs_and_final_spec() {
         context,
     };
     let text = serde_json::to_string(&checkpoint).unwrap();
-    assert_eq!(serde_json::from_str::<Checkpoint>(&text).unwrap(), checkpoint);
+    assert_eq!(
+        serde_json::from_str::<Checkpoint>(&text).unwrap(),
+        checkpoint
+    );
 }
 
 #[test]
 fn phase_output_is_tagged_by_phase() {
     let output = PhaseOutput::Tasks(TasksOutput { tasks: vec![] });
     assert_eq!(output.phase(), Phase::Tasks);
-    assert_eq!(serde_json::to_value(&output).unwrap(), json!({"tasks": {"tasks": []}}));
+    assert_eq!(
+        serde_json::to_value(&output).unwrap(),
+        json!({"tasks": {"tasks": []}})
+    );
 }

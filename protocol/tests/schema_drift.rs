@@ -23,7 +23,10 @@ fn committed_schemas_match_the_types() {
 #[test]
 fn no_stray_schema_files() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
-    let known: Vec<&str> = omoi_protocol::schema::all().iter().map(|(n, _)| *n).collect();
+    let known: Vec<&str> = omoi_protocol::schema::all()
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         assert!(known.contains(&name.as_str()), "stray schema file {name}");

@@ -54,7 +54,10 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Writes `script` as JSON into `dir/name` and returns the path.
 pub fn write_script(dir: &Path, name: &str, script: &serde_json::Value) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, serde_json::to_vec_pretty(script).expect("encode script"))
-        .expect("write script");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(script).expect("encode script"),
+    )
+    .expect("write script");
     path
 }
