@@ -7,4 +7,5 @@ pub mod fake_anthropic;
 pub mod fake_llm;
 pub mod fake_openai;
 pub mod fixtures;
+pub mod git;
 pub mod sink;

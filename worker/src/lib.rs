@@ -12,3 +12,4 @@ pub mod machine;
 pub mod prompts;
 pub mod run;
 pub mod skill;
+pub mod task;

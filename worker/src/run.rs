@@ -102,9 +102,20 @@ async fn dispatch(
                 SpecOutcome::Stopped { after } => Some(after),
             })
         }
-        Mode::Task(_) => Err(Error::Workspace(
-            "task mode is not available in this build".into(),
-        )),
+        Mode::Task(task_mode) => {
+            crate::task::run(crate::task::TaskRun {
+                task_id: &task_mode.task_id,
+                context: &task_mode.context,
+                git_token: task_mode.git_token.as_ref(),
+                workspace: &config.workspace,
+                limits: config.limits,
+                provider: provider.as_ref(),
+                emitter,
+                cancel,
+            })
+            .await?;
+            Ok(None)
+        }
         Mode::SpecSkill(skill) => {
             let report = run_spec_skill(
                 provider.as_ref(),

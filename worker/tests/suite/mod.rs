@@ -5,3 +5,4 @@ mod cli;
 mod events;
 mod providers;
 mod spec;
+mod task;
