@@ -124,6 +124,8 @@ pub struct Limits {
     pub heartbeat: Duration,
     /// First backoff between phase attempts; doubles each time.
     pub retry_base: Duration,
+    /// Limit of one run of a task's validation command (`VALIDATION_TIMEOUT_SECS`).
+    pub validation_timeout: Duration,
     /// Price override for cost estimates.
     pub price: Option<Price>,
 }
@@ -138,6 +140,7 @@ impl Default for Limits {
             pass_threshold: 0.7,
             heartbeat: Duration::from_secs(10),
             retry_base: Duration::from_millis(1000),
+            validation_timeout: Duration::from_secs(600),
             price: None,
         }
     }
@@ -176,6 +179,7 @@ struct RawEnv {
     pass_threshold: Option<String>,
     heartbeat_secs: Option<String>,
     omoi_retry_base_ms: Option<String>,
+    validation_timeout_secs: Option<String>,
     omoi_git_token: Option<String>,
     omoi_price_input_per_mtok: Option<String>,
     omoi_price_output_per_mtok: Option<String>,
@@ -711,6 +715,12 @@ fn limits(raw: &RawEnv) -> Result<Limits> {
             raw.omoi_retry_base_ms.as_deref(),
             1000,
             0..=600_000,
+        )?),
+        validation_timeout: Duration::from_secs(number(
+            "VALIDATION_TIMEOUT_SECS",
+            raw.validation_timeout_secs.as_deref(),
+            600,
+            1..=86_400,
         )?),
         price,
     })

@@ -27,7 +27,7 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::events::Emitter;
-use crate::llm::{Provider, SessionInfo};
+use crate::llm::{BoxFuture, Provider, SessionInfo};
 use crate::prompts;
 
 /// One spec run, from its start phase through COMPLETE.
@@ -336,7 +336,14 @@ impl SubmitHandler for PhaseGate<'_> {
         )
     }
 
-    fn check(&self, input: &serde_json::Value) -> SubmitVerdict {
+    fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict> {
+        Box::pin(std::future::ready(self.verdict(input)))
+    }
+}
+
+impl PhaseGate<'_> {
+    /// The verdict on one submission; no I/O beyond the workspace, so it runs inline.
+    fn verdict(&self, input: &serde_json::Value) -> SubmitVerdict {
         let output = match parse_output(self.phase, input) {
             Ok(output) => output,
             Err(feedback) => return SubmitVerdict::Rejected { feedback },

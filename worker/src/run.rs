@@ -29,6 +29,9 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What the worker can do, announced in `agent.started`.
 pub const CAPABILITIES: &[&str] = &[
+    "mode:spec",
+    "mode:task",
+    "mode:spec-skill",
     "llm:scripted",
     "llm:anthropic",
     "llm:openai",

@@ -29,7 +29,7 @@ use crate::agent::{
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::events::Emitter;
-use crate::llm::{Provider, SessionInfo};
+use crate::llm::{BoxFuture, Provider, SessionInfo};
 
 /// The session label of the spec-skill run (what a script names it by).
 pub const SESSION_LABEL: &str = "spec-skill";
@@ -308,7 +308,14 @@ impl SubmitHandler for DocumentsCheck {
         )
     }
 
-    fn check(&self, input: &serde_json::Value) -> SubmitVerdict {
+    fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict> {
+        Box::pin(std::future::ready(self.verdict(input)))
+    }
+}
+
+impl DocumentsCheck {
+    /// The verdict on one submission; no I/O beyond the workspace, so it runs inline.
+    fn verdict(&self, input: &serde_json::Value) -> SubmitVerdict {
         let mut problems = Vec::new();
         if input["summary"]
             .as_str()

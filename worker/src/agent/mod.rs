@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Emitter;
 use crate::llm::{
-    ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Provider, Role, SessionInfo,
-    TokenUsage, ToolSpec, pricing,
+    BoxFuture, ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Provider, Role,
+    SessionInfo, TokenUsage, ToolSpec, pricing,
 };
 use tools::{ToolBox, ToolOutcome, shorten};
 
@@ -34,7 +34,9 @@ pub trait SubmitHandler: Send + Sync {
     /// What the submit tool says it is for.
     fn description(&self) -> String;
     /// Checks one submission. `Rejected` feedback goes back to the model as the tool result.
-    fn check(&self, input: &serde_json::Value) -> SubmitVerdict;
+    /// The check runs under the session's timeout and cancellation (it may run a validation
+    /// command).
+    fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict>;
 }
 
 /// The verdict on one submission.
@@ -390,7 +392,7 @@ impl<'a> Session<'a> {
             let tool_cancel = self.cancel.child_token();
             return CallResult::Outcome(self.tools.call(name, input, &tool_cancel).await);
         }
-        match self.submit.check(input) {
+        match self.submit.check(input).await {
             SubmitVerdict::Accepted => CallResult::Accepted,
             SubmitVerdict::Rejected { feedback } => {
                 CallResult::Outcome(ToolOutcome::failure(feedback))

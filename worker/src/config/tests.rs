@@ -381,6 +381,7 @@ fn limits_are_parsed_and_bounded() {
             pass_threshold: 0.8,
             heartbeat: Duration::from_secs(2),
             retry_base: Duration::from_millis(5),
+            validation_timeout: Duration::from_secs(600),
             price: None,
         }
     );
@@ -393,6 +394,7 @@ fn limits_are_parsed_and_bounded() {
         ("MAX_ATTEMPTS", "0"),
         ("PASS_THRESHOLD", "1.5"),
         ("HEARTBEAT_SECS", "0"),
+        ("VALIDATION_TIMEOUT_SECS", "0"),
         ("OMOI_PRICE_INPUT_PER_MTOK", "cheap"),
     ] {
         let mut env = Env::spec("explore");

@@ -308,14 +308,14 @@ fn submit_checks_the_summary_and_every_document() {
         std::fs::write(dir.path().join(file_name(phase)), output.to_string()).unwrap();
     }
     assert_eq!(
-        check.check(&json!({"summary": "ok"})),
+        check.verdict(&json!({"summary": "ok"})),
         SubmitVerdict::Accepted
     );
     std::fs::remove_file(dir.path().join("design.json")).unwrap();
     std::fs::write(dir.path().join("tasks.json"), "not json").unwrap();
     let tasks_error = serde_json::from_str::<TasksOutput>("not json").unwrap_err();
     assert_eq!(
-        check.check(&json!({"summary": " "})),
+        check.verdict(&json!({"summary": " "})),
         SubmitVerdict::Rejected {
             feedback: format!(
                 "The specification is not complete yet:\n\

@@ -1,17 +1,16 @@
 //! The `submit` tool of a task session: a submission is accepted when the working tree holds a
 //! change and the validation command passes; otherwise the model gets the reason as feedback.
 
-use std::future::Future;
 use std::sync::Mutex;
 
 use omoi_protocol::event::{Event, TaskValidation};
 use serde_json::json;
-use tokio::runtime::RuntimeFlavor;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{SubmitHandler, SubmitVerdict};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::Emitter;
+use crate::llm::BoxFuture;
 
 use super::Validation;
 use super::git::Git;
@@ -121,29 +120,31 @@ impl SubmitHandler for TaskGate<'_> {
         )
     }
 
-    fn check(&self, input: &serde_json::Value) -> SubmitVerdict {
-        let summary = input
-            .get("summary")
-            .and_then(|summary| summary.as_str())
-            .map(str::trim)
-            .unwrap_or_default();
-        if summary.is_empty() {
-            return SubmitVerdict::Rejected {
-                feedback: "submit needs `summary`: a non-empty string saying what you changed."
-                    .into(),
+    fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict> {
+        Box::pin(async move {
+            let summary = input
+                .get("summary")
+                .and_then(|summary| summary.as_str())
+                .map(str::trim)
+                .unwrap_or_default();
+            if summary.is_empty() {
+                return SubmitVerdict::Rejected {
+                    feedback: "submit needs `summary`: a non-empty string saying what you changed."
+                        .into(),
+                };
+            }
+            let judged = match self.judge(summary).await {
+                Ok(judged) => judged,
+                Err(err) => Judged::Rejected {
+                    feedback: format!("The submission could not be checked: {err}"),
+                },
             };
-        }
-        let judged = match wait_for(self.judge(summary)) {
-            Ok(Ok(judged)) => judged,
-            Ok(Err(err)) | Err(err) => Judged::Rejected {
-                feedback: format!("The submission could not be checked: {err}"),
-            },
-        };
-        self.remember(judged.clone());
-        match judged {
-            Judged::Accepted { .. } => SubmitVerdict::Accepted,
-            Judged::Rejected { feedback } => SubmitVerdict::Rejected { feedback },
-        }
+            self.remember(judged.clone());
+            match judged {
+                Judged::Accepted { .. } => SubmitVerdict::Accepted,
+                Judged::Rejected { feedback } => SubmitVerdict::Rejected { feedback },
+            }
+        })
     }
 }
 
@@ -164,34 +165,4 @@ pub async fn run_validation(
         output_tail: run.output_tail.clone(),
     }));
     run
-}
-
-/// Runs `future` to its end from synchronous code inside (or outside) a tokio runtime: on a
-/// thread of its own with a runtime of its own, so it needs nothing from the caller's runtime.
-/// On a multi-thread runtime the caller's worker thread hands its other tasks off meanwhile.
-pub fn wait_for<F>(future: F) -> Result<F::Output>
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    let run = || {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| Error::io("start a runtime for the submission check", e))?;
-                    Ok(runtime.block_on(future))
-                })
-                .join()
-                .unwrap_or_else(|_| Err(Error::Internal("the submission check panicked".into())))
-        })
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(run)
-        }
-        _ => run(),
-    }
 }

@@ -135,7 +135,7 @@ async fn land(task: &TaskRun<'_>, git: &Git) -> Result<TaskOutcome, Failure> {
         .filter(|command| !command.is_empty())
         .map(|command| Validation {
             command: command.to_string(),
-            timeout: task.limits.phase_timeout,
+            timeout: task.limits.validation_timeout,
         });
     let summary = implement(task, git, &checkout, validation.as_ref()).await?;
     let subject = format!("{}: {}", context.task.id, one_line(&context.task.title));

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::checkout::{self, Checkout, CheckoutSpec, remote_address};
-use super::gate::{Judged, NO_CHANGE, TaskGate, wait_for};
+use super::gate::{Judged, NO_CHANGE, TaskGate};
 use super::git::{Git, Push, Rebase, check_branch_name, tail};
 use super::*;
 use crate::agent::SubmitHandler;
@@ -498,18 +498,18 @@ async fn the_gate_rejects_no_change_and_failed_validation_and_accepts_a_pass() {
     };
     let summary = json!({"summary": "Changed a."});
     assert!(matches!(
-        gate.check(&json!({"summary": " "})),
+        gate.check(&json!({"summary": " "})).await,
         crate::agent::SubmitVerdict::Rejected { .. }
     ));
     assert_eq!(
-        gate.check(&summary),
+        gate.check(&summary).await,
         crate::agent::SubmitVerdict::Rejected {
             feedback: NO_CHANGE.into()
         }
     );
     std::fs::write(ws.join("a.txt"), "alpha\n").unwrap();
     std::fs::write(ws.join("c.txt"), "new\n").unwrap();
-    let crate::agent::SubmitVerdict::Rejected { feedback } = gate.check(&summary) else {
+    let crate::agent::SubmitVerdict::Rejected { feedback } = gate.check(&summary).await else {
         panic!("a failing validation rejects");
     };
     assert_eq!(
@@ -521,7 +521,10 @@ async fn the_gate_rejects_no_change_and_failed_validation_and_accepts_a_pass() {
         )
     );
     std::fs::write(ws.join("a.txt"), "alpha 2\n").unwrap();
-    assert_eq!(gate.check(&summary), crate::agent::SubmitVerdict::Accepted);
+    assert_eq!(
+        gate.check(&summary).await,
+        crate::agent::SubmitVerdict::Accepted
+    );
     assert_eq!(
         gate.take_last(),
         Some(Judged::Accepted {
@@ -548,21 +551,4 @@ async fn the_gate_rejects_no_change_and_failed_validation_and_accepts_a_pass() {
             validation_event(0, "")
         ]
     );
-}
-
-#[test]
-fn wait_for_runs_a_future_outside_and_inside_a_current_thread_runtime() {
-    assert_eq!(wait_for(async { 7 }).unwrap(), 7);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let value = runtime.block_on(async {
-        wait_for(async {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            8
-        })
-        .unwrap()
-    });
-    assert_eq!(value, 8);
 }

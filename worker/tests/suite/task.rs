@@ -405,7 +405,7 @@ fn a_hanging_validation_command_is_killed_at_the_timeout_and_reported() {
     );
     let mut worker = world.worker("ws", &context, "task-version-flag.json");
     worker
-        .set("PHASE_TIMEOUT_SECS", "3")
+        .set("VALIDATION_TIMEOUT_SECS", "3")
         .set("MAX_ATTEMPTS", "1");
     let run = worker.run();
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
