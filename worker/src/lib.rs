@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod evaluate;
 pub mod events;
+pub mod inbox;
 pub mod llm;
 pub mod machine;
 pub mod prompts;

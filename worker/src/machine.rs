@@ -27,6 +27,7 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::events::Emitter;
+use crate::inbox::Inbox;
 use crate::llm::{BoxFuture, Provider, SessionInfo};
 use crate::prompts;
 
@@ -41,6 +42,8 @@ pub struct SpecRun<'a> {
     pub provider: &'a dyn Provider,
     pub emitter: &'a Emitter,
     pub cancel: &'a CancellationToken,
+    /// Messages the user injects while the spec runs.
+    pub inbox: Inbox,
 }
 
 /// How a spec run ended without error.
@@ -174,6 +177,7 @@ async fn generated_phase(
                 timeout: spec.limits.phase_timeout,
                 price: spec.limits.price,
             },
+            inbox: spec.inbox.clone(),
         };
         let outcome =
             agent::run_session(spec.provider, session, &gate, spec.emitter, spec.cancel).await;

@@ -17,6 +17,7 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::events::{self, Emitter, EventIds, EventsConfig, SinkConfig};
+use crate::inbox::{self, Inbox};
 use crate::llm::Provider;
 use crate::llm::anthropic::AnthropicProvider;
 use crate::llm::openai::OpenAiProvider;
@@ -26,6 +27,9 @@ use crate::skill::{SkillRequest, run_spec_skill};
 
 /// How long the event sender may take to deliver what is queued when the run ends.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often a worker with a coordinator asks for injected messages.
+pub const MESSAGE_POLL: Duration = Duration::from_secs(2);
 
 /// What the worker can do, announced in `agent.started`.
 pub const CAPABILITIES: &[&str] = &[
@@ -53,7 +57,29 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<()> {
         start_phase,
         capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
     }));
-    let result = dispatch(&config, &emitter, &cancel).await;
+    let inbox = Inbox::default();
+    let stop_polling = CancellationToken::new();
+    let poller = config.coordinator.as_ref().map(|coordinator| {
+        tokio::spawn(inbox::poll(
+            inbox::Poll {
+                url: format!(
+                    "{}/api/v1/sandboxes/{}/messages",
+                    coordinator.base_url, config.sandbox_id
+                ),
+                token: coordinator.token.expose().to_string(),
+                every: MESSAGE_POLL,
+                cursor_file: state_dir(&config.workspace).join("inbox.after"),
+            },
+            inbox.clone(),
+            emitter.clone(),
+            stop_polling.clone(),
+        ))
+    });
+    let result = dispatch(&config, &emitter, &inbox, &cancel).await;
+    stop_polling.cancel();
+    if let Some(poller) = poller {
+        let _ = poller.await;
+    }
     let counters = emitter.status().counters;
     match &result {
         Ok(stopped_after) => emitter.emit(Event::AgentCompleted(AgentCompleted {
@@ -82,6 +108,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<()> {
 async fn dispatch(
     config: &Config,
     emitter: &Emitter,
+    inbox: &Inbox,
     cancel: &CancellationToken,
 ) -> Result<Option<Phase>> {
     let provider = provider(&config.llm)?;
@@ -98,6 +125,7 @@ async fn dispatch(
                 provider: provider.as_ref(),
                 emitter,
                 cancel,
+                inbox: inbox.clone(),
             })
             .await?;
             Ok(match outcome {
@@ -115,6 +143,7 @@ async fn dispatch(
                 provider: provider.as_ref(),
                 emitter,
                 cancel,
+                inbox: inbox.clone(),
             })
             .await?;
             Ok(None)
@@ -133,6 +162,7 @@ async fn dispatch(
                         price: config.limits.price,
                     },
                     threshold: config.limits.pass_threshold,
+                    inbox: inbox.clone(),
                 },
                 emitter,
                 cancel,

@@ -45,6 +45,8 @@ pub struct SkillRequest {
     pub limits: Limits,
     /// The pass threshold of the evaluators.
     pub threshold: f64,
+    /// Messages the user injects while the agent works.
+    pub inbox: crate::inbox::Inbox,
 }
 
 /// What the run produced.
@@ -138,6 +140,7 @@ pub async fn run_spec_skill(
         prompt: first_message(&request.title, &request.description),
         tools: &tools,
         limits: request.limits,
+        inbox: request.inbox.clone(),
     };
     let session = run_session(provider, spec, &submit, emitter, cancel).await;
     if let SessionOutcome::Ended {

@@ -11,6 +11,7 @@ use omoi_protocol::event::{
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Emitter;
+use crate::inbox::Inbox;
 use crate::llm::{
     BoxFuture, ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Provider, Role,
     SessionInfo, TokenUsage, ToolSpec, pricing,
@@ -54,6 +55,8 @@ pub struct SessionSpec<'a> {
     pub prompt: String,
     pub tools: &'a ToolBox,
     pub limits: Limits,
+    /// Messages the user injects while the session runs.
+    pub inbox: Inbox,
 }
 
 /// Why a session ended without an accepted submission.
@@ -148,6 +151,7 @@ struct Session<'a> {
     emitter: &'a Emitter,
     cancel: &'a CancellationToken,
     limits: Limits,
+    inbox: Inbox,
     request: ChatRequest,
     /// Names of every tool the model may call, `submit` last.
     tool_names: Vec<String>,
@@ -188,6 +192,7 @@ impl<'a> Session<'a> {
             emitter,
             cancel,
             limits: spec.limits,
+            inbox: spec.inbox,
             request: ChatRequest {
                 session: spec.session,
                 system: spec.system,
@@ -200,6 +205,24 @@ impl<'a> Session<'a> {
             quiet_answers: 0,
             idle_turns: 0,
             last_call: None,
+        }
+    }
+
+    /// Adds the messages injected since the last turn to the conversation, as the user's.
+    fn take_injected(&mut self) {
+        let injected = self.inbox.drain();
+        if injected.is_empty() {
+            return;
+        }
+        let blocks = injected.into_iter().map(|text| ContentBlock::Text {
+            text: format!("Message from the user while you work: {text}"),
+        });
+        match self.request.messages.last_mut() {
+            Some(last) if last.role == Role::User => last.content.extend(blocks),
+            _ => self.request.messages.push(Message {
+                role: Role::User,
+                content: blocks.collect(),
+            }),
         }
     }
 
@@ -217,6 +240,7 @@ impl<'a> Session<'a> {
             }
             turns += 1;
             self.emitter.count_turn();
+            self.take_injected();
             let call_cancel = self.cancel.child_token();
             let response = match self.provider.complete(&self.request, &call_cancel).await {
                 Ok(response) => response,

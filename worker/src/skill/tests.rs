@@ -65,6 +65,7 @@ fn setup() -> Setup {
                 price: None,
             },
             threshold: 0.7,
+            inbox: Default::default(),
         },
         emitter,
         events,

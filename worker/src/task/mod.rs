@@ -40,12 +40,13 @@ pub struct TaskRun<'a> {
     pub git_token: Option<&'a Secret>,
     /// Where the checkout lives: empty (`.omoi/` aside) or a checkout of the repository.
     pub workspace: &'a Path,
-    /// `max_attempts`, `retry_base` and the session limits; `phase_timeout` also bounds one run
-    /// of the validation command.
+    /// `max_attempts`, `retry_base`, the session limits and `validation_timeout`.
     pub limits: Limits,
     pub provider: &'a dyn Provider,
     pub emitter: &'a Emitter,
     pub cancel: &'a CancellationToken,
+    /// Messages the user injects while the task runs.
+    pub inbox: crate::inbox::Inbox,
 }
 
 /// The validation command of a task and how long one run may take.
@@ -189,6 +190,7 @@ async fn implement(
                 timeout: task.limits.phase_timeout,
                 price: task.limits.price,
             },
+            inbox: task.inbox.clone(),
         };
         let outcome =
             agent::run_session(task.provider, session, &gate, task.emitter, task.cancel).await;

@@ -12,6 +12,7 @@ use omoi_worker::agent::{
     EndReason, Limits, SessionOutcome, SessionSpec, SubmitHandler, SubmitVerdict, run_session,
 };
 use omoi_worker::events::{Emitter, EventIds};
+use omoi_worker::inbox::Inbox;
 use omoi_worker::llm::scripted::ScriptedProvider;
 use omoi_worker::llm::{
     BoxFuture, ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Provider, Role,
@@ -115,6 +116,15 @@ fn limits() -> Limits {
 }
 
 async fn run_with(provider: &dyn Provider, limits: Limits, cancel: &CancellationToken) -> Run {
+    run_with_inbox(provider, limits, cancel, Inbox::default()).await
+}
+
+async fn run_with_inbox(
+    provider: &dyn Provider,
+    limits: Limits,
+    cancel: &CancellationToken,
+    inbox: Inbox,
+) -> Run {
     let workspace = tempfile::tempdir().unwrap();
     std::fs::write(workspace.path().join("README.md"), "# Demo\n").unwrap();
     let tools = ToolBox::new(workspace.path(), Access::ReadWrite, RunLimits::default()).unwrap();
@@ -132,6 +142,7 @@ async fn run_with(provider: &dyn Provider, limits: Limits, cancel: &Cancellation
         prompt: "Explore the repository.".into(),
         tools: &tools,
         limits,
+        inbox,
     };
     let outcome = run_session(provider, spec, &AnswerGate, &emitter, cancel).await;
     let mut events = Vec::new();
@@ -180,6 +191,49 @@ fn last_results(provider: &Recorder) -> Vec<ContentBlock> {
         .unwrap()
         .content
         .clone()
+}
+
+#[tokio::test]
+async fn injected_messages_join_the_conversation_before_the_next_call() {
+    let provider = Recorder::new(json!({"explore": [[
+        {"tool_calls": [{"name": "submit", "input": {"answer": 42}}]}
+    ]]}));
+    let inbox = Inbox::default();
+    inbox.push("Prefer the README over guessing.".into());
+    let run = run_with_inbox(
+        &provider,
+        limits(),
+        &CancellationToken::new(),
+        inbox.clone(),
+    )
+    .await;
+    assert_eq!(
+        run.outcome,
+        SessionOutcome::Submitted {
+            input: json!({"answer": 42})
+        }
+    );
+    let first = &provider.requests()[0];
+    assert_eq!(
+        first.messages,
+        vec![Message {
+            role: Role::User,
+            content: vec![
+                ContentBlock::Text {
+                    text: "Explore the repository.".into()
+                },
+                ContentBlock::Text {
+                    text: "Message from the user while you work: Prefer the README over guessing."
+                        .into()
+                },
+            ],
+        }]
+    );
+    assert_eq!(
+        inbox.drain(),
+        Vec::<String>::new(),
+        "each message is taken once"
+    );
 }
 
 #[tokio::test]
