@@ -1,1 +1,19 @@
-//! The omoi coordinator.
+//! The omoi coordinator: stores specs, tasks and events, spawns sandboxes, serves the HTTP API,
+//! and the `omoi` client CLI.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod execution;
+pub mod hub;
+pub mod ingest;
+pub mod liveness;
+pub mod metrics;
+pub mod model;
+pub mod sandbox;
+pub mod server;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use server::{AppState, Settings, router, serve};

@@ -1,5 +1,32 @@
 //! `omoi`: the coordinator server and its client CLI.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("the coordinator is not built yet; run `omoi-worker` directly")
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use omoi_coordinator::cli::{Cli, Command, run};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs what it does; the client commands and the demo only what goes wrong.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "warn,omoi_coordinator=info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("omoi: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

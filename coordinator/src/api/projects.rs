@@ -1,0 +1,84 @@
+//! `POST /projects`, `GET /projects`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::ApiJson;
+use super::types::CreateProject;
+use crate::auth::CurrentUser;
+use crate::error::{Error, Result};
+use crate::model::Project;
+use crate::sandbox::spawn::RESERVED_ENV;
+use crate::server::AppState;
+use crate::store::NewProject;
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> Result<(StatusCode, Json<Project>)> {
+    let new = validate(body, state.provider.name())?;
+    let project = state.store.create_project(&user.id, new).await?;
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Vec<Project>>> {
+    Ok(Json(state.store.projects(&user.id).await?))
+}
+
+/// Checks a new project: names present, the provider the one this server runs, no reserved
+/// worker variables.
+fn validate(body: CreateProject, server_provider: &str) -> Result<NewProject> {
+    let name = body.name.trim().to_string();
+    if name.is_empty() {
+        return Err(Error::Invalid("name must not be empty".into()));
+    }
+    let repo_url = body.repo_url.trim().to_string();
+    if repo_url.is_empty() {
+        return Err(Error::Invalid("repo_url must not be empty".into()));
+    }
+    let base_branch = body
+        .base_branch
+        .map(|b| b.trim().to_string())
+        .unwrap_or_else(|| "main".into());
+    if base_branch.is_empty() {
+        return Err(Error::Invalid("base_branch must not be empty".into()));
+    }
+    let provider = body.provider.unwrap_or_else(|| server_provider.to_string());
+    if provider != server_provider {
+        return Err(Error::Invalid(format!(
+            "provider {provider:?} is not available here; this coordinator runs {server_provider:?}"
+        )));
+    }
+    if let Some(name) = body
+        .worker_env
+        .keys()
+        .find(|k| RESERVED_ENV.contains(&k.as_str()))
+    {
+        return Err(Error::Invalid(format!(
+            "worker_env may not set {name}: the coordinator sets it"
+        )));
+    }
+    if let Some(name) = body
+        .worker_env
+        .keys()
+        .find(|k| k.is_empty() || k.contains(['=', '\0']))
+    {
+        return Err(Error::Invalid(format!(
+            "worker_env name {name:?} is not a valid variable name"
+        )));
+    }
+    Ok(NewProject {
+        name,
+        repo_url,
+        base_branch,
+        validation_command: body.validation_command.filter(|c| !c.trim().is_empty()),
+        provider,
+        image: body.image,
+        worker_env: body.worker_env,
+    })
+}

@@ -1,0 +1,98 @@
+//! Request and response bodies of the user API, shared by the server and the CLI.
+//!
+//! The worker's bodies (event batches, acks, messages, errors) live in `omoi_protocol::api`.
+
+use std::collections::BTreeMap;
+
+use omoi_protocol::phase::Phase;
+use serde::{Deserialize, Serialize};
+
+use crate::model::StreamEvent;
+
+/// `POST /api/v1/projects`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    pub name: String,
+    /// Git URL or local path of the repository.
+    pub repo_url: String,
+    /// Default `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_command: Option<String>,
+    /// Default: the server's provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Extra worker environment, e.g. `OMOI_LLM`, `OMOI_SCRIPT`, `MODEL`, `MAX_ATTEMPTS`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub worker_env: BTreeMap<String, String>,
+}
+
+/// `POST /api/v1/specs` and, with `stop_after`, `POST /api/v1/specs/launch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSpec {
+    pub project_id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Launch only: stop after this phase for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after: Option<Phase>,
+}
+
+/// The optional body of `POST /api/v1/specs/{id}/execute`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after: Option<Phase>,
+}
+
+/// Query of `GET /api/v1/specs/{id}/events`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventsQuery {
+    /// The cursor after which to start (exclusive); default the beginning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+    /// Page size, 1..=1000; default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One page of a spec's event history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub events: Vec<StreamEvent>,
+    /// Pass as `after` for the next page (the last cursor returned, or the one given).
+    pub next_cursor: i64,
+    /// Whether the page was full (more may follow right away).
+    pub has_more: bool,
+}
+
+/// Query of `GET /api/v1/sandboxes/{id}/messages`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessagesQuery {
+    /// The last message id seen; default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+}
+
+/// `POST /api/v1/sandboxes/{id}/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub text: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+    pub provider: String,
+}

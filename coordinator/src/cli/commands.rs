@@ -1,0 +1,266 @@
+//! The client commands: `token create`, `project add|list`, `spec launch|list|show|events|cancel|
+//! resume`, and how their results are printed.
+
+use std::fmt::Write;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use omoi_protocol::phase::Phase;
+
+use super::serve::parse_env_pairs;
+use super::watch::watch;
+use super::{CliResult, Client, ProjectCommand, SpecCommand};
+use crate::api::types::{CreateProject, CreateSpec, EventPage, ExecuteSpec};
+use crate::model::{Project, Spec, SpecDetail};
+use crate::store::Store;
+
+/// `omoi token create`: creates the user when missing and prints a new token.
+pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
+    let store = Store::open(database).await?;
+    let account = match store.user_by_name(user).await? {
+        Some(account) => account,
+        None => store.create_user(user).await?,
+    };
+    let token = store.create_user_token(&account.id).await?;
+    store.close().await;
+    println!("{token}");
+    Ok(0)
+}
+
+/// `omoi project …`.
+pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> {
+    match command {
+        ProjectCommand::Add(args) => {
+            let body = CreateProject {
+                name: args.name,
+                repo_url: args.repo,
+                base_branch: Some(args.base_branch),
+                validation_command: args.validation_command,
+                provider: None,
+                image: None,
+                worker_env: parse_env_pairs(&args.env, "--env")?,
+            };
+            let project: Project = client.post("/projects", &body).await?;
+            println!("{}", project.id);
+        }
+        ProjectCommand::List => {
+            let projects: Vec<Project> = client.get("/projects").await?;
+            for p in projects {
+                println!("{}  {:<20} {}", p.id, p.name, p.repo_url);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `omoi spec …`.
+pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
+    match command {
+        SpecCommand::Launch {
+            request,
+            project,
+            stop_after,
+            watch: follow,
+        } => {
+            let (title, description) = split_request(&request);
+            let body = CreateSpec {
+                project_id: project,
+                title,
+                description,
+                stop_after,
+            };
+            let detail: SpecDetail = client.post("/specs/launch", &body).await?;
+            println!("{}", detail.spec.id);
+            if follow {
+                return finish_watch(client, &detail.spec.id).await;
+            }
+        }
+        SpecCommand::List => {
+            let specs: Vec<Spec> = client.get("/specs").await?;
+            for s in specs {
+                println!("{}", spec_line(&s));
+            }
+        }
+        SpecCommand::Show { id } => {
+            let detail: SpecDetail = client.get(&format!("/specs/{id}")).await?;
+            print!("{}", render_detail(&detail));
+        }
+        SpecCommand::Events { id, after, follow } => {
+            return events(client, &id, after, follow).await;
+        }
+        SpecCommand::Cancel { id } => {
+            let detail: SpecDetail = client
+                .post(&format!("/specs/{id}/cancel"), &serde_json::json!({}))
+                .await?;
+            println!("{}", spec_line(&detail.spec));
+        }
+        SpecCommand::Resume {
+            id,
+            stop_after,
+            watch: follow,
+        } => {
+            let detail: SpecDetail = client
+                .post(&format!("/specs/{id}/execute"), &ExecuteSpec { stop_after })
+                .await?;
+            println!("{}", spec_line(&detail.spec));
+            if follow {
+                return finish_watch(client, &id).await;
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn finish_watch(client: &Client, spec_id: &str) -> CliResult<u8> {
+    let outcome = watch(client, spec_id).await?;
+    match &outcome.error {
+        Some(error) => eprintln!("spec {spec_id} {}: {error}", outcome.status),
+        None => eprintln!("spec {spec_id} {}", outcome.status),
+    }
+    Ok(outcome.exit_code())
+}
+
+/// Prints the history as JSON lines, then (with `follow`) the live stream.
+async fn events(client: &Client, id: &str, mut after: i64, follow: bool) -> CliResult<u8> {
+    if !follow {
+        loop {
+            let page: EventPage = client
+                .get(&format!("/specs/{id}/events?after={after}&limit=1000"))
+                .await?;
+            for event in &page.events {
+                println!("{}", serde_json::to_string(event).unwrap_or_default());
+            }
+            after = page.next_cursor;
+            if !page.has_more {
+                return Ok(0);
+            }
+        }
+    }
+    let response = client.event_stream(id, after).await?;
+    let mut stream = response.bytes_stream().eventsource();
+    while let Some(Ok(message)) = stream.next().await {
+        println!("{}", message.data);
+    }
+    Ok(0)
+}
+
+/// A request's first line is the title (shortened), the whole request the description.
+pub fn split_request(request: &str) -> (String, String) {
+    let request = request.trim();
+    let first = request.lines().next().unwrap_or_default().trim();
+    let title: String = if first.chars().count() > 80 {
+        first.chars().take(77).chain("...".chars()).collect()
+    } else {
+        first.to_string()
+    };
+    let rest = request[request.find('\n').unwrap_or(request.len())..].trim();
+    let description = if rest.is_empty() && title != first {
+        request.to_string()
+    } else {
+        rest.to_string()
+    };
+    (title, description)
+}
+
+fn spec_line(s: &Spec) -> String {
+    let phase = s.current_phase.map_or("-", Phase::as_str);
+    format!("{}  {:<10} {:<13} {}", s.id, s.status, phase, s.title)
+}
+
+/// The text of `omoi spec show`.
+pub fn render_detail(detail: &SpecDetail) -> String {
+    let s = &detail.spec;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}  {}", s.id, s.title);
+    let _ = writeln!(out, "status: {}", s.status);
+    if let Some(phase) = s.current_phase {
+        let _ = writeln!(out, "phase:  {phase}");
+    }
+    if let Some(error) = &s.error {
+        let _ = writeln!(out, "error:  {error}");
+    }
+    if !detail.phases.is_empty() {
+        let _ = writeln!(out, "phases:");
+        for p in &detail.phases {
+            let score = p
+                .score
+                .map_or_else(|| "-".to_string(), |s| format!("{s:.2}"));
+            let _ = writeln!(
+                out,
+                "  {:<13} {:<10} score {score:<5} attempts {}",
+                p.phase.as_str(),
+                p.status.as_str(),
+                p.attempts
+            );
+        }
+    }
+    if let Some(spec) = &detail.final_spec {
+        let _ = writeln!(
+            out,
+            "requirements: {}",
+            spec.requirements.requirements.len()
+        );
+        for r in &spec.requirements.requirements {
+            let _ = writeln!(out, "  {}  {}", r.id, r.title);
+        }
+        let _ = writeln!(
+            out,
+            "tasks: {} ({:.1} h, critical path {:.1} h)",
+            spec.tasks.tasks.len(),
+            spec.sync.total_hours,
+            spec.sync.critical_path_hours
+        );
+        for t in &spec.tasks.tasks {
+            let deps = if t.depends_on.is_empty() {
+                String::new()
+            } else {
+                format!("  (after {})", t.depends_on.join(", "))
+            };
+            let status = detail
+                .tasks
+                .iter()
+                .find(|b| b.spec_task_id == t.id)
+                .map(|b| format!("{:<9}", b.status.as_str()))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {}  {status}{}{deps}", t.id, t.title);
+        }
+        let _ = writeln!(
+            out,
+            "coverage: {:.0} %, ready for execution: {}",
+            spec.sync.coverage_percent, spec.sync.ready_for_execution
+        );
+    }
+    let _ = writeln!(out, "sandboxes:");
+    for sb in &detail.sandboxes {
+        let from = sb.start_phase.map_or("-", Phase::as_str);
+        let reason = sb
+            .reason
+            .as_deref()
+            .map(|r| format!("  {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {}  {:<10} from {from}{reason}", sb.id, sb.status);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn a_request_splits_into_title_and_description() {
+        assert_eq!(
+            split_request("Add a --shout option\n\nPrint in upper case.\n"),
+            ("Add a --shout option".into(), "Print in upper case.".into())
+        );
+        assert_eq!(
+            split_request("Just a title"),
+            ("Just a title".into(), String::new())
+        );
+        let long = "x".repeat(100);
+        let (title, description) = split_request(&long);
+        assert_eq!(title, format!("{}...", "x".repeat(77)));
+        assert_eq!(description, long);
+    }
+}

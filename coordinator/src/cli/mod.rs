@@ -1,0 +1,194 @@
+//! The `omoi` command line: `serve`, the client commands (`token`, `project`, `spec`) and `demo`.
+
+mod client;
+mod commands;
+mod demo;
+mod serve;
+mod watch;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use omoi_protocol::phase::Phase;
+
+pub use client::Client;
+pub use serve::{ProviderKind, ServeArgs, ServeConfig, locate_worker};
+pub use watch::{Outcome, watch};
+
+/// What a command failed at.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A flag or setting is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The server answered an error.
+    #[error("{message} ({status} {code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached or answered something unreadable.
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// The embedded coordinator failed.
+    #[error(transparent)]
+    Coordinator(#[from] crate::Error),
+}
+
+/// The result of CLI commands.
+pub type CliResult<T> = std::result::Result<T, CliError>;
+
+/// `omoi`: spec-driven development with autonomous coding agents.
+#[derive(Debug, Parser)]
+#[command(name = "omoi", version, about)]
+pub struct Cli {
+    /// The coordinator's base URL.
+    #[arg(
+        long,
+        env = "OMOI_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+    /// The bearer token (from `omoi token create`).
+    #[arg(long, env = "OMOI_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the coordinator.
+    Serve(ServeArgs),
+    /// Manages API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manages projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Launches and follows specs.
+    #[command(subcommand)]
+    Spec(SpecCommand),
+    /// Runs a whole spec offline on the sample repository with the scripted model.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Creates a user (when missing) and prints a new token for it. Works on the database
+    /// directly, so run it where the server's database is.
+    Create {
+        /// The user's name.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://omoi.db")]
+        database: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Adds a project.
+    Add(ProjectAddArgs),
+    /// Lists your projects.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectAddArgs {
+    /// A name for the project.
+    #[arg(long)]
+    pub name: String,
+    /// Git URL or local path of the repository.
+    #[arg(long)]
+    pub repo: String,
+    #[arg(long, default_value = "main")]
+    pub base_branch: String,
+    /// Shell command that must pass before a task commits, e.g. `cargo test`.
+    #[arg(long)]
+    pub validation_command: Option<String>,
+    /// Worker environment for this project's sandboxes, `NAME=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpecCommand {
+    /// Creates a spec from a feature request and starts it.
+    Launch {
+        /// The feature request: the first line is the title.
+        request: String,
+        #[arg(long)]
+        project: String,
+        /// Stop after this phase (for approval); `omoi spec resume` goes on.
+        #[arg(long)]
+        stop_after: Option<Phase>,
+        /// Follow the progress until the spec ends; the exit code tells the outcome.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Lists your specs.
+    List,
+    /// Shows a spec: phases, scores, sandboxes, tasks.
+    Show { id: String },
+    /// Prints a spec's events as JSON lines.
+    Events {
+        id: String,
+        /// Start after this cursor.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Keep streaming live events.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cancels a spec.
+    Cancel { id: String },
+    /// Runs a spec again from the phase after its last checkpoint.
+    Resume {
+        id: String,
+        #[arg(long)]
+        stop_after: Option<Phase>,
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The directory with `sample-repo/`, `sample-script.json` and `sample-request.txt`
+    /// (default: the repository's `tests/fixtures`).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+    /// The worker binary (default: next to `omoi`, then on PATH; under `cargo run` it is built).
+    #[arg(long, env = "OMOI_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
+    /// Keep the demo's directory (database, sandbox workspaces and logs) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> CliResult<u8> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Token(TokenCommand::Create { user, database }) => {
+            commands::token_create(&database, &user).await
+        }
+        Command::Project(command) => {
+            let client = Client::new(&cli.server, cli.token)?;
+            commands::project(&client, command).await
+        }
+        Command::Spec(command) => {
+            let client = Client::new(&cli.server, cli.token)?;
+            commands::spec(&client, command).await
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The coordinator's error type and its mapping to HTTP answers.
+//!
+//! The caller's faults map to 4xx with a message; everything else is an opaque 500 whose cause is
+//! logged, never sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use omoi_protocol::api::{ErrorBody, ErrorDetail};
+
+/// The result of coordinator operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed (bad JSON, bad query). Not retryable.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid bearer token. Not retryable.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid token that may not do this. Not retryable.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing, or not the caller's. Not retryable.
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing is in a state that forbids this (e.g. already running). Retryable later.
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed but invalid content. Not retryable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed. Retryable.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed at start. Not retryable.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The sandbox provider failed. Retryable.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    /// Stored data that does not parse: a bug or a foreign write. Not retryable.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// Anything else unexpected. Not retryable.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The HTTP status and the stable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Sandbox(_)
+            | Error::Corrupt(_)
+            | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The JSON body sent for this error: the message for the caller's faults, nothing inside for 500.
+    pub fn body(&self) -> ErrorBody {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() {
+            "internal error; the server log has the details".to_string()
+        } else {
+            self.to_string()
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+            },
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, Json(self.body())).into_response()
+    }
+}
+
+/// Builds the error of a stored value that does not parse.
+pub fn corrupt(what: &str, err: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("{what}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn server_errors_are_opaque_and_client_errors_keep_their_message() {
+        assert_eq!(
+            Error::Corrupt("phase output: secret detail".into()).body(),
+            ErrorBody {
+                error: ErrorDetail {
+                    code: "internal".into(),
+                    message: "internal error; the server log has the details".into(),
+                }
+            }
+        );
+        assert_eq!(
+            Error::Conflict("spec is running".into()).body(),
+            ErrorBody {
+                error: ErrorDetail {
+                    code: "conflict".into(),
+                    message: "spec is running".into(),
+                }
+            }
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! The live fan-out: one broadcast channel per spec, fed after each commit, read by SSE streams.
+//!
+//! Invariant: an event reaches the hub only after it is stored; a stream that falls behind
+//! re-reads the store, so the hub may drop messages but the stream never skips one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use omoi_protocol::phase::Phase;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::model::{Spec, SpecStatus, StreamEvent};
+
+/// How many messages a slow subscriber may fall behind before it re-reads the store.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// The state of a spec, sent on the live stream when it changes (not stored, no cursor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusNotice {
+    pub spec_id: String,
+    pub status: SpecStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&Spec> for StatusNotice {
+    fn from(spec: &Spec) -> Self {
+        StatusNotice {
+            spec_id: spec.id.clone(),
+            status: spec.status,
+            current_phase: spec.current_phase,
+            error: spec.error.clone(),
+        }
+    }
+}
+
+/// One message of a spec's live stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Event(StreamEvent),
+    Status(StatusNotice),
+}
+
+/// The channels of every spec that has a subscriber, and the per-spec ingest locks.
+#[derive(Debug, Default)]
+pub struct Hub {
+    channels: Mutex<HashMap<String, broadcast::Sender<StreamItem>>>,
+    ingest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Hub {
+    /// Subscribes to a spec's live stream.
+    pub fn subscribe(&self, spec_id: &str) -> broadcast::Receiver<StreamItem> {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        channels
+            .entry(spec_id.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Sends to a spec's subscribers; forgets the channel when nobody listens any more.
+    pub fn publish(&self, spec_id: &str, item: StreamItem) {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = channels.get(spec_id) {
+            if sender.send(item).is_err() {
+                channels.remove(spec_id);
+            }
+        }
+    }
+
+    /// The lock that keeps one spec's ingests (and so its stream releases) in order within this
+    /// process.
+    pub fn ingest_lock(&self, spec_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .ingest_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        locks.entry(spec_id.to_string()).or_default().clone()
+    }
+}

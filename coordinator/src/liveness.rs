@@ -1,0 +1,120 @@
+//! Liveness and recovery (DESIGN §5.5): finds lost sandboxes — silent for three heartbeats, or
+//! exited without a terminal event — stops them and starts a replacement at the phase after the
+//! last checkpoint; reconciles with the provider on start.
+//!
+//! Invariant: after each pass, no spec is `executing` without a live sandbox.
+
+use std::collections::{BTreeMap, HashSet};
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::execution::{recover, stop_sandbox};
+use crate::model::{SandboxStatus, SpecStatus};
+use crate::sandbox::spawn::OWNER;
+use crate::sandbox::{OWNER_LABEL, ProviderStatus, SandboxHandle};
+use crate::server::AppState;
+
+/// Reconciles once, then checks every `monitor_interval` until `shutdown`.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let started = Utc::now();
+    if let Err(e) = reconcile(&state, started).await {
+        tracing::error!(error = %e, "reconciling with the sandbox provider failed");
+    }
+    let mut tick = tokio::time::interval(state.settings.monitor_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = check(&state, started).await {
+            tracing::error!(error = %e, "liveness check failed");
+        }
+    }
+}
+
+/// Stops the provider's sandboxes of this coordinator that the store does not consider live
+/// (left over from an earlier run), then runs a [`check`] (which finds the stored live sandboxes
+/// the provider no longer runs).
+pub async fn reconcile(state: &AppState, started: DateTime<Utc>) -> Result<()> {
+    let labels = BTreeMap::from([(OWNER_LABEL.to_string(), OWNER.to_string())]);
+    let listed = state.provider.list(&labels).await?;
+    let live: HashSet<String> = state
+        .store
+        .live_sandboxes()
+        .await?
+        .into_iter()
+        .filter_map(|s| s.handle)
+        .collect();
+    for sandbox in listed {
+        if sandbox.status == ProviderStatus::Running && !live.contains(&sandbox.handle.0) {
+            tracing::warn!(handle = %sandbox.handle.0, "stopping a sandbox nothing waits for");
+            state.provider.terminate(&sandbox.handle).await?;
+        }
+    }
+    check(state, started).await
+}
+
+/// One pass: ends lost sandboxes and recovers their specs; recovers executing specs that have no
+/// live sandbox at all. Silence counts from `started` at the earliest (when this coordinator
+/// started watching), so workers that outlived a restart get time to reach it again.
+pub async fn check(state: &AppState, started: DateTime<Utc>) -> Result<()> {
+    let lost_after = state.settings.lost_after();
+    let now = Utc::now();
+    for sandbox in state.store.live_sandboxes().await? {
+        let reason = match &sandbox.handle {
+            Some(handle) => match state.provider.status(&SandboxHandle(handle.clone())).await {
+                Ok(ProviderStatus::Running) => None,
+                Ok(status @ (ProviderStatus::Exited { .. } | ProviderStatus::NotFound)) => {
+                    Some(format!("the worker {status} without a terminal event"))
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = %sandbox.id, error = %e, "sandbox status unknown");
+                    None
+                }
+            },
+            // Still being spawned (the workspace is being prepared): give it longer.
+            None if silent_for(now, sandbox.last_seen_at.max(started)) >= lost_after * 10 => {
+                Some("the sandbox never started".to_string())
+            }
+            None => continue,
+        };
+        let silent = silent_for(now, sandbox.last_seen_at.max(started)) >= lost_after;
+        let reason = reason.or_else(|| {
+            silent.then(|| format!("no event or heartbeat for {} s", lost_after.as_secs()))
+        });
+        let Some(reason) = reason else { continue };
+        tracing::warn!(sandbox = %sandbox.id, %reason, "sandbox lost");
+        if stop_sandbox(state, &sandbox, SandboxStatus::Lost, &reason).await? {
+            state.metrics.sandbox_lost();
+            if let Some(spec_id) = &sandbox.spec_id {
+                recover(state, spec_id, &reason).await?;
+            }
+        }
+    }
+
+    let live_specs: HashSet<String> = state
+        .store
+        .live_sandboxes()
+        .await?
+        .into_iter()
+        .filter_map(|s| s.spec_id)
+        .collect();
+    for spec in state.store.specs_with_status(SpecStatus::Executing).await? {
+        // A spec claimed a moment ago may not have its sandbox recorded yet.
+        if !live_specs.contains(&spec.id)
+            && silent_for(now, spec.updated_at.max(started)) >= lost_after
+        {
+            recover(state, &spec.id, "the spec had no live sandbox").await?;
+        }
+    }
+    Ok(())
+}
+
+fn silent_for(now: DateTime<Utc>, since: DateTime<Utc>) -> Duration {
+    (now - since).to_std().unwrap_or(Duration::ZERO)
+}

@@ -1,0 +1,115 @@
+//! Prometheus metrics in the text exposition format: counters kept in memory, gauges read from
+//! the store at scrape time.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::store::Store;
+
+/// Upper bounds of the ingest latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// The in-memory counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    events_ingested: AtomicU64,
+    batches: AtomicU64,
+    /// Cumulative counts per bucket of [`LATENCY_BUCKETS`].
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_sum_micros: AtomicU64,
+    sandboxes_lost: AtomicU64,
+    sandboxes_spawned: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one ingested batch: how many new events it stored and how long it took.
+    pub fn observe_ingest(&self, stored: usize, took: Duration) {
+        self.events_ingested
+            .fetch_add(u64::try_from(stored).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        let seconds = took.as_secs_f64();
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            if seconds <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_sum_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Counts a sandbox found lost.
+    pub fn sandbox_lost(&self) {
+        self.sandboxes_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a sandbox spawned.
+    pub fn sandbox_spawned(&self) {
+        self.sandboxes_spawned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text.
+    pub async fn render(&self, store: &Store) -> Result<String> {
+        let mut out = String::new();
+        let specs = store.spec_counts().await?;
+        let alive = store.count_live_sandboxes().await?;
+        let _ = writeln!(out, "# HELP omoi_specs Specs by status.");
+        let _ = writeln!(out, "# TYPE omoi_specs gauge");
+        for status in ["pending", "executing", "completed", "failed", "cancelled"] {
+            let n = specs
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "omoi_specs{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP omoi_sandboxes_alive Sandboxes starting or running."
+        );
+        let _ = writeln!(out, "# TYPE omoi_sandboxes_alive gauge");
+        let _ = writeln!(out, "omoi_sandboxes_alive {alive}");
+        counter(
+            &mut out,
+            "omoi_sandboxes_spawned_total",
+            "Sandboxes spawned by this process.",
+            self.sandboxes_spawned.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "omoi_sandboxes_lost_total",
+            "Sandboxes found lost by this process.",
+            self.sandboxes_lost.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "omoi_events_ingested_total",
+            "New events stored by this process.",
+            self.events_ingested.load(Ordering::Relaxed),
+        );
+        let name = "omoi_ingest_seconds";
+        let _ = writeln!(out, "# HELP {name} Time to store one event batch.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let batches = self.batches.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {batches}");
+        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {batches}");
+        Ok(out)
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}

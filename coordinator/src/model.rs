@@ -1,0 +1,282 @@
+//! The coordinator's records: users, projects, specs, phases, sandboxes, tasks and stored events.
+//!
+//! The store reads and writes them; the API serves them as JSON; the CLI reads them back.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use omoi_protocol::artifact::{FinalSpec, PhaseOutput};
+use omoi_protocol::event::RawEvent;
+use omoi_protocol::phase::Phase;
+use serde::{Deserialize, Serialize};
+
+/// The error of parsing a stored status name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub value: String,
+}
+
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// The stored and wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName { what: $what, value: s.to_string() }),
+                }
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// Where a spec is in its life.
+    SpecStatus, "spec status" {
+        Pending => "pending",
+        Executing => "executing",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+impl SpecStatus {
+    /// Completed, failed or cancelled: nothing runs for it any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            SpecStatus::Completed | SpecStatus::Failed | SpecStatus::Cancelled
+        )
+    }
+}
+
+named_enum!(
+    /// Where one phase of a spec is.
+    PhaseStatus, "phase status" {
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+    }
+);
+
+named_enum!(
+    /// Where a sandbox is in its life.
+    SandboxStatus, "sandbox status" {
+        Starting => "starting",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+        Lost => "lost",
+        Terminated => "terminated",
+    }
+);
+
+impl SandboxStatus {
+    /// Starting or running: the coordinator watches it.
+    pub fn is_live(self) -> bool {
+        matches!(self, SandboxStatus::Starting | SandboxStatus::Running)
+    }
+}
+
+named_enum!(
+    /// Where a bridged task is.
+    TaskStatus, "task status" {
+        Pending => "pending",
+        Ready => "ready",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+    }
+);
+
+/// A person who calls the API with a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+}
+
+/// A repository that specs are written for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    /// Git URL or local path (a git repository or a plain directory).
+    pub repo_url: String,
+    pub base_branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_command: Option<String>,
+    /// The sandbox provider that runs this project's workers, e.g. `local`.
+    pub provider: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Extra worker environment (e.g. `OMOI_LLM`, `MODEL`); wins over the server's.
+    #[serde(default)]
+    pub worker_env: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A spec as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    pub id: String,
+    pub project_id: String,
+    pub title: String,
+    pub description: String,
+    pub status: SpecStatus,
+    /// The phase running now, or the next one to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_phase: Option<Phase>,
+    /// Why the spec failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The phase after which the worker stops for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after: Option<Phase>,
+    /// How many times a lost sandbox was replaced in the current execution.
+    pub recoveries: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One phase of a spec: its attempts, its score and, once passed, its output (the checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    pub phase: Phase,
+    pub status: PhaseStatus,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<PhaseOutput>,
+}
+
+/// A sandbox the coordinator spawned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    pub provider: String,
+    /// The provider's name for it (a process id, a container id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    pub status: SandboxStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_phase: Option<Phase>,
+    /// The highest seq such that every event from 1 to it is stored.
+    pub acked_seq: u64,
+    /// The terminal event type received, if any (`agent.completed`, `agent.failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<String>,
+    /// Why it ended, when it did not end well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A task bridged from a finished spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub spec_id: String,
+    pub ticket_id: String,
+    /// The spec's id of the task, `TSK-NNN`.
+    pub spec_task_id: String,
+    pub title: String,
+    pub status: TaskStatus,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// Coordinator ids of the tasks this one waits for.
+    pub depends_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_sha: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A spec with everything known about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecDetail {
+    #[serde(flatten)]
+    pub spec: Spec,
+    pub phases: Vec<PhaseRecord>,
+    pub sandboxes: Vec<Sandbox>,
+    pub tasks: Vec<TaskRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_spec: Option<FinalSpec>,
+}
+
+/// A stored event with its position in the spec's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEvent {
+    /// Position in the stream; `after=` and `Last-Event-ID` take it.
+    pub cursor: i64,
+    pub event: RawEvent,
+}
+
+/// Milliseconds since the Unix epoch as a UTC time (out-of-range values clamp to the epoch).
+pub fn time_from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip_and_unknown_is_an_error() {
+        for s in [
+            SpecStatus::Pending,
+            SpecStatus::Executing,
+            SpecStatus::Completed,
+            SpecStatus::Failed,
+            SpecStatus::Cancelled,
+        ] {
+            assert_eq!(s.as_str().parse::<SpecStatus>(), Ok(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        assert_eq!(
+            "running".parse::<SpecStatus>(),
+            Err(UnknownName {
+                what: "spec status",
+                value: "running".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Sandbox providers: where workers run. One small trait; `local` runs the worker as a child
+//! process. Spawning a sandbox for a spec phase (its environment and context) is in [`spawn`].
+
+pub mod local;
+pub mod spawn;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use futures_util::future::BoxFuture;
+
+/// The label every sandbox of this coordinator carries, for reconcile.
+pub const OWNER_LABEL: &str = "omoi.owner";
+/// The label that names the coordinator's sandbox id.
+pub const SANDBOX_LABEL: &str = "omoi.sandbox";
+/// The label that names the spec a sandbox runs.
+pub const SPEC_LABEL: &str = "omoi.spec";
+
+/// What a provider failed at.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The workspace or the process could not be set up. Retryable when the cause is transient.
+    #[error("spawning sandbox {sandbox_id} failed: {reason}")]
+    Spawn { sandbox_id: String, reason: String },
+    /// The provider does not know this sandbox. Not retryable.
+    #[error("no sandbox with handle {0}")]
+    NotFound(String),
+    /// The provider could not be reached or answered an error. Retryable.
+    #[error("{0}")]
+    Provider(String),
+    /// A file operation failed. Retryable.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+        let context = context.into();
+        move |source| SandboxError::Io { context, source }
+    }
+}
+
+/// Resource limits of a sandbox (providers that cannot enforce them ignore them).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    pub memory_mb: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+/// Everything a provider needs to start one sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnRequest {
+    /// The coordinator's id of the sandbox.
+    pub sandbox_id: String,
+    /// The image with the worker (container providers).
+    pub image: Option<String>,
+    /// The worker's environment (DESIGN §3.2); `WORKSPACE` is set by the provider.
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub limits: Limits,
+    /// The repository the workspace starts from: a git URL, or a local path (git or plain).
+    pub repo: Option<String>,
+}
+
+/// A spawned sandbox as the provider names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxHandle(pub String);
+
+/// What the provider knows about a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderStatus {
+    Running,
+    /// Ended; the exit code when the provider knows it.
+    Exited {
+        code: Option<i32>,
+    },
+    /// The provider has no such sandbox (never spawned, or removed).
+    NotFound,
+}
+
+impl fmt::Display for ProviderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProviderStatus::Running => f.write_str("running"),
+            ProviderStatus::Exited { code: Some(code) } => write!(f, "exited with code {code}"),
+            ProviderStatus::Exited { code: None } => f.write_str("exited"),
+            ProviderStatus::NotFound => f.write_str("not found"),
+        }
+    }
+}
+
+/// A sandbox found by [`Provider::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSandbox {
+    pub handle: SandboxHandle,
+    pub labels: BTreeMap<String, String>,
+    pub status: ProviderStatus,
+}
+
+/// A place where sandboxes run.
+pub trait Provider: Send + Sync + fmt::Debug {
+    /// `local`, `docker`, `kubernetes`, `daytona`.
+    fn name(&self) -> &'static str;
+
+    /// Starts a sandbox; returns once the worker process has started.
+    fn spawn(&self, request: SpawnRequest) -> BoxFuture<'_, Result<SandboxHandle, SandboxError>>;
+
+    /// Whether the sandbox still runs.
+    fn status<'a>(
+        &'a self,
+        handle: &'a SandboxHandle,
+    ) -> BoxFuture<'a, Result<ProviderStatus, SandboxError>>;
+
+    /// Stops the sandbox (SIGTERM, then kill after a grace period) and frees its resources.
+    /// Terminating an ended or unknown sandbox is not an error.
+    fn terminate<'a>(
+        &'a self,
+        handle: &'a SandboxHandle,
+    ) -> BoxFuture<'a, Result<(), SandboxError>>;
+
+    /// The sandboxes that carry every one of `labels`.
+    fn list<'a>(
+        &'a self,
+        labels: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<Vec<ListedSandbox>, SandboxError>>;
+}

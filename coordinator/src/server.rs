@@ -1,0 +1,117 @@
+//! The coordinator server: its shared state, the router, and `serve` with graceful shutdown and
+//! the liveness monitor running beside it.
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::hub::Hub;
+use crate::liveness;
+use crate::metrics::Metrics;
+use crate::sandbox::Provider;
+use crate::store::Store;
+
+/// How the server runs sandboxes and watches them; validated before it is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The base URL sandboxes call back, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// Passed to workers as `HEARTBEAT_SECS`; a sandbox is lost after three times this of silence.
+    pub heartbeat_secs: u64,
+    /// How often the liveness monitor looks at the sandboxes.
+    pub monitor_interval: Duration,
+    /// How many times a spec's lost sandbox is replaced before the spec fails.
+    pub max_recoveries: u32,
+    /// Worker environment of every sandbox (a project's own values win).
+    pub worker_env: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Settings with the defaults of `omoi serve` for a server reachable at `public_url`.
+    pub fn new(public_url: impl Into<String>) -> Settings {
+        Settings {
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+            heartbeat_secs: 10,
+            monitor_interval: Duration::from_secs(2),
+            max_recoveries: 3,
+            worker_env: BTreeMap::new(),
+        }
+    }
+
+    /// Silence after which a sandbox is lost.
+    pub fn lost_after(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.saturating_mul(3))
+    }
+}
+
+/// Everything the handlers and background tasks share.
+#[derive(Debug)]
+pub struct AppInner {
+    pub store: Store,
+    pub hub: Hub,
+    pub provider: Arc<dyn Provider>,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    /// Cancelled when the server shuts down (ends live streams and the monitor).
+    pub shutdown: CancellationToken,
+}
+
+/// The shared state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<AppInner>);
+
+impl AppState {
+    /// The state of a server over `store` running sandboxes on `provider`.
+    pub fn new(store: Store, provider: Arc<dyn Provider>, settings: Settings) -> AppState {
+        AppState(Arc::new(AppInner {
+            store,
+            hub: Hub::default(),
+            provider,
+            settings,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// The HTTP routes of the coordinator.
+pub fn router(state: AppState) -> Router {
+    api::routes().with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` is cancelled, with the liveness monitor running
+/// (it reconciles with the provider first). Open live streams end at shutdown; sandboxes keep
+/// running and are found again by the next start.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let monitor = tokio::spawn(liveness::run(state.clone(), shutdown.clone()));
+    let stop = state.shutdown.clone();
+    let linked = shutdown.clone();
+    tokio::spawn(async move {
+        linked.cancelled().await;
+        stop.cancel();
+    });
+    let result = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    state.shutdown.cancel();
+    let _ = monitor.await;
+    result
+}

@@ -1,0 +1,253 @@
+//! Users, bearer tokens (stored as sha256 hashes) and projects.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, json_optional_column, new_id, now_ms, to_json};
+use crate::auth::{generate_token, hash_token};
+use crate::error::{Error, Result};
+use crate::model::{Project, User, time_from_ms};
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A person: every user route.
+    User,
+    /// One sandbox: its own ingest, context and message routes.
+    Sandbox,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::User => "user",
+            TokenKind::Sandbox => "sandbox",
+        }
+    }
+}
+
+/// A valid token as looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRecord {
+    User(User),
+    Sandbox { sandbox_id: String },
+}
+
+/// The body of a new project, validated by the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewProject {
+    pub name: String,
+    pub repo_url: String,
+    pub base_branch: String,
+    pub validation_command: Option<String>,
+    pub provider: String,
+    pub image: Option<String>,
+    pub worker_env: BTreeMap<String, String>,
+}
+
+impl Store {
+    /// Creates a user; 409 when the name is taken.
+    pub async fn create_user(&self, name: &str) -> Result<User> {
+        if self.user_by_name(name).await?.is_some() {
+            return Err(Error::Conflict(format!("user {name:?} exists")));
+        }
+        let user = User {
+            id: new_id(),
+            name: name.to_string(),
+        };
+        sqlx::query("INSERT INTO users (id, name, created_ms) VALUES ($1, $2, $3)")
+            .bind(&user.id)
+            .bind(&user.name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(user)
+    }
+
+    /// The user of that name, if any.
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT id, name FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    /// A new bearer token for a user; only its hash is stored.
+    pub async fn create_user_token(&self, user_id: &str) -> Result<String> {
+        self.insert_token(TokenKind::User, Some(user_id), None)
+            .await
+    }
+
+    /// A new bearer token scoped to one sandbox.
+    pub async fn create_sandbox_token(&self, sandbox_id: &str) -> Result<String> {
+        self.insert_token(TokenKind::Sandbox, None, Some(sandbox_id))
+            .await
+    }
+
+    async fn insert_token(
+        &self,
+        kind: TokenKind,
+        user_id: Option<&str>,
+        sandbox_id: Option<&str>,
+    ) -> Result<String> {
+        let token = generate_token(kind)?;
+        sqlx::query(
+            "INSERT INTO tokens (id, hash, kind, user_id, sandbox_id, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(new_id())
+        .bind(hash_token(&token))
+        .bind(kind.as_str())
+        .bind(user_id)
+        .bind(sandbox_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// What a presented token speaks for, when it exists and has not expired.
+    pub async fn token(&self, token: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT t.kind, t.sandbox_id, t.expires_ms, u.id AS user_id, u.name AS user_name
+             FROM tokens t LEFT JOIN users u ON u.id = t.user_id
+             WHERE t.hash = $1",
+        )
+        .bind(hash_token(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires: Option<i64> = row.try_get("expires_ms")?;
+        if expires.is_some_and(|at| at <= now_ms()) {
+            return Ok(None);
+        }
+        let kind: String = row.try_get("kind")?;
+        let record = match kind.as_str() {
+            "user" => {
+                let id: Option<String> = row.try_get("user_id")?;
+                let name: Option<String> = row.try_get("user_name")?;
+                match (id, name) {
+                    (Some(id), Some(name)) => TokenRecord::User(User { id, name }),
+                    _ => return Ok(None),
+                }
+            }
+            "sandbox" => {
+                let sandbox_id: Option<String> = row.try_get("sandbox_id")?;
+                match sandbox_id {
+                    Some(sandbox_id) => TokenRecord::Sandbox { sandbox_id },
+                    None => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(record))
+    }
+
+    /// Makes a sandbox's tokens invalid from `at_ms` on (now, or after a grace period).
+    pub async fn expire_sandbox_tokens(&self, sandbox_id: &str, at_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE tokens SET expires_ms = $2
+             WHERE sandbox_id = $1 AND (expires_ms IS NULL OR expires_ms > $2)",
+        )
+        .bind(sandbox_id)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a project owned by `user_id`.
+    pub async fn create_project(&self, user_id: &str, new: NewProject) -> Result<Project> {
+        let created = now_ms();
+        let project = Project {
+            id: new_id(),
+            name: new.name,
+            repo_url: new.repo_url,
+            base_branch: new.base_branch,
+            validation_command: new.validation_command,
+            provider: new.provider,
+            image: new.image,
+            worker_env: new.worker_env,
+            created_at: time_from_ms(created),
+        };
+        sqlx::query(
+            "INSERT INTO projects (id, user_id, name, repo_url, base_branch, validation_command,
+                                   provider, image, worker_env, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&project.id)
+        .bind(user_id)
+        .bind(&project.name)
+        .bind(&project.repo_url)
+        .bind(&project.base_branch)
+        .bind(&project.validation_command)
+        .bind(&project.provider)
+        .bind(&project.image)
+        .bind(to_json(&project.worker_env)?)
+        .bind(created)
+        .execute(&self.pool)
+        .await?;
+        Ok(project)
+    }
+
+    /// The user's projects, oldest first.
+    pub async fn projects(&self, user_id: &str) -> Result<Vec<Project>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE user_id = $1 ORDER BY created_ms, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(project_from_row).collect()
+    }
+
+    /// A project, if it exists and belongs to `user_id`.
+    pub async fn project(&self, user_id: &str, id: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| project_from_row(&r)).transpose()
+    }
+
+    /// A project by id, whoever owns it (for the coordinator's own use).
+    pub async fn project_by_id(&self, id: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| project_from_row(&r)).transpose()
+    }
+}
+
+const PROJECT_COLUMNS: &str = "id, name, repo_url, base_branch, validation_command, provider, \
+                               image, worker_env, created_ms";
+
+fn user_from_row(row: &AnyRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+    })
+}
+
+fn project_from_row(row: &AnyRow) -> Result<Project> {
+    Ok(Project {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        repo_url: row.try_get("repo_url")?,
+        base_branch: row.try_get("base_branch")?,
+        validation_command: row.try_get("validation_command")?,
+        provider: row.try_get("provider")?,
+        image: row.try_get("image")?,
+        worker_env: json_optional_column(row, "worker_env")?.unwrap_or_default(),
+        created_at: time_from_ms(row.try_get("created_ms")?),
+    })
+}

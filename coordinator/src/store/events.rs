@@ -1,0 +1,453 @@
+//! Event ingest (idempotent on `(sandbox_id, seq)`), the spec's event stream, injected messages.
+//!
+//! An event is stored when it arrives; it is *released* into its spec's stream — given a cursor and
+//! applied to the spec's state — once every lower seq of its sandbox is stored, so the stream and
+//! the state follow each sandbox's seq order whatever order the batches arrive in.
+
+use chrono::{DateTime, Utc};
+use omoi_protocol::api::InjectedMessage;
+use omoi_protocol::event::RawEvent;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::bridge::bridge;
+use super::{Store, now_ms, to_i64, to_json, to_u64};
+use crate::error::{Result, corrupt};
+use crate::ingest::{Effect, effects};
+use crate::model::{Sandbox, StreamEvent};
+
+/// How long a sandbox token stays valid after its terminal event, so the worker's last retries of
+/// an unacknowledged batch still get through.
+pub const TOKEN_GRACE_MS: i64 = 60_000;
+
+/// What an ingest did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestOutcome {
+    /// The highest seq such that every seq from 1 to it is stored.
+    pub acked_seq: u64,
+    /// Events released into the stream by this batch, in order.
+    pub released: Vec<StreamEvent>,
+    /// How many events of the batch were new.
+    pub stored: usize,
+    /// Whether the spec's status changed.
+    pub status_changed: bool,
+}
+
+impl Store {
+    /// Stores a validated batch of a sandbox's events, releases what became contiguous, applies
+    /// its effects, and answers the new acknowledged seq. One transaction.
+    pub async fn ingest(&self, sandbox: &Sandbox, events: &[RawEvent]) -> Result<IngestOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let mut stored = 0;
+        for event in events {
+            let done = sqlx::query(
+                "INSERT INTO events (sandbox_id, seq, spec_id, task_id, type, v, at, data, received_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (sandbox_id, seq) DO NOTHING",
+            )
+            .bind(&event.sandbox_id)
+            .bind(to_i64(event.seq, "seq")?)
+            .bind(&sandbox.spec_id)
+            .bind(&event.task_id)
+            .bind(&event.kind)
+            .bind(i64::from(event.v))
+            .bind(event.at.to_rfc3339())
+            .bind(to_json(&event.data)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            stored += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+
+        let row = sqlx::query("SELECT acked_seq FROM sandboxes WHERE id = $1")
+            .bind(&sandbox.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut acked = to_u64(row.try_get("acked_seq")?, "acked_seq")?;
+        let pending = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE sandbox_id = $1 AND seq > $2 ORDER BY seq"
+        ))
+        .bind(&sandbox.id)
+        .bind(to_i64(acked, "seq")?)
+        .fetch_all(&mut *tx)
+        .await?;
+
+        let mut released = Vec::new();
+        let mut status_changed = false;
+        for row in &pending {
+            let event = event_from_row(row)?;
+            if event.seq != acked + 1 {
+                break;
+            }
+            let id: i64 = row.try_get("id")?;
+            let cursor: i64 = sqlx::query(&format!(
+                "UPDATE events SET cursor = {} WHERE id = $1 RETURNING cursor",
+                self.backend.next_cursor_sql()
+            ))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("cursor")?;
+            if let Some(spec_id) = &sandbox.spec_id {
+                for effect in effects(&event) {
+                    status_changed |= apply(&mut tx, spec_id, &sandbox.id, &effect, now).await?;
+                }
+            }
+            acked = event.seq;
+            released.push(StreamEvent { cursor, event });
+        }
+
+        sqlx::query("UPDATE sandboxes SET acked_seq = $2, last_seen_ms = $3 WHERE id = $1")
+            .bind(&sandbox.id)
+            .bind(to_i64(acked, "seq")?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(IngestOutcome {
+            acked_seq: acked,
+            released,
+            stored,
+            status_changed,
+        })
+    }
+
+    /// The released events of a spec after `after`, in stream order, at most `limit`.
+    pub async fn events_after(
+        &self,
+        spec_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StreamEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE spec_id = $1 AND cursor IS NOT NULL AND cursor > $2
+             ORDER BY cursor LIMIT $3"
+        ))
+        .bind(spec_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StreamEvent {
+                    cursor: row.try_get("cursor")?,
+                    event: event_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every stored event of a sandbox in seq order, released or not.
+    pub async fn sandbox_events(&self, sandbox_id: &str) -> Result<Vec<RawEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE sandbox_id = $1 ORDER BY seq"
+        ))
+        .bind(sandbox_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// How many events are stored in all.
+    pub async fn count_events(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(row.try_get("n")?, "count")
+    }
+
+    /// Stores a message for a sandbox's agent.
+    pub async fn create_message(&self, sandbox_id: &str, text: &str) -> Result<InjectedMessage> {
+        let row = sqlx::query(
+            "INSERT INTO messages (sandbox_id, text, created_ms) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(sandbox_id)
+        .bind(text)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(InjectedMessage {
+            id: to_u64(row.try_get("id")?, "message id")?,
+            text: text.to_string(),
+        })
+    }
+
+    /// A sandbox's messages with an id above `after`, oldest first.
+    pub async fn messages_after(
+        &self,
+        sandbox_id: &str,
+        after: u64,
+    ) -> Result<Vec<InjectedMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, text FROM messages WHERE sandbox_id = $1 AND id > $2 ORDER BY id LIMIT 1000",
+        )
+        .bind(sandbox_id)
+        .bind(to_i64(after, "after")?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InjectedMessage {
+                    id: to_u64(row.try_get("id")?, "message id")?,
+                    text: row.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+}
+
+const EVENT_COLUMNS: &str = "id, sandbox_id, seq, cursor, spec_id, task_id, type, v, at, data";
+
+fn event_from_row(row: &AnyRow) -> Result<RawEvent> {
+    let at: String = row.try_get("at")?;
+    let data: String = row.try_get("data")?;
+    let v: i64 = row.try_get("v")?;
+    Ok(RawEvent {
+        v: u32::try_from(v).map_err(|e| corrupt("v", e))?,
+        sandbox_id: row.try_get("sandbox_id")?,
+        seq: to_u64(row.try_get("seq")?, "seq")?,
+        at: DateTime::parse_from_rfc3339(&at)
+            .map_err(|e| corrupt("at", e))?
+            .with_timezone(&Utc),
+        spec_id: row.try_get("spec_id")?,
+        task_id: row.try_get("task_id")?,
+        kind: row.try_get("type")?,
+        data: serde_json::from_str(&data).map_err(|e| corrupt("data", e))?,
+    })
+}
+
+/// Applies one effect inside the ingest transaction. Returns whether the spec's status changed.
+async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    spec_id: &str,
+    sandbox_id: &str,
+    effect: &Effect,
+    now: i64,
+) -> Result<bool> {
+    match effect {
+        Effect::AgentStarted => {
+            sqlx::query(
+                "UPDATE sandboxes SET status = 'running' WHERE id = $1 AND status = 'starting'",
+            )
+            .bind(sandbox_id)
+            .execute(&mut **tx)
+            .await?;
+            Ok(false)
+        }
+        Effect::PhaseStarted { phase, attempt } => {
+            upsert_phase(
+                tx,
+                spec_id,
+                phase.as_str(),
+                "running",
+                *attempt,
+                None,
+                None,
+                None,
+                now,
+            )
+            .await?;
+            sqlx::query(
+                "UPDATE specs SET current_phase = $2, updated_ms = $3
+                 WHERE id = $1 AND status = 'executing'",
+            )
+            .bind(spec_id)
+            .bind(phase.as_str())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(false)
+        }
+        Effect::PhaseScored {
+            phase,
+            attempt,
+            score,
+        } => {
+            sqlx::query(
+                "UPDATE spec_phases SET score = $3, attempts = $4, updated_ms = $5
+                 WHERE spec_id = $1 AND phase = $2 AND status = 'running'",
+            )
+            .bind(spec_id)
+            .bind(phase.as_str())
+            .bind(*score)
+            .bind(i64::from(*attempt))
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(false)
+        }
+        Effect::PhaseCompleted {
+            phase,
+            score,
+            attempts,
+            duration_ms,
+            output,
+        } => {
+            upsert_phase(
+                tx,
+                spec_id,
+                phase.as_str(),
+                "completed",
+                *attempts,
+                Some(*score),
+                Some(to_i64(*duration_ms, "duration_ms")?),
+                Some(output),
+                now,
+            )
+            .await?;
+            if let Some(next) = phase.next() {
+                sqlx::query(
+                    "UPDATE specs SET current_phase = $2, updated_ms = $3
+                     WHERE id = $1 AND status = 'executing'",
+                )
+                .bind(spec_id)
+                .bind(next.as_str())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(false)
+        }
+        Effect::PhaseFailed { phase, score } => {
+            sqlx::query(
+                "UPDATE spec_phases SET status = 'failed', score = COALESCE(NULLIF($3, -1.0), score),
+                        updated_ms = $4
+                 WHERE spec_id = $1 AND phase = $2",
+            )
+            .bind(spec_id)
+            .bind(phase.as_str())
+            .bind(optional_score(*score))
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(false)
+        }
+        Effect::SpecCompleted { final_spec } => {
+            let json = to_json(final_spec)?;
+            let done = sqlx::query(
+                "UPDATE specs SET status = 'completed', final_spec = $2, current_phase = 'complete',
+                        error = NULL, updated_ms = $3
+                 WHERE id = $1 AND status NOT IN ('cancelled', 'failed')",
+            )
+            .bind(spec_id)
+            .bind(json)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() > 0 {
+                bridge(tx, spec_id, final_spec, now).await?;
+            }
+            Ok(done.rows_affected() > 0)
+        }
+        Effect::SpecFailed { reason } => fail_spec(tx, spec_id, reason, now).await,
+        Effect::AgentEnded {
+            terminal,
+            success,
+            stopped_after,
+            reason,
+        } => {
+            let status = if *success { "completed" } else { "failed" };
+            sqlx::query(
+                "UPDATE sandboxes SET status = $2, terminal = $3, reason = $4, ended_ms = $5
+                 WHERE id = $1 AND status IN ('starting', 'running')",
+            )
+            .bind(sandbox_id)
+            .bind(status)
+            .bind(*terminal)
+            .bind(reason.as_deref())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE tokens SET expires_ms = $2
+                 WHERE sandbox_id = $1 AND (expires_ms IS NULL OR expires_ms > $2)",
+            )
+            .bind(sandbox_id)
+            .bind(now + TOKEN_GRACE_MS)
+            .execute(&mut **tx)
+            .await?;
+            if !*success {
+                let reason = reason.as_deref().unwrap_or("the worker failed");
+                return fail_spec(tx, spec_id, reason, now).await;
+            }
+            // Success without the final spec: the worker stopped for approval (or ran a
+            // resume that had nothing left); the spec waits for `execute` again.
+            let next = stopped_after.and_then(|p| p.next());
+            let done = sqlx::query(
+                "UPDATE specs SET status = 'pending', current_phase = COALESCE($2, current_phase),
+                        updated_ms = $3
+                 WHERE id = $1 AND status = 'executing'",
+            )
+            .bind(spec_id)
+            .bind(next.map(|p| p.as_str()))
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        }
+    }
+}
+
+async fn fail_spec(
+    tx: &mut Transaction<'static, Any>,
+    spec_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE specs SET status = 'failed', error = $2, updated_ms = $3
+         WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+    )
+    .bind(spec_id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
+async fn upsert_phase(
+    tx: &mut Transaction<'static, Any>,
+    spec_id: &str,
+    phase: &str,
+    status: &str,
+    attempts: u32,
+    score: Option<f64>,
+    duration_ms: Option<i64>,
+    output: Option<&String>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO spec_phases (spec_id, phase, status, attempts, score, output, duration_ms,
+                                  updated_ms)
+         VALUES ($1, $2, $3, $4, NULLIF($5, -1.0), $6, $7, $8)
+         ON CONFLICT (spec_id, phase) DO UPDATE SET
+             status = excluded.status, attempts = excluded.attempts,
+             score = COALESCE(excluded.score, spec_phases.score),
+             output = COALESCE(excluded.output, spec_phases.output),
+             duration_ms = COALESCE(excluded.duration_ms, spec_phases.duration_ms),
+             updated_ms = excluded.updated_ms",
+    )
+    .bind(spec_id)
+    .bind(phase)
+    .bind(status)
+    .bind(i64::from(attempts))
+    .bind(optional_score(score))
+    .bind(output.map(String::as_str))
+    .bind(duration_ms)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// An optional score as bound: sqlx 0.8's `Any` driver sends a NULL double as a float4 NULL,
+/// which PostgreSQL refuses for a float8 parameter, so no score travels as -1 (scores are
+/// 0..=1) and the SQL turns it back into NULL with `NULLIF(…, -1.0)`.
+fn optional_score(score: Option<f64>) -> f64 {
+    score.unwrap_or(-1.0)
+}

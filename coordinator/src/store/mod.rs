@@ -1,0 +1,178 @@
+//! Storage: one [`Store`] over SQLite or PostgreSQL, chosen by the database URL.
+//!
+//! The SQL is shared (sqlx's `Any` driver, `$n` placeholders, portable statements); what differs
+//! between the databases — connection setup, migrations, how a stream cursor is allocated — sits
+//! behind the small [`Backend`] trait, implemented in [`sqlite`] and [`postgres`].
+
+mod accounts;
+mod bridge;
+mod events;
+pub mod postgres;
+mod sandboxes;
+mod specs;
+pub mod sqlite;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use chrono::Utc;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::error::{Error, Result, corrupt};
+
+pub use accounts::{NewProject, TokenKind, TokenRecord};
+pub use events::{IngestOutcome, TOKEN_GRACE_MS};
+pub use sandboxes::NewSandbox;
+
+/// What differs between the supported databases.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn name(&self) -> &'static str;
+    /// The migrations of this database.
+    fn migrator(&self) -> Migrator;
+    /// How many pooled connections to keep.
+    fn max_connections(&self) -> u32;
+    /// Statements run on every new connection.
+    fn connection_setup(&self) -> &'static [&'static str];
+    /// A SQL expression that yields the next stream cursor inside the releasing transaction.
+    fn next_cursor_sql(&self) -> &'static str;
+}
+
+/// The coordinator's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`), creating a SQLite file when missing,
+    /// and runs the migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (backend, url): (Arc<dyn Backend>, String) = if url.starts_with("sqlite:") {
+            (Arc::new(sqlite::Sqlite), sqlite::connect_url(url))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Arc::new(postgres::Postgres), url.to_string())
+        } else {
+            return Err(Error::Invalid(format!(
+                "unsupported database URL {url:?}: expected sqlite://PATH or postgres://…"
+            )));
+        };
+        let setup = backend.connection_setup();
+        let pool = AnyPoolOptions::new()
+            .max_connections(backend.max_connections())
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    for statement in setup {
+                        conn.execute(*statement).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        backend.migrator().run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// A migrator over migrations embedded in the binary.
+fn embedded_migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            migrations
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A fresh random id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A non-negative count from the database as `u32` (negative or huge values are corrupt).
+fn to_u32(value: i64, what: &str) -> Result<u32> {
+    u32::try_from(value).map_err(|_| corrupt(what, format!("{value} is out of range")))
+}
+
+/// A non-negative number from the database as `u64`.
+fn to_u64(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| corrupt(what, format!("{value} is negative")))
+}
+
+/// A `u64` for the database (values past `i64::MAX` are refused).
+fn to_i64(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::Invalid(format!("{what} {value} is too large")))
+}
+
+/// Reads a text column and parses it.
+fn parse_column<T>(row: &AnyRow, column: &str) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: String = row.try_get(column)?;
+    text.parse().map_err(|e| corrupt(column, e))
+}
+
+/// Reads a nullable text column and parses it.
+fn parse_optional_column<T>(row: &AnyRow, column: &str) -> Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| t.parse().map_err(|e| corrupt(column, e)))
+        .transpose()
+}
+
+/// Reads a nullable JSON text column.
+fn json_optional_column<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<T>> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(column, e)))
+        .transpose()
+}
+
+/// Serializes a value for a JSON text column.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialize: {e}")))
+}

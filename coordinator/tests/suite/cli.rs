@@ -1,0 +1,193 @@
+//! The `omoi` binary: token, project and spec commands against a running coordinator with the
+//! real worker, and the offline demo.
+
+use std::process::{Command, Output};
+
+use std::sync::Arc;
+
+use omoi_coordinator::sandbox::local::LocalProvider;
+use pretty_assertions::assert_eq;
+
+use super::support::{TestServer, each_backend};
+use super::worker_e2e::{tune, worker_bin};
+
+/// Runs `omoi` without blocking the runtime the test server runs on.
+async fn omoi(args: &[&str], server: &str, token: Option<&str>) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_omoi"));
+    command
+        .args(args)
+        .env("OMOI_SERVER", server)
+        .env_remove("OMOI_TOKEN")
+        .env_remove("DATABASE_URL");
+    if let Some(token) = token {
+        command.env("OMOI_TOKEN", token);
+    }
+    command.output().await.unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_user_launches_and_watches_a_spec_from_the_command_line() {
+    each_backend(|db| async move {
+        let tmp = tempfile::tempdir().unwrap();
+        let script = omoi_tests::fixtures::sample_script();
+        let provider = Arc::new(LocalProvider::new(worker_bin(), &tmp.path().join("data")));
+        let server = TestServer::start(&db, provider, |s| tune(s, &script)).await;
+        let url = server.url.clone();
+
+        let token = stdout(
+            &omoi(
+                &["token", "create", "--user", "ada", "--database", &db.url],
+                &url,
+                None,
+            )
+            .await,
+        );
+        let token = token.trim().to_string();
+        assert!(token.starts_with("omoi_u_"), "{token}");
+
+        let no_token = omoi(&["project", "list"], &url, None).await;
+        assert_eq!(no_token.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&no_token.stderr),
+            "omoi: no token: pass --token or set OMOI_TOKEN (see `omoi token create`)\n"
+        );
+
+        let repo = omoi_tests::fixtures::sample_repo().display().to_string();
+        let project = stdout(
+            &omoi(
+                &["project", "add", "--name", "sample", "--repo", &repo],
+                &url,
+                Some(&token),
+            )
+            .await,
+        );
+        let project = project.trim();
+        let listed = stdout(&omoi(&["project", "list"], &url, Some(&token)).await);
+        assert!(
+            listed.starts_with(project) && listed.contains(&repo),
+            "{listed}"
+        );
+
+        let request =
+            std::fs::read_to_string(omoi_tests::fixtures::dir().join("sample-request.txt"))
+                .unwrap();
+        let launched = omoi(
+            &["spec", "launch", &request, "--project", project, "--watch"],
+            &url,
+            Some(&token),
+        )
+        .await;
+        let spec_id = stdout(&launched).trim().to_string();
+        let progress = String::from_utf8_lossy(&launched.stderr);
+        assert!(progress.contains("design        ✓ score"), "{progress}");
+        assert!(
+            progress.ends_with(&format!("spec {spec_id} completed\n")),
+            "{progress}"
+        );
+
+        let list = stdout(&omoi(&["spec", "list"], &url, Some(&token)).await);
+        assert_eq!(
+            list,
+            format!("{spec_id}  completed  complete      Add a --shout option to greet\n")
+        );
+        let show = stdout(&omoi(&["spec", "show", &spec_id], &url, Some(&token)).await);
+        assert!(
+            show.starts_with(&format!(
+                "{spec_id}  Add a --shout option to greet\nstatus: completed\n"
+            )),
+            "{show}"
+        );
+        assert!(
+            show.contains("  design        completed  score 1.00  attempts 1\n"),
+            "{show}"
+        );
+        assert!(
+            show.contains("coverage: 100 %, ready for execution: true\n"),
+            "{show}"
+        );
+
+        let events = stdout(&omoi(&["spec", "events", &spec_id], &url, Some(&token)).await);
+        let lines: Vec<serde_json::Value> = events
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["event"]["seq"], 1);
+        assert_eq!(lines.last().unwrap()["event"]["type"], "agent.completed");
+
+        // Stop for approval after REQUIREMENTS, then resume.
+        let stopped = omoi(
+            &[
+                "spec",
+                "launch",
+                "Add a --shout option to greet",
+                "--project",
+                project,
+                "--stop-after",
+                "requirements",
+                "--watch",
+            ],
+            &url,
+            Some(&token),
+        )
+        .await;
+        let second = stdout(&stopped).trim().to_string();
+        assert!(
+            String::from_utf8_lossy(&stopped.stderr).ends_with(&format!("spec {second} pending\n")),
+            "{}",
+            String::from_utf8_lossy(&stopped.stderr)
+        );
+        let show = stdout(&omoi(&["spec", "show", &second], &url, Some(&token)).await);
+        assert!(show.contains("status: pending\nphase:  design\n"), "{show}");
+        let resumed = omoi(&["spec", "resume", &second, "--watch"], &url, Some(&token)).await;
+        assert!(
+            stdout(&resumed).starts_with(&format!("{second}  executing  design")),
+            "{}",
+            String::from_utf8_lossy(&resumed.stdout)
+        );
+        let show = stdout(&omoi(&["spec", "show", &second], &url, Some(&token)).await);
+        assert!(show.contains("status: completed\n"), "{show}");
+        assert!(show.contains("completed  from explore\n"), "{show}");
+        assert!(show.contains("completed  from design\n"), "{show}");
+
+        let cancel = omoi(&["spec", "cancel", &spec_id], &url, Some(&token)).await;
+        assert_eq!(cancel.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&cancel.stderr),
+            format!("omoi: spec {spec_id} already ended (completed) (409 conflict)\n")
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[test]
+fn the_demo_runs_a_spec_end_to_end_offline() {
+    let worker = worker_bin();
+    let output = Command::new(env!("CARGO_BIN_EXE_omoi"))
+        .args(["demo", "--worker-bin"])
+        .arg(&worker)
+        .env_remove("OMOI_TOKEN")
+        .output()
+        .unwrap();
+    let out = stdout(&output);
+    assert!(out.contains("status: completed\n"), "{out}");
+    assert!(
+        out.contains("  TSK-004  pending  Test and document --shout  (after TSK-003)\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("The spec is complete and bridged into 4 tasks; 2 are ready to run.\n"),
+        "{out}"
+    );
+}

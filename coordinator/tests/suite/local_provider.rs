@@ -1,0 +1,203 @@
+//! The local provider with a stand-in worker (a shell script): workspace copy or clone, env,
+//! log file, status, terminate, list by label, and workers that outlive the coordinator.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use omoi_coordinator::sandbox::local::LocalProvider;
+use omoi_coordinator::sandbox::{Limits, Provider, ProviderStatus, SandboxHandle, SpawnRequest};
+use pretty_assertions::assert_eq;
+
+use super::support::eventually;
+
+/// A stand-in worker: records its directory and environment, then runs for a while (or exits
+/// with `EXIT_WITH` at once).
+fn fake_worker(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("fake-worker.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\npwd > seen-dir\nenv | sort > seen-env\necho started\n\
+         if [ -n \"$EXIT_WITH\" ]; then exit \"$EXIT_WITH\"; fi\nsleep 30\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn request(id: &str, repo: &Path, env: &[(&str, &str)]) -> SpawnRequest {
+    SpawnRequest {
+        sandbox_id: id.into(),
+        image: None,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        labels: BTreeMap::from([
+            ("omoi.owner".to_string(), "omoi".to_string()),
+            ("omoi.sandbox".to_string(), id.to_string()),
+        ]),
+        limits: Limits::default(),
+        repo: Some(repo.display().to_string()),
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn a_plain_directory_is_copied_and_the_worker_runs_in_it_with_its_env() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::write(repo.join("src/lib.sh"), "echo hi\n").unwrap();
+    let provider = LocalProvider::new(fake_worker(tmp.path()), &tmp.path().join("data"));
+
+    let handle = provider
+        .spawn(request("sb-1", &repo, &[("SPEC_ID", "spec-1")]))
+        .await
+        .unwrap();
+    assert_eq!(handle, SandboxHandle("sb-1".into()));
+    let workspace = provider.sandbox_dir("sb-1").join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("src/lib.sh")).unwrap(),
+        "echo hi\n"
+    );
+    eventually(WAIT, "the worker to record its env", || async {
+        std::fs::read_to_string(workspace.join("seen-env")).is_ok_and(|e| e.contains("WORKSPACE="))
+    })
+    .await;
+    let env = std::fs::read_to_string(workspace.join("seen-env")).unwrap();
+    assert!(env.lines().any(|l| l == "SPEC_ID=spec-1"), "{env}");
+    assert!(
+        env.lines()
+            .any(|l| l == format!("WORKSPACE={}", workspace.display())),
+        "{env}"
+    );
+    assert!(!env.contains("DATABASE_URL"), "{env}");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("seen-dir"))
+            .unwrap()
+            .trim(),
+        workspace.display().to_string()
+    );
+    assert_eq!(
+        provider.status(&handle).await.unwrap(),
+        ProviderStatus::Running
+    );
+    assert_eq!(
+        std::fs::read_to_string(provider.log_path("sb-1")).unwrap(),
+        "started\n"
+    );
+
+    let labels = BTreeMap::from([("omoi.owner".to_string(), "omoi".to_string())]);
+    let listed = provider.list(&labels).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].handle.clone(), listed[0].status),
+        (handle.clone(), ProviderStatus::Running)
+    );
+    let other = BTreeMap::from([("omoi.owner".to_string(), "x".to_string())]);
+    assert_eq!(provider.list(&other).await.unwrap(), vec![]);
+
+    provider.terminate(&handle).await.unwrap();
+    assert!(matches!(
+        provider.status(&handle).await.unwrap(),
+        ProviderStatus::Exited { .. }
+    ));
+    assert_eq!(
+        provider
+            .status(&SandboxHandle("never".into()))
+            .await
+            .unwrap(),
+        ProviderStatus::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_git_repository_is_cloned_and_the_exit_code_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "# r\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@e", "add", "."]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-qm",
+        "init",
+    ]);
+    let provider = LocalProvider::new(fake_worker(tmp.path()), &tmp.path().join("data"));
+    let handle = provider
+        .spawn(request("sb-2", &repo, &[("EXIT_WITH", "3")]))
+        .await
+        .unwrap();
+    let workspace = provider.sandbox_dir("sb-2").join("workspace");
+    assert!(workspace.join(".git").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("README.md")).unwrap(),
+        "# r\n"
+    );
+    eventually(WAIT, "the worker to exit", || async {
+        provider.status(&handle).await.unwrap() == ProviderStatus::Exited { code: Some(3) }
+    })
+    .await;
+
+    let err = provider
+        .spawn(request("sb-3", &tmp.path().join("missing"), &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("spawning sandbox sb-3 failed: git clone"),
+        "{err}"
+    );
+    let err = provider
+        .spawn(request("../up", &repo, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spawning sandbox ../up failed: the sandbox id is not a plain name"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_that_outlives_its_coordinator_is_found_and_stopped_by_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let data = tmp.path().join("data");
+    let worker = fake_worker(tmp.path());
+    let first = LocalProvider::new(worker.clone(), &data);
+    let handle = first.spawn(request("sb-4", &repo, &[])).await.unwrap();
+    drop(first);
+
+    let second = LocalProvider::new(worker, &data);
+    assert_eq!(
+        second.status(&handle).await.unwrap(),
+        ProviderStatus::Running
+    );
+    let labels = BTreeMap::from([("omoi.sandbox".to_string(), "sb-4".to_string())]);
+    assert_eq!(
+        second.list(&labels).await.unwrap()[0].status,
+        ProviderStatus::Running
+    );
+    second.terminate(&handle).await.unwrap();
+    eventually(WAIT, "the orphan to stop", || async {
+        second.status(&handle).await.unwrap() != ProviderStatus::Running
+    })
+    .await;
+}
