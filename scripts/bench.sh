@@ -25,6 +25,9 @@ emit "worker static binary size" "$(awk "BEGIN{print $size/1048576}")" "MiB" 10 
 log "worker start-up and per-phase time"
 "$bench" worker --worker "$worker" --runs "${BENCH_RUNS:-30}" >> "$figures"
 
+log "provider layer and agent loop overhead"
+cargo bench --locked -p omoi-worker --bench overhead 2>/dev/null | grep '^{' >> "$figures"
+
 log "worker peak memory over a scripted full spec"
 if [ ! -x /usr/bin/time ]; then apt-get install -y -qq time >&2; fi
 peaks=()

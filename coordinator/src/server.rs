@@ -108,6 +108,12 @@ pub async fn serve(
         linked.cancelled().await;
         stop.cancel();
     });
+    // Live streams write small SSE messages: they must leave at once, not after a delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
