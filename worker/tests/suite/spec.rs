@@ -612,3 +612,63 @@ fn full_spec_through_the_fake_openai_api() {
     assert_eq!(fake.remaining(), 0);
     assert!(!stderr.contains(omoi_tests::fake_openai::API_KEY));
 }
+
+#[test]
+fn spec_skill_mode_writes_the_documents_and_reports_their_evaluations() {
+    let script = fixtures::sample_script_json();
+    let submitted = |phase: &str| {
+        let turns = script[phase][0].as_array().unwrap();
+        let last = turns.last().unwrap();
+        last["tool_calls"][0]["input"].clone()
+    };
+    let writes: Vec<serde_json::Value> = ["explore", "requirements", "design", "tasks"]
+        .iter()
+        .map(|phase| {
+            json!({"name": "write_file", "input": {
+                "path": format!(".omoi/specs/{phase}.json"),
+                "content": serde_json::to_string_pretty(&submitted(phase)).unwrap(),
+            }})
+        })
+        .collect();
+    let skill = json!({"spec-skill": [[
+        {"text": "Writing the four documents.", "tool_calls": writes},
+        {"tool_calls": [{"name": "submit", "input": {"summary": "Spec for --shout."}}]}
+    ]]});
+    let mut run = SpecRun::new();
+    run.env.retain(|(n, _)| n != "SPEC_ID" && n != "SPEC_PHASE");
+    run.set("EXECUTION_MODE", "exploration")
+        .set("REQUIRE_SPEC_SKILL", "true")
+        .script("skill.json", &skill);
+    let (code, events, stderr) = run.run_local();
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let verdicts: Vec<(Phase, bool)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::SpecEvalResult(r) => Some((r.evaluation.phase, r.evaluation.passed)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (Phase::Explore, true),
+            (Phase::Requirements, true),
+            (Phase::Design, true),
+            (Phase::Tasks, true),
+            (Phase::Sync, true)
+        ]
+    );
+    let Some(Event::AgentStarted(started)) = events.first().map(|e| e.event.clone()) else {
+        panic!()
+    };
+    assert_eq!(started.mode, omoi_protocol::event::WorkerMode::SpecSkill);
+    assert_eq!(types(&events).last(), Some(&"agent.completed"));
+    for doc in ["explore", "requirements", "design", "tasks", "sync"] {
+        assert!(
+            run.workspace
+                .join(format!(".omoi/specs/{doc}.json"))
+                .is_file(),
+            "{doc}.json"
+        );
+    }
+}
