@@ -460,12 +460,9 @@ fn sigkill_after_requirements_resumes_from_the_checkpoint() {
     assert_eq!(status.code(), Some(0));
 
     let events = sink_events(&sink);
+    // Stored exactly once, without a gap. A batch the sink stored just before the kill, whose
+    // ack never reached the worker, is resent from the spool and deduplicated by the sink.
     assert_seq_contiguous(&events);
-    assert_eq!(
-        sink.duplicates(),
-        0,
-        "the sink deduplicated resends, but none were needed"
-    );
     // The new run starts at DESIGN: EXPLORE and REQUIREMENTS are not redone.
     assert_eq!(skeleton(&events[first_run..]), full_skeleton(Phase::Design));
     // EXPLORE and REQUIREMENTS completed exactly once over both runs.
