@@ -67,10 +67,13 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::json(format!("encode {}", path.display()), e))?;
     let tmp = path.with_extension("json.tmp");
+    // Atomic against a killed worker (the rename), without an fsync: a sandbox whose machine
+    // crashes is lost as a whole, and the coordinator keeps the durable copy of every
+    // checkpoint (`spec.phase_completed`).
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&text)?;
-        file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| Error::io(format!("write {}", path.display()), e))
