@@ -267,11 +267,7 @@ impl Git {
         if output.success {
             return Ok(Push::Pushed);
         }
-        // `--porcelain`: `!<TAB>HEAD:refs/heads/x<TAB>[rejected] (fetch first)`.
-        let rejected = output
-            .stdout
-            .lines()
-            .any(|line| line.starts_with('!') && line.contains("[rejected]"));
+        let rejected = output.stdout.lines().any(lost_the_race);
         if rejected {
             return Ok(Push::Rejected);
         }
@@ -344,5 +340,49 @@ pub fn check_branch_name(name: &str) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(format!("{name:?} is not a valid branch name"))
+    }
+}
+
+/// Whether a `git push --porcelain` line says another push landed first, so that fetch, rebase
+/// and push again can succeed: `[rejected] (fetch first)` / `(non-fast-forward)`, or a remote
+/// that lost a race for the ref (`[remote rejected] (cannot lock ref …)`, `(failed to update
+/// ref)`, `(reference already exists)`, `… but expected …`).
+fn lost_the_race(line: &str) -> bool {
+    if !line.starts_with('!') {
+        return false;
+    }
+    if line.contains("[rejected]") {
+        return true;
+    }
+    line.contains("[remote rejected]")
+        && [
+            "cannot lock ref",
+            "failed to update ref",
+            "already exists",
+            "but expected",
+        ]
+        .iter()
+        .any(|reason| line.contains(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn push_lines_that_mean_another_push_landed_first() {
+        for line in [
+            "!\tHEAD:refs/heads/omoi/s\t[rejected] (fetch first)",
+            "!\tHEAD:refs/heads/omoi/s\t[rejected] (non-fast-forward)",
+            "!\tHEAD:refs/heads/omoi/s\t[remote rejected] (cannot lock ref 'refs/heads/omoi/s': reference already exists)",
+            "!\tHEAD:refs/heads/omoi/s\t[remote rejected] (failed to update ref)",
+        ] {
+            assert!(super::lost_the_race(line), "{line}");
+        }
+        for line in [
+            "=\tHEAD:refs/heads/omoi/s\t[up to date]",
+            "!\tHEAD:refs/heads/omoi/s\t[remote rejected] (pre-receive hook declined)",
+            "!\tHEAD:refs/heads/omoi/s\t[remote rejected] (permission denied)",
+        ] {
+            assert!(!super::lost_the_race(line), "{line}");
+        }
     }
 }
