@@ -1,5 +1,6 @@
-//! Running a spec: execute (or resume after the last checkpoint), recover after a lost sandbox,
-//! cancel. Shared by the API and the liveness monitor.
+//! Running a spec: execute (or resume after the last checkpoint, or restart the failed tasks of a
+//! spec already written), recover after a lost sandbox, cancel. Shared by the API and the
+//! liveness monitor.
 
 use omoi_protocol::phase::Phase;
 
@@ -19,9 +20,11 @@ pub enum Start {
     Recovery,
 }
 
-/// Starts a sandbox for `spec` at the phase after its last checkpoint. 409 when it is running
-/// (or, for a recovery, no longer executing) or already completed.
-pub async fn execute(state: &AppState, spec: &Spec, start: Start) -> Result<Sandbox> {
+/// Starts a sandbox for `spec` at the phase after its last checkpoint; for a spec that was
+/// written and bridged already, a user's start restarts its failed tasks instead (no sandbox
+/// here: the scheduler starts them). 409 when it is running (or, for a recovery, no longer
+/// executing) or already completed.
+pub async fn execute(state: &AppState, spec: &Spec, start: Start) -> Result<Option<Sandbox>> {
     let project = state
         .store
         .project_by_id(&spec.project_id)
@@ -35,6 +38,23 @@ pub async fn execute(state: &AppState, spec: &Spec, start: Start) -> Result<Sand
                     "spec {} is already completed",
                     spec.id
                 )));
+            }
+            if spec.status == SpecStatus::Implementing {
+                return Err(Error::Conflict(format!(
+                    "spec {} is already implementing its tasks",
+                    spec.id
+                )));
+            }
+            if state.store.final_spec(&spec.id).await?.is_some() {
+                if !state.store.restart_tasks(&spec.id).await? {
+                    return Err(Error::Conflict(format!(
+                        "spec {} is already executing",
+                        spec.id
+                    )));
+                }
+                refresh_status(state, &spec.id).await?;
+                state.scheduler_wake.notify_one();
+                return Ok(None);
             }
             state
                 .store
@@ -61,7 +81,7 @@ pub async fn execute(state: &AppState, spec: &Spec, start: Start) -> Result<Sand
         .ok_or_else(|| Error::NotFound(format!("no spec {}", spec.id)))?;
     publish_status(state, &spec);
     match spawn_for_phase(state, &spec, &project, phase, context).await {
-        Ok(sandbox) => Ok(sandbox),
+        Ok(sandbox) => Ok(Some(sandbox)),
         Err(e) => {
             let reason = format!("could not start a sandbox: {e}");
             tracing::error!(spec = %spec.id, %reason);

@@ -10,7 +10,7 @@ use omoi_protocol::phase::Phase;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::model::{Spec, SpecStatus, StreamEvent};
+use crate::model::{PullRequestRef, Spec, SpecStatus, StreamEvent};
 
 /// How many messages a slow subscriber may fall behind before it re-reads the store.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -24,6 +24,12 @@ pub struct StatusNotice {
     pub current_phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The spec branch, once the spec is bridged into tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The pull request, once opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestRef>,
 }
 
 impl From<&Spec> for StatusNotice {
@@ -33,6 +39,8 @@ impl From<&Spec> for StatusNotice {
             status: spec.status,
             current_phase: spec.current_phase,
             error: spec.error.clone(),
+            branch: spec.branch.clone(),
+            pull_request: spec.pull_request.clone(),
         }
     }
 }

@@ -37,10 +37,16 @@ pub enum Effect {
     },
     /// A phase failed its last attempt.
     PhaseFailed { phase: Phase, score: Option<f64> },
-    /// The final spec arrived: the spec is completed and bridged into a ticket and tasks.
+    /// The final spec arrived: the spec is implementing, bridged into a ticket and tasks.
     SpecCompleted { final_spec: Box<FinalSpec> },
     /// The spec failed.
     SpecFailed { reason: String },
+    /// A task sandbox committed (again, after a rebase): the task's latest commit.
+    TaskCommitted { sha: String },
+    /// The task's commit is on the spec branch: the task completed.
+    TaskCompleted { sha: String },
+    /// The task's attempt failed.
+    TaskFailed { reason: String },
     /// The worker ended (a terminal event).
     AgentEnded {
         /// `agent.completed` or `agent.failed`.
@@ -157,10 +163,10 @@ pub fn effects(event: &RawEvent) -> Vec<Effect> {
         | Event::SpecExecutionStarted(_)
         | Event::SpecPhaseRetry(_)
         | Event::TaskStarted(_)
-        | Event::TaskValidation(_)
-        | Event::TaskCommitted(_)
-        | Event::TaskCompleted(_)
-        | Event::TaskFailed(_) => Vec::new(),
+        | Event::TaskValidation(_) => Vec::new(),
+        Event::TaskCommitted(e) => vec![Effect::TaskCommitted { sha: e.sha }],
+        Event::TaskCompleted(e) => vec![Effect::TaskCompleted { sha: e.sha }],
+        Event::TaskFailed(e) => vec![Effect::TaskFailed { reason: e.reason }],
     }
 }
 

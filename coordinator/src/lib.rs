@@ -6,14 +6,18 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod execution;
+pub mod github;
 pub mod hub;
 pub mod ingest;
 pub mod liveness;
 pub mod metrics;
 pub mod model;
+pub mod pull_request;
 pub mod sandbox;
+pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod task_context;
 
 pub use error::{Error, Result};
 pub use server::{AppState, Settings, router, serve};

@@ -1,6 +1,7 @@
 //! Liveness and recovery (DESIGN §5.5): finds lost sandboxes — silent for three heartbeats, or
 //! exited without a terminal event — stops them and starts a replacement at the phase after the
-//! last checkpoint; reconciles with the provider on start.
+//! last checkpoint (a lost task sandbox ends its attempt; the scheduler retries the task);
+//! reconciles with the provider on start.
 //!
 //! Invariant: after each pass, no spec is `executing` without a live sandbox.
 
@@ -16,6 +17,7 @@ use crate::execution::{recover, stop_sandbox};
 use crate::model::{SandboxStatus, SpecStatus};
 use crate::sandbox::spawn::OWNER;
 use crate::sandbox::{OWNER_LABEL, ProviderStatus, SandboxHandle};
+use crate::scheduler;
 use crate::server::AppState;
 
 /// Reconciles once, then checks every `monitor_interval` until `shutdown`.
@@ -69,9 +71,11 @@ pub async fn check(state: &AppState, started: DateTime<Utc>) -> Result<()> {
         let reason = match &sandbox.handle {
             Some(handle) => match state.provider.status(&SandboxHandle(handle.clone())).await {
                 Ok(ProviderStatus::Running) => None,
-                Ok(status @ (ProviderStatus::Exited { .. } | ProviderStatus::NotFound)) => {
-                    Some(format!("the worker {status} without a terminal event"))
-                }
+                Ok(
+                    status @ (ProviderStatus::Exited { .. }
+                    | ProviderStatus::OutOfMemory { .. }
+                    | ProviderStatus::NotFound),
+                ) => Some(format!("the worker {status} without a terminal event")),
                 Err(e) => {
                     tracing::warn!(sandbox = %sandbox.id, error = %e, "sandbox status unknown");
                     None
@@ -91,17 +95,24 @@ pub async fn check(state: &AppState, started: DateTime<Utc>) -> Result<()> {
         tracing::warn!(sandbox = %sandbox.id, %reason, "sandbox lost");
         if stop_sandbox(state, &sandbox, SandboxStatus::Lost, &reason).await? {
             state.metrics.sandbox_lost();
-            if let Some(spec_id) = &sandbox.spec_id {
-                recover(state, spec_id, &reason).await?;
+            match (&sandbox.spec_id, &sandbox.task_id) {
+                // A task's attempt is retried by the scheduler.
+                (Some(spec_id), Some(task_id)) => {
+                    scheduler::attempt_lost(state, spec_id, task_id, &sandbox.id, &reason).await?;
+                }
+                (Some(spec_id), None) => recover(state, spec_id, &reason).await?,
+                (None, _) => {}
             }
         }
     }
 
+    // Task sandboxes do not count: a spec's own sandbox runs its phases.
     let live_specs: HashSet<String> = state
         .store
         .live_sandboxes()
         .await?
         .into_iter()
+        .filter(|s| s.task_id.is_none())
         .filter_map(|s| s.spec_id)
         .collect();
     for spec in state.store.specs_with_status(SpecStatus::Executing).await? {

@@ -55,15 +55,39 @@ impl Metrics {
     pub async fn render(&self, store: &Store) -> Result<String> {
         let mut out = String::new();
         let specs = store.spec_counts().await?;
+        let tasks = store.task_counts().await?;
         let alive = store.count_live_sandboxes().await?;
         let _ = writeln!(out, "# HELP omoi_specs Specs by status.");
         let _ = writeln!(out, "# TYPE omoi_specs gauge");
-        for status in ["pending", "executing", "completed", "failed", "cancelled"] {
+        for status in [
+            "pending",
+            "executing",
+            "implementing",
+            "completed",
+            "failed",
+            "cancelled",
+        ] {
             let n = specs
                 .iter()
                 .find(|(s, _)| s == status)
                 .map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "omoi_specs{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP omoi_tasks Bridged tasks by status.");
+        let _ = writeln!(out, "# TYPE omoi_tasks gauge");
+        for status in [
+            "pending",
+            "ready",
+            "running",
+            "completed",
+            "failed",
+            "blocked",
+        ] {
+            let n = tasks
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "omoi_tasks{{status=\"{status}\"}} {n}");
         }
         let _ = writeln!(
             out,

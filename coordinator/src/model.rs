@@ -62,6 +62,7 @@ named_enum!(
     SpecStatus, "spec status" {
         Pending => "pending",
         Executing => "executing",
+        Implementing => "implementing",
         Completed => "completed",
         Failed => "failed",
         Cancelled => "cancelled",
@@ -75,6 +76,11 @@ impl SpecStatus {
             self,
             SpecStatus::Completed | SpecStatus::Failed | SpecStatus::Cancelled
         )
+    }
+
+    /// Executing (the spec's phases) or implementing (its tasks): work is under way.
+    pub fn is_active(self) -> bool {
+        matches!(self, SpecStatus::Executing | SpecStatus::Implementing)
     }
 }
 
@@ -114,6 +120,7 @@ named_enum!(
         Running => "running",
         Completed => "completed",
         Failed => "failed",
+        Blocked => "blocked",
     }
 );
 
@@ -141,7 +148,38 @@ pub struct Project {
     /// Extra worker environment (e.g. `OMOI_LLM`, `MODEL`); wins over the server's.
     #[serde(default)]
     pub worker_env: BTreeMap<String, String>,
+    /// The GitHub REST API of the repository when its URL does not say it (GitHub Enterprise,
+    /// a test server); `https://github.com/…` repositories use `https://api.github.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_api_url: Option<String>,
+    /// Whether the project has a git token (the token itself is never served).
+    #[serde(default)]
+    pub has_git_token: bool,
+    /// The token task sandboxes push with and pull requests are opened with; never serialized.
+    #[serde(skip)]
+    pub git_token: Option<GitToken>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A git host token: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GitToken(String);
+
+impl GitToken {
+    pub fn new(token: impl Into<String>) -> GitToken {
+        GitToken(token.into())
+    }
+
+    /// The token itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GitToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GitToken(<redacted>)")
+    }
 }
 
 /// A spec as listed.
@@ -163,8 +201,21 @@ pub struct Spec {
     pub stop_after: Option<Phase>,
     /// How many times a lost sandbox was replaced in the current execution.
     pub recoveries: u32,
+    /// The branch every task of the spec commits to, `omoi/<spec id>`, once it is bridged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The pull request opened from the branch, once every task completed (GitHub remotes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestRef>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A pull request as the coordinator keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestRef {
+    pub url: String,
+    pub number: u64,
 }
 
 /// One phase of a spec: its attempts, its score and, once passed, its output (the checkpoint).
@@ -224,6 +275,9 @@ pub struct TaskRecord {
     pub max_attempts: u32,
     /// Coordinator ids of the tasks this one waits for.
     pub depends_on: Vec<String>,
+    /// The sandbox of the latest attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_sha: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,6 +318,7 @@ mod tests {
         for s in [
             SpecStatus::Pending,
             SpecStatus::Executing,
+            SpecStatus::Implementing,
             SpecStatus::Completed,
             SpecStatus::Failed,
             SpecStatus::Cancelled,

@@ -15,7 +15,8 @@ use crate::hub::Hub;
 use crate::liveness;
 use crate::metrics::Metrics;
 use crate::sandbox::Provider;
-use crate::store::Store;
+use crate::scheduler;
+use crate::store::{Store, TaskPolicy};
 
 /// How the server runs sandboxes and watches them; validated before it is built.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,14 @@ pub struct Settings {
     pub max_recoveries: u32,
     /// Worker environment of every sandbox (a project's own values win).
     pub worker_env: BTreeMap<String, String>,
+    /// Tasks running at once over all projects (0: this coordinator starts no task).
+    pub max_running_tasks: u32,
+    /// Tasks of one project running at once.
+    pub max_running_tasks_per_project: u32,
+    /// Attempts per task and the backoff between them.
+    pub task_policy: TaskPolicy,
+    /// How often the scheduler looks for ready tasks (it also runs after task events).
+    pub scheduler_interval: Duration,
 }
 
 impl Settings {
@@ -41,6 +50,10 @@ impl Settings {
             monitor_interval: Duration::from_secs(2),
             max_recoveries: 3,
             worker_env: BTreeMap::new(),
+            max_running_tasks: 8,
+            max_running_tasks_per_project: 4,
+            task_policy: TaskPolicy::default(),
+            scheduler_interval: Duration::from_secs(1),
         }
     }
 
@@ -60,6 +73,8 @@ pub struct AppInner {
     pub metrics: Metrics,
     /// Cancelled when the server shuts down (ends live streams and the monitor).
     pub shutdown: CancellationToken,
+    /// Wakes the scheduler early (after events that may have changed a task).
+    pub scheduler_wake: tokio::sync::Notify,
 }
 
 /// The shared state; cheap to clone.
@@ -70,12 +85,13 @@ impl AppState {
     /// The state of a server over `store` running sandboxes on `provider`.
     pub fn new(store: Store, provider: Arc<dyn Provider>, settings: Settings) -> AppState {
         AppState(Arc::new(AppInner {
-            store,
+            store: store.with_task_policy(settings.task_policy),
             hub: Hub::default(),
             provider,
             settings,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),
+            scheduler_wake: tokio::sync::Notify::new(),
         }))
     }
 }
@@ -93,15 +109,16 @@ pub fn router(state: AppState) -> Router {
     api::routes().with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` is cancelled, with the liveness monitor running
-/// (it reconciles with the provider first). Open live streams end at shutdown; sandboxes keep
-/// running and are found again by the next start.
+/// Serves `state` on `listener` until `shutdown` is cancelled, with the liveness monitor (it
+/// reconciles with the provider first) and the scheduler running. Open live streams end at
+/// shutdown; sandboxes keep running and are found again by the next start.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let monitor = tokio::spawn(liveness::run(state.clone(), shutdown.clone()));
+    let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.clone()));
     let stop = state.shutdown.clone();
     let linked = shutdown.clone();
     tokio::spawn(async move {
@@ -119,5 +136,6 @@ pub async fn serve(
         .await;
     state.shutdown.cancel();
     let _ = monitor.await;
+    let _ = scheduler.await;
     result
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fake_anthropic;
+pub mod fake_github;
 pub mod fake_llm;
 pub mod fake_openai;
 pub mod fixtures;

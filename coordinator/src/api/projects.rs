@@ -8,7 +8,7 @@ use super::ApiJson;
 use super::types::CreateProject;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
-use crate::model::Project;
+use crate::model::{GitToken, Project};
 use crate::sandbox::spawn::RESERVED_ENV;
 use crate::server::AppState;
 use crate::store::NewProject;
@@ -72,6 +72,26 @@ fn validate(body: CreateProject, server_provider: &str) -> Result<NewProject> {
             "worker_env name {name:?} is not a valid variable name"
         )));
     }
+    let github_api_url = body
+        .github_api_url
+        .map(|url| url.trim().trim_end_matches('/').to_string())
+        .filter(|url| !url.is_empty());
+    if let Some(url) = &github_api_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::Invalid(format!(
+                "github_api_url {url:?} must start with https:// or http://"
+            )));
+        }
+    }
+    let git_token = body.git_token.filter(|t| !t.trim().is_empty());
+    if git_token
+        .as_deref()
+        .is_some_and(|t| t.chars().any(char::is_control))
+    {
+        return Err(Error::Invalid(
+            "git_token must not contain control characters".into(),
+        ));
+    }
     Ok(NewProject {
         name,
         repo_url,
@@ -80,5 +100,7 @@ fn validate(body: CreateProject, server_provider: &str) -> Result<NewProject> {
         provider,
         image: body.image,
         worker_env: body.worker_env,
+        github_api_url,
+        git_token: git_token.map(GitToken::new),
     })
 }

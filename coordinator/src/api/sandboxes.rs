@@ -45,6 +45,16 @@ pub(super) async fn ingest(
     state
         .metrics
         .observe_ingest(outcome.stored, started.elapsed());
+    // A finished spec or a task's end may make tasks ready or a spec publishable.
+    if outcome.released.iter().any(|e| {
+        let kind = e.event.kind.as_str();
+        kind.starts_with("task.")
+            || kind == "spec.execution_completed"
+            || kind == "agent.completed"
+            || kind == "agent.failed"
+    }) {
+        state.scheduler_wake.notify_one();
+    }
     if let Some(spec_id) = &sandbox.spec_id {
         for event in outcome.released {
             state.hub.publish(spec_id, StreamItem::Event(event));

@@ -29,6 +29,15 @@ pub struct CreateProject {
     /// Extra worker environment, e.g. `OMOI_LLM`, `OMOI_SCRIPT`, `MODEL`, `MAX_ATTEMPTS`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub worker_env: BTreeMap<String, String>,
+    /// The GitHub REST API base URL of the repository's host, when the repository URL does not
+    /// say it (`https://github.com/…` uses `https://api.github.com`): GitHub Enterprise
+    /// (`https://HOST/api/v3`) or another server that speaks the same API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_api_url: Option<String>,
+    /// The token task sandboxes push with (through a credential helper) and pull requests are
+    /// opened with. Stored, never served back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_token: Option<String>,
 }
 
 /// `POST /api/v1/specs` and, with `stop_after`, `POST /api/v1/specs/launch`.

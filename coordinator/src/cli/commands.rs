@@ -12,6 +12,7 @@ use super::watch::watch;
 use super::{CliResult, Client, ProjectCommand, SpecCommand};
 use crate::api::types::{CreateProject, CreateSpec, EventPage, ExecuteSpec};
 use crate::model::{Project, Spec, SpecDetail};
+use crate::pull_request::short_sha;
 use crate::store::Store;
 
 /// `omoi token create`: creates the user when missing and prints a new token.
@@ -39,6 +40,8 @@ pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> 
                 provider: None,
                 image: None,
                 worker_env: parse_env_pairs(&args.env, "--env")?,
+                github_api_url: args.github_api_url,
+                git_token: args.git_token,
             };
             let project: Project = client.post("/projects", &body).await?;
             println!("{}", project.id);
@@ -113,9 +116,10 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
 
 async fn finish_watch(client: &Client, spec_id: &str) -> CliResult<u8> {
     let outcome = watch(client, spec_id).await?;
-    match &outcome.error {
-        Some(error) => eprintln!("spec {spec_id} {}: {error}", outcome.status),
-        None => eprintln!("spec {spec_id} {}", outcome.status),
+    match (&outcome.error, outcome.result()) {
+        (Some(error), _) => eprintln!("spec {spec_id} {}: {error}", outcome.status),
+        (None, Some(result)) => eprintln!("spec {spec_id} {}: {result}", outcome.status),
+        (None, None) => eprintln!("spec {spec_id} {}", outcome.status),
     }
     Ok(outcome.exit_code())
 }
@@ -164,7 +168,7 @@ pub fn split_request(request: &str) -> (String, String) {
 
 fn spec_line(s: &Spec) -> String {
     let phase = s.current_phase.map_or("-", Phase::as_str);
-    format!("{}  {:<10} {:<13} {}", s.id, s.status, phase, s.title)
+    format!("{}  {:<12} {:<13} {}", s.id, s.status, phase, s.title)
 }
 
 /// The text of `omoi spec show`.
@@ -178,6 +182,12 @@ pub fn render_detail(detail: &SpecDetail) -> String {
     }
     if let Some(error) = &s.error {
         let _ = writeln!(out, "error:  {error}");
+    }
+    if let Some(branch) = &s.branch {
+        let _ = writeln!(out, "branch: {branch}");
+    }
+    if let Some(pr) = &s.pull_request {
+        let _ = writeln!(out, "pull request: {} (#{})", pr.url, pr.number);
     }
     if !detail.phases.is_empty() {
         let _ = writeln!(out, "phases:");
@@ -216,13 +226,21 @@ pub fn render_detail(detail: &SpecDetail) -> String {
             } else {
                 format!("  (after {})", t.depends_on.join(", "))
             };
-            let status = detail
-                .tasks
-                .iter()
-                .find(|b| b.spec_task_id == t.id)
-                .map(|b| format!("{:<9}", b.status.as_str()))
+            let bridged = detail.tasks.iter().find(|b| b.spec_task_id == t.id);
+            let state = bridged
+                .map(|b| {
+                    let commit = b.commit_sha.as_deref().map_or("-", short_sha);
+                    format!(
+                        "{:<9} {:<4} {commit:<12}  ",
+                        b.status.as_str(),
+                        format!("{}/{}", b.attempts, b.max_attempts)
+                    )
+                })
                 .unwrap_or_default();
-            let _ = writeln!(out, "  {}  {status}{}{deps}", t.id, t.title);
+            let _ = writeln!(out, "  {}  {state}{}{deps}", t.id, t.title);
+            if let Some(error) = bridged.and_then(|b| b.error.as_deref()) {
+                let _ = writeln!(out, "           {error}");
+            }
         }
         let _ = writeln!(
             out,
@@ -232,13 +250,21 @@ pub fn render_detail(detail: &SpecDetail) -> String {
     }
     let _ = writeln!(out, "sandboxes:");
     for sb in &detail.sandboxes {
-        let from = sb.start_phase.map_or("-", Phase::as_str);
+        let from = match (&sb.task_id, sb.start_phase) {
+            (Some(task_id), _) => detail
+                .tasks
+                .iter()
+                .find(|t| t.id == *task_id)
+                .map_or("a task", |t| t.spec_task_id.as_str()),
+            (None, phase) => phase.map_or("-", Phase::as_str),
+        };
         let reason = sb
             .reason
             .as_deref()
             .map(|r| format!("  {r}"))
             .unwrap_or_default();
-        let _ = writeln!(out, "  {}  {:<10} from {from}{reason}", sb.id, sb.status);
+        let what = if sb.task_id.is_some() { "runs" } else { "from" };
+        let _ = writeln!(out, "  {}  {:<10} {what} {from}{reason}", sb.id, sb.status);
     }
     out
 }

@@ -1,21 +1,29 @@
 //! `omoi demo`: everything offline in one command — an embedded coordinator on SQLite in a
-//! temporary directory, the local provider, the scripted model, a spec run end to end on the
-//! sample repository, and what it produced.
+//! temporary directory, the local provider, the scripted model, a spec run end to end on a git
+//! copy of the sample repository (spec, tasks, their commits on the spec branch), and what it
+//! produced. `--provider docker` runs the sandboxes as containers instead; their git remote is then
+//! served to them by a `git daemon` on the sandbox network's gateway.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use omoi_protocol::env;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{render_detail, split_request};
-use super::serve::locate_worker;
+use super::git_daemon::GitDaemon;
+use super::serve::{ProviderKind, locate_worker};
 use super::watch::watch;
 use super::{CliError, CliResult, Client, DemoArgs};
 use crate::api::types::{CreateProject, CreateSpec};
-use crate::model::{Project, SpecDetail, SpecStatus, TaskStatus};
+use crate::model::{Project, SpecDetail, SpecStatus};
+use crate::sandbox::Provider;
+use crate::sandbox::docker::{DockerConfig, DockerProvider, SandboxFile};
 use crate::sandbox::local::LocalProvider;
 use crate::server::{AppState, Settings, serve};
 use crate::store::Store;
@@ -102,10 +110,32 @@ async fn worker_for_demo(explicit: Option<&Path>) -> CliResult<PathBuf> {
     ))
 }
 
+/// Where the demo's sandboxes run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DemoSandboxes {
+    /// Child processes of this worker binary.
+    Local(PathBuf),
+    /// Containers of this image.
+    Docker(String),
+}
+
+/// The script's name in a docker sandbox's `/work`.
+const SCRIPT_IN_SANDBOX: &str = "sample-script.json";
+
 /// Runs the demo; exit code 0 when the spec completed.
 pub async fn run(args: DemoArgs) -> CliResult<u8> {
     let fixtures = locate_fixtures(args.fixtures.as_deref())?;
-    let worker = worker_for_demo(args.worker_bin.as_deref()).await?;
+    let sandboxes = match args.provider {
+        ProviderKind::Local => {
+            DemoSandboxes::Local(worker_for_demo(args.worker_bin.as_deref()).await?)
+        }
+        ProviderKind::Docker => DemoSandboxes::Docker(args.image.clone()),
+        ProviderKind::Kubernetes | ProviderKind::Daytona => {
+            return Err(CliError::Config(
+                "the demo runs its sandboxes with --provider local or docker".into(),
+            ));
+        }
+    };
     let request = std::fs::read_to_string(&fixtures.request).map_err(|source| CliError::Io {
         context: format!("reading {}", fixtures.request.display()),
         source,
@@ -118,7 +148,10 @@ pub async fn run(args: DemoArgs) -> CliResult<u8> {
             source,
         })?;
     let root = dir.path().to_path_buf();
-    let result = run_in(&root, &fixtures, &worker, &request).await;
+    let result = match seed_repository(&fixtures.repo, &root).await {
+        Ok(repo) => run_in(&root, &fixtures, &repo, &sandboxes, &request).await,
+        Err(e) => Err(e),
+    };
     if args.keep {
         let kept = dir.keep();
         eprintln!("demo files kept in {}", kept.display());
@@ -126,18 +159,120 @@ pub async fn run(args: DemoArgs) -> CliResult<u8> {
     result
 }
 
+/// The bare repository the demo's tasks push to: `<root>/greet.git`, whose `main` holds the
+/// sample repository in one commit.
+async fn seed_repository(sample: &Path, root: &Path) -> CliResult<PathBuf> {
+    let seed = root.join("seed.git");
+    let bare = root.join("greet.git");
+    let (seed_dir, bare_dir, sample_dir) = (path_arg(&seed)?, path_arg(&bare)?, path_arg(sample)?);
+    git(
+        root,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            &seed_dir,
+        ],
+    )
+    .await?;
+    // The sample directory is read as the work tree; nothing is written into it.
+    let in_seed = ["--git-dir", &seed_dir, "--work-tree", &sample_dir];
+    git(root, &[&in_seed[..], &["add", "--all"]].concat()).await?;
+    git(
+        root,
+        &[&in_seed[..], &["commit", "--quiet", "-m", "initial"]].concat(),
+    )
+    .await?;
+    git(root, &["clone", "--quiet", "--bare", &seed_dir, &bare_dir]).await?;
+    Ok(bare)
+}
+
+fn path_arg(path: &Path) -> CliResult<String> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| CliError::Config(format!("{} is not a UTF-8 path", path.display())))
+}
+
+/// Runs git in `dir` with a fixed identity and without the user's or the system's config.
+async fn git(dir: &Path, args: &[&str]) -> CliResult<String> {
+    let output = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "omoi demo")
+        .env("GIT_AUTHOR_EMAIL", "demo@localhost")
+        .env("GIT_COMMITTER_NAME", "omoi demo")
+        .env("GIT_COMMITTER_EMAIL", "demo@localhost")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| CliError::Io {
+            context: "running git (the demo needs git on PATH)".into(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(CliError::Config(format!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
 async fn run_in(
     root: &Path,
     fixtures: &DemoFixtures,
-    worker: &Path,
+    repo: &Path,
+    sandboxes: &DemoSandboxes,
     request: &str,
 ) -> CliResult<u8> {
     let database = format!("sqlite://{}", root.join("omoi.db").display());
     let store = Store::open(&database).await?;
-    let listener = TcpListener::bind("127.0.0.1:0")
+    // Docker: the coordinator and the git remote listen on the sandbox network's gateway.
+    let (provider, docker, ip, script): (Arc<dyn Provider>, _, IpAddr, String) = match sandboxes {
+        DemoSandboxes::Local(worker) => (
+            Arc::new(LocalProvider::new(worker.clone(), &root.join("data"))),
+            None,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            fixtures.script.display().to_string(),
+        ),
+        DemoSandboxes::Docker(image) => {
+            let mut config = DockerConfig::new(root.join("data"));
+            config.image = image.clone();
+            config.files = vec![SandboxFile {
+                source: fixtures.script.clone(),
+                name: SCRIPT_IN_SANDBOX.into(),
+            }];
+            let docker = Arc::new(
+                DockerProvider::connect(config)
+                    .await
+                    .map_err(crate::Error::from)?,
+            );
+            let gateway = docker.gateway();
+            (
+                docker.clone(),
+                Some(docker),
+                gateway,
+                format!("/work/{SCRIPT_IN_SANDBOX}"),
+            )
+        }
+    };
+    let git_daemon = match &docker {
+        Some(_) => Some(GitDaemon::start(ip, root).await?),
+        None => None,
+    };
+    let repo_url = match (&git_daemon, repo.file_name()) {
+        (Some(daemon), Some(name)) => daemon.url(&name.to_string_lossy()),
+        _ => path_arg(repo)?,
+    };
+    let listener = TcpListener::bind((ip, 0))
         .await
         .map_err(|source| CliError::Io {
-            context: "binding 127.0.0.1:0".into(),
+            context: format!("binding {ip}:0"),
             source,
         })?;
     let addr = listener.local_addr().map_err(|source| CliError::Io {
@@ -148,26 +283,55 @@ async fn run_in(
     settings.heartbeat_secs = 2;
     settings.worker_env = BTreeMap::from([
         (env::OMOI_LLM.to_string(), "scripted".to_string()),
-        (
-            env::OMOI_SCRIPT.to_string(),
-            fixtures.script.display().to_string(),
-        ),
+        (env::OMOI_SCRIPT.to_string(), script),
         (env::RETRY_BASE_MS.to_string(), "10".to_string()),
     ]);
-    let provider = Arc::new(LocalProvider::new(worker.to_path_buf(), &root.join("data")));
+    settings.task_policy.retry_base = Duration::from_millis(200);
+    settings.scheduler_interval = Duration::from_millis(200);
     let state = AppState::new(store.clone(), provider, settings);
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(serve(listener, state, shutdown.clone()));
 
-    let outcome = drive(&store, &addr.to_string(), fixtures, request).await;
+    let label = match sandboxes {
+        DemoSandboxes::Local(_) => "local sandboxes".to_string(),
+        DemoSandboxes::Docker(image) => format!("docker sandboxes ({image})"),
+    };
+    let outcome = drive(
+        &store,
+        &addr.to_string(),
+        root,
+        repo,
+        &repo_url,
+        &label,
+        request,
+    )
+    .await;
 
     shutdown.cancel();
     let _ = server.await;
     store.close().await;
+    if let Some(docker) = docker {
+        match docker.close(Duration::from_secs(30)).await {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => eprintln!("containers still running: {}", left.join(", ")),
+            Err(e) => eprintln!("cleaning up the sandbox network: {e}"),
+        }
+    }
+    if let Some(daemon) = git_daemon {
+        daemon.stop().await;
+    }
     outcome
 }
 
-async fn drive(store: &Store, addr: &str, fixtures: &DemoFixtures, request: &str) -> CliResult<u8> {
+async fn drive(
+    store: &Store,
+    addr: &str,
+    root: &Path,
+    repo: &Path,
+    repo_url: &str,
+    sandboxes: &str,
+    request: &str,
+) -> CliResult<u8> {
     let user = store.create_user("demo").await?;
     let token = store.create_user_token(&user.id).await?;
     let client = Client::new(&format!("http://{addr}"), Some(token))?;
@@ -176,17 +340,19 @@ async fn drive(store: &Store, addr: &str, fixtures: &DemoFixtures, request: &str
             "/projects",
             &CreateProject {
                 name: "sample".into(),
-                repo_url: fixtures.repo.display().to_string(),
+                repo_url: repo_url.to_string(),
                 base_branch: None,
                 validation_command: Some("sh tests/run.sh".into()),
                 provider: None,
                 image: None,
                 worker_env: BTreeMap::new(),
+                github_api_url: None,
+                git_token: None,
             },
         )
         .await?;
     let (title, description) = split_request(request);
-    eprintln!("omoi demo: coordinator on http://{addr}, SQLite, local sandboxes, scripted model");
+    eprintln!("omoi demo: coordinator on http://{addr}, SQLite, {sandboxes}, scripted model");
     eprintln!("request: {title}");
     let launched: SpecDetail = client
         .post(
@@ -204,23 +370,74 @@ async fn drive(store: &Store, addr: &str, fixtures: &DemoFixtures, request: &str
     let detail: SpecDetail = client.get(&format!("/specs/{spec_id}")).await?;
     println!();
     print!("{}", render_detail(&detail));
-    if outcome.status == SpecStatus::Completed {
-        let ready = detail
-            .tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Ready)
-            .count();
-        println!(
-            "\nThe spec is complete and bridged into {} tasks; {ready} are ready to run.",
-            detail.tasks.len()
-        );
-        Ok(0)
-    } else {
-        println!(
-            "\nThe spec ended {}{}",
-            outcome.status,
-            outcome.error.map(|e| format!(": {e}")).unwrap_or_default()
-        );
-        Ok(1)
+    match (&outcome.status, &detail.spec.branch) {
+        (SpecStatus::Completed, Some(branch)) => {
+            let log = git(
+                repo,
+                &[
+                    "log",
+                    "--reverse",
+                    "--format=%h %s",
+                    &format!("main..{branch}"),
+                ],
+            )
+            .await?;
+            println!("\nCommits on {branch}:");
+            for line in log.lines() {
+                println!("  {line}");
+            }
+            let tests = validate_tip(root, repo, branch).await?;
+            println!(
+                "\nThe spec is complete: {} tasks landed on branch {branch} of {}, and \
+                 `sh tests/run.sh` passes at its tip ({tests} checks).",
+                detail.tasks.len(),
+                repo.display()
+            );
+            Ok(0)
+        }
+        _ => {
+            println!(
+                "\nThe spec ended {}{}",
+                outcome.status,
+                outcome.error.map(|e| format!(": {e}")).unwrap_or_default()
+            );
+            Ok(1)
+        }
     }
+}
+
+/// Checks out the tip of `branch` and runs the validation command there; returns how many
+/// checks passed.
+async fn validate_tip(root: &Path, repo: &Path, branch: &str) -> CliResult<usize> {
+    let checkout = root.join("tip");
+    let (repo_arg, checkout_arg) = (path_arg(repo)?, path_arg(&checkout)?);
+    git(
+        root,
+        &[
+            "clone",
+            "--quiet",
+            "--branch",
+            branch,
+            &repo_arg,
+            &checkout_arg,
+        ],
+    )
+    .await?;
+    let output = tokio::process::Command::new("sh")
+        .arg("tests/run.sh")
+        .current_dir(&checkout)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| CliError::Io {
+            context: "running sh tests/run.sh".into(),
+            source,
+        })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(CliError::Config(format!(
+            "sh tests/run.sh fails at the tip of {branch}:\n{stdout}"
+        )));
+    }
+    Ok(stdout.lines().filter(|l| l.starts_with("ok:")).count())
 }

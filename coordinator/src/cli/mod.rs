@@ -3,6 +3,8 @@
 mod client;
 mod commands;
 mod demo;
+mod git_daemon;
+mod scheduling;
 mod serve;
 mod watch;
 
@@ -12,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use omoi_protocol::phase::Phase;
 
 pub use client::Client;
-pub use serve::{ProviderKind, ServeArgs, ServeConfig, locate_worker};
+pub use serve::{DockerArgs, ProviderKind, SandboxConfig, ServeArgs, ServeConfig, locate_worker};
 pub use watch::{Outcome, watch};
 
 /// What a command failed at.
@@ -117,6 +119,13 @@ pub struct ProjectAddArgs {
     /// Worker environment for this project's sandboxes, `NAME=VALUE` (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// The GitHub REST API of the repository's host, when its URL does not say it (GitHub
+    /// Enterprise: `https://HOST/api/v3`).
+    #[arg(long)]
+    pub github_api_url: Option<String>,
+    /// The token tasks push with and pull requests are opened with.
+    #[arg(long, env = "OMOI_GIT_TOKEN", hide_env_values = true)]
+    pub git_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,7 +145,8 @@ pub enum SpecCommand {
     },
     /// Lists your specs.
     List,
-    /// Shows a spec: phases, scores, sandboxes, tasks.
+    /// Shows a spec: phases, scores, tasks (state, attempts, commit), sandboxes, and the pull
+    /// request or branch at the end.
     Show { id: String },
     /// Prints a spec's events as JSON lines.
     Events {
@@ -172,6 +182,13 @@ pub struct DemoArgs {
     /// Keep the demo's directory (database, sandbox workspaces and logs) and print where it is.
     #[arg(long)]
     pub keep: bool,
+    /// Where the sandboxes run: `local` processes, or `docker` containers of `--image` (build it
+    /// with scripts/build-images.sh).
+    #[arg(long, value_enum, default_value = "local")]
+    pub provider: ProviderKind,
+    /// Docker: the sandbox image.
+    #[arg(long, default_value = crate::sandbox::docker::DEFAULT_IMAGE)]
+    pub image: String,
 }
 
 /// Runs a parsed command line; returns the process exit code.

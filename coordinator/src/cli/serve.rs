@@ -1,8 +1,12 @@
 //! `omoi serve`: flags (with environment fallbacks), their validation, and the server's run loop
 //! with shutdown on SIGTERM or Ctrl-C.
+//!
+//! With `--provider docker` the coordinator also listens on the sandbox network's gateway (the
+//! host's address on the bridge the containers use), on the same port, and unless
+//! `--public-url` says otherwise hands workers `http://<gateway>:<port>`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +16,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, CliResult};
+use crate::sandbox::Provider;
+use crate::sandbox::docker::{DEFAULT_IMAGE, DEFAULT_SOCKET, DockerConfig, DockerProvider};
 use crate::sandbox::local::LocalProvider;
-use crate::server::{AppState, Settings, serve};
+use crate::server::{AppState, Settings, router, serve};
 use crate::store::Store;
 
 /// The sandbox providers `--provider` names.
@@ -55,6 +61,98 @@ pub struct ServeArgs {
     /// Worker environment for every sandbox, `NAME=VALUE` (repeatable), e.g. `OMOI_LLM=anthropic`.
     #[arg(long = "worker-env", value_name = "NAME=VALUE")]
     pub worker_env: Vec<String>,
+    #[command(flatten)]
+    pub docker: DockerArgs,
+    #[command(flatten)]
+    pub tasks: super::scheduling::TaskArgs,
+}
+
+/// The flags of the docker provider.
+#[derive(Debug, Clone, Args)]
+pub struct DockerArgs {
+    /// Docker: the image of sandboxes whose project names none.
+    #[arg(long = "image", env = "OMOI_SANDBOX_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// Docker: the Engine's socket, `unix:///var/run/docker.sock` or a path.
+    #[arg(long = "docker-host", env = "DOCKER_HOST")]
+    pub host: Option<String>,
+    /// Docker: the memory of one sandbox, in MiB (no swap beyond it).
+    #[arg(
+        long = "sandbox-memory-mb",
+        env = "OMOI_SANDBOX_MEMORY_MB",
+        default_value_t = 2048
+    )]
+    pub memory_mb: u64,
+    /// Docker: the CPUs of one sandbox.
+    #[arg(
+        long = "sandbox-cpus",
+        env = "OMOI_SANDBOX_CPUS",
+        default_value_t = 2.0
+    )]
+    pub cpus: f64,
+    /// Docker: the most processes one sandbox may run.
+    #[arg(
+        long = "sandbox-pids",
+        env = "OMOI_SANDBOX_PIDS",
+        default_value_t = 1024
+    )]
+    pub pids: i64,
+}
+
+impl DockerArgs {
+    /// The provider's settings for sandboxes under `data_dir`.
+    pub fn config(&self, data_dir: &Path) -> CliResult<DockerConfig> {
+        let socket = match self.host.as_deref() {
+            None | Some("") => PathBuf::from(DEFAULT_SOCKET),
+            Some(host) => match host.strip_prefix("unix://") {
+                Some(path) => PathBuf::from(path),
+                None if host.starts_with('/') => PathBuf::from(host),
+                None => {
+                    return Err(CliError::Config(format!(
+                        "--docker-host {host:?}: only a unix socket is supported \
+                         (unix:///var/run/docker.sock)"
+                    )));
+                }
+            },
+        };
+        if self.memory_mb < 16 {
+            return Err(CliError::Config(
+                "--sandbox-memory-mb must be at least 16".into(),
+            ));
+        }
+        if !(self.cpus > 0.0 && self.cpus.is_finite()) {
+            return Err(CliError::Config(
+                "--sandbox-cpus must be more than 0".into(),
+            ));
+        }
+        if self.pids < 16 {
+            return Err(CliError::Config(
+                "--sandbox-pids must be at least 16".into(),
+            ));
+        }
+        Ok(DockerConfig {
+            socket,
+            image: self.image.clone(),
+            limits: crate::sandbox::Limits {
+                memory_mb: Some(self.memory_mb),
+                cpus: Some(self.cpus),
+            },
+            pids_limit: self.pids,
+            ..DockerConfig::new(data_dir.to_path_buf())
+        })
+    }
+}
+
+/// Where `omoi serve` runs sandboxes, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SandboxConfig {
+    /// Child processes of this worker binary.
+    Local { worker_bin: PathBuf },
+    /// Containers; `gateway_url`: workers get `http://<gateway>:<port>` (no `--public-url`).
+    Docker {
+        config: DockerConfig,
+        gateway_url: bool,
+    },
 }
 
 /// `omoi serve`'s settings, validated.
@@ -62,7 +160,7 @@ pub struct ServeArgs {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database: String,
-    pub worker_bin: PathBuf,
+    pub sandboxes: SandboxConfig,
     pub data_dir: PathBuf,
     pub settings: Settings,
 }
@@ -71,10 +169,10 @@ impl ServeArgs {
     /// Checks the flags: the provider available, the address parsed, the worker found.
     pub fn validate(self) -> CliResult<ServeConfig> {
         match self.provider {
-            ProviderKind::Local => {}
+            ProviderKind::Local | ProviderKind::Docker => {}
             other => {
                 return Err(CliError::Config(format!(
-                    "--provider {}: only the local provider is available in this build",
+                    "--provider {}: only the local and docker providers are available in this build",
                     other
                         .to_possible_value()
                         .map_or_else(String::new, |v| v.get_name().to_string())
@@ -89,11 +187,19 @@ impl ServeArgs {
                 "--heartbeat-secs must be at least 1".into(),
             ));
         }
-        let worker_bin = locate_worker(self.worker_bin.as_deref()).ok_or_else(|| {
-            CliError::Config(
-                "omoi-worker not found next to omoi or on PATH; pass --worker-bin".into(),
-            )
-        })?;
+        let sandboxes = if self.provider == ProviderKind::Docker {
+            SandboxConfig::Docker {
+                config: self.docker.config(&self.data_dir)?,
+                gateway_url: self.public_url.is_none(),
+            }
+        } else {
+            let worker_bin = locate_worker(self.worker_bin.as_deref()).ok_or_else(|| {
+                CliError::Config(
+                    "omoi-worker not found next to omoi or on PATH; pass --worker-bin".into(),
+                )
+            })?;
+            SandboxConfig::Local { worker_bin }
+        };
         let public_url = match self.public_url {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
             Some(url) => {
@@ -106,11 +212,12 @@ impl ServeArgs {
         let mut settings = Settings::new(public_url);
         settings.heartbeat_secs = self.heartbeat_secs;
         settings.max_recoveries = self.max_recoveries;
+        self.tasks.apply(&mut settings)?;
         settings.worker_env = parse_env_pairs(&self.worker_env, "--worker-env")?;
         Ok(ServeConfig {
             listen,
             database: self.database,
-            worker_bin,
+            sandboxes,
             data_dir: self.data_dir,
             settings,
         })
@@ -151,26 +258,79 @@ pub fn locate_worker(explicit: Option<&Path>) -> Option<PathBuf> {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> CliResult<u8> {
-    let config = args.validate()?;
+    let mut config = args.validate()?;
     let store = Store::open(&config.database).await?;
-    let provider = Arc::new(LocalProvider::new(
-        config.worker_bin.clone(),
-        &config.data_dir,
-    ));
+    let (provider, gateway): (Arc<dyn Provider>, Option<IpAddr>) = match &config.sandboxes {
+        SandboxConfig::Local { worker_bin } => (
+            Arc::new(LocalProvider::new(worker_bin.clone(), &config.data_dir)),
+            None,
+        ),
+        SandboxConfig::Docker { config: docker, .. } => {
+            let provider = DockerProvider::connect(docker.clone())
+                .await
+                .map_err(crate::Error::from)?;
+            let gateway = provider.gateway();
+            (Arc::new(provider), Some(gateway))
+        }
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| CliError::Io {
             context: format!("listening on {}", config.listen),
             source,
         })?;
+    let shutdown = CancellationToken::new();
+    // Docker: sandboxes reach the coordinator at the gateway of their network.
+    let mut sandbox_listener = None;
+    if let Some(gateway) = gateway {
+        let port = listener
+            .local_addr()
+            .map_err(|source| CliError::Io {
+                context: "reading the bound address".into(),
+                source,
+            })?
+            .port();
+        if matches!(
+            config.sandboxes,
+            SandboxConfig::Docker {
+                gateway_url: true,
+                ..
+            }
+        ) {
+            config.settings.public_url = format!("http://{}", SocketAddr::new(gateway, port));
+        }
+        if config.listen.ip().is_loopback() {
+            let addr = SocketAddr::new(gateway, port);
+            sandbox_listener =
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| CliError::Io {
+                            context: format!("listening on {addr} (the sandbox network's gateway)"),
+                            source,
+                        })?,
+                );
+        }
+    }
     tracing::info!(
         listen = %config.listen,
         database = store.backend_name(),
-        worker = %config.worker_bin.display(),
+        provider = provider.name(),
+        public_url = %config.settings.public_url,
         "omoi coordinator serving"
     );
     let state = AppState::new(store.clone(), provider, config.settings);
-    let shutdown = CancellationToken::new();
+    if let Some(extra) = sandbox_listener {
+        let (router, stop) = (router(state.clone()), shutdown.clone());
+        tokio::spawn(async move {
+            let served = axum::serve(extra, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "serving the sandbox network failed");
+            }
+        });
+    }
     tokio::spawn(stop_on_signal(shutdown.clone()));
     serve(listener, state, shutdown)
         .await
@@ -231,7 +391,9 @@ mod tests {
             ServeConfig {
                 listen: "127.0.0.1:8080".parse().unwrap(),
                 database: "sqlite://omoi.db".into(),
-                worker_bin: "/bin/sh".into(),
+                sandboxes: SandboxConfig::Local {
+                    worker_bin: "/bin/sh".into()
+                },
                 data_dir: "omoi-data".into(),
                 settings,
             }
@@ -240,13 +402,30 @@ mod tests {
 
     #[test]
     fn unavailable_providers_and_bad_flags_are_refused_with_a_reason() {
-        let err = serve_args(&["--provider", "docker"])
+        let err = serve_args(&["--provider", "kubernetes"])
             .validate()
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--provider docker: only the local provider is available in this build"
+            "--provider kubernetes: only the local and docker providers are available in this build"
         );
+        let err = serve_args(&[
+            "--provider",
+            "docker",
+            "--docker-host",
+            "tcp://10.0.0.1:2375",
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--docker-host \"tcp://10.0.0.1:2375\": only a unix socket is supported \
+             (unix:///var/run/docker.sock)"
+        );
+        let err = serve_args(&["--provider", "docker", "--sandbox-memory-mb", "8"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "--sandbox-memory-mb must be at least 16");
         let err = serve_args(&["--listen", "nowhere"]).validate().unwrap_err();
         assert!(
             err.to_string()
@@ -276,5 +455,60 @@ mod tests {
             err.to_string(),
             "omoi-worker not found next to omoi or on PATH; pass --worker-bin"
         );
+    }
+
+    #[test]
+    fn the_docker_provider_takes_its_settings_from_the_flags() {
+        let config = ServeArgs {
+            worker_bin: Some("/no/worker/needed".into()),
+            ..serve_args(&[
+                "--provider",
+                "docker",
+                "--docker-host",
+                "unix:///run/user/docker.sock",
+                "--image",
+                "my-sandbox:2",
+                "--sandbox-memory-mb",
+                "512",
+                "--sandbox-cpus",
+                "0.5",
+                "--sandbox-pids",
+                "256",
+            ])
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            config.sandboxes,
+            SandboxConfig::Docker {
+                config: DockerConfig {
+                    socket: "/run/user/docker.sock".into(),
+                    image: "my-sandbox:2".into(),
+                    limits: crate::sandbox::Limits {
+                        memory_mb: Some(512),
+                        cpus: Some(0.5),
+                    },
+                    pids_limit: 256,
+                    ..DockerConfig::new("omoi-data".into())
+                },
+                gateway_url: true,
+            }
+        );
+        let with_url = serve_args(&[
+            "--provider",
+            "docker",
+            "--public-url",
+            "http://10.1.2.3:8080",
+        ])
+        .validate()
+        .unwrap();
+        assert!(matches!(
+            with_url.sandboxes,
+            SandboxConfig::Docker {
+                gateway_url: false,
+                ..
+            }
+        ));
+        assert_eq!(with_url.settings.public_url, "http://10.1.2.3:8080");
     }
 }

@@ -1,5 +1,6 @@
 //! Following a spec live: the SSE stream (resumed with `Last-Event-ID` after a broken
-//! connection) drawn as one progress line per phase with its attempt and score.
+//! connection) drawn as one progress line per phase with its attempt and score, then one per
+//! task with its attempt, validation and commit.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -13,7 +14,8 @@ use omoi_protocol::phase::Phase;
 
 use super::{CliResult, Client};
 use crate::hub::StatusNotice;
-use crate::model::SpecStatus;
+use crate::model::{PullRequestRef, SpecStatus};
+use crate::pull_request::short_sha;
 
 /// How many reconnects in a row are tried before giving up.
 const MAX_RECONNECTS: u32 = 10;
@@ -23,6 +25,10 @@ const MAX_RECONNECTS: u32 = 10;
 pub struct Outcome {
     pub status: SpecStatus,
     pub error: Option<String>,
+    /// The spec branch, once bridged.
+    pub branch: Option<String>,
+    /// The pull request, when one was opened.
+    pub pull_request: Option<PullRequestRef>,
 }
 
 impl Outcome {
@@ -30,12 +36,26 @@ impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self.status {
             SpecStatus::Completed | SpecStatus::Pending => 0,
-            SpecStatus::Executing | SpecStatus::Failed | SpecStatus::Cancelled => 1,
+            SpecStatus::Executing
+            | SpecStatus::Implementing
+            | SpecStatus::Failed
+            | SpecStatus::Cancelled => 1,
+        }
+    }
+
+    /// What the spec produced, for the last line of a watch: the pull request or the branch.
+    pub fn result(&self) -> Option<String> {
+        match (&self.pull_request, &self.branch) {
+            (Some(pr), _) => Some(format!("pull request {}", pr.url)),
+            (None, Some(branch)) if self.status == SpecStatus::Completed => {
+                Some(format!("branch {branch}"))
+            }
+            _ => None,
         }
     }
 }
 
-/// Follows a spec until it stops executing; draws progress on stderr.
+/// Follows a spec until it is neither executing nor implementing; draws progress on stderr.
 pub async fn watch(client: &Client, spec_id: &str) -> CliResult<Outcome> {
     let mut display = Display::new();
     let mut last_cursor = 0;
@@ -76,11 +96,16 @@ async fn follow(
         };
         if message.event == "status" {
             if let Ok(notice) = serde_json::from_str::<StatusNotice>(&message.data) {
-                if notice.status != SpecStatus::Executing {
+                if !notice.status.is_active() {
                     return Ok(Some(Outcome {
                         status: notice.status,
                         error: notice.error,
+                        branch: notice.branch,
+                        pull_request: notice.pull_request,
                     }));
+                }
+                if notice.status == SpecStatus::Implementing {
+                    display.implementing(notice.branch.as_deref());
                 }
             }
             continue;
@@ -95,10 +120,29 @@ async fn follow(
     Ok(None)
 }
 
-/// One line per phase: a spinner on a terminal, plain lines otherwise.
+/// What one progress line follows: a phase, then each task (by its `TSK-NNN`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Line {
+    Phase(Phase),
+    Task(String),
+}
+
+impl Line {
+    fn label(&self) -> &str {
+        match self {
+            Line::Phase(phase) => phase.as_str(),
+            Line::Task(id) => id,
+        }
+    }
+}
+
+/// One line per phase and task: a spinner on a terminal, plain lines otherwise.
 struct Display {
     multi: Option<MultiProgress>,
-    bars: BTreeMap<Phase, ProgressBar>,
+    bars: BTreeMap<Line, ProgressBar>,
+    /// Attempts seen per task (`task.started` events).
+    attempts: BTreeMap<String, u32>,
+    implementing_noted: bool,
 }
 
 impl Display {
@@ -106,6 +150,18 @@ impl Display {
         Display {
             multi: std::io::stderr().is_terminal().then(MultiProgress::new),
             bars: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            implementing_noted: false,
+        }
+    }
+
+    fn implementing(&mut self, branch: Option<&str>) {
+        if !self.implementing_noted {
+            self.implementing_noted = true;
+            self.note(match branch {
+                Some(branch) => format!("the spec is written; its tasks commit to {branch}"),
+                None => "the spec is written; its tasks run next".to_string(),
+            });
         }
     }
 
@@ -113,7 +169,10 @@ impl Display {
         let Ok(event) = raw.typed() else { return };
         match event {
             Event::SpecPhaseStarted(e) => {
-                self.line(e.phase, format!("attempt {} running", e.attempt));
+                self.line(
+                    Line::Phase(e.phase),
+                    format!("attempt {} running", e.attempt),
+                );
             }
             Event::SpecEvalResult(e) => {
                 let verdict = if e.evaluation.passed {
@@ -122,7 +181,7 @@ impl Display {
                     "below the gate"
                 };
                 self.line(
-                    e.evaluation.phase,
+                    Line::Phase(e.evaluation.phase),
                     format!(
                         "attempt {}: score {:.2}, {verdict}",
                         e.attempt, e.evaluation.score
@@ -131,7 +190,7 @@ impl Display {
             }
             Event::SpecPhaseRetry(e) => {
                 self.line(
-                    e.phase,
+                    Line::Phase(e.phase),
                     format!("retrying (attempt {}): {}", e.attempt, e.reason),
                 );
             }
@@ -142,7 +201,7 @@ impl Display {
                     "attempts"
                 };
                 self.done(
-                    e.phase,
+                    Line::Phase(e.phase),
                     format!(
                         "✓ score {:.2} after {} {attempts} ({:.1} s)",
                         e.score,
@@ -152,35 +211,68 @@ impl Display {
                 );
             }
             Event::SpecPhaseFailed(e) => {
-                self.done(e.phase, format!("✗ failed: {}", e.reason));
+                self.done(Line::Phase(e.phase), format!("✗ failed: {}", e.reason));
             }
-            Event::AgentFailed(e) => self.note(format!("worker failed: {}", e.reason)),
+            Event::TaskStarted(e) => {
+                let attempt = self.attempts.entry(e.task_id.clone()).or_default();
+                *attempt += 1;
+                let message = format!("attempt {attempt} running: {}", e.title);
+                self.line(Line::Task(e.task_id), message);
+            }
+            Event::TaskValidation(e) => {
+                let message = match e.exit_code {
+                    Some(0) => format!("validation `{}` passed", e.command),
+                    Some(code) => format!("validation `{}` failed (exit {code})", e.command),
+                    None => format!("validation `{}` did not finish", e.command),
+                };
+                self.line(Line::Task(e.task_id), message);
+            }
+            Event::TaskCommitted(e) => {
+                let message = format!("committed {}", short_sha(&e.sha));
+                self.line(Line::Task(e.task_id), message);
+            }
+            Event::TaskCompleted(e) => {
+                let attempts = self.attempts.get(&e.task_id).copied().unwrap_or(1);
+                let plural = if attempts == 1 { "" } else { "s" };
+                let message = format!("✓ {} after {attempts} attempt{plural}", short_sha(&e.sha));
+                self.done(Line::Task(e.task_id), message);
+            }
+            Event::TaskFailed(e) => {
+                let attempt = self.attempts.get(&e.task_id).copied().unwrap_or(1);
+                let message = format!("✗ attempt {attempt} failed: {}", e.reason);
+                self.line(Line::Task(e.task_id), message);
+            }
+            // A task worker's failure is its task's line already.
+            Event::AgentFailed(e) if raw.task_id.is_none() => {
+                self.note(format!("worker failed: {}", e.reason));
+            }
             _ => {}
         }
     }
 
-    fn line(&mut self, phase: Phase, message: String) {
+    fn line(&mut self, line: Line, message: String) {
         match &self.multi {
             Some(multi) => {
-                let bar = self.bars.entry(phase).or_insert_with(|| {
+                let label = line.label().to_string();
+                let bar = self.bars.entry(line).or_insert_with(|| {
                     let bar = multi.add(ProgressBar::new_spinner());
                     bar.set_style(
                         ProgressStyle::with_template("{spinner} {prefix:<13} {msg}")
                             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                     );
-                    bar.set_prefix(phase.as_str());
+                    bar.set_prefix(label);
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
                 });
                 bar.set_message(message);
             }
-            None => eprintln!("{:<13} {message}", phase.as_str()),
+            None => eprintln!("{:<13} {message}", line.label()),
         }
     }
 
-    fn done(&mut self, phase: Phase, message: String) {
-        self.line(phase, message.clone());
-        if let Some(bar) = self.bars.get(&phase) {
+    fn done(&mut self, line: Line, message: String) {
+        self.line(line.clone(), message.clone());
+        if let Some(bar) = self.bars.get(&line) {
             bar.finish_with_message(message);
         }
     }

@@ -290,7 +290,7 @@ fn reap(mut child: Child) -> watch::Receiver<Option<Option<i32>>> {
 
 /// Fills `workspace` from `repo`: a clone of a git repository (local or remote), or a copy of a
 /// plain directory.
-async fn prepare_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
+pub(super) async fn prepare_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
     if tokio::fs::metadata(workspace).await.is_ok() {
         // A restarted spawn of the same sandbox keeps its workspace.
         return Ok(());
@@ -300,7 +300,10 @@ async fn prepare_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
         .await
         .map(|m| m.is_dir())
         .unwrap_or(false);
-    if is_dir && tokio::fs::metadata(local.join(".git")).await.is_err() {
+    // A bare repository (HEAD, objects/ and refs/ at its top) is cloned like a checkout.
+    let exists = |name: &str| std::fs::metadata(local.join(name)).is_ok();
+    let is_git = exists(".git") || (exists("HEAD") && exists("objects") && exists("refs"));
+    if is_dir && !is_git {
         let (from, to) = (local.to_path_buf(), workspace.to_path_buf());
         return tokio::task::spawn_blocking(move || copy_dir(&from, &to))
             .await

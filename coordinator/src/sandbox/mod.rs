@@ -1,8 +1,11 @@
 //! Sandbox providers: where workers run. One small trait; `local` runs the worker as a child
-//! process. Spawning a sandbox for a spec phase (its environment and context) is in [`spawn`].
+//! process, `docker` as a container over the Docker Engine API. Spawning a sandbox for a spec
+//! phase (its environment and context) is in [`spawn`].
 
+pub mod docker;
 pub mod local;
 pub mod spawn;
+pub mod task;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -77,6 +80,10 @@ pub enum ProviderStatus {
     Exited {
         code: Option<i32>,
     },
+    /// Killed because it reached its memory limit (the limit in MiB when the provider knows it).
+    OutOfMemory {
+        limit_mb: Option<u64>,
+    },
     /// The provider has no such sandbox (never spawned, or removed).
     NotFound,
 }
@@ -87,6 +94,12 @@ impl fmt::Display for ProviderStatus {
             ProviderStatus::Running => f.write_str("running"),
             ProviderStatus::Exited { code: Some(code) } => write!(f, "exited with code {code}"),
             ProviderStatus::Exited { code: None } => f.write_str("exited"),
+            ProviderStatus::OutOfMemory {
+                limit_mb: Some(limit),
+            } => write!(f, "was killed: out of memory (limit {limit} MiB)"),
+            ProviderStatus::OutOfMemory { limit_mb: None } => {
+                f.write_str("was killed: out of memory")
+            }
             ProviderStatus::NotFound => f.write_str("not found"),
         }
     }

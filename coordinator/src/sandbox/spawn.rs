@@ -18,8 +18,9 @@ use crate::store::{NewSandbox, new_id};
 /// The value of [`OWNER_LABEL`] on every sandbox of an omoi coordinator.
 pub const OWNER: &str = "omoi";
 
-/// Variables the coordinator sets itself; a project cannot override them.
-pub const RESERVED_ENV: [&str; 13] = [
+/// Variables the coordinator sets itself; a project cannot override them. (`OMOI_GIT_TOKEN` comes
+/// from the project's `git_token`, which is never served back, and goes to task sandboxes only.)
+pub const RESERVED_ENV: [&str; 14] = [
     env::SPEC_ID,
     env::SPEC_PHASE,
     env::PHASE_CONTEXT_B64,
@@ -33,6 +34,7 @@ pub const RESERVED_ENV: [&str; 13] = [
     env::TASK_CONTEXT_B64,
     env::WORKSPACE,
     env::HEARTBEAT_SECS,
+    env::GIT_TOKEN,
 ];
 
 /// The longest description also passed as `SPEC_DESCRIPTION`.
@@ -199,6 +201,8 @@ mod tests {
             error: None,
             stop_after: Some(Phase::Tasks),
             recoveries: 0,
+            branch: None,
+            pull_request: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }
@@ -217,6 +221,9 @@ mod tests {
                 ("OMOI_LLM".to_string(), "scripted".to_string()),
                 ("SANDBOX_TOKEN".to_string(), "stolen".to_string()),
             ]),
+            github_api_url: None,
+            has_git_token: false,
+            git_token: None,
             created_at: Utc::now(),
         }
     }

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::{Store, json_optional_column, new_id, now_ms, to_json};
 use crate::auth::{generate_token, hash_token};
 use crate::error::{Error, Result};
-use crate::model::{Project, User, time_from_ms};
+use crate::model::{GitToken, Project, User, time_from_ms};
 
 /// Who a token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct NewProject {
     pub provider: String,
     pub image: Option<String>,
     pub worker_env: BTreeMap<String, String>,
+    pub github_api_url: Option<String>,
+    pub git_token: Option<GitToken>,
 }
 
 impl Store {
@@ -171,12 +173,16 @@ impl Store {
             provider: new.provider,
             image: new.image,
             worker_env: new.worker_env,
+            github_api_url: new.github_api_url,
+            has_git_token: new.git_token.is_some(),
+            git_token: new.git_token,
             created_at: time_from_ms(created),
         };
         sqlx::query(
             "INSERT INTO projects (id, user_id, name, repo_url, base_branch, validation_command,
-                                   provider, image, worker_env, created_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                   provider, image, worker_env, created_ms, github_api_url,
+                                   git_token)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&project.id)
         .bind(user_id)
@@ -188,6 +194,8 @@ impl Store {
         .bind(&project.image)
         .bind(to_json(&project.worker_env)?)
         .bind(created)
+        .bind(&project.github_api_url)
+        .bind(project.git_token.as_ref().map(GitToken::expose))
         .execute(&self.pool)
         .await?;
         Ok(project)
@@ -229,7 +237,7 @@ impl Store {
 }
 
 const PROJECT_COLUMNS: &str = "id, name, repo_url, base_branch, validation_command, provider, \
-                               image, worker_env, created_ms";
+                               image, worker_env, created_ms, github_api_url, git_token";
 
 fn user_from_row(row: &AnyRow) -> Result<User> {
     Ok(User {
@@ -239,6 +247,7 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
 }
 
 fn project_from_row(row: &AnyRow) -> Result<Project> {
+    let git_token: Option<String> = row.try_get("git_token")?;
     Ok(Project {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -248,6 +257,9 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
         provider: row.try_get("provider")?,
         image: row.try_get("image")?,
         worker_env: json_optional_column(row, "worker_env")?.unwrap_or_default(),
+        github_api_url: row.try_get("github_api_url")?,
+        has_git_token: git_token.is_some(),
+        git_token: git_token.map(GitToken::new),
         created_at: time_from_ms(row.try_get("created_ms")?),
     })
 }

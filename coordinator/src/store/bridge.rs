@@ -3,7 +3,7 @@
 //!
 //! Runs inside the ingest transaction that stores `spec.execution_completed`, once per spec (the
 //! ticket is unique per spec). A task without dependencies starts `ready`, the others `pending`.
-//! Running the tasks (the scheduler) is not part of this module.
+//! Running the tasks is the scheduler's (`crate::scheduler`, `super::tasks`).
 
 use std::collections::HashMap;
 
@@ -14,14 +14,19 @@ use super::{new_id, to_json};
 use crate::error::Result;
 use crate::model::TaskStatus;
 
-/// How many times a task may run before its spec fails.
-pub const TASK_MAX_ATTEMPTS: i64 = 3;
+/// The branch every task of a spec commits to, created from the project's base branch by the
+/// first task that pushes.
+pub fn spec_branch(spec_id: &str) -> String {
+    format!("omoi/{spec_id}")
+}
 
-/// Creates the ticket and tasks of a finished spec, unless they exist.
+/// Creates the ticket and tasks of a finished spec, unless they exist; each task may run
+/// `max_attempts` times.
 pub(super) async fn bridge(
     tx: &mut Transaction<'static, Any>,
     spec_id: &str,
     spec: &FinalSpec,
+    max_attempts: u32,
     now: i64,
 ) -> Result<()> {
     let ticket_id = new_id();
@@ -63,7 +68,7 @@ pub(super) async fn bridge(
         .bind(&task.title)
         .bind(to_json(task)?)
         .bind(status.as_str())
-        .bind(TASK_MAX_ATTEMPTS)
+        .bind(i64::from(max_attempts.max(1)))
         .bind(now)
         .execute(&mut **tx)
         .await?;

@@ -10,8 +10,8 @@ use omoi_protocol::event::RawEvent;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::bridge::bridge;
-use super::{Store, now_ms, to_i64, to_json, to_u64};
+use super::bridge::{bridge, spec_branch};
+use super::{Store, now_ms, tasks, to_i64, to_json, to_u64};
 use crate::error::{Result, corrupt};
 use crate::ingest::{Effect, effects};
 use crate::model::{Sandbox, StreamEvent};
@@ -89,10 +89,28 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .try_get("cursor")?;
-            if let Some(spec_id) = &sandbox.spec_id {
-                for effect in effects(&event) {
-                    status_changed |= apply(&mut tx, spec_id, &sandbox.id, &effect, now).await?;
+            match (&sandbox.spec_id, &sandbox.task_id) {
+                (Some(_), Some(task_id)) => {
+                    for effect in effects(&event) {
+                        status_changed |=
+                            tasks::apply(&mut tx, &self.tasks, task_id, &sandbox.id, &effect, now)
+                                .await?;
+                    }
                 }
+                (Some(spec_id), None) => {
+                    for effect in effects(&event) {
+                        status_changed |= apply(
+                            &mut tx,
+                            spec_id,
+                            &sandbox.id,
+                            self.tasks.max_attempts,
+                            &effect,
+                            now,
+                        )
+                        .await?;
+                    }
+                }
+                (None, _) => {}
             }
             acked = event.seq;
             released.push(StreamEvent { cursor, event });
@@ -224,17 +242,13 @@ async fn apply(
     tx: &mut Transaction<'static, Any>,
     spec_id: &str,
     sandbox_id: &str,
+    task_attempts: u32,
     effect: &Effect,
     now: i64,
 ) -> Result<bool> {
     match effect {
         Effect::AgentStarted => {
-            sqlx::query(
-                "UPDATE sandboxes SET status = 'running' WHERE id = $1 AND status = 'starting'",
-            )
-            .bind(sandbox_id)
-            .execute(&mut **tx)
-            .await?;
+            record_agent_start(tx, sandbox_id).await?;
             Ok(false)
         }
         Effect::PhaseStarted { phase, attempt } => {
@@ -326,21 +340,29 @@ async fn apply(
             Ok(false)
         }
         Effect::SpecCompleted { final_spec } => {
+            // The spec is written; its tasks run next (the scheduler), so it is implementing
+            // until they all completed and the pull request or branch is reported.
             let json = to_json(final_spec)?;
             let done = sqlx::query(
-                "UPDATE specs SET status = 'completed', final_spec = $2, current_phase = 'complete',
-                        error = NULL, updated_ms = $3
-                 WHERE id = $1 AND status NOT IN ('cancelled', 'failed')",
+                "UPDATE specs SET status = 'implementing', final_spec = $2,
+                        current_phase = 'complete', error = NULL, branch = $4, updated_ms = $3
+                 WHERE id = $1 AND status NOT IN ('cancelled', 'failed', 'implementing',
+                                                  'completed')",
             )
             .bind(spec_id)
             .bind(json)
             .bind(now)
+            .bind(spec_branch(spec_id))
             .execute(&mut **tx)
             .await?;
             if done.rows_affected() > 0 {
-                bridge(tx, spec_id, final_spec, now).await?;
+                bridge(tx, spec_id, final_spec, task_attempts, now).await?;
             }
             Ok(done.rows_affected() > 0)
+        }
+        // A spec sandbox runs no task.
+        Effect::TaskCommitted { .. } | Effect::TaskCompleted { .. } | Effect::TaskFailed { .. } => {
+            Ok(false)
         }
         Effect::SpecFailed { reason } => fail_spec(tx, spec_id, reason, now).await,
         Effect::AgentEnded {
@@ -349,26 +371,7 @@ async fn apply(
             stopped_after,
             reason,
         } => {
-            let status = if *success { "completed" } else { "failed" };
-            sqlx::query(
-                "UPDATE sandboxes SET status = $2, terminal = $3, reason = $4, ended_ms = $5
-                 WHERE id = $1 AND status IN ('starting', 'running')",
-            )
-            .bind(sandbox_id)
-            .bind(status)
-            .bind(*terminal)
-            .bind(reason.as_deref())
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "UPDATE tokens SET expires_ms = $2
-                 WHERE sandbox_id = $1 AND (expires_ms IS NULL OR expires_ms > $2)",
-            )
-            .bind(sandbox_id)
-            .bind(now + TOKEN_GRACE_MS)
-            .execute(&mut **tx)
-            .await?;
+            record_agent_end(tx, sandbox_id, terminal, *success, reason.as_deref(), now).await?;
             if !*success {
                 let reason = reason.as_deref().unwrap_or("the worker failed");
                 return fail_spec(tx, spec_id, reason, now).await;
@@ -391,7 +394,52 @@ async fn apply(
     }
 }
 
-async fn fail_spec(
+/// The sandbox's worker runs.
+pub(super) async fn record_agent_start(
+    tx: &mut Transaction<'static, Any>,
+    sandbox_id: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE sandboxes SET status = 'running' WHERE id = $1 AND status = 'starting'")
+        .bind(sandbox_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The sandbox's worker ended with a terminal event: the sandbox ends, its token expires after
+/// the grace period.
+pub(super) async fn record_agent_end(
+    tx: &mut Transaction<'static, Any>,
+    sandbox_id: &str,
+    terminal: &str,
+    success: bool,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let status = if success { "completed" } else { "failed" };
+    sqlx::query(
+        "UPDATE sandboxes SET status = $2, terminal = $3, reason = $4, ended_ms = $5
+         WHERE id = $1 AND status IN ('starting', 'running')",
+    )
+    .bind(sandbox_id)
+    .bind(status)
+    .bind(terminal)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE tokens SET expires_ms = $2
+         WHERE sandbox_id = $1 AND (expires_ms IS NULL OR expires_ms > $2)",
+    )
+    .bind(sandbox_id)
+    .bind(now + TOKEN_GRACE_MS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn fail_spec(
     tx: &mut Transaction<'static, Any>,
     spec_id: &str,
     reason: &str,

@@ -11,6 +11,7 @@ pub mod postgres;
 mod sandboxes;
 mod specs;
 pub mod sqlite;
+mod tasks;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,8 +24,10 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::error::{Error, Result, corrupt};
 
 pub use accounts::{NewProject, TokenKind, TokenRecord};
+pub use bridge::spec_branch;
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
 pub use sandboxes::NewSandbox;
+pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};
 
 /// What differs between the supported databases.
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -38,6 +41,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn connection_setup(&self) -> &'static [&'static str];
     /// A SQL expression that yields the next stream cursor inside the releasing transaction.
     fn next_cursor_sql(&self) -> &'static str;
+    /// The row-locking clause of the task claim's inner `SELECT … FROM tasks t` (PostgreSQL:
+    /// `FOR UPDATE OF t SKIP LOCKED`, so concurrent claimers pass over each other's rows).
+    fn claim_lock_clause(&self) -> &'static str;
+    /// The statement that opens the claim's transaction when the claim needs one (SQLite:
+    /// `BEGIN IMMEDIATE`, the write lock up front); `None` runs the claim on its own.
+    fn claim_begin(&self) -> Option<&'static str>;
 }
 
 /// The coordinator's database.
@@ -45,6 +54,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub struct Store {
     pool: AnyPool,
     backend: Arc<dyn Backend>,
+    /// How failed task attempts are retried.
+    tasks: TaskPolicy,
 }
 
 impl Store {
@@ -75,7 +86,16 @@ impl Store {
             .connect(&url)
             .await?;
         backend.migrator().run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            tasks: TaskPolicy::default(),
+        })
+    }
+
+    /// This store with another retry policy for failed task attempts.
+    pub fn with_task_policy(self, tasks: TaskPolicy) -> Store {
+        Store { tasks, ..self }
     }
 
     /// `sqlite` or `postgres`.

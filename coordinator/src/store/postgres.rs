@@ -14,11 +14,18 @@ impl Backend for Postgres {
     }
 
     fn migrator(&self) -> Migrator {
-        super::embedded_migrator(&[(
-            1,
-            "init",
-            include_str!("../../migrations/postgres/0001_init.sql"),
-        )])
+        super::embedded_migrator(&[
+            (
+                1,
+                "init",
+                include_str!("../../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "tasks",
+                include_str!("../../migrations/postgres/0002_tasks.sql"),
+            ),
+        ])
     }
 
     fn max_connections(&self) -> u32 {
@@ -31,5 +38,13 @@ impl Backend for Postgres {
 
     fn next_cursor_sql(&self) -> &'static str {
         "nextval('events_cursor')"
+    }
+
+    fn claim_lock_clause(&self) -> &'static str {
+        "FOR UPDATE OF t SKIP LOCKED"
+    }
+
+    fn claim_begin(&self) -> Option<&'static str> {
+        None
     }
 }

@@ -11,10 +11,11 @@ use super::{
     to_u64,
 };
 use crate::error::{Error, Result};
-use crate::model::{PhaseRecord, Spec, SpecStatus, TaskRecord, time_from_ms};
+use crate::model::{PhaseRecord, PullRequestRef, Spec, SpecStatus, TaskRecord, time_from_ms};
 
 const SPEC_COLUMNS: &str = "id, project_id, title, description, status, current_phase, error, \
-                            stop_after, recoveries, created_ms, updated_ms";
+                            stop_after, recoveries, created_ms, updated_ms, branch, \
+                            pull_request_url, pull_request_number";
 
 impl Store {
     /// Creates a pending spec in a project of `user_id`.
@@ -36,6 +37,8 @@ impl Store {
             error: None,
             stop_after: None,
             recoveries: 0,
+            branch: None,
+            pull_request: None,
             created_at: time_from_ms(now),
             updated_at: time_from_ms(now),
         };
@@ -250,6 +253,20 @@ impl Store {
         }
     }
 
+    /// A task by id, whoever owns its spec (for the coordinator's own use).
+    pub async fn task_by_id(&self, id: &str) -> Result<Option<TaskRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.task_from_row(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn task_from_row(&self, row: &AnyRow) -> Result<TaskRecord> {
         let id: String = row.try_get("id")?;
         let deps =
@@ -270,6 +287,7 @@ impl Store {
             attempts: to_u32(row.try_get("attempts")?, "attempts")?,
             max_attempts: to_u32(row.try_get("max_attempts")?, "max_attempts")?,
             depends_on: deps,
+            sandbox_id: row.try_get("sandbox_id")?,
             commit_sha: row.try_get("commit_sha")?,
             error: row.try_get("error")?,
         })
@@ -279,9 +297,19 @@ impl Store {
 const TASK_COLUMNS: &str = "t.id AS id, t.spec_id AS spec_id, t.ticket_id AS ticket_id, \
                             t.spec_task_id AS spec_task_id, t.title AS title, t.status AS status, \
                             t.attempts AS attempts, t.max_attempts AS max_attempts, \
-                            t.commit_sha AS commit_sha, t.error AS error";
+                            t.sandbox_id AS sandbox_id, t.commit_sha AS commit_sha, \
+                            t.error AS error";
 
 fn spec_from_row(row: &AnyRow) -> Result<Spec> {
+    let pr_url: Option<String> = row.try_get("pull_request_url")?;
+    let pr_number: Option<i64> = row.try_get("pull_request_number")?;
+    let pull_request = match (pr_url, pr_number) {
+        (Some(url), Some(number)) => Some(PullRequestRef {
+            url,
+            number: to_u64(number, "pull_request_number")?,
+        }),
+        _ => None,
+    };
     Ok(Spec {
         id: row.try_get("id")?,
         project_id: row.try_get("project_id")?,
@@ -292,6 +320,8 @@ fn spec_from_row(row: &AnyRow) -> Result<Spec> {
         error: row.try_get("error")?,
         stop_after: parse_optional_column(row, "stop_after")?,
         recoveries: to_u32(row.try_get("recoveries")?, "recoveries")?,
+        branch: row.try_get("branch")?,
+        pull_request,
         created_at: time_from_ms(row.try_get("created_ms")?),
         updated_at: time_from_ms(row.try_get("updated_ms")?),
     })

@@ -14,11 +14,18 @@ impl Backend for Sqlite {
     }
 
     fn migrator(&self) -> Migrator {
-        embedded_migrator(&[(
-            1,
-            "init",
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-        )])
+        embedded_migrator(&[
+            (
+                1,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "tasks",
+                include_str!("../../migrations/sqlite/0002_tasks.sql"),
+            ),
+        ])
     }
 
     fn max_connections(&self) -> u32 {
@@ -36,6 +43,14 @@ impl Backend for Sqlite {
 
     fn next_cursor_sql(&self) -> &'static str {
         "(SELECT COALESCE(MAX(cursor), 0) + 1 FROM events)"
+    }
+
+    fn claim_lock_clause(&self) -> &'static str {
+        ""
+    }
+
+    fn claim_begin(&self) -> Option<&'static str> {
+        Some("BEGIN IMMEDIATE")
     }
 }
 

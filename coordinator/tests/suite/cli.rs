@@ -1,5 +1,5 @@
 //! The `omoi` binary: token, project and spec commands against a running coordinator with the
-//! real worker, and the offline demo.
+//! real worker (a spec from the request to its commits on the spec branch), and the offline demo.
 
 use std::process::{Command, Output};
 
@@ -42,8 +42,16 @@ async fn a_user_launches_and_watches_a_spec_from_the_command_line() {
         let tmp = tempfile::tempdir().unwrap();
         let script = omoi_tests::fixtures::sample_script();
         let provider = Arc::new(LocalProvider::new(worker_bin(), &tmp.path().join("data")));
-        let server = TestServer::start(&db, provider, |s| tune(s, &script)).await;
+        let server = TestServer::start(&db, provider, |s| {
+            tune(s, &script);
+            s.scheduler_interval = std::time::Duration::from_millis(100);
+        })
+        .await;
         let url = server.url.clone();
+        let bare = omoi_tests::git::seed_bare_repo(
+            &omoi_tests::fixtures::sample_repo(),
+            &tmp.path().join("greet.git"),
+        );
 
         let token = stdout(
             &omoi(
@@ -63,10 +71,19 @@ async fn a_user_launches_and_watches_a_spec_from_the_command_line() {
             "omoi: no token: pass --token or set OMOI_TOKEN (see `omoi token create`)\n"
         );
 
-        let repo = omoi_tests::fixtures::sample_repo().display().to_string();
+        let repo = format!("file://{}", bare.display());
         let project = stdout(
             &omoi(
-                &["project", "add", "--name", "sample", "--repo", &repo],
+                &[
+                    "project",
+                    "add",
+                    "--name",
+                    "sample",
+                    "--repo",
+                    &repo,
+                    "--validation-command",
+                    "sh tests/run.sh",
+                ],
                 &url,
                 Some(&token),
             )
@@ -89,25 +106,63 @@ async fn a_user_launches_and_watches_a_spec_from_the_command_line() {
         )
         .await;
         let spec_id = stdout(&launched).trim().to_string();
+        let branch = format!("omoi/{spec_id}");
         let progress = String::from_utf8_lossy(&launched.stderr);
         assert!(progress.contains("design        ✓ score"), "{progress}");
         assert!(
-            progress.ends_with(&format!("spec {spec_id} completed\n")),
+            progress.contains(&format!(
+                "the spec is written; its tasks commit to {branch}\n"
+            )),
+            "{progress}"
+        );
+        for task in ["TSK-001", "TSK-002", "TSK-003", "TSK-004"] {
+            assert!(
+                progress.contains(&format!("{task:<13} attempt 1 running: ")),
+                "{progress}"
+            );
+            assert!(
+                progress.contains(&format!("{task:<13} validation `sh tests/run.sh` passed\n")),
+                "{progress}"
+            );
+        }
+        assert!(
+            progress.ends_with(&format!("spec {spec_id} completed: branch {branch}\n")),
             "{progress}"
         );
 
         let list = stdout(&omoi(&["spec", "list"], &url, Some(&token)).await);
         assert_eq!(
             list,
-            format!("{spec_id}  completed  complete      Add a --shout option to greet\n")
+            format!("{spec_id}  completed    complete      Add a --shout option to greet\n")
         );
         let show = stdout(&omoi(&["spec", "show", &spec_id], &url, Some(&token)).await);
         assert!(
             show.starts_with(&format!(
-                "{spec_id}  Add a --shout option to greet\nstatus: completed\n"
+                "{spec_id}  Add a --shout option to greet\nstatus: completed\nphase:  complete\n\
+                 branch: {branch}\n"
             )),
             "{show}"
         );
+        // Each task with its state, attempts and the commit it landed.
+        let log = omoi_tests::git::log(&bare, &branch);
+        for (task, title) in [
+            ("TSK-001", "Add the shout function"),
+            ("TSK-002", "Parse the --shout option"),
+            ("TSK-003", "Print through shout when asked"),
+            ("TSK-004", "Test and document --shout"),
+        ] {
+            let commit = log
+                .iter()
+                .find(|c| c.subject == format!("{task}: {title}"))
+                .unwrap_or_else(|| panic!("no commit of {task}: {log:?}"));
+            // Attempts: 1/3, or 2/3 when two first pushes to the new branch raced.
+            let landed = show.lines().any(|l| {
+                l.starts_with(&format!("  {task}  completed "))
+                    && l.contains(&format!("/3  {}  {title}", &commit.sha[..12]))
+            });
+            assert!(landed, "{task} {}\n{show}", commit.sha);
+        }
+        assert!(show.contains(" runs TSK-004\n"), "{show}");
         assert!(
             show.contains("  design        completed  score 1.00  attempts 1\n"),
             "{show}"
@@ -151,7 +206,7 @@ async fn a_user_launches_and_watches_a_spec_from_the_command_line() {
         assert!(show.contains("status: pending\nphase:  design\n"), "{show}");
         let resumed = omoi(&["spec", "resume", &second, "--watch"], &url, Some(&token)).await;
         assert!(
-            stdout(&resumed).starts_with(&format!("{second}  executing  design")),
+            stdout(&resumed).starts_with(&format!("{second}  executing    design")),
             "{}",
             String::from_utf8_lossy(&resumed.stdout)
         );
@@ -182,12 +237,27 @@ fn the_demo_runs_a_spec_end_to_end_offline() {
         .unwrap();
     let out = stdout(&output);
     assert!(out.contains("status: completed\n"), "{out}");
+    assert!(out.contains("  TSK-004  completed "), "{out}");
     assert!(
-        out.contains("  TSK-004  pending  Test and document --shout  (after TSK-003)\n"),
+        out.contains("  Test and document --shout  (after TSK-003)\n"),
+        "{out}"
+    );
+    // The four commits on the spec branch, the last one TSK-004's (it waits for all others).
+    let commits: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Commits on omoi/"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.trim().split_once(' ').map_or("", |(_, subject)| subject))
+        .collect();
+    assert_eq!(commits.len(), 4, "{out}");
+    assert_eq!(commits[3], "TSK-004: Test and document --shout", "{out}");
+    assert!(
+        out.contains("The spec is complete: 4 tasks landed on branch omoi/"),
         "{out}"
     );
     assert!(
-        out.ends_with("The spec is complete and bridged into 4 tasks; 2 are ready to run.\n"),
+        out.ends_with("`sh tests/run.sh` passes at its tip (7 checks).\n"),
         "{out}"
     );
 }

@@ -21,8 +21,23 @@ async fn launched(
     String,
     Api,
 ) {
+    launched_with(db, |_| {}).await
+}
+
+/// [`launched`] with settings of the test's own.
+async fn launched_with(
+    db: &super::support::TestDb,
+    tune: impl FnOnce(&mut omoi_coordinator::Settings),
+) -> (
+    TestServer,
+    std::sync::Arc<FakeProvider>,
+    Api,
+    String,
+    String,
+    Api,
+) {
     let provider = FakeProvider::new();
-    let server = TestServer::start(db, provider.clone(), |_| {}).await;
+    let server = TestServer::start(db, provider.clone(), tune).await;
     let (_, api) = server.user("ada").await;
     let (_, project) = api
         .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
@@ -292,9 +307,11 @@ async fn ingest_keeps_phases_checkpoints_and_the_final_spec_current() {
 }
 
 #[tokio::test]
-async fn the_final_spec_completes_the_spec() {
+async fn the_final_spec_is_stored_and_bridged_into_tasks() {
     each_backend(|db| async move {
-        let (server, _, api, spec, sandbox, sb) = launched(&db).await;
+        // No task slots: the bridged tasks stay as the bridge made them.
+        let (server, _, api, spec, sandbox, sb) =
+            launched_with(&db, |s| s.max_running_tasks = 0).await;
         let final_spec: Value = {
             let mut spec = json!({"title": "Add --shout", "description": ""});
             for phase in ["explore", "requirements", "design", "tasks"] {
@@ -313,8 +330,10 @@ async fn the_final_spec_completes_the_spec() {
         ];
         assert_eq!(sb.ingest(&sandbox, &batch).await, (StatusCode::OK, json!({"acked_seq": 2})));
         let (_, detail) = api.get(&format!("/specs/{spec}")).await;
-        assert_eq!(detail["status"], "completed");
+        // Written: its tasks run next.
+        assert_eq!(detail["status"], "implementing");
         assert_eq!(detail["current_phase"], "complete");
+        assert_eq!(detail["branch"], json!(format!("omoi/{spec}")));
         assert_eq!(detail["sandboxes"][0]["status"], "completed");
         let mut expected = final_spec;
         expected["sync"]["issues"] = json!([]);
@@ -366,7 +385,10 @@ async fn the_final_spec_completes_the_spec() {
 
         assert_eq!(
             api.post(&format!("/specs/{spec}/execute"), &json!({})).await,
-            (StatusCode::CONFLICT, error("conflict", &format!("spec {spec} is already completed")))
+            (
+                StatusCode::CONFLICT,
+                error("conflict", &format!("spec {spec} is already implementing its tasks"))
+            )
         );
         server.stop().await;
     })

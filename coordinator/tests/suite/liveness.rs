@@ -166,6 +166,8 @@ async fn an_executing_spec_without_a_sandbox_gets_one() {
                     provider: "local".into(),
                     image: None,
                     worker_env: BTreeMap::new(),
+                    github_api_url: None,
+                    git_token: None,
                 },
             )
             .await

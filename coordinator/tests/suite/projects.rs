@@ -34,6 +34,7 @@ async fn a_project_is_created_and_listed_for_its_owner_only() {
                 "validation_command": "sh tests/run.sh",
                 "provider": "local",
                 "worker_env": {"OMOI_LLM": "scripted"},
+                "has_git_token": false,
                 "created_at": created["created_at"],
             })
         );
@@ -73,6 +74,20 @@ async fn project_creation_refuses_bad_input_with_the_reason() {
                 error(
                     "invalid",
                     "worker_env may not set SANDBOX_TOKEN: the coordinator sets it",
+                ),
+            ),
+            (
+                json!({"name": "p", "repo_url": "/r", "worker_env": {"OMOI_GIT_TOKEN": "x"}}),
+                error(
+                    "invalid",
+                    "worker_env may not set OMOI_GIT_TOKEN: the coordinator sets it",
+                ),
+            ),
+            (
+                json!({"name": "p", "repo_url": "/r", "github_api_url": "api.github.com"}),
+                error(
+                    "invalid",
+                    "github_api_url \"api.github.com\" must start with https:// or http://",
                 ),
             ),
         ];

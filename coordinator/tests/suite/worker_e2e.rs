@@ -1,5 +1,7 @@
 //! End to end with the real `omoi-worker` on the local provider and the scripted model: a whole
-//! spec, a worker killed mid-DESIGN, and a coordinator restarted mid-phase.
+//! spec, a worker killed mid-DESIGN, and a coordinator restarted mid-phase. These follow the spec
+//! until it is written (`implementing`) on a coordinator that runs no task; its tasks are the
+//! subject of `tasks_e2e`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,7 +76,7 @@ async fn launch_request(
 ) -> Setup {
     let data = tmp.join("data");
     let provider = Arc::new(LocalProvider::new(worker_bin(), &data));
-    let server = TestServer::start(db, provider.clone(), |s| tune(s, script)).await;
+    let server = TestServer::start(db, provider.clone(), |s| spec_only(s, script)).await;
     let (_, api) = server.user("ada").await;
     let (status, project) = api
         .post(
@@ -100,6 +102,12 @@ async fn launch_request(
         spec_id: spec["id"].as_str().unwrap().to_string(),
         data,
     }
+}
+
+/// [`tune`] on a coordinator that starts no task: specs stop at `implementing`.
+fn spec_only(settings: &mut omoi_coordinator::Settings, script: &Path) {
+    tune(settings, script);
+    settings.max_running_tasks = 0;
 }
 
 pub fn tune(settings: &mut omoi_coordinator::Settings, script: &Path) {
@@ -185,7 +193,7 @@ async fn a_spec_runs_end_to_end_with_the_real_worker() {
     each_backend(|db| async move {
         let tmp = tempfile::tempdir().unwrap();
         let setup = launch(&db, tmp.path(), &omoi_tests::fixtures::sample_script()).await;
-        let done = wait_for_status(&setup.api, &setup.spec_id, "completed").await;
+        let done = wait_for_status(&setup.api, &setup.spec_id, "implementing").await;
         assert_eq!(phase_summary(&done), all_completed());
         assert_eq!(
             done["final_spec"]["tasks"]["tasks"]
@@ -242,7 +250,7 @@ async fn a_worker_killed_in_design_is_replaced_at_design_and_the_spec_completes(
             .unwrap();
         assert!(killed.success());
 
-        let done = wait_for_status(&setup.api, &setup.spec_id, "completed").await;
+        let done = wait_for_status(&setup.api, &setup.spec_id, "implementing").await;
         assert_eq!(phase_summary(&done), all_completed());
         assert_eq!(done["recoveries"], 1);
         let sandboxes = done["sandboxes"].as_array().unwrap();
@@ -284,10 +292,10 @@ async fn a_coordinator_restarted_mid_phase_loses_and_repeats_no_event() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let listener = TcpListener::bind(&addr).await.unwrap();
         let provider = Arc::new(LocalProvider::new(worker_bin(), &setup.data));
-        let server = TestServer::start_on(listener, &db, provider, |s| tune(s, &script)).await;
+        let server = TestServer::start_on(listener, &db, provider, |s| spec_only(s, &script)).await;
         let api = server.api(token.as_deref());
 
-        let done = wait_for_status(&api, &setup.spec_id, "completed").await;
+        let done = wait_for_status(&api, &setup.spec_id, "implementing").await;
         assert_eq!(phase_summary(&done), all_completed());
         let sandboxes = done["sandboxes"].as_array().unwrap();
         assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
@@ -327,7 +335,7 @@ async fn a_message_posted_during_a_phase_reaches_the_worker() {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED);
-        wait_for_status(&setup.api, &setup.spec_id, "completed").await;
+        wait_for_status(&setup.api, &setup.spec_id, "implementing").await;
         let (_, page) = setup
             .api
             .get(&format!("/specs/{}/events?limit=1000", setup.spec_id))
@@ -363,7 +371,7 @@ async fn a_context_too_large_for_the_environment_is_fetched_by_url() {
             &description,
         )
         .await;
-        let done = wait_for_status(&setup.api, &setup.spec_id, "completed").await;
+        let done = wait_for_status(&setup.api, &setup.spec_id, "implementing").await;
         assert_eq!(phase_summary(&done), all_completed());
         // (`assert!`, not `assert_eq!`: a failure should not print 140 kB.)
         assert!(

@@ -1,7 +1,16 @@
 //! `omoi-bench`: the measuring side of `scripts/bench.sh`. Each subcommand runs real processes
 //! and prints one JSON figure per line: `{"figure","value","unit","target","spread"}`;
-//! `table` turns those lines into the report. One module per subject.
+//! `table` turns those lines into the report. One module per subject; the coordinator subjects
+//! start `omoi serve` (next to this binary, or `--omoi PATH`) as a process of its own.
 
+mod api;
+mod execute;
+mod ingest;
+mod memory;
+mod sandbox;
+mod server;
+mod stand_in;
+mod stream;
 mod worker;
 
 use serde_json::json;
@@ -12,8 +21,17 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("worker") => worker::run(&args[1..]),
+        Some("ingest") => ingest::run(&args[1..]),
+        Some("stream") => stream::run(&args[1..]),
+        Some("execute") => execute::run(&args[1..]),
+        Some("memory") => memory::run(&args[1..]),
+        Some("sandbox-start") => sandbox::run(&args[1..]),
         Some("table") => table(&args[1..]),
         _ => Err("usage: omoi-bench worker --worker PATH [--runs N] | \
+                  ingest [--database URL] [--label NAME] [--senders N] [--batch N] [--batches N] \
+                  [--runs N] [--target N] | \
+                  stream [--subscribers N] [--events N] [--batch N] [--interval-ms N] [--runs N] | \
+                  execute --worker PATH [--runs N] | memory [--specs N] [--runs N] | \
                   table FIGURES.jsonl RESULTS.json"
             .into()),
     };
@@ -35,6 +53,14 @@ fn stats(mut sample: Vec<f64>) -> (f64, f64, f64) {
     sample.sort_by(f64::total_cmp);
     let at = |q: f64| sample[((sample.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.1), at(0.9))
+}
+
+/// The `q` quantile (0..=1) of a sorted sample; NaN when it is empty.
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 pub(crate) fn figure(name: &str, sample: Vec<f64>, unit: &str, target: f64) {

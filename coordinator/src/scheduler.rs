@@ -1,0 +1,243 @@
+//! The scheduler (DESIGN §5.4): claims ready tasks within the limits and spawns a sandbox for
+//! each; ends the attempts whose sandbox is gone (they are retried with backoff); and, when every
+//! task of a spec completed, opens the spec's pull request or reports its branch.
+//!
+//! It runs every `scheduler_interval` and whenever an ingest may have changed a task. Every
+//! decision is a conditional statement in the store, so several coordinators on one PostgreSQL
+//! may run it at once.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::execution::{fail, refresh_status};
+use crate::model::Sandbox;
+use crate::pull_request::{Published, publish};
+use crate::sandbox::task::spawn_for_task;
+use crate::server::AppState;
+use crate::store::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, new_id, now_ms};
+use crate::task_context::task_context;
+
+/// How long one coordinator holds the right to publish a spec.
+const PUBLISH_LEASE: Duration = Duration::from_secs(120);
+/// Tries to open a pull request (on errors worth a retry) before the spec fails.
+const MAX_PUBLISH_ATTEMPTS: u32 = 5;
+
+/// Runs passes until `shutdown`.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(state.settings.scheduler_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            () = state.scheduler_wake.notified() => {}
+        }
+        if let Err(e) = pass(&state).await {
+            tracing::error!(error = %e, "scheduler pass failed");
+        }
+    }
+}
+
+/// One pass: ends orphaned attempts, publishes finished specs, starts ready tasks. Returns how
+/// many task sandboxes it started.
+pub async fn pass(state: &AppState) -> Result<usize> {
+    end_orphaned_attempts(state).await?;
+    for candidate in state.store.publish_candidates().await? {
+        if state
+            .store
+            .lease_publish(&candidate.spec_id, PUBLISH_LEASE)
+            .await?
+        {
+            // The GitHub call may take a while; tasks of other specs start meanwhile.
+            let state = state.clone();
+            tokio::spawn(async move {
+                let spec_id = candidate.spec_id.clone();
+                if let Err(e) = publish_spec(&state, candidate).await {
+                    tracing::error!(spec = %spec_id, error = %e, "publishing the spec failed");
+                }
+            });
+        }
+    }
+    dispatch(state).await
+}
+
+/// Claims and starts ready tasks until none is ready or a limit is reached.
+async fn dispatch(state: &AppState) -> Result<usize> {
+    let limits = ClaimLimits {
+        total: state.settings.max_running_tasks,
+        per_project: state.settings.max_running_tasks_per_project,
+    };
+    if limits.total == 0 || limits.per_project == 0 {
+        return Ok(0);
+    }
+    let mut started = 0;
+    while let Some(claimed) = state.store.claim_task(limits).await? {
+        let sandbox_id = new_id();
+        match start(state, &claimed, &sandbox_id).await {
+            Ok(_) => started += 1,
+            // The attempt ended while its sandbox was set up; nothing to undo.
+            Err(Error::Conflict(message)) => tracing::info!(task = %claimed.id, %message),
+            Err(e) => {
+                let reason = format!("could not start a sandbox: {e}");
+                tracing::error!(task = %claimed.id, %reason);
+                let end = state
+                    .store
+                    .fail_task_attempt(&claimed.id, Some(&sandbox_id), &reason)
+                    .await?;
+                let end = match end {
+                    AttemptEnd::Ignored => {
+                        state
+                            .store
+                            .fail_task_attempt(&claimed.id, None, &reason)
+                            .await?
+                    }
+                    end => end,
+                };
+                after_attempt(state, &claimed.spec_id, &end).await?;
+            }
+        }
+    }
+    Ok(started)
+}
+
+/// Spawns the sandbox of a claimed task.
+async fn start(state: &AppState, claimed: &ClaimedTask, sandbox_id: &str) -> Result<Sandbox> {
+    let spec = state
+        .store
+        .spec_by_id(&claimed.spec_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no spec {}", claimed.spec_id)))?;
+    let project = state
+        .store
+        .project_by_id(&spec.project_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no project {}", spec.project_id)))?;
+    let final_spec =
+        state.store.final_spec(&spec.id).await?.ok_or_else(|| {
+            Error::Corrupt(format!("spec {} has tasks but no final spec", spec.id))
+        })?;
+    let context = task_context(&spec, &project, &final_spec, &claimed.task);
+    tracing::info!(
+        spec = %spec.id, task = %claimed.task.id, attempt = claimed.attempts,
+        max_attempts = claimed.max_attempts, "starting a task"
+    );
+    spawn_for_task(state, &spec, &project, &claimed.id, sandbox_id, &context).await
+}
+
+/// Ends the attempt of a task whose sandbox was lost (the liveness monitor found it silent or
+/// exited without a terminal event): retried after the backoff, or the spec fails.
+pub async fn attempt_lost(
+    state: &AppState,
+    spec_id: &str,
+    task_id: &str,
+    sandbox_id: &str,
+    reason: &str,
+) -> Result<()> {
+    let end = state
+        .store
+        .fail_task_attempt(
+            task_id,
+            Some(sandbox_id),
+            &format!("the sandbox was lost: {reason}"),
+        )
+        .await?;
+    after_attempt(state, spec_id, &end).await?;
+    state.scheduler_wake.notify_one();
+    Ok(())
+}
+
+/// Ends running attempts that no live sandbox works on any more.
+async fn end_orphaned_attempts(state: &AppState) -> Result<()> {
+    // A claim without a sandbox gets as long as a sandbox being spawned does; an ended sandbox
+    // leaves its ender (ingest, the liveness monitor) time to end the attempt with the reason.
+    let lost_after = state.settings.lost_after();
+    let before = |wait: Duration| {
+        now_ms().saturating_sub(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+    };
+    let orphans = state
+        .store
+        .orphaned_tasks(before(lost_after.saturating_mul(10)), before(lost_after))
+        .await?;
+    for (task_id, sandbox_id) in orphans {
+        let reason = match &sandbox_id {
+            Some(id) => format!("its sandbox {id} ended without reporting the task"),
+            None => "no sandbox was started for it".to_string(),
+        };
+        tracing::warn!(task = %task_id, %reason, "ending an orphaned task attempt");
+        let end = state
+            .store
+            .fail_task_attempt(&task_id, sandbox_id.as_deref(), &reason)
+            .await?;
+        if let Some(task) = state.store.task_by_id(&task_id).await? {
+            after_attempt(state, &task.spec_id, &end).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Tells the spec's watchers when a failed attempt failed the spec.
+async fn after_attempt(state: &AppState, spec_id: &str, end: &AttemptEnd) -> Result<()> {
+    match end {
+        AttemptEnd::Failed { spec_failed: true } => refresh_status(state, spec_id).await,
+        AttemptEnd::Retry { after } => {
+            tracing::info!(spec = %spec_id, after_ms = after.as_millis(), "task will be retried");
+            Ok(())
+        }
+        AttemptEnd::Failed { spec_failed: false } | AttemptEnd::Ignored => Ok(()),
+    }
+}
+
+/// Opens the pull request of a spec whose tasks all completed (or reports its branch) and
+/// completes the spec; a failure worth a retry is tried again later, others fail the spec.
+async fn publish_spec(state: &AppState, candidate: PublishCandidate) -> Result<()> {
+    let spec_id = &candidate.spec_id;
+    if candidate.tasks == 0 {
+        return fail(state, spec_id, "the spec has no tasks to implement").await;
+    }
+    let Some(spec) = state.store.spec_by_id(spec_id).await? else {
+        return Ok(());
+    };
+    let project = state
+        .store
+        .project_by_id(&spec.project_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no project {}", spec.project_id)))?;
+    let final_spec = state
+        .store
+        .final_spec(spec_id)
+        .await?
+        .ok_or_else(|| Error::Corrupt(format!("spec {spec_id} has tasks but no final spec")))?;
+    let tasks = state.store.tasks_of_spec(spec_id).await?;
+    match publish(&spec, &project, &final_spec, &tasks).await {
+        Ok(published) => {
+            let pull_request = match &published {
+                Published::PullRequest(pr) => Some(pr),
+                Published::Branch => None,
+            };
+            if state.store.complete_spec(spec_id, pull_request).await? {
+                tracing::info!(spec = %spec_id, ?published, "spec completed");
+            }
+            refresh_status(state, spec_id).await
+        }
+        Err(e) if e.is_retryable() => {
+            let retry_after = state.store.task_policy().backoff(candidate.attempts + 1);
+            let attempts = state.store.publish_failed(spec_id, retry_after).await?;
+            if attempts >= MAX_PUBLISH_ATTEMPTS {
+                let reason = format!("opening the pull request failed {attempts} times; last: {e}");
+                return fail(state, spec_id, &reason).await;
+            }
+            tracing::warn!(spec = %spec_id, error = %e, attempts, "opening the pull request failed; will retry");
+            Ok(())
+        }
+        Err(e) => {
+            fail(
+                state,
+                spec_id,
+                &format!("opening the pull request failed: {e}"),
+            )
+            .await
+        }
+    }
+}

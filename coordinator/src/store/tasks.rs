@@ -1,0 +1,547 @@
+//! The bridged tasks at run time (DESIGN §5.4, second half): the claim of a ready task in one
+//! statement, what task events and lost sandboxes do to a task, retries with backoff, failure
+//! that blocks the dependents and fails the spec, and the end of a spec (pull request or branch).
+//!
+//! A task is `pending` until every dependency completed, then `ready`; a claim makes it
+//! `running` and counts an attempt; it ends `completed` (with its commit) or, when an attempt
+//! fails, goes back to `ready` after a backoff until its attempts run out, then `failed`, and
+//! its dependents (transitively) `blocked`.
+
+use std::time::Duration;
+
+use omoi_protocol::artifact::SpecTask;
+use sqlx::{Any, Row, Transaction};
+
+use super::events::{fail_spec, record_agent_end, record_agent_start};
+use super::{Store, now_ms, to_i64, to_u32, to_u64};
+use crate::error::{Result, corrupt};
+use crate::ingest::Effect;
+use crate::model::PullRequestRef;
+
+/// How failed task attempts are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskPolicy {
+    /// Attempts a bridged task gets (stored on the task when it is bridged).
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles for every further one.
+    pub retry_base: Duration,
+    /// The longest wait between attempts.
+    pub retry_cap: Duration,
+}
+
+impl Default for TaskPolicy {
+    fn default() -> Self {
+        TaskPolicy {
+            max_attempts: 3,
+            retry_base: Duration::from_secs(10),
+            retry_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+impl TaskPolicy {
+    /// The wait after failed attempt `attempt` (1-based): base, 2 × base, 4 × base … up to the cap.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(20);
+        self.retry_base.saturating_mul(factor).min(self.retry_cap)
+    }
+}
+
+/// How many tasks may run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimits {
+    /// Running tasks over all projects.
+    pub total: u32,
+    /// Running tasks of one project.
+    pub per_project: u32,
+}
+
+/// A task this coordinator claimed: it is `running`, its attempt counted, no sandbox yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTask {
+    pub id: String,
+    pub spec_id: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// The task as the spec wrote it.
+    pub task: SpecTask,
+}
+
+/// What a failed attempt did to its task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// The task was not running in that sandbox (already handled, or another attempt's).
+    Ignored,
+    /// The task waits for its next attempt.
+    Retry { after: Duration },
+    /// The attempts ran out: the task failed and so did its spec.
+    Failed { spec_failed: bool },
+}
+
+/// A spec whose tasks all completed and whose result is not yet published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishCandidate {
+    pub spec_id: String,
+    /// Failed tries so far.
+    pub attempts: u32,
+    /// How many tasks it has (zero: nothing to publish).
+    pub tasks: u64,
+}
+
+impl Store {
+    /// Claims the oldest ready task whose backoff has passed, of a spec that is implementing,
+    /// within `limits` — in one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent
+    /// claimers never take one task twice; SQLite: under `BEGIN IMMEDIATE`). The limits are read
+    /// in the same statement; two replicas claiming at the same instant may each see the last
+    /// free slot, so across replicas a limit can be passed by one task per racing replica.
+    ///
+    /// The row is chosen by `id = (SELECT … LIMIT 1 …)`, a subquery PostgreSQL runs once; under
+    /// `id IN (…)` its planner may re-run the subquery per row and claim more than one task.
+    pub async fn claim_task(&self, limits: ClaimLimits) -> Result<Option<ClaimedTask>> {
+        let sql = format!(
+            "UPDATE tasks SET status = 'running', attempts = attempts + 1, sandbox_id = NULL,
+                    claimed_ms = $1, updated_ms = $1
+             WHERE status = 'ready' AND id = (
+                 SELECT t.id FROM tasks t JOIN specs s ON s.id = t.spec_id
+                 WHERE t.status = 'ready' AND t.not_before_ms <= $1 AND s.status = 'implementing'
+                   AND (SELECT COUNT(*) FROM tasks r WHERE r.status = 'running') < $2
+                   AND (SELECT COUNT(*) FROM tasks r JOIN specs rs ON rs.id = r.spec_id
+                        WHERE r.status = 'running' AND rs.project_id = s.project_id) < $3
+                 ORDER BY t.created_ms, t.spec_id, t.spec_task_id
+                 LIMIT 1 {}
+             )
+             RETURNING id, spec_id, attempts, max_attempts, body",
+            self.backend.claim_lock_clause()
+        );
+        let query = sqlx::query(&sql)
+            .bind(now_ms())
+            .bind(i64::from(limits.total))
+            .bind(i64::from(limits.per_project));
+        let row = match self.backend.claim_begin() {
+            Some(begin) => {
+                let mut tx = self.pool.begin_with(begin).await?;
+                let row = query.fetch_optional(&mut *tx).await?;
+                tx.commit().await?;
+                row
+            }
+            None => query.fetch_optional(&self.pool).await?,
+        };
+        let Some(row) = row else { return Ok(None) };
+        let body: String = row.try_get("body")?;
+        Ok(Some(ClaimedTask {
+            id: row.try_get("id")?,
+            spec_id: row.try_get("spec_id")?,
+            attempts: to_u32(row.try_get("attempts")?, "attempts")?,
+            max_attempts: to_u32(row.try_get("max_attempts")?, "max_attempts")?,
+            task: serde_json::from_str(&body).map_err(|e| corrupt("task body", e))?,
+        }))
+    }
+
+    /// Records the sandbox of a claimed task's attempt. Returns whether the task still waited
+    /// for it (running, no sandbox yet).
+    pub async fn set_task_sandbox(&self, task_id: &str, sandbox_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET sandbox_id = $2, updated_ms = $3
+             WHERE id = $1 AND status = 'running' AND sandbox_id IS NULL",
+        )
+        .bind(task_id)
+        .bind(sandbox_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends the running attempt of a task (in sandbox `sandbox_id`, or without one when the
+    /// sandbox was never recorded) as failed: a retry after the backoff, or the task's and the
+    /// spec's failure when its attempts ran out.
+    pub async fn fail_task_attempt(
+        &self,
+        task_id: &str,
+        sandbox_id: Option<&str>,
+        reason: &str,
+    ) -> Result<AttemptEnd> {
+        let mut tx = self.pool.begin().await?;
+        let end =
+            attempt_failed(&mut tx, &self.tasks, task_id, sandbox_id, reason, now_ms()).await?;
+        tx.commit().await?;
+        Ok(end)
+    }
+
+    /// Running tasks whose attempt has no live sandbox: its sandbox ended before
+    /// `ended_before_ms` without a word about the task (whoever ended it had time to end the
+    /// attempt with the reason), or none was recorded and the claim is older than
+    /// `unspawned_before_ms` (the claimer died before spawning). `(task id, sandbox id)`.
+    pub async fn orphaned_tasks(
+        &self,
+        unspawned_before_ms: i64,
+        ended_before_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT t.id AS id, t.sandbox_id AS sandbox_id FROM tasks t
+             LEFT JOIN sandboxes b ON b.id = t.sandbox_id
+             WHERE t.status = 'running'
+               AND ((b.id IS NULL AND t.claimed_ms < $1)
+                    OR (b.status NOT IN ('starting', 'running') AND b.ended_ms < $2))
+             ORDER BY t.claimed_ms, t.id",
+        )
+        .bind(unspawned_before_ms)
+        .bind(ended_before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("sandbox_id")?)))
+            .collect()
+    }
+
+    /// Specs that are implementing, whose every task completed and whose publish time came.
+    pub async fn publish_candidates(&self) -> Result<Vec<PublishCandidate>> {
+        let rows = sqlx::query(
+            "SELECT s.id AS id, s.publish_attempts AS attempts,
+                    (SELECT COUNT(*) FROM tasks t WHERE t.spec_id = s.id) AS n
+             FROM specs s
+             WHERE s.status = 'implementing' AND s.publish_after_ms <= $1
+               AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.spec_id = s.id
+                               AND t.status <> 'completed')
+             ORDER BY s.updated_ms, s.id",
+        )
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PublishCandidate {
+                    spec_id: r.try_get("id")?,
+                    attempts: to_u32(r.try_get("attempts")?, "publish_attempts")?,
+                    tasks: to_u64(r.try_get("n")?, "count")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes the right to publish a spec for `lease` (so two replicas do not both open its pull
+    /// request). Returns whether this call got it.
+    pub async fn lease_publish(&self, spec_id: &str, lease: Duration) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE specs SET publish_after_ms = $3
+             WHERE id = $1 AND status = 'implementing' AND publish_after_ms <= $2",
+        )
+        .bind(spec_id)
+        .bind(now)
+        .bind(now.saturating_add(duration_ms(lease)))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Counts a failed try to publish and sets when the next may start. Returns the tries so far.
+    pub async fn publish_failed(&self, spec_id: &str, retry_after: Duration) -> Result<u32> {
+        let row = sqlx::query(
+            "UPDATE specs SET publish_attempts = publish_attempts + 1, publish_after_ms = $2
+             WHERE id = $1 RETURNING publish_attempts",
+        )
+        .bind(spec_id)
+        .bind(now_ms().saturating_add(duration_ms(retry_after)))
+        .fetch_one(&self.pool)
+        .await?;
+        to_u32(row.try_get("publish_attempts")?, "publish_attempts")
+    }
+
+    /// Ends an implementing spec as completed with its pull request (or none: the branch is the
+    /// result) and closes its ticket. Returns whether it changed.
+    pub async fn complete_spec(
+        &self,
+        spec_id: &str,
+        pull_request: Option<&PullRequestRef>,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let number = pull_request
+            .map(|pr| to_i64(pr.number, "pull request number"))
+            .transpose()?;
+        let done = sqlx::query(
+            "UPDATE specs SET status = 'completed', error = NULL, pull_request_url = $2,
+                    pull_request_number = $3, updated_ms = $4
+             WHERE id = $1 AND status = 'implementing'",
+        )
+        .bind(spec_id)
+        .bind(pull_request.map(|pr| pr.url.as_str()))
+        .bind(number)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE tickets SET status = 'done' WHERE spec_id = $1")
+            .bind(spec_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Restarts the implementation of a failed or cancelled spec that was bridged: the spec is
+    /// implementing again, failed and blocked tasks (and running ones without a live sandbox)
+    /// start over with fresh attempts, completed ones stay. Returns whether it was restarted.
+    pub async fn restart_tasks(&self, spec_id: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE specs SET status = 'implementing', error = NULL, publish_attempts = 0,
+                    publish_after_ms = 0, recoveries = 0, updated_ms = $2
+             WHERE id = $1 AND status IN ('failed', 'cancelled')
+               AND EXISTS (SELECT 1 FROM tickets k WHERE k.spec_id = specs.id)",
+        )
+        .bind(spec_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE tasks SET status = 'pending', attempts = 0, error = NULL, not_before_ms = 0,
+                    updated_ms = $2
+             WHERE spec_id = $1 AND (status IN ('failed', 'blocked', 'ready') OR (
+                 status = 'running' AND NOT EXISTS (
+                     SELECT 1 FROM sandboxes b WHERE b.id = tasks.sandbox_id
+                     AND b.status IN ('starting', 'running'))))",
+        )
+        .bind(spec_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        promote_ready(&mut tx, spec_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The retry policy of failed task attempts.
+    pub fn task_policy(&self) -> TaskPolicy {
+        self.tasks
+    }
+
+    /// How many tasks are in each status.
+    pub async fn task_counts(&self) -> Result<Vec<(String, u64)>> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, to_u64(r.try_get("n")?, "count")?)))
+            .collect()
+    }
+}
+
+/// Applies one effect of an event of a task sandbox inside the ingest transaction. Returns
+/// whether the spec's status changed.
+pub(super) async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    policy: &TaskPolicy,
+    task_id: &str,
+    sandbox_id: &str,
+    effect: &Effect,
+    now: i64,
+) -> Result<bool> {
+    match effect {
+        Effect::AgentStarted => {
+            record_agent_start(tx, sandbox_id).await?;
+            Ok(false)
+        }
+        Effect::TaskCommitted { sha } => {
+            sqlx::query(
+                "UPDATE tasks SET commit_sha = $3, updated_ms = $4
+                 WHERE id = $1 AND sandbox_id = $2 AND status = 'running'",
+            )
+            .bind(task_id)
+            .bind(sandbox_id)
+            .bind(sha)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(false)
+        }
+        Effect::TaskCompleted { sha } => {
+            let done = sqlx::query(
+                "UPDATE tasks SET status = 'completed', commit_sha = $3, error = NULL,
+                        finished_ms = $4, updated_ms = $4
+                 WHERE id = $1 AND sandbox_id = $2 AND status = 'running'
+                 RETURNING spec_id",
+            )
+            .bind(task_id)
+            .bind(sandbox_id)
+            .bind(sha)
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(row) = done {
+                let spec_id: String = row.try_get("spec_id")?;
+                promote_ready(tx, &spec_id, now).await?;
+            }
+            Ok(false)
+        }
+        Effect::TaskFailed { reason } => {
+            let end = attempt_failed(tx, policy, task_id, Some(sandbox_id), reason, now).await?;
+            Ok(end == AttemptEnd::Failed { spec_failed: true })
+        }
+        Effect::AgentEnded {
+            terminal,
+            success,
+            reason,
+            ..
+        } => {
+            record_agent_end(tx, sandbox_id, terminal, *success, reason.as_deref(), now).await?;
+            // After `task.completed` or `task.failed` the task no longer runs here, and this
+            // changes nothing; a worker that ended without either failed the attempt.
+            let reason = match reason {
+                Some(reason) => reason.clone(),
+                None => "the worker ended without reporting the task's outcome".to_string(),
+            };
+            let end = attempt_failed(tx, policy, task_id, Some(sandbox_id), &reason, now).await?;
+            Ok(end == AttemptEnd::Failed { spec_failed: true })
+        }
+        // A task sandbox does not run spec phases.
+        Effect::PhaseStarted { .. }
+        | Effect::PhaseScored { .. }
+        | Effect::PhaseCompleted { .. }
+        | Effect::PhaseFailed { .. }
+        | Effect::SpecCompleted { .. }
+        | Effect::SpecFailed { .. } => Ok(false),
+    }
+}
+
+/// Ends the running attempt of `task_id` in `sandbox_id` (or, with `None`, an attempt whose
+/// sandbox was never recorded) as failed.
+async fn attempt_failed(
+    tx: &mut Transaction<'static, Any>,
+    policy: &TaskPolicy,
+    task_id: &str,
+    sandbox_id: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> Result<AttemptEnd> {
+    let row = sqlx::query(
+        "SELECT spec_id, spec_task_id, attempts, max_attempts FROM tasks
+         WHERE id = $1 AND status = 'running' AND COALESCE(sandbox_id, '') = $2",
+    )
+    .bind(task_id)
+    .bind(sandbox_id.unwrap_or_default())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(AttemptEnd::Ignored);
+    };
+    let spec_id: String = row.try_get("spec_id")?;
+    let spec_task_id: String = row.try_get("spec_task_id")?;
+    let attempts = to_u32(row.try_get("attempts")?, "attempts")?;
+    let max_attempts = to_u32(row.try_get("max_attempts")?, "max_attempts")?;
+    // The updates repeat the guard: a concurrent transaction may have ended the attempt since
+    // the read (PostgreSQL re-checks the condition on the updated row).
+    if attempts < max_attempts {
+        let after = policy.backoff(attempts);
+        let done = sqlx::query(
+            "UPDATE tasks SET status = 'ready', error = $3, not_before_ms = $4, updated_ms = $5
+             WHERE id = $1 AND status = 'running' AND COALESCE(sandbox_id, '') = $2",
+        )
+        .bind(task_id)
+        .bind(sandbox_id.unwrap_or_default())
+        .bind(reason)
+        .bind(now.saturating_add(duration_ms(after)))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(if done.rows_affected() > 0 {
+            AttemptEnd::Retry { after }
+        } else {
+            AttemptEnd::Ignored
+        });
+    }
+    let done = sqlx::query(
+        "UPDATE tasks SET status = 'failed', error = $3, finished_ms = $4, updated_ms = $4
+         WHERE id = $1 AND status = 'running' AND COALESCE(sandbox_id, '') = $2",
+    )
+    .bind(task_id)
+    .bind(sandbox_id.unwrap_or_default())
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(AttemptEnd::Ignored);
+    }
+    block_dependents(tx, &spec_id, now).await?;
+    let plural = if attempts == 1 { "" } else { "s" };
+    let spec_failed = fail_spec(
+        tx,
+        &spec_id,
+        &format!("{spec_task_id} failed after {attempts} attempt{plural}: {reason}"),
+        now,
+    )
+    .await?;
+    Ok(AttemptEnd::Failed { spec_failed })
+}
+
+/// Makes the pending tasks of a spec whose dependencies all completed ready.
+pub(super) async fn promote_ready(
+    tx: &mut Transaction<'static, Any>,
+    spec_id: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE tasks SET status = 'ready', updated_ms = $2
+         WHERE spec_id = $1 AND status = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks p ON p.id = d.depends_on
+                           WHERE d.task_id = tasks.id AND p.status <> 'completed')",
+    )
+    .bind(spec_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks every task that waits, directly or through others, for a failed task as blocked.
+async fn block_dependents(
+    tx: &mut Transaction<'static, Any>,
+    spec_id: &str,
+    now: i64,
+) -> Result<()> {
+    // Each round blocks one more level of the graph; a DAG has fewer levels than tasks.
+    loop {
+        let done = sqlx::query(
+            "UPDATE tasks SET status = 'blocked', updated_ms = $2
+             WHERE spec_id = $1 AND status IN ('pending', 'ready')
+               AND EXISTS (SELECT 1 FROM task_deps d JOIN tasks p ON p.id = d.depends_on
+                           WHERE d.task_id = tasks.id AND p.status IN ('failed', 'blocked'))",
+        )
+        .bind(spec_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// A duration in whole milliseconds for a `*_ms` column.
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn the_backoff_doubles_from_the_base_up_to_the_cap() {
+        let policy = TaskPolicy {
+            max_attempts: 9,
+            retry_base: Duration::from_secs(10),
+            retry_cap: Duration::from_secs(60),
+        };
+        let waits: Vec<u64> = (1..=6).map(|n| policy.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 60, 60, 60]);
+        assert_eq!(policy.backoff(u32::MAX), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,159 @@
+//! The task claim at the store: two coordinators (two pools on one database) claiming at the
+//! same time from 200 ready tasks take every task exactly once, and the limits hold.
+
+use std::collections::BTreeMap;
+
+use omoi_coordinator::model::SpecStatus;
+use omoi_coordinator::store::{ClaimLimits, NewProject, NewSandbox, Store};
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+use super::support::{TestDb, each_backend, event};
+use super::task_support::final_spec;
+
+const UNLIMITED: ClaimLimits = ClaimLimits {
+    total: 100_000,
+    per_project: 100_000,
+};
+
+/// A store with one project and one spec whose final spec holds `n` independent tasks (all ready).
+async fn spec_with_ready_tasks(db: &TestDb, n: usize) -> (Store, String) {
+    let store = Store::open(&db.url).await.unwrap();
+    let user = store.create_user("ada").await.unwrap();
+    let project = store
+        .create_project(
+            &user.id,
+            NewProject {
+                name: "p".into(),
+                repo_url: "/r".into(),
+                base_branch: "main".into(),
+                validation_command: None,
+                provider: "local".into(),
+                image: None,
+                worker_env: BTreeMap::new(),
+                github_api_url: None,
+                git_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let spec = store
+        .create_spec(&user.id, &project.id, "t", "")
+        .await
+        .unwrap();
+    store
+        .claim_execution(&spec.id, omoi_protocol::phase::Phase::Explore, None, false)
+        .await
+        .unwrap();
+    let sandbox = store
+        .create_sandbox(&NewSandbox {
+            id: "spec-sandbox".into(),
+            spec_id: Some(spec.id.clone()),
+            task_id: None,
+            provider: "local".into(),
+            start_phase: None,
+            context: None,
+        })
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (1..=n)
+        .map(|i| {
+            json!({"id": format!("TSK-{i:03}"), "title": format!("task {i}"), "description": "d",
+                   "type": "implementation", "priority": "medium", "estimate_hours": 1.0,
+                   "acceptance_criteria": ["works"], "requirements": ["REQ-CLI-001"]})
+        })
+        .collect();
+    let completed = event(
+        "spec-sandbox",
+        &spec.id,
+        1,
+        "spec.execution_completed",
+        final_spec(Some(json!(tasks))),
+    );
+    store.ingest(&sandbox, &[completed]).await.unwrap();
+    let spec = store.spec_by_id(&spec.id).await.unwrap().unwrap();
+    assert_eq!(spec.status, SpecStatus::Implementing);
+    (store, spec.id)
+}
+
+/// Claims with `claimers` concurrent loops on `store` until nothing is ready; the claimed ids.
+async fn drain(store: Store, claimers: usize) -> Vec<String> {
+    let loops: Vec<_> = (0..claimers)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                while let Some(task) = store.claim_task(UNLIMITED).await.unwrap() {
+                    assert_eq!(task.attempts, 1);
+                    claimed.push(task.id);
+                }
+                claimed
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for handle in loops {
+        all.extend(handle.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_coordinators_claiming_at_once_take_every_task_exactly_once() {
+    each_backend(|db| async move {
+        let (first, spec_id) = spec_with_ready_tasks(&db, 200).await;
+        // A second coordinator: its own pool on the same database.
+        let second = Store::open(&db.url).await.unwrap();
+        let (a, b) = tokio::join!(drain(first.clone(), 4), drain(second.clone(), 4));
+        let mut claimed: Vec<String> = a.iter().chain(&b).cloned().collect();
+        claimed.sort();
+        let mut expected: Vec<String> = first
+            .tasks_of_spec(&spec_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        expected.sort();
+        assert_eq!(claimed.len(), 200);
+        assert_eq!(claimed, expected, "every task claimed exactly once");
+        let attempts: Vec<u32> = first
+            .tasks_of_spec(&spec_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.attempts)
+            .collect();
+        assert_eq!(attempts, vec![1; 200]);
+        second.close().await;
+        first.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_claim_respects_the_total_and_the_per_project_limit() {
+    each_backend(|db| async move {
+        let (store, _) = spec_with_ready_tasks(&db, 5).await;
+        let per_project = ClaimLimits {
+            total: 10,
+            per_project: 2,
+        };
+        let mut claimed = Vec::new();
+        while let Some(task) = store.claim_task(per_project).await.unwrap() {
+            claimed.push(task.task.id);
+        }
+        assert_eq!(claimed, ["TSK-001", "TSK-002"]);
+        let total = ClaimLimits {
+            total: 3,
+            per_project: 10,
+        };
+        let mut more = Vec::new();
+        while let Some(task) = store.claim_task(total).await.unwrap() {
+            more.push(task.task.id);
+        }
+        assert_eq!(more, ["TSK-003"]);
+        store.close().await;
+    })
+    .await;
+}

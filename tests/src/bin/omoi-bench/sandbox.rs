@@ -1,0 +1,263 @@
+//! Sandbox start-up per provider: from the spawn request (a spec's `POST /specs/launch`, which
+//! returns once the provider has started the sandbox) to the worker's `agent.started`, stamped by
+//! the worker itself (`at`; the worker and the coordinator share the machine's clock). Runs a real
+//! `omoi serve --provider local|docker` as a process of its own; each run launches a spec, reads
+//! the time of its `agent.started`, and cancels it (which stops and removes the sandbox).
+//!
+//! The worker is pointed at an unreachable OpenAI-compatible server: everything up to
+//! `agent.started` runs as in production, and nothing after it matters here.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::{Result, figure, flag};
+
+/// How long one sandbox may take to report `agent.started`.
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// `omoi-bench sandbox-start --provider local|docker [--runs 20] [--omoi PATH]
+/// [--worker PATH] [--image NAME]`.
+pub fn run(args: &[String]) -> Result<()> {
+    let provider = flag(args, "--provider").ok_or("--provider local|docker is required")?;
+    if provider != "local" && provider != "docker" {
+        return Err(format!("--provider {provider}: local or docker").into());
+    }
+    let runs: usize = flag(args, "--runs").unwrap_or("20").parse()?;
+    let beside = |name: &str| -> Result<PathBuf> {
+        let exe = std::env::current_exe()?;
+        Ok(exe
+            .parent()
+            .ok_or("no directory of this binary")?
+            .join(name))
+    };
+    let omoi = match flag(args, "--omoi") {
+        Some(path) => PathBuf::from(path),
+        None => beside("omoi")?,
+    };
+    // Absolute: the local provider starts the worker from inside the sandbox's directory.
+    let worker = match flag(args, "--worker") {
+        Some(path) => std::fs::canonicalize(path)?,
+        None => beside("omoi-worker")?,
+    };
+    let image = flag(args, "--image").unwrap_or("omoi-sandbox:latest");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let sample = runtime.block_on(async {
+        let server = Server::start(&omoi, provider, &worker, image)?;
+        let measured = measure(&server, runs).await;
+        let instance = std::fs::read_to_string(server.data_dir.join("docker-instance"));
+        server.stop();
+        if let Ok(instance) = instance {
+            remove_network(instance.trim());
+        }
+        measured
+    })?;
+    let label = match provider {
+        "docker" => format!("sandbox start, spawn → agent.started (docker, {image})"),
+        _ => "sandbox start, spawn → agent.started (local process)".to_string(),
+    };
+    print_p95(&format!("{label} p95"), &sample);
+    figure(&format!("{label} p50"), sample, "ms", f64::NAN);
+    Ok(())
+}
+
+/// A figure line for the 95th percentile (the shared helper reports the median).
+fn print_p95(name: &str, sample: &[f64]) {
+    if sample.is_empty() {
+        return;
+    }
+    let mut sorted = sample.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{}",
+        json!({
+            "figure": name, "value": at(0.95), "unit": "ms", "target": null,
+            "spread": format!("min {:.3} … max {:.3} ({} runs)", at(0.0), at(1.0), sorted.len()),
+        })
+    );
+}
+
+/// An `omoi serve` with a scratch database and data directory, and a user token.
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    data_dir: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(omoi: &Path, provider: &str, worker: &Path, image: &str) -> Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let database = format!("sqlite://{}", dir.path().join("omoi.db").display());
+        let output = Command::new(omoi)
+            .args([
+                "token",
+                "create",
+                "--user",
+                "bench",
+                "--database",
+                &database,
+            ])
+            .stdin(Stdio::null())
+            .output()?;
+        if !output.status.success() {
+            return Err(format!(
+                "omoi token create failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+            .into());
+        }
+        let token = String::from_utf8(output.stdout)?.trim().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let data_dir = dir.path().join("data");
+        let log = File::create(dir.path().join("omoi.log"))?;
+        let mut command = Command::new(omoi);
+        command
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database", &database])
+            .args(["--provider", provider])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--heartbeat-secs", "600"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if provider == "docker" {
+            command.args(["--image", image]);
+        } else {
+            command.arg("--worker-bin").arg(worker);
+        }
+        for env in [
+            "OMOI_LLM=openai",
+            "OPENAI_BASE_URL=http://127.0.0.1:9/v1",
+            "MODEL=bench",
+            "OMOI_LOG=error",
+        ] {
+            command.args(["--worker-env", env]);
+        }
+        let child = command.spawn()?;
+        Ok(Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            token,
+            data_dir,
+            dir,
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("omoi.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Engine API is the provider's business; the bench removes the network `omoi serve` leaves
+/// for its next start (sandboxes outlive a coordinator) with the docker CLI.
+fn remove_network(instance: &str) {
+    let _ = Command::new("docker")
+        .args(["network", "rm", &format!("omoi-{instance}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+async fn measure(server: &Server, runs: usize) -> Result<Vec<f64>> {
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}/api/v1{path}", server.url))
+            .bearer_auth(&server.token)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(
+        http.get(format!("{}/healthz", server.url)).send().await,
+        Ok(r) if r.status().is_success()
+    ) {
+        if Instant::now() > deadline {
+            return Err(format!("omoi serve did not start: {}", server.log_tail()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sample-repo");
+    let project: Value = answer(
+        call(reqwest::Method::POST, "/projects")
+            .json(&json!({"name": "bench", "repo_url": repo.display().to_string()})),
+    )
+    .await?;
+    let project_id = project["id"].as_str().ok_or("no project id")?.to_string();
+    let mut sample = Vec::new();
+    for n in 0..runs {
+        let requested = Utc::now();
+        let spec: Value = answer(
+            call(reqwest::Method::POST, "/specs/launch")
+                .json(&json!({"project_id": project_id, "title": format!("Start-up run {n}")})),
+        )
+        .await
+        .map_err(|e| format!("{e}: {}", server.log_tail()))?;
+        let spec_id = spec["id"].as_str().ok_or("no spec id")?.to_string();
+        let started = agent_started(&call, &spec_id).await?;
+        sample.push((started - requested).num_microseconds().unwrap_or(0) as f64 / 1e3);
+        answer::<Value>(call(
+            reqwest::Method::POST,
+            &format!("/specs/{spec_id}/cancel"),
+        ))
+        .await?;
+    }
+    Ok(sample)
+}
+
+/// The `at` of the spec's `agent.started`, polled from its event history.
+async fn agent_started(
+    call: &impl Fn(reqwest::Method, &str) -> reqwest::RequestBuilder,
+    spec_id: &str,
+) -> Result<DateTime<Utc>> {
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        let page: Value = answer(call(
+            reqwest::Method::GET,
+            &format!("/specs/{spec_id}/events?limit=1000"),
+        ))
+        .await?;
+        let at = page["events"].as_array().and_then(|events| {
+            events
+                .iter()
+                .find(|e| e["event"]["type"] == "agent.started")
+                .and_then(|e| e["event"]["at"].as_str())
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+        });
+        if let Some(at) = at {
+            return Ok(at.with_timezone(&Utc));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("spec {spec_id}: no agent.started within {START_LIMIT:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn answer<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T> {
+    let response = request.send().await?;
+    let status = response.status();
+    let body = response.text().await?;
+    if !status.is_success() {
+        return Err(format!("{status}: {body}").into());
+    }
+    Ok(serde_json::from_str(&body)?)
+}
