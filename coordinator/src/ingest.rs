@@ -106,9 +106,28 @@ pub fn validate_batch(sandbox: &Sandbox, events: &[RawEvent]) -> Result<()> {
     Ok(())
 }
 
+/// The high-volume types that never change state: their data is not decoded at all (a test
+/// checks that decoding them yields no effect either).
+const STATELESS_TYPES: [&str; 6] = [
+    "agent.message",
+    "agent.tool_use",
+    "agent.tool_result",
+    "agent.usage",
+    "agent.heartbeat",
+    "agent.file_edited",
+];
+
 /// The effects of one event; none for unknown types, types without state, or data that does not
 /// fit its type (those are stored as they are all the same).
 pub fn effects(event: &RawEvent) -> Vec<Effect> {
+    if STATELESS_TYPES.contains(&event.kind.as_str()) {
+        return Vec::new();
+    }
+    decoded_effects(event)
+}
+
+/// The effects of one event, from its decoded data.
+fn decoded_effects(event: &RawEvent) -> Vec<Effect> {
     let Ok(typed) = event.typed() else {
         return Vec::new();
     };
@@ -239,6 +258,41 @@ mod tests {
             effects(&raw("spec.phase_started", json!({"phase": 7}))),
             vec![]
         );
+    }
+
+    #[test]
+    fn the_types_skipped_undecoded_have_no_effects_when_decoded() {
+        let samples = [
+            raw("agent.message", json!({"text": "hi"})),
+            raw(
+                "agent.tool_use",
+                json!({"tool": "read_file", "call_id": "c1", "input_summary": "{}"}),
+            ),
+            raw(
+                "agent.tool_result",
+                json!({"call_id": "c1", "ok": true, "output_summary": "ok"}),
+            ),
+            raw(
+                "agent.usage",
+                json!({"call": {"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.1},
+                       "total": {"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.1}}),
+            ),
+            raw(
+                "agent.heartbeat",
+                json!({"counters": {"turns": 1, "tool_calls": 2,
+                       "usage": {"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.1}}}),
+            ),
+            raw(
+                "agent.file_edited",
+                json!({"path": "a.rs", "lines_added": 1, "lines_removed": 0}),
+            ),
+        ];
+        let kinds: Vec<&str> = samples.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, STATELESS_TYPES);
+        for sample in &samples {
+            assert!(sample.typed().is_ok(), "{} does not decode", sample.kind);
+            assert_eq!(decoded_effects(sample), vec![], "{}", sample.kind);
+        }
     }
 
     #[test]

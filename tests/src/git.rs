@@ -5,6 +5,7 @@
 //! so a test sees the same git on every machine.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -186,6 +187,8 @@ impl GitDaemon {
             .arg(base_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // `git daemon` runs `git-daemon` as its child: a group of their own lets drop end both.
+            .process_group(0)
             .spawn()
             .expect("start git daemon");
         let mut daemon = GitDaemon { child, addr };
@@ -211,6 +214,9 @@ impl GitDaemon {
 
 impl Drop for GitDaemon {
     fn drop(&mut self) {
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

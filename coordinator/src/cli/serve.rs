@@ -241,7 +241,12 @@ pub fn parse_env_pairs(pairs: &[String], flag: &str) -> CliResult<BTreeMap<Strin
 /// else on PATH.
 pub fn locate_worker(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = explicit {
-        return path.is_file().then(|| path.to_path_buf());
+        // Absolute: sandboxes start in their own directories, where a relative path means
+        // something else.
+        return path
+            .is_file()
+            .then(|| path.canonicalize().ok())
+            .flatten();
     }
     let beside = std::env::current_exe()
         .ok()

@@ -10,6 +10,7 @@ use omoi_protocol::event::RawEvent;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::batch::encode_batch;
 use super::bridge::{bridge, spec_branch};
 use super::{Store, now_ms, tasks, to_i64, to_json, to_u64};
 use crate::error::{Result, corrupt};
@@ -37,68 +38,25 @@ impl Store {
     /// Stores a validated batch of a sandbox's events, releases what became contiguous, applies
     /// its effects, and answers the new acknowledged seq. One transaction.
     pub async fn ingest(&self, sandbox: &Sandbox, events: &[RawEvent]) -> Result<IngestOutcome> {
+        // Encoding happens before the transaction, which holds the connection.
+        let rows = encode_batch(events)?;
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        let mut stored = 0;
-        for event in events {
-            let done = sqlx::query(
-                "INSERT INTO events (sandbox_id, seq, spec_id, task_id, type, v, at, data, received_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (sandbox_id, seq) DO NOTHING",
-            )
-            .bind(&event.sandbox_id)
-            .bind(to_i64(event.seq, "seq")?)
-            .bind(&sandbox.spec_id)
-            .bind(&event.task_id)
-            .bind(&event.kind)
-            .bind(i64::from(event.v))
-            .bind(event.at.to_rfc3339())
-            .bind(to_json(&event.data)?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            stored += usize::try_from(done.rows_affected()).unwrap_or(0);
-        }
+        let batch = self.store_batch(&mut tx, sandbox, &rows, now).await?;
+        let (stored, released, acked) = (batch.stored, batch.released, batch.acked_seq);
 
-        let row = sqlx::query("SELECT acked_seq FROM sandboxes WHERE id = $1")
-            .bind(&sandbox.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut acked = to_u64(row.try_get("acked_seq")?, "acked_seq")?;
-        let pending = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE sandbox_id = $1 AND seq > $2 ORDER BY seq"
-        ))
-        .bind(&sandbox.id)
-        .bind(to_i64(acked, "seq")?)
-        .fetch_all(&mut *tx)
-        .await?;
-
-        let mut released = Vec::new();
         let mut status_changed = false;
-        for row in &pending {
-            let event = event_from_row(row)?;
-            if event.seq != acked + 1 {
-                break;
-            }
-            let id: i64 = row.try_get("id")?;
-            let cursor: i64 = sqlx::query(&format!(
-                "UPDATE events SET cursor = {} WHERE id = $1 RETURNING cursor",
-                self.backend.next_cursor_sql()
-            ))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("cursor")?;
+        for StreamEvent { event, .. } in &released {
             match (&sandbox.spec_id, &sandbox.task_id) {
                 (Some(_), Some(task_id)) => {
-                    for effect in effects(&event) {
+                    for effect in effects(event) {
                         status_changed |=
                             tasks::apply(&mut tx, &self.tasks, task_id, &sandbox.id, &effect, now)
                                 .await?;
                     }
                 }
                 (Some(spec_id), None) => {
-                    for effect in effects(&event) {
+                    for effect in effects(event) {
                         status_changed |= apply(
                             &mut tx,
                             spec_id,
@@ -112,8 +70,6 @@ impl Store {
                 }
                 (None, _) => {}
             }
-            acked = event.seq;
-            released.push(StreamEvent { cursor, event });
         }
 
         sqlx::query("UPDATE sandboxes SET acked_seq = $2, last_seen_ms = $3 WHERE id = $1")
@@ -217,9 +173,10 @@ impl Store {
     }
 }
 
-const EVENT_COLUMNS: &str = "id, sandbox_id, seq, cursor, spec_id, task_id, type, v, at, data";
+pub(super) const EVENT_COLUMNS: &str =
+    "id, sandbox_id, seq, cursor, spec_id, task_id, type, v, at, data";
 
-fn event_from_row(row: &AnyRow) -> Result<RawEvent> {
+pub(super) fn event_from_row(row: &AnyRow) -> Result<RawEvent> {
     let at: String = row.try_get("at")?;
     let data: String = row.try_get("data")?;
     let v: i64 = row.try_get("v")?;

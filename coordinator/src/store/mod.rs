@@ -5,6 +5,7 @@
 //! behind the small [`Backend`] trait, implemented in [`sqlite`] and [`postgres`].
 
 mod accounts;
+mod batch;
 mod bridge;
 mod events;
 pub mod postgres;
@@ -39,8 +40,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn max_connections(&self) -> u32;
     /// Statements run on every new connection.
     fn connection_setup(&self) -> &'static [&'static str];
-    /// A SQL expression that yields the next stream cursor inside the releasing transaction.
-    fn next_cursor_sql(&self) -> &'static str;
+    /// The statement that releases the stored events with seqs `$2..=$3` of sandbox `$1` into
+    /// the stream: it gives each a cursor, increasing with the seq, and answers `seq, cursor`.
+    fn release_sql(&self) -> &'static str;
+    /// The statement that hands out `$1` new stream cursors (in any order), as rows of `cursor`.
+    fn allocate_cursors_sql(&self) -> &'static str;
+    /// Whether statements use numbered `$n` parameters; else anonymous `?` in order (SQLite finds
+    /// a numbered parameter by a linear search, so binding n of them costs O(n²)).
+    fn numbered_parameters(&self) -> bool;
     /// The row-locking clause of the task claim's inner `SELECT … FROM tasks t` (PostgreSQL:
     /// `FOR UPDATE OF t SKIP LOCKED`, so concurrent claimers pass over each other's rows).
     fn claim_lock_clause(&self) -> &'static str;

@@ -36,8 +36,23 @@ impl Backend for Postgres {
         &[]
     }
 
-    fn next_cursor_sql(&self) -> &'static str {
-        "nextval('events_cursor')"
+    fn release_sql(&self) -> &'static str {
+        // PostgreSQL evaluates volatile output expressions after ORDER BY (documented under
+        // SELECT), and does not flatten a subquery whose output calls one: the sequence hands
+        // out cursors in seq order.
+        "UPDATE events SET cursor = r.cursor
+         FROM (SELECT id, nextval('events_cursor') AS cursor FROM events
+               WHERE sandbox_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq) AS r
+         WHERE events.id = r.id
+         RETURNING events.seq, events.cursor"
+    }
+
+    fn allocate_cursors_sql(&self) -> &'static str {
+        "SELECT nextval('events_cursor') AS cursor FROM generate_series(1, $1)"
+    }
+
+    fn numbered_parameters(&self) -> bool {
+        true
     }
 
     fn claim_lock_clause(&self) -> &'static str {

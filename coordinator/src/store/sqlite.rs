@@ -38,11 +38,26 @@ impl Backend for Sqlite {
             "PRAGMA foreign_keys = ON",
             "PRAGMA busy_timeout = 10000",
             "PRAGMA synchronous = NORMAL",
+            // Statement journals (a multi-row insert's undo) stay in memory, not in temp files.
+            "PRAGMA temp_store = MEMORY",
         ]
     }
 
-    fn next_cursor_sql(&self) -> &'static str {
-        "(SELECT COALESCE(MAX(cursor), 0) + 1 FROM events)"
+    fn release_sql(&self) -> &'static str {
+        // One writer at a time: the cursors after the highest one so far. The scalar subquery
+        // runs once, before any row changes.
+        "UPDATE events SET cursor = seq - $2 + 1 + (SELECT COALESCE(MAX(cursor), 0) FROM events)
+         WHERE sandbox_id = $1 AND seq BETWEEN $2 AND $3
+         RETURNING seq, cursor"
+    }
+
+    fn allocate_cursors_sql(&self) -> &'static str {
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+         SELECT (SELECT COALESCE(MAX(cursor), 0) FROM events) + i AS cursor FROM n"
+    }
+
+    fn numbered_parameters(&self) -> bool {
+        false
     }
 
     fn claim_lock_clause(&self) -> &'static str {

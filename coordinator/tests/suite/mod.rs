@@ -5,6 +5,7 @@ mod claims;
 mod cli;
 mod docker;
 mod docker_faults;
+mod docker_support;
 mod health;
 mod ingest;
 mod liveness;
