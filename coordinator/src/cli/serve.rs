@@ -243,7 +243,10 @@ pub fn locate_worker(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = explicit {
         // Absolute: sandboxes start in their own directories, where a relative path means
         // something else.
-        return path.is_file().then(|| path.canonicalize().ok()).flatten();
+        return path
+            .is_file()
+            .then(|| std::path::absolute(path).ok())
+            .flatten();
     }
     let beside = std::env::current_exe()
         .ok()
