@@ -1,6 +1,7 @@
 //! The task's validation command: `sh -c` in the checkout, in its own process group so that a
 //! timeout kills everything it started, keeping the tail of its combined output.
 
+use crate::agent::tools::ProcessGroup;
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -171,22 +172,6 @@ fn finish(end: ValidationEnd, text: String) -> ValidationRun {
         output_tail.push_str(&format!("[the command {}]", run.describe()));
     }
     ValidationRun { end, output_tail }
-}
-
-/// The process group of a spawned command, killed (SIGKILL) on drop.
-struct ProcessGroup(Option<u32>);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        let pid = self
-            .0
-            .and_then(|id| i32::try_from(id).ok())
-            .and_then(rustix::process::Pid::from_raw);
-        if let Some(pid) = pid {
-            // ESRCH (the group is already gone) is the usual case after a clean exit.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
 }
 
 async fn pump(mut stream: impl AsyncRead + Unpin, output: Arc<Mutex<TailBuffer>>) {

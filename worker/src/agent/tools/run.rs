@@ -136,7 +136,7 @@ pub(super) async fn run(
 }
 
 /// The process group of a spawned command, killed (SIGKILL) on drop.
-struct ProcessGroup(Option<u32>);
+pub(crate) struct ProcessGroup(pub(crate) Option<u32>);
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
