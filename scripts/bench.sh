@@ -2,6 +2,10 @@
 # Measures omoi against its targets on this machine and prints one table:
 # figure, value, unit, target, ratio to the target, spread. Also writes
 # target/bench/results.json. Builds in release mode first.
+#
+# Every coordinator figure runs `omoi serve` as a process of its own on loopback; the load
+# (senders, SSE subscribers, task sandboxes' reports) comes from omoi-bench, another process.
+# BENCH_RUNS sets the worker's runs (default 30); BENCH_SKIP_POSTGRES=1 skips PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench
@@ -9,11 +13,14 @@ mkdir -p "$out"
 figures="$out/figures.jsonl"
 : > "$figures"
 log() { echo "bench: $*" >&2; }
+started=$(date +%s)
 
 log "building the static worker and the release binaries"
 worker=$(scripts/build-worker.sh | tail -n 1)
-cargo build --release --locked -p omoi-tests --bin omoi-bench >&2
+cargo build --release --locked -p omoi-tests --bin omoi-bench -p omoi-coordinator --bin omoi >&2
 bench=target/release/omoi-bench
+omoi=target/release/omoi
+built=$(date +%s)
 
 emit() { # figure value unit target spread
   printf '{"figure":"%s","value":%s,"unit":"%s","target":%s,"spread":"%s"}\n' "$@" >> "$figures"
@@ -45,5 +52,47 @@ median=$(echo "$sorted" | sed -n 3p)
 emit "worker peak memory, scripted full spec" "$(awk "BEGIN{print $median/1024}")" "MiB" 16 \
   "min $(echo "$sorted" | head -n1) KiB … max $(echo "$sorted" | tail -n1) KiB (5 runs)"
 
+log "coordinator ingest throughput, SQLite (50 senders, batches of 100)"
+"$bench" ingest --omoi "$omoi" --label SQLite --target 50000 >> "$figures"
+log "the same with one event per request (how the original system's reporter sends)"
+"$bench" ingest --omoi "$omoi" --label "SQLite, one event per request" --batch 1 --batches 100 \
+  --runs 3 >> "$figures"
+
+if [ "${BENCH_SKIP_POSTGRES:-0}" != 1 ]; then
+  log "coordinator ingest throughput, PostgreSQL (50 senders, batches of 100)"
+  pg_url=$(scripts/start-postgres.sh)
+  database="omoi_bench_$$"
+  psql "$pg_url" -qc "CREATE DATABASE $database" >&2
+  status=0
+  "$bench" ingest --omoi "$omoi" --database "${pg_url%/*}/$database" --label PostgreSQL \
+    >> "$figures" || status=$?
+  psql "$pg_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >&2
+  [ "$status" = 0 ] || exit "$status"
+fi
+
+log "SSE latency, ingest → 100 subscribers"
+"$bench" stream --omoi "$omoi" >> "$figures"
+
+log "execute → agent.started, local provider, real worker"
+"$bench" execute --omoi "$omoi" --worker "$worker" >> "$figures"
+
+log "coordinator memory with 1,000 specs"
+"$bench" memory --omoi "$omoi" >> "$figures"
+
+log "scheduler: 1,000 no-op tasks through the local provider"
+"$bench" scheduler --omoi "$omoi" --worker "$worker" >> "$figures"
+
+log "sandbox start-up, local provider"
+"$bench" sandbox-start --provider local --omoi "$omoi" --worker "$worker" >> "$figures"
+if docker image inspect omoi-sandbox:latest >/dev/null 2>&1; then
+  log "sandbox start-up, docker provider"
+  "$bench" sandbox-start --provider docker --omoi "$omoi" --worker "$worker" >> "$figures"
+else
+  log "no omoi-sandbox:latest image (scripts/build-images.sh builds it); skipping docker start-up"
+fi
+
+finished=$(date +%s)
+emit "bench.sh wall time, build included" "$((finished - started))" "s" 600 \
+  "of which building $((built - started)) s"
 "$bench" table "$figures" "$out/results.json"
 log "wrote $out/results.json"

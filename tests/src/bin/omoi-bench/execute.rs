@@ -35,6 +35,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 ),
                 ("OMOI_LOG".into(), "error".into()),
             ],
+            serve_args: Vec::new(),
             wrap: Vec::new(),
         };
         let coordinator = Coordinator::start(&options).await?;
@@ -46,9 +47,9 @@ pub fn run(args: &[String]) -> Result<()> {
         // The first run warms the page cache (worker binary, fixtures); it is not counted.
         for n in 0..=runs {
             let spec_id = api.create_spec(&project, &title, &description).await?;
-            let run = one_run(&api, &spec_id).await.map_err(|e| {
-                format!("run {n}: {e}\nserver log:\n{}", coordinator.log_tail())
-            })?;
+            let run = one_run(&api, &spec_id)
+                .await
+                .map_err(|e| format!("run {n}: {e}\nserver log:\n{}", coordinator.log_tail()))?;
             if n > 0 {
                 request.push(run.request_ms);
                 stamped.push(run.stamped_ms);
@@ -56,9 +57,24 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
         coordinator.stop().await?;
-        figure("execute → agent.started on the SSE stream (local provider)", delivered, "ms", 25.0);
-        figure("execute → agent.started stamped by the worker", stamped, "ms", f64::NAN);
-        figure("POST /specs/{id}/execute round trip (claim, copy, spawn)", request, "ms", f64::NAN);
+        figure(
+            "execute → agent.started on the SSE stream (local provider)",
+            delivered,
+            "ms",
+            25.0,
+        );
+        figure(
+            "execute → agent.started stamped by the worker",
+            stamped,
+            "ms",
+            f64::NAN,
+        );
+        figure(
+            "POST /specs/{id}/execute round trip (claim, copy, spawn)",
+            request,
+            "ms",
+            f64::NAN,
+        );
         Ok(())
     })
 }

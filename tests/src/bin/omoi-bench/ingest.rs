@@ -66,9 +66,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let batches: u64 = flag(args, "--batches").unwrap_or("20").parse()?;
     let runs: usize = flag(args, "--runs").unwrap_or("5").parse()?;
     let target: f64 = flag(args, "--target").map_or(Ok(f64::NAN), str::parse)?;
-    let wrap: Vec<String> = flag(args, "--wrap")
-        .map(|w| w.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
+    let wrap = crate::server::wrap_flag(args);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let scratch = tempfile::tempdir()?;
@@ -86,7 +84,6 @@ pub fn run(args: &[String]) -> Result<()> {
             .map_err(|e| format!("{e}\nserver log:\n{}", coordinator.log_tail()))?;
         let mut rates = Vec::new();
         let mut server_cpu = Vec::new();
-        let mut bench_cpu = Vec::new();
         let mut p99 = Vec::new();
         for _ in 0..runs {
             let run = measure(&api, &coordinator, &sandboxes, &mut next_seq, batch, batches)
@@ -98,7 +95,6 @@ pub fn run(args: &[String]) -> Result<()> {
             );
             rates.push(run.events_per_sec);
             server_cpu.push(run.server_cpu_secs * 1e6 / run.events as f64);
-            bench_cpu.push(run.bench_cpu_secs / run.wall_secs);
             p99.push(run.request_p99_ms);
         }
         stand_in::close(&api, &sandboxes).await?;
@@ -115,12 +111,6 @@ pub fn run(args: &[String]) -> Result<()> {
             &format!("ingest request p99 under that load, {label}"),
             p99,
             "ms",
-            f64::NAN,
-        );
-        figure(
-            &format!("load generator CPU share during ingest, {label}"),
-            bench_cpu,
-            "cores",
             f64::NAN,
         );
         Ok(())

@@ -8,6 +8,7 @@ mod execute;
 mod ingest;
 mod memory;
 mod sandbox;
+mod scheduler;
 mod server;
 mod stand_in;
 mod stream;
@@ -25,6 +26,7 @@ fn main() {
         Some("stream") => stream::run(&args[1..]),
         Some("execute") => execute::run(&args[1..]),
         Some("memory") => memory::run(&args[1..]),
+        Some("scheduler") => scheduler::run(&args[1..]),
         Some("sandbox-start") => sandbox::run(&args[1..]),
         Some("table") => table(&args[1..]),
         _ => Err("usage: omoi-bench worker --worker PATH [--runs N] | \
@@ -32,6 +34,7 @@ fn main() {
                   [--runs N] [--target N] | \
                   stream [--subscribers N] [--events N] [--batch N] [--interval-ms N] [--runs N] | \
                   execute --worker PATH [--runs N] | memory [--specs N] [--runs N] | \
+                  scheduler --worker PATH [--tasks N] [--running N] [--runs N] | \
                   table FIGURES.jsonl RESULTS.json"
             .into()),
     };

@@ -62,7 +62,12 @@ pub fn run(args: &[String]) -> Result<()> {
             "MiB",
             100.0,
         );
-        figure(&format!("coordinator RSS after listing {specs} specs"), listed, "MiB", 100.0);
+        figure(
+            &format!("coordinator RSS after listing {specs} specs"),
+            listed,
+            "MiB",
+            100.0,
+        );
         figure("coordinator peak RSS over all of that", peak, "MiB", 100.0);
         Ok(())
     })

@@ -46,7 +46,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let image = flag(args, "--image").unwrap_or("omoi-sandbox:latest");
     let runtime = tokio::runtime::Runtime::new()?;
-    let sample = runtime.block_on(async {
+    let (sample, requests) = runtime.block_on(async {
         let server = Server::start(&omoi, provider, &worker, image)?;
         let measured = measure(&server, runs).await;
         let instance = std::fs::read_to_string(server.data_dir.join("docker-instance"));
@@ -62,6 +62,12 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     print_p95(&format!("{label} p95"), &sample);
     figure(&format!("{label} p50"), sample, "ms", f64::NAN);
+    figure(
+        &format!("sandbox start, the spawn request alone ({provider})"),
+        requests,
+        "ms",
+        f64::NAN,
+    );
     Ok(())
 }
 
@@ -179,7 +185,9 @@ fn remove_network(instance: &str) {
         .status();
 }
 
-async fn measure(server: &Server, runs: usize) -> Result<Vec<f64>> {
+/// Per run: spawn request → `agent.started`, and the spawn request's own duration (the launch
+/// answer comes once the provider started the sandbox).
+async fn measure(server: &Server, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str| {
         http.request(method, format!("{}/api/v1{path}", server.url))
@@ -202,7 +210,7 @@ async fn measure(server: &Server, runs: usize) -> Result<Vec<f64>> {
     )
     .await?;
     let project_id = project["id"].as_str().ok_or("no project id")?.to_string();
-    let mut sample = Vec::new();
+    let (mut sample, mut requests) = (Vec::new(), Vec::new());
     for n in 0..runs {
         let requested = Utc::now();
         let spec: Value = answer(
@@ -211,6 +219,7 @@ async fn measure(server: &Server, runs: usize) -> Result<Vec<f64>> {
         )
         .await
         .map_err(|e| format!("{e}: {}", server.log_tail()))?;
+        requests.push((Utc::now() - requested).num_microseconds().unwrap_or(0) as f64 / 1e3);
         let spec_id = spec["id"].as_str().ok_or("no spec id")?.to_string();
         let started = agent_started(&call, &spec_id).await?;
         sample.push((started - requested).num_microseconds().unwrap_or(0) as f64 / 1e3);
@@ -220,7 +229,7 @@ async fn measure(server: &Server, runs: usize) -> Result<Vec<f64>> {
         ))
         .await?;
     }
-    Ok(sample)
+    Ok((sample, requests))
 }
 
 /// The `at` of the spec's `agent.started`, polled from its event history.

@@ -22,6 +22,8 @@ pub struct ServeOptions {
     pub worker_bin: PathBuf,
     /// `--worker-env NAME=VALUE` pairs.
     pub worker_env: Vec<(String, String)>,
+    /// More flags of `omoi serve`.
+    pub serve_args: Vec<String>,
     /// A command that runs the server, e.g. `valgrind --tool=callgrind` to profile it (it then
     /// gets more time to start and to stop).
     pub wrap: Vec<String>,
@@ -98,6 +100,7 @@ impl Coordinator {
         for (name, value) in &options.worker_env {
             command.arg("--worker-env").arg(format!("{name}={value}"));
         }
+        command.args(&options.serve_args);
         let child = command.spawn()?;
         let mut coordinator = Coordinator {
             child,
@@ -195,6 +198,13 @@ impl Drop for Coordinator {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `--wrap "COMMAND ARGS"`: the command that runs the server, split on whitespace.
+pub fn wrap_flag(args: &[String]) -> Vec<String> {
+    crate::flag(args, "--wrap")
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// A `kB` field of `/proc/<pid>/status`.

@@ -12,9 +12,15 @@ use crate::Result;
 use crate::api::Api;
 use crate::server::ServeOptions;
 
-/// The stand-in worker: prints `SPEC_ID SANDBOX_ID SANDBOX_TOKEN`, then lives while the benchmark
-/// lives (or until the coordinator terminates it).
+/// The stand-in worker. For a spec it prints `SPEC_ID SANDBOX_ID SANDBOX_TOKEN` to its log, then
+/// lives while the benchmark lives (or until the coordinator terminates it). For a task it appends
+/// `SANDBOX_ID SANDBOX_TOKEN TASK_ID` to the file `OMOI_BENCH_TASKS` names and lives ten seconds:
+/// long enough for the benchmark to report the task's end before the process exits.
 const SCRIPT: &str = r#"#!/bin/sh
+if [ -n "$TASK_ID" ]; then
+  printf '%s %s %s\n' "$SANDBOX_ID" "$SANDBOX_TOKEN" "$TASK_ID" >> "$OMOI_BENCH_TASKS"
+  exec sleep 10
+fi
 printf '%s %s %s\n' "$SPEC_ID" "$SANDBOX_ID" "$SANDBOX_TOKEN"
 while kill -0 "$OMOI_BENCH_PID" 2>/dev/null; do sleep 1; done
 "#;
@@ -46,6 +52,7 @@ pub fn serve_options(dir: &Path, omoi: PathBuf, database: Option<String>) -> Res
         database,
         worker_bin: script,
         worker_env: vec![("OMOI_BENCH_PID".into(), std::process::id().to_string())],
+        serve_args: Vec::new(),
         wrap: Vec::new(),
     })
 }

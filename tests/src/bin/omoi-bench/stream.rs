@@ -32,9 +32,13 @@ pub fn run(args: &[String]) -> Result<()> {
         let options = stand_in::serve_options(scratch.path(), omoi, None)?;
         let coordinator = Coordinator::start(&options).await?;
         let api = coordinator.api()?;
-        let sandboxes =
-            stand_in::open(&api, &coordinator.data_dir, &scratch.path().join("repo"), runs)
-                .await?;
+        let sandboxes = stand_in::open(
+            &api,
+            &coordinator.data_dir,
+            &scratch.path().join("repo"),
+            runs,
+        )
+        .await?;
         let (mut p50s, mut p99s, mut maxes) = (Vec::new(), Vec::new(), Vec::new());
         for sandbox in &sandboxes {
             let mut sample = one_run(&api, sandbox, subscribers, events, batch, interval).await?;
@@ -56,9 +60,24 @@ pub fn run(args: &[String]) -> Result<()> {
         coordinator.stop().await?;
         let rate = batch as f64 * 1000.0 / interval.as_millis().max(1) as f64;
         let shape = format!("{subscribers} subscribers, {rate:.0} events/s in batches of {batch}");
-        figure(&format!("SSE latency ingest → subscriber p50 ({shape})"), p50s, "ms", f64::NAN);
-        figure(&format!("SSE latency ingest → subscriber p99 ({shape})"), p99s, "ms", 20.0);
-        figure(&format!("SSE latency ingest → subscriber max ({shape})"), maxes, "ms", f64::NAN);
+        figure(
+            &format!("SSE latency ingest → subscriber p50 ({shape})"),
+            p50s,
+            "ms",
+            f64::NAN,
+        );
+        figure(
+            &format!("SSE latency ingest → subscriber p99 ({shape})"),
+            p99s,
+            "ms",
+            20.0,
+        );
+        figure(
+            &format!("SSE latency ingest → subscriber max ({shape})"),
+            maxes,
+            "ms",
+            f64::NAN,
+        );
         Ok(())
     })
 }
