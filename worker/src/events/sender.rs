@@ -30,7 +30,9 @@ use crate::error::{Error, Result};
 
 /// Most events in one request.
 pub const MAX_BATCH: usize = 100;
-/// How long the first queued event waits for company before its batch is sent.
+/// The least time between two batches that are not full. An event queued when no batch went
+/// out for this long is sent at once (so `agent.started` and the first event of a quiet spell
+/// are not held back); events queued sooner wait for the window to end and go together.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,7 +113,7 @@ impl HttpSender {
             let send_at = match (retry.at, queue.first_queued_at) {
                 (Some(at), _) => Some(at),
                 (None, _) if closing || queue.pending.len() >= batch_limit => None,
-                (None, first) => first.map(|first| first + BATCH_WINDOW),
+                (None, first) => first.map(|first| queue.send_after(first)),
             };
             let due = match send_at {
                 None => !queue.pending.is_empty(),
@@ -128,6 +130,7 @@ impl HttpSender {
                 continue;
             }
             retry.at = None;
+            queue.last_sent_at = Some(Instant::now());
 
             let batch: Vec<Envelope> = queue.pending.iter().take(batch_limit).cloned().collect();
             let batch_max = batch.last().map_or(0, |last| last.seq);
@@ -280,8 +283,10 @@ struct Queue {
     /// Every emitter is gone: nothing more will come.
     closed: bool,
     pending: VecDeque<Envelope>,
-    /// When the oldest pending event was queued (for the batch window).
+    /// When the oldest pending event was queued.
     first_queued_at: Option<Instant>,
+    /// When the last batch went out, while the batch window applies to the next one.
+    last_sent_at: Option<Instant>,
 }
 
 impl Queue {
@@ -291,6 +296,16 @@ impl Queue {
             closed: false,
             pending: VecDeque::new(),
             first_queued_at: None,
+            last_sent_at: None,
+        }
+    }
+
+    /// When a batch whose oldest event was queued at `first` is due: at once after a quiet
+    /// spell, else when the window since the last batch ends.
+    fn send_after(&self, first: Instant) -> Instant {
+        match self.last_sent_at {
+            Some(last) => first.max(last + BATCH_WINDOW),
+            None => first,
         }
     }
 
@@ -330,9 +345,8 @@ impl Queue {
         if self.pending.is_empty() {
             self.first_queued_at = None;
         } else if self.pending.len() < before {
-            // What is left has waited long enough already.
-            let now = Instant::now();
-            self.first_queued_at = Some(now.checked_sub(BATCH_WINDOW).unwrap_or(now));
+            // What is left (more than one batch was pending) has waited long enough already.
+            self.last_sent_at = None;
         }
         (before - self.pending.len()) as u64
     }

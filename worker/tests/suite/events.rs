@@ -143,6 +143,46 @@ async fn events_are_sent_after_the_batch_window_without_a_finish() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_event_after_a_quiet_spell_goes_at_once_and_a_burst_waits_for_the_window() {
+    let sink = FakeSink::start(SinkOptions::default()).await;
+    let spool = tempfile::tempdir().unwrap();
+    let (emitter, delivery) = start(&sink, spool.path()).await.unwrap();
+    let window = events::sender::BATCH_WINDOW;
+
+    // The first event of the run (agent.started, in the worker) does not wait for company.
+    let started = tokio::time::Instant::now();
+    emit_messages(&emitter, [1]);
+    assert!(sink.wait_until(Duration::from_secs(5), |events| events.len() == 1).await);
+    assert!(started.elapsed() < window, "waited {:?}", started.elapsed());
+
+    // Neither does the first event after a quiet spell.
+    tokio::time::sleep(window * 3).await;
+    let quiet = tokio::time::Instant::now();
+    emit_messages(&emitter, [2]);
+    assert!(sink.wait_until(Duration::from_secs(5), |events| events.len() == 2).await);
+    assert!(quiet.elapsed() < window, "waited {:?}", quiet.elapsed());
+
+    // Events right after a batch wait for the window and go together.
+    emit_messages(&emitter, [3]);
+    tokio::time::sleep(window / 4).await;
+    emit_messages(&emitter, [4]);
+    assert!(sink.wait_until(Duration::from_secs(5), |events| events.len() == 4).await);
+    assert!(quiet.elapsed() >= window, "waited {:?}", quiet.elapsed());
+    assert_eq!(sink.requests(), 3);
+
+    let report = delivery.finish(Duration::from_secs(5)).await;
+    assert_eq!(
+        report,
+        DeliveryReport {
+            delivered: 4,
+            unsent: 0
+        }
+    );
+    assert_eq!(stored(&sink), expected_messages(1..=4));
+    no_protocol_errors(&sink);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_sink_that_refuses_for_a_while_gets_every_event_once_in_order() {
     let sink = FakeSink::start(SinkOptions {
         refuse_first: 4,

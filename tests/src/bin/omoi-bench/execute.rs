@@ -16,11 +16,23 @@ use crate::api::{Api, SseReader};
 use crate::server::{Coordinator, ServeOptions, omoi_binary};
 use crate::{Result, figure, flag};
 
-/// `omoi-bench execute --worker PATH [--omoi PATH] [--runs 20]`.
+/// How long the slow model of the second series takes for its first answer.
+const SLOW_FIRST_ANSWER_MS: u64 = 1000;
+
+/// `omoi-bench execute --worker PATH [--omoi PATH] [--runs 20] [--slow-runs 8]`.
+///
+/// Two series: the scripted model answering at once (the run reaches its end, and the worker's
+/// sender flushes, within milliseconds), and the same script whose first answer takes a second,
+/// as a real model's does: there `agent.started` waits in the worker's batch window.
 pub fn run(args: &[String]) -> Result<()> {
     let omoi = omoi_binary(flag(args, "--omoi"))?;
     let worker = PathBuf::from(flag(args, "--worker").ok_or("--worker PATH is required")?);
     let runs: usize = flag(args, "--runs").unwrap_or("20").parse()?;
+    let slow_runs: usize = flag(args, "--slow-runs").unwrap_or("8").parse()?;
+    let scratch = tempfile::tempdir()?;
+    let mut slow_script = omoi_tests::fixtures::sample_script_json();
+    slow_script["explore"][0][0]["delay_ms"] = json!(SLOW_FIRST_ANSWER_MS);
+    let slow_script = omoi_tests::fixtures::write_script(scratch.path(), "slow.json", &slow_script);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let options = ServeOptions {
@@ -41,42 +53,76 @@ pub fn run(args: &[String]) -> Result<()> {
         let coordinator = Coordinator::start(&options).await?;
         let api = coordinator.api()?;
         let repo = omoi_tests::fixtures::sample_repo().display().to_string();
-        let project = api.create_project(&repo, json!({})).await?;
-        let (title, description) = omoi_tests::fixtures::sample_request();
-        let (mut request, mut stamped, mut delivered) = (Vec::new(), Vec::new(), Vec::new());
+        let instant = api.create_project(&repo, json!({})).await?;
+        let slow = api
+            .create_project(
+                &repo,
+                json!({"OMOI_SCRIPT": slow_script.display().to_string()}),
+            )
+            .await?;
         // The first run warms the page cache (worker binary, fixtures); it is not counted.
-        for n in 0..=runs {
-            let spec_id = api.create_spec(&project, &title, &description).await?;
-            let run = one_run(&api, &spec_id)
-                .await
-                .map_err(|e| format!("run {n}: {e}\nserver log:\n{}", coordinator.log_tail()))?;
-            if n > 0 {
-                request.push(run.request_ms);
-                stamped.push(run.stamped_ms);
-                delivered.push(run.delivered_ms);
-            }
-        }
+        let fast = series(&api, &coordinator, &instant, runs).await?;
+        let slow = series(&api, &coordinator, &slow, slow_runs).await?;
         coordinator.stop().await?;
         figure(
-            "execute → agent.started on the SSE stream (local provider)",
-            delivered,
+            "execute → agent.started on the SSE stream (local, instant model)",
+            fast.delivered,
             "ms",
             25.0,
         );
         figure(
-            "execute → agent.started stamped by the worker",
-            stamped,
+            "execute → agent.started stamped by the worker (instant model)",
+            fast.stamped,
             "ms",
             f64::NAN,
         );
         figure(
             "POST /specs/{id}/execute round trip (claim, copy, spawn)",
-            request,
+            fast.request,
             "ms",
             f64::NAN,
         );
+        figure(
+            &format!(
+                "execute → agent.started on the SSE stream (model answering in {SLOW_FIRST_ANSWER_MS} ms)"
+            ),
+            slow.delivered,
+            "ms",
+            25.0,
+        );
         Ok(())
     })
+}
+
+/// The samples of one series, in milliseconds.
+#[derive(Default)]
+struct Series {
+    request: Vec<f64>,
+    stamped: Vec<f64>,
+    delivered: Vec<f64>,
+}
+
+/// `runs` counted runs (after one uncounted) of specs in `project`.
+async fn series(
+    api: &Api,
+    coordinator: &Coordinator,
+    project: &str,
+    runs: usize,
+) -> Result<Series> {
+    let (title, description) = omoi_tests::fixtures::sample_request();
+    let mut series = Series::default();
+    for n in 0..=runs {
+        let spec_id = api.create_spec(project, &title, &description).await?;
+        let run = one_run(api, &spec_id)
+            .await
+            .map_err(|e| format!("run {n}: {e}\nserver log:\n{}", coordinator.log_tail()))?;
+        if n > 0 {
+            series.request.push(run.request_ms);
+            series.stamped.push(run.stamped_ms);
+            series.delivered.push(run.delivered_ms);
+        }
+    }
+    Ok(series)
 }
 
 struct Run {
