@@ -24,17 +24,24 @@ const PUBLISH_LEASE: Duration = Duration::from_secs(120);
 /// Tries to open a pull request (on errors worth a retry) before the spec fails.
 const MAX_PUBLISH_ATTEMPTS: u32 = 5;
 
-/// Runs passes until `shutdown`.
+/// Runs passes until `shutdown`: a full pass every `scheduler_interval`, and one without the
+/// orphan sweep whenever an ingest may have changed a task (the sweep looks for attempts that
+/// went quiet for a while, which a wake-up cannot cause).
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(state.settings.scheduler_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let sweep = tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-            () = state.scheduler_wake.notified() => {}
-        }
-        if let Err(e) = pass(&state).await {
+            _ = tick.tick() => true,
+            () = state.scheduler_wake.notified() => false,
+        };
+        let result = if sweep {
+            pass(&state).await
+        } else {
+            publish_and_dispatch(&state).await
+        };
+        if let Err(e) = result {
             tracing::error!(error = %e, "scheduler pass failed");
         }
     }
@@ -44,6 +51,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 /// many task sandboxes it started.
 pub async fn pass(state: &AppState) -> Result<usize> {
     end_orphaned_attempts(state).await?;
+    publish_and_dispatch(state).await
+}
+
+/// Publishes finished specs and starts ready tasks; how many task sandboxes it started.
+async fn publish_and_dispatch(state: &AppState) -> Result<usize> {
     for candidate in state.store.publish_candidates().await? {
         if state
             .store
@@ -114,11 +126,8 @@ async fn start(state: &AppState, claimed: &ClaimedTask, sandbox_id: &str) -> Res
         .project_by_id(&spec.project_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no project {}", spec.project_id)))?;
-    let final_spec =
-        state.store.final_spec(&spec.id).await?.ok_or_else(|| {
-            Error::Corrupt(format!("spec {} has tasks but no final spec", spec.id))
-        })?;
-    let context = task_context(&spec, &project, &final_spec, &claimed.task);
+    let slice = state.store.spec_slice(claimed).await?;
+    let context = task_context(&spec, &project, slice, &claimed.task);
     tracing::info!(
         spec = %spec.id, task = %claimed.task.id, attempt = claimed.attempts,
         max_attempts = claimed.max_attempts, "starting a task"

@@ -2,39 +2,59 @@
 //! task with its acceptance criteria, the requirements it serves in full, the design components
 //! that serve those requirements, and where its code lives and lands.
 
-use omoi_protocol::artifact::{FinalSpec, SpecTask};
+use omoi_protocol::artifact::{Component, FinalSpec, Requirement, SpecTask};
 use omoi_protocol::task::TaskContext;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Project, Spec};
 use crate::store::spec_branch;
+
+/// The part of the final spec one task works from: the requirements it serves, in full, and the
+/// design components that serve them. The bridge cuts it once per task and stores it with the
+/// task, so starting a task does not read and parse the whole final spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecSlice {
+    pub requirements: Vec<Requirement>,
+    pub components: Vec<Component>,
+}
+
+impl SpecSlice {
+    /// Cuts `task`'s part out of `final_spec`.
+    pub fn of(final_spec: &FinalSpec, task: &SpecTask) -> Self {
+        let serves = |requirement: &String| task.requirements.contains(requirement);
+        SpecSlice {
+            requirements: final_spec
+                .requirements
+                .requirements
+                .iter()
+                .filter(|r| serves(&r.id))
+                .cloned()
+                .collect(),
+            components: final_spec
+                .design
+                .components
+                .iter()
+                .filter(|c| c.requirements.iter().any(serves))
+                .cloned()
+                .collect(),
+        }
+    }
+}
 
 /// The context a task sandbox works from.
 pub fn task_context(
     spec: &Spec,
     project: &Project,
-    final_spec: &FinalSpec,
+    slice: SpecSlice,
     task: &SpecTask,
 ) -> TaskContext {
-    let serves = |requirement: &String| task.requirements.contains(requirement);
     TaskContext {
         task: task.clone(),
         spec_id: spec.id.clone(),
         spec_title: spec.title.clone(),
         spec_description: spec.description.clone(),
-        requirements: final_spec
-            .requirements
-            .requirements
-            .iter()
-            .filter(|r| serves(&r.id))
-            .cloned()
-            .collect(),
-        components: final_spec
-            .design
-            .components
-            .iter()
-            .filter(|c| c.requirements.iter().any(serves))
-            .cloned()
-            .collect(),
+        requirements: slice.requirements,
+        components: slice.components,
         repo_url: project.repo_url.clone(),
         base_branch: project.base_branch.clone(),
         branch: spec.branch.clone().unwrap_or_else(|| spec_branch(&spec.id)),
@@ -172,7 +192,12 @@ mod tests {
         };
         let the_task = task("TSK-001", &["REQ-A-001"]);
         assert_eq!(
-            task_context(&spec, &project, &final_spec, &the_task),
+            task_context(
+                &spec,
+                &project,
+                SpecSlice::of(&final_spec, &the_task),
+                &the_task
+            ),
             TaskContext {
                 task: the_task.clone(),
                 spec_id: "spec-1".into(),

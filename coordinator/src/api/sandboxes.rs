@@ -45,13 +45,17 @@ pub(super) async fn ingest(
     state
         .metrics
         .observe_ingest(outcome.stored, started.elapsed());
-    // A finished spec or a task's end may make tasks ready or a spec publishable.
+    // A finished spec or a task's (or its sandbox's) end may make tasks ready, free a slot, or
+    // make a spec publishable; other events change nothing the scheduler reads.
     if outcome.released.iter().any(|e| {
-        let kind = e.event.kind.as_str();
-        kind.starts_with("task.")
-            || kind == "spec.execution_completed"
-            || kind == "agent.completed"
-            || kind == "agent.failed"
+        matches!(
+            e.event.kind.as_str(),
+            "task.completed"
+                | "task.failed"
+                | "spec.execution_completed"
+                | "agent.completed"
+                | "agent.failed"
+        )
     }) {
         state.scheduler_wake.notify_one();
     }

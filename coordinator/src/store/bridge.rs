@@ -3,6 +3,7 @@
 //!
 //! Runs inside the ingest transaction that stores `spec.execution_completed`, once per spec (the
 //! ticket is unique per spec). A task without dependencies starts `ready`, the others `pending`.
+//! Each task keeps its slice of the final spec (`SpecSlice`), what its sandbox's context needs.
 //! Running the tasks is the scheduler's (`crate::scheduler`, `super::tasks`).
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use sqlx::{Any, Transaction};
 use super::{new_id, to_json};
 use crate::error::Result;
 use crate::model::TaskStatus;
+use crate::task_context::SpecSlice;
 
 /// The branch every task of a spec commits to, created from the project's base branch by the
 /// first task that pushes.
@@ -58,8 +60,8 @@ pub(super) async fn bridge(
         };
         sqlx::query(
             "INSERT INTO tasks (id, ticket_id, spec_id, spec_task_id, title, body, status, attempts,
-                                max_attempts, created_ms, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $9)",
+                                max_attempts, created_ms, updated_ms, spec_slice)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $9, $10)",
         )
         .bind(&id)
         .bind(&ticket_id)
@@ -70,6 +72,7 @@ pub(super) async fn bridge(
         .bind(status.as_str())
         .bind(i64::from(max_attempts.max(1)))
         .bind(now)
+        .bind(to_json(&SpecSlice::of(spec, task))?)
         .execute(&mut **tx)
         .await?;
         ids.insert(task.id.as_str(), id);

@@ -25,6 +25,11 @@ impl Backend for Postgres {
                 "tasks",
                 include_str!("../../migrations/postgres/0002_tasks.sql"),
             ),
+            (
+                3,
+                "task claims",
+                include_str!("../../migrations/postgres/0003_task_claims.sql"),
+            ),
         ])
     }
 

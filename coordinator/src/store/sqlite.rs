@@ -25,6 +25,11 @@ impl Backend for Sqlite {
                 "tasks",
                 include_str!("../../migrations/sqlite/0002_tasks.sql"),
             ),
+            (
+                3,
+                "task claims",
+                include_str!("../../migrations/sqlite/0003_task_claims.sql"),
+            ),
         ])
     }
 

@@ -13,10 +13,11 @@ use omoi_protocol::artifact::SpecTask;
 use sqlx::{Any, Row, Transaction};
 
 use super::events::{fail_spec, record_agent_end, record_agent_start};
-use super::{Store, now_ms, to_i64, to_u32, to_u64};
-use crate::error::{Result, corrupt};
+use super::{Store, json_optional_column, now_ms, to_i64, to_u32, to_u64};
+use crate::error::{Error, Result, corrupt};
 use crate::ingest::Effect;
 use crate::model::PullRequestRef;
+use crate::task_context::SpecSlice;
 
 /// How failed task attempts are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,9 @@ pub struct ClaimedTask {
     pub max_attempts: u32,
     /// The task as the spec wrote it.
     pub task: SpecTask,
+    /// Its part of the final spec, as the bridge stored it (`None` for a task bridged before
+    /// slices were stored; `Store::spec_slice` cuts it then).
+    pub slice: Option<SpecSlice>,
 }
 
 /// What a failed attempt did to its task.
@@ -92,25 +96,31 @@ impl Store {
     /// Claims the oldest ready task whose backoff has passed, of a spec that is implementing,
     /// within `limits` — in one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent
     /// claimers never take one task twice; SQLite: under `BEGIN IMMEDIATE`). The limits are read
-    /// in the same statement; two replicas claiming at the same instant may each see the last
+    /// in the same statement (running tasks are counted per project once, in `busy`, not per
+    /// candidate row); two replicas claiming at the same instant may each see the last
     /// free slot, so across replicas a limit can be passed by one task per racing replica.
     ///
     /// The row is chosen by `id = (SELECT … LIMIT 1 …)`, a subquery PostgreSQL runs once; under
     /// `id IN (…)` its planner may re-run the subquery per row and claim more than one task.
     pub async fn claim_task(&self, limits: ClaimLimits) -> Result<Option<ClaimedTask>> {
         let sql = format!(
-            "UPDATE tasks SET status = 'running', attempts = attempts + 1, sandbox_id = NULL,
+            "WITH busy AS (
+                 SELECT rs.project_id AS project_id, COUNT(*) AS running
+                 FROM tasks r JOIN specs rs ON rs.id = r.spec_id
+                 WHERE r.status = 'running' GROUP BY rs.project_id
+             )
+             UPDATE tasks SET status = 'running', attempts = attempts + 1, sandbox_id = NULL,
                     claimed_ms = $1, updated_ms = $1
              WHERE status = 'ready' AND id = (
                  SELECT t.id FROM tasks t JOIN specs s ON s.id = t.spec_id
+                 LEFT JOIN busy b ON b.project_id = s.project_id
                  WHERE t.status = 'ready' AND t.not_before_ms <= $1 AND s.status = 'implementing'
                    AND (SELECT COUNT(*) FROM tasks r WHERE r.status = 'running') < $2
-                   AND (SELECT COUNT(*) FROM tasks r JOIN specs rs ON rs.id = r.spec_id
-                        WHERE r.status = 'running' AND rs.project_id = s.project_id) < $3
+                   AND COALESCE(b.running, 0) < $3
                  ORDER BY t.created_ms, t.spec_id, t.spec_task_id
                  LIMIT 1 {}
              )
-             RETURNING id, spec_id, attempts, max_attempts, body",
+             RETURNING id, spec_id, attempts, max_attempts, body, spec_slice",
             self.backend.claim_lock_clause()
         );
         let query = sqlx::query(&sql)
@@ -134,7 +144,23 @@ impl Store {
             attempts: to_u32(row.try_get("attempts")?, "attempts")?,
             max_attempts: to_u32(row.try_get("max_attempts")?, "max_attempts")?,
             task: serde_json::from_str(&body).map_err(|e| corrupt("task body", e))?,
+            slice: json_optional_column(&row, "spec_slice")?,
         }))
+    }
+
+    /// The part of the final spec a claimed task works from: the stored slice, or for a task
+    /// bridged before slices were stored, cut from the final spec now.
+    pub async fn spec_slice(&self, claimed: &ClaimedTask) -> Result<SpecSlice> {
+        if let Some(slice) = &claimed.slice {
+            return Ok(slice.clone());
+        }
+        let final_spec = self.final_spec(&claimed.spec_id).await?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "spec {} has tasks but no final spec",
+                claimed.spec_id
+            ))
+        })?;
+        Ok(SpecSlice::of(&final_spec, &claimed.task))
     }
 
     /// Records the sandbox of a claimed task's attempt. Returns whether the task still waited

@@ -1,12 +1,16 @@
 //! The task claim at the store: two coordinators (two pools on one database) claiming at the
-//! same time from 200 ready tasks take every task exactly once, and the limits hold.
+//! same time from 200 ready tasks take every task exactly once, the limits hold (per project on
+//! its own), and a claimed task carries its slice of the final spec.
 
 use std::collections::BTreeMap;
 
 use omoi_coordinator::model::SpecStatus;
 use omoi_coordinator::store::{ClaimLimits, NewProject, NewSandbox, Store};
+use omoi_coordinator::task_context::SpecSlice;
+use omoi_protocol::artifact::SpecTask;
 use pretty_assertions::assert_eq;
 use serde_json::json;
+use sqlx::Connection;
 
 use super::support::{TestDb, each_backend, event};
 use super::task_support::final_spec;
@@ -20,11 +24,18 @@ const UNLIMITED: ClaimLimits = ClaimLimits {
 async fn spec_with_ready_tasks(db: &TestDb, n: usize) -> (Store, String) {
     let store = Store::open(&db.url).await.unwrap();
     let user = store.create_user("ada").await.unwrap();
+    let spec_id = add_spec_with_ready_tasks(&store, &user.id, "p", n).await;
+    (store, spec_id)
+}
+
+/// Adds project `name` with one spec whose final spec holds `n` independent tasks (all ready);
+/// answers the spec's id.
+async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: usize) -> String {
     let project = store
         .create_project(
-            &user.id,
+            user_id,
             NewProject {
-                name: "p".into(),
+                name: name.into(),
                 repo_url: "/r".into(),
                 base_branch: "main".into(),
                 validation_command: None,
@@ -38,16 +49,17 @@ async fn spec_with_ready_tasks(db: &TestDb, n: usize) -> (Store, String) {
         .await
         .unwrap();
     let spec = store
-        .create_spec(&user.id, &project.id, "t", "")
+        .create_spec(user_id, &project.id, "t", "")
         .await
         .unwrap();
     store
         .claim_execution(&spec.id, omoi_protocol::phase::Phase::Explore, None, false)
         .await
         .unwrap();
+    let sandbox_id = format!("spec-sandbox-{name}");
     let sandbox = store
         .create_sandbox(&NewSandbox {
-            id: "spec-sandbox".into(),
+            id: sandbox_id.clone(),
             spec_id: Some(spec.id.clone()),
             task_id: None,
             provider: "local".into(),
@@ -64,7 +76,7 @@ async fn spec_with_ready_tasks(db: &TestDb, n: usize) -> (Store, String) {
         })
         .collect();
     let completed = event(
-        "spec-sandbox",
+        &sandbox_id,
         &spec.id,
         1,
         "spec.execution_completed",
@@ -73,7 +85,7 @@ async fn spec_with_ready_tasks(db: &TestDb, n: usize) -> (Store, String) {
     store.ingest(&sandbox, &[completed]).await.unwrap();
     let spec = store.spec_by_id(&spec.id).await.unwrap().unwrap();
     assert_eq!(spec.status, SpecStatus::Implementing);
-    (store, spec.id)
+    spec.id
 }
 
 /// Claims with `claimers` concurrent loops on `store` until nothing is ready; the claimed ids.
@@ -153,6 +165,73 @@ async fn a_claim_respects_the_total_and_the_per_project_limit() {
             more.push(task.task.id);
         }
         assert_eq!(more, ["TSK-003"]);
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_per_project_limit_counts_each_project_on_its_own() {
+    each_backend(|db| async move {
+        let store = Store::open(&db.url).await.unwrap();
+        let user = store.create_user("ada").await.unwrap();
+        let first = add_spec_with_ready_tasks(&store, &user.id, "first", 3).await;
+        let second = add_spec_with_ready_tasks(&store, &user.id, "second", 3).await;
+        let limits = ClaimLimits {
+            total: 10,
+            per_project: 2,
+        };
+        let mut claimed = Vec::new();
+        while let Some(task) = store.claim_task(limits).await.unwrap() {
+            let project = if task.spec_id == first {
+                "first"
+            } else {
+                "second"
+            };
+            assert!(task.spec_id == first || task.spec_id == second);
+            claimed.push((project, task.task.id));
+        }
+        claimed.sort();
+        let pairs: Vec<(&str, &str)> = claimed.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("first", "TSK-001"),
+                ("first", "TSK-002"),
+                ("second", "TSK-001"),
+                ("second", "TSK-002"),
+            ]
+        );
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_claimed_task_carries_its_slice_of_the_final_spec_even_if_bridged_without_one() {
+    each_backend(|db| async move {
+        let (store, spec_id) = spec_with_ready_tasks(&db, 2).await;
+        let final_spec = store.final_spec(&spec_id).await.unwrap().unwrap();
+        let expected = |task: &SpecTask| SpecSlice::of(&final_spec, task);
+
+        let claimed = store.claim_task(UNLIMITED).await.unwrap().unwrap();
+        assert_eq!(claimed.slice, Some(expected(&claimed.task)));
+        assert!(!expected(&claimed.task).requirements.is_empty());
+        assert_eq!(
+            store.spec_slice(&claimed).await.unwrap(),
+            expected(&claimed.task)
+        );
+
+        // A task bridged before slices were stored gets its slice cut from the final spec.
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        sqlx::query("UPDATE tasks SET spec_slice = NULL")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let old = store.claim_task(UNLIMITED).await.unwrap().unwrap();
+        assert_eq!(old.slice, None);
+        assert_eq!(store.spec_slice(&old).await.unwrap(), expected(&old.task));
         store.close().await;
     })
     .await;
