@@ -152,21 +152,30 @@ async fn an_event_after_a_quiet_spell_goes_at_once_and_a_burst_waits_for_the_win
     // The first event of the run (agent.started, in the worker) does not wait for company.
     let started = tokio::time::Instant::now();
     emit_messages(&emitter, [1]);
-    assert!(sink.wait_until(Duration::from_secs(5), |events| events.len() == 1).await);
+    assert!(
+        sink.wait_until(Duration::from_secs(5), |events| events.len() == 1)
+            .await
+    );
     assert!(started.elapsed() < window, "waited {:?}", started.elapsed());
 
     // Neither does the first event after a quiet spell.
     tokio::time::sleep(window * 3).await;
     let quiet = tokio::time::Instant::now();
     emit_messages(&emitter, [2]);
-    assert!(sink.wait_until(Duration::from_secs(5), |events| events.len() == 2).await);
+    assert!(
+        sink.wait_until(Duration::from_secs(5), |events| events.len() == 2)
+            .await
+    );
     assert!(quiet.elapsed() < window, "waited {:?}", quiet.elapsed());
 
     // Events right after a batch wait for the window and go together.
     emit_messages(&emitter, [3]);
     tokio::time::sleep(window / 4).await;
     emit_messages(&emitter, [4]);
-    assert!(sink.wait_until(Duration::from_secs(5), |events| events.len() == 4).await);
+    assert!(
+        sink.wait_until(Duration::from_secs(5), |events| events.len() == 4)
+            .await
+    );
     assert!(quiet.elapsed() >= window, "waited {:?}", quiet.elapsed());
     assert_eq!(sink.requests(), 3);
 
