@@ -290,9 +290,6 @@ impl DockerProvider {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(SandboxError::io(format!("creating {}", dir.display())))?;
-        let archive = archive::build(request.repo.as_deref(), &self.inner.config.files)
-            .await
-            .map_err(failed)?;
         let name = container_name(&id);
         let body = container::create_body(
             &request,
@@ -302,18 +299,20 @@ impl DockerProvider {
         );
         let docker = &self.inner.docker;
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| match e {
-                ref e if is_status(e, 404) => failed(format!(
-                    "the image {} is not there; build it with scripts/build-images.sh",
-                    request.image.as_deref().unwrap_or(&self.inner.config.image)
-                )),
-                e => failed(format!("creating the container: {}", engine_message(&e))),
-            })?;
+        // The archive is packed while the Engine creates the container.
+        let (archive, created) = tokio::join!(
+            archive::build(request.repo.as_deref(), &self.inner.config.files),
+            docker.create_container(Some(options), body),
+        );
+        created.map_err(|e| match e {
+            ref e if is_status(e, 404) => failed(format!(
+                "the image {} is not there; build it with scripts/build-images.sh",
+                request.image.as_deref().unwrap_or(&self.inner.config.image)
+            )),
+            e => failed(format!("creating the container: {}", engine_message(&e))),
+        })?;
         let started = async {
-            let stream = archive
+            let stream = archive?
                 .stream()
                 .await
                 .map_err(|e| format!("reading the sandbox archive: {e}"))?;

@@ -125,18 +125,21 @@ pub async fn spawn_for_phase(
 ) -> Result<Sandbox> {
     let sandbox_id = new_id();
     let delivery = context_delivery(&context, &state.settings.public_url, &sandbox_id)?;
-    let sandbox = state
+    let (sandbox, token) = state
         .store
-        .create_sandbox(&NewSandbox {
-            id: sandbox_id.clone(),
-            spec_id: Some(spec.id.clone()),
-            task_id: None,
-            provider: state.provider.name().to_string(),
-            start_phase: Some(phase),
-            context: Some(context),
-        })
-        .await?;
-    let token = state.store.create_sandbox_token(&sandbox_id).await?;
+        .open_sandbox(
+            &NewSandbox {
+                id: sandbox_id.clone(),
+                spec_id: Some(spec.id.clone()),
+                task_id: None,
+                provider: state.provider.name().to_string(),
+                start_phase: Some(phase),
+                context: Some(context),
+            },
+            None,
+        )
+        .await?
+        .ok_or_else(|| Error::Internal("a spec sandbox was refused".into()))?;
     let env = phase_env(
         &state.settings,
         &PhaseLaunch {

@@ -84,32 +84,26 @@ pub async fn spawn_for_task(
     context: &TaskContext,
 ) -> Result<Sandbox> {
     let sandbox_id = sandbox_id.to_string();
-    let sandbox = state
+    let opened = state
         .store
-        .create_sandbox(&NewSandbox {
-            id: sandbox_id.clone(),
-            spec_id: Some(spec.id.clone()),
-            task_id: Some(task_id.to_string()),
-            provider: state.provider.name().to_string(),
-            start_phase: None,
-            context: None,
-        })
+        .open_sandbox(
+            &NewSandbox {
+                id: sandbox_id.clone(),
+                spec_id: Some(spec.id.clone()),
+                task_id: Some(task_id.to_string()),
+                provider: state.provider.name().to_string(),
+                start_phase: None,
+                context: None,
+            },
+            Some(task_id),
+        )
         .await?;
-    if !state.store.set_task_sandbox(task_id, &sandbox_id).await? {
-        // The attempt ended while its sandbox was being set up (e.g. the spec was cancelled).
-        state
-            .store
-            .end_sandbox(
-                &sandbox_id,
-                SandboxStatus::Terminated,
-                Some("the task no longer waits for it"),
-            )
-            .await?;
+    // The attempt ended while its sandbox was being set up (e.g. the spec was cancelled).
+    let Some((sandbox, token)) = opened else {
         return Err(Error::Conflict(format!(
             "task {task_id} no longer waits for a sandbox"
         )));
-    }
-    let token = state.store.create_sandbox_token(&sandbox_id).await?;
+    };
     let env = match task_env(
         &state.settings,
         &TaskLaunch {

@@ -79,34 +79,15 @@ impl Store {
 
     /// A new bearer token for a user; only its hash is stored.
     pub async fn create_user_token(&self, user_id: &str) -> Result<String> {
-        self.insert_token(TokenKind::User, Some(user_id), None)
-            .await
-    }
-
-    /// A new bearer token scoped to one sandbox.
-    pub async fn create_sandbox_token(&self, sandbox_id: &str) -> Result<String> {
-        self.insert_token(TokenKind::Sandbox, None, Some(sandbox_id))
-            .await
-    }
-
-    async fn insert_token(
-        &self,
-        kind: TokenKind,
-        user_id: Option<&str>,
-        sandbox_id: Option<&str>,
-    ) -> Result<String> {
-        let token = generate_token(kind)?;
-        sqlx::query(
-            "INSERT INTO tokens (id, hash, kind, user_id, sandbox_id, created_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+        let token = generate_token(TokenKind::User)?;
+        insert_token(
+            &self.pool,
+            &token,
+            TokenKind::User,
+            Some(user_id),
+            None,
+            now_ms(),
         )
-        .bind(new_id())
-        .bind(hash_token(&token))
-        .bind(kind.as_str())
-        .bind(user_id)
-        .bind(sandbox_id)
-        .bind(now_ms())
-        .execute(&self.pool)
         .await?;
         Ok(token)
     }
@@ -262,4 +243,31 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
         git_token: git_token.map(GitToken::new),
         created_at: time_from_ms(row.try_get("created_ms")?),
     })
+}
+
+/// Stores the hash of `token`.
+pub(super) async fn insert_token<'e, E>(
+    executor: E,
+    token: &str,
+    kind: TokenKind,
+    user_id: Option<&str>,
+    sandbox_id: Option<&str>,
+    now: i64,
+) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO tokens (id, hash, kind, user_id, sandbox_id, created_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(new_id())
+    .bind(hash_token(token))
+    .bind(kind.as_str())
+    .bind(user_id)
+    .bind(sandbox_id)
+    .bind(now)
+    .execute(executor)
+    .await?;
+    Ok(())
 }

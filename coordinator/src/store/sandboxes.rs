@@ -5,10 +5,13 @@ use omoi_protocol::phase::Phase;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::TokenKind;
+use super::accounts::insert_token;
 use super::{
     Store, TOKEN_GRACE_MS, json_optional_column, now_ms, parse_column, parse_optional_column,
     to_json, to_u64,
 };
+use crate::auth::generate_token;
 use crate::error::Result;
 use crate::model::{Sandbox, SandboxStatus, time_from_ms};
 
@@ -31,36 +34,48 @@ impl Store {
     /// Records a sandbox in `starting`.
     pub async fn create_sandbox(&self, new: &NewSandbox) -> Result<Sandbox> {
         let now = now_ms();
-        let context = new.context.as_ref().map(to_json).transpose()?;
-        sqlx::query(
-            "INSERT INTO sandboxes (id, spec_id, task_id, provider, status, start_phase, context,
-                                    acked_seq, created_ms, last_seen_ms)
-             VALUES ($1, $2, $3, $4, 'starting', $5, $6, 0, $7, $7)",
+        insert_sandbox(&self.pool, new, now).await?;
+        Ok(starting_sandbox(new, now))
+    }
+
+    /// Records a sandbox in `starting` and its token in one transaction; with `task_id`, also as
+    /// that task's sandbox, but only while the task waits for one (running, no sandbox yet):
+    /// `None` when it no longer does, and then nothing is recorded.
+    pub async fn open_sandbox(
+        &self,
+        new: &NewSandbox,
+        task_id: Option<&str>,
+    ) -> Result<Option<(Sandbox, String)>> {
+        let now = now_ms();
+        let token = generate_token(TokenKind::Sandbox)?;
+        let mut tx = self.pool.begin().await?;
+        insert_sandbox(&mut *tx, new, now).await?;
+        if let Some(task_id) = task_id {
+            let claimed = sqlx::query(
+                "UPDATE tasks SET sandbox_id = $2, updated_ms = $3
+                 WHERE id = $1 AND status = 'running' AND sandbox_id IS NULL",
+            )
+            .bind(task_id)
+            .bind(&new.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        insert_token(
+            &mut *tx,
+            &token,
+            TokenKind::Sandbox,
+            None,
+            Some(&new.id),
+            now,
         )
-        .bind(&new.id)
-        .bind(&new.spec_id)
-        .bind(&new.task_id)
-        .bind(&new.provider)
-        .bind(new.start_phase.map(Phase::as_str))
-        .bind(context)
-        .bind(now)
-        .execute(&self.pool)
         .await?;
-        Ok(Sandbox {
-            id: new.id.clone(),
-            spec_id: new.spec_id.clone(),
-            task_id: new.task_id.clone(),
-            provider: new.provider.clone(),
-            handle: None,
-            status: SandboxStatus::Starting,
-            start_phase: new.start_phase,
-            acked_seq: 0,
-            terminal: None,
-            reason: None,
-            created_at: time_from_ms(now),
-            last_seen_at: time_from_ms(now),
-            ended_at: None,
-        })
+        tx.commit().await?;
+        Ok(Some((starting_sandbox(new, now), token)))
     }
 
     /// Stores the provider's handle of a spawned sandbox.
@@ -174,4 +189,46 @@ fn sandbox_from_row(row: &AnyRow) -> Result<Sandbox> {
         last_seen_at: time_from_ms(row.try_get("last_seen_ms")?),
         ended_at: ended.map(time_from_ms),
     })
+}
+
+/// Inserts a sandbox in `starting`.
+async fn insert_sandbox<'e, E>(executor: E, new: &NewSandbox, now: i64) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let context = new.context.as_ref().map(to_json).transpose()?;
+    sqlx::query(
+        "INSERT INTO sandboxes (id, spec_id, task_id, provider, status, start_phase, context,
+                                acked_seq, created_ms, last_seen_ms)
+         VALUES ($1, $2, $3, $4, 'starting', $5, $6, 0, $7, $7)",
+    )
+    .bind(&new.id)
+    .bind(&new.spec_id)
+    .bind(&new.task_id)
+    .bind(&new.provider)
+    .bind(new.start_phase.map(Phase::as_str))
+    .bind(context)
+    .bind(now)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The record of a sandbox just inserted by `insert_sandbox`.
+fn starting_sandbox(new: &NewSandbox, now: i64) -> Sandbox {
+    Sandbox {
+        id: new.id.clone(),
+        spec_id: new.spec_id.clone(),
+        task_id: new.task_id.clone(),
+        provider: new.provider.clone(),
+        handle: None,
+        status: SandboxStatus::Starting,
+        start_phase: new.start_phase,
+        acked_seq: 0,
+        terminal: None,
+        reason: None,
+        created_at: time_from_ms(now),
+        last_seen_at: time_from_ms(now),
+        ended_at: None,
+    }
 }

@@ -163,21 +163,6 @@ impl Store {
         Ok(SpecSlice::of(&final_spec, &claimed.task))
     }
 
-    /// Records the sandbox of a claimed task's attempt. Returns whether the task still waited
-    /// for it (running, no sandbox yet).
-    pub async fn set_task_sandbox(&self, task_id: &str, sandbox_id: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE tasks SET sandbox_id = $2, updated_ms = $3
-             WHERE id = $1 AND status = 'running' AND sandbox_id IS NULL",
-        )
-        .bind(task_id)
-        .bind(sandbox_id)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     /// Ends the running attempt of a task (in sandbox `sandbox_id`, or without one when the
     /// sandbox was never recorded) as failed: a retry after the backoff, or the task's and the
     /// spec's failure when its attempts ran out.
