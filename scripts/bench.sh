@@ -12,8 +12,9 @@ out=target/bench
 mkdir -p "$out"
 figures="$out/figures.jsonl"
 : > "$figures"
-log() { echo "bench: $*" >&2; }
 started=$(date +%s)
+# Each step's line carries the seconds since the start, so a slow step shows.
+log() { echo "bench: [$(($(date +%s) - started)) s] $*" >&2; }
 
 log "building the static worker and the release binaries"
 worker=$(scripts/build-worker.sh | tail -n 1)

@@ -61,7 +61,13 @@ pub fn run(args: &[String]) -> Result<()> {
         _ => "sandbox start, spawn → agent.started (local process)".to_string(),
     };
     print_p95(&format!("{label} p95"), &sample);
-    figure(&format!("{label} p50"), sample, "ms", f64::NAN);
+    // The docker start-up target (p50 < 400 ms) is the Docker issue's; the local provider has none.
+    let target = if provider == "docker" {
+        400.0
+    } else {
+        f64::NAN
+    };
+    figure(&format!("{label} p50"), sample, "ms", target);
     figure(
         &format!("sandbox start, the spawn request alone ({provider})"),
         requests,
