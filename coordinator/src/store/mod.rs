@@ -51,9 +51,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// The row-locking clause of the task claim's inner `SELECT … FROM tasks t` (PostgreSQL:
     /// `FOR UPDATE OF t SKIP LOCKED`, so concurrent claimers pass over each other's rows).
     fn claim_lock_clause(&self) -> &'static str;
-    /// The statement that opens the claim's transaction when the claim needs one (SQLite:
-    /// `BEGIN IMMEDIATE`, the write lock up front); `None` runs the claim on its own.
-    fn claim_begin(&self) -> Option<&'static str>;
+    /// The statement that opens the claim's transaction (SQLite: `BEGIN IMMEDIATE`, the write
+    /// lock up front).
+    fn claim_begin(&self) -> &'static str;
+    /// A statement run first in the claim's transaction that makes claims of several
+    /// coordinators take turns (PostgreSQL: a transaction-scoped advisory lock), so the limits
+    /// each claim reads count every task claimed before it.
+    fn claim_serialize(&self) -> Option<&'static str>;
 }
 
 /// The coordinator's database.

@@ -64,7 +64,13 @@ impl Backend for Postgres {
         "FOR UPDATE OF t SKIP LOCKED"
     }
 
-    fn claim_begin(&self) -> Option<&'static str> {
-        None
+    fn claim_begin(&self) -> &'static str {
+        "BEGIN"
+    }
+
+    fn claim_serialize(&self) -> Option<&'static str> {
+        // Held until the claim commits; the claim's statement starts after it is granted, so
+        // under READ COMMITTED it sees every claim committed before. The key is omoi's own.
+        Some("SELECT pg_advisory_xact_lock(7006001)")
     }
 }

@@ -69,8 +69,13 @@ impl Backend for Sqlite {
         ""
     }
 
-    fn claim_begin(&self) -> Option<&'static str> {
-        Some("BEGIN IMMEDIATE")
+    fn claim_begin(&self) -> &'static str {
+        "BEGIN IMMEDIATE"
+    }
+
+    fn claim_serialize(&self) -> Option<&'static str> {
+        // BEGIN IMMEDIATE already makes one writer at a time.
+        None
     }
 }
 

@@ -97,8 +97,8 @@ impl Store {
     /// within `limits` — in one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent
     /// claimers never take one task twice; SQLite: under `BEGIN IMMEDIATE`). The limits are read
     /// in the same statement (running tasks are counted per project once, in `busy`, not per
-    /// candidate row); two replicas claiming at the same instant may each see the last
-    /// free slot, so across replicas a limit can be passed by one task per racing replica.
+    /// candidate row). Claims take turns (`Backend::claim_serialize`), so coordinators claiming
+    /// at the same instant never pass a limit together.
     ///
     /// The row is chosen by `id = (SELECT … LIMIT 1 …)`, a subquery PostgreSQL runs once; under
     /// `id IN (…)` its planner may re-run the subquery per row and claim more than one task.
@@ -127,15 +127,12 @@ impl Store {
             .bind(now_ms())
             .bind(i64::from(limits.total))
             .bind(i64::from(limits.per_project));
-        let row = match self.backend.claim_begin() {
-            Some(begin) => {
-                let mut tx = self.pool.begin_with(begin).await?;
-                let row = query.fetch_optional(&mut *tx).await?;
-                tx.commit().await?;
-                row
-            }
-            None => query.fetch_optional(&self.pool).await?,
-        };
+        let mut tx = self.pool.begin_with(self.backend.claim_begin()).await?;
+        if let Some(serialize) = self.backend.claim_serialize() {
+            sqlx::query(serialize).execute(&mut *tx).await?;
+        }
+        let row = query.fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
         let Some(row) = row else { return Ok(None) };
         let body: String = row.try_get("body")?;
         Ok(Some(ClaimedTask {

@@ -1,6 +1,6 @@
 //! The task claim at the store: two coordinators (two pools on one database) claiming at the
 //! same time from 200 ready tasks take every task exactly once, the limits hold (per project on
-//! its own), and a claimed task carries its slice of the final spec.
+//! its own, and for two coordinators claiming at once), and a claimed task carries its slice of the final spec.
 
 use std::collections::BTreeMap;
 
@@ -137,6 +137,50 @@ async fn two_coordinators_claiming_at_once_take_every_task_exactly_once() {
             .map(|t| t.attempts)
             .collect();
         assert_eq!(attempts, vec![1; 200]);
+        second.close().await;
+        first.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_coordinators_claiming_at_once_never_pass_the_limits_together() {
+    each_backend(|db| async move {
+        let (first, spec_id) = spec_with_ready_tasks(&db, 60).await;
+        let second = Store::open(&db.url).await.unwrap();
+        let limits = ClaimLimits {
+            total: 7,
+            per_project: 100,
+        };
+        let claim_all = |store: Store| async move {
+            let loops: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let mut claimed = 0;
+                        while store.claim_task(limits).await.unwrap().is_some() {
+                            claimed += 1;
+                        }
+                        claimed
+                    })
+                })
+                .collect();
+            let mut claimed = 0;
+            for handle in loops {
+                claimed += handle.await.unwrap();
+            }
+            claimed
+        };
+        let (a, b) = tokio::join!(claim_all(first.clone()), claim_all(second.clone()));
+        assert_eq!(a + b, 7);
+        let running = first
+            .tasks_of_spec(&spec_id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|t| t.attempts == 1)
+            .count();
+        assert_eq!(running, 7);
         second.close().await;
         first.close().await;
     })
