@@ -88,14 +88,15 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
     spec.id
 }
 
-/// Claims with `claimers` concurrent loops on `store` until nothing is ready; the claimed ids.
-async fn drain(store: Store, claimers: usize) -> Vec<String> {
+/// Claims with `claimers` concurrent loops on `store` until nothing is ready (or `limits` stop
+/// it); the claimed ids.
+async fn drain(store: Store, claimers: usize, limits: ClaimLimits) -> Vec<String> {
     let loops: Vec<_> = (0..claimers)
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut claimed = Vec::new();
-                while let Some(task) = store.claim_task(UNLIMITED).await.unwrap() {
+                while let Some(task) = store.claim_task(limits).await.unwrap() {
                     assert_eq!(task.attempts, 1);
                     claimed.push(task.id);
                 }
@@ -116,7 +117,10 @@ async fn two_coordinators_claiming_at_once_take_every_task_exactly_once() {
         let (first, spec_id) = spec_with_ready_tasks(&db, 200).await;
         // A second coordinator: its own pool on the same database.
         let second = Store::open(&db.url).await.unwrap();
-        let (a, b) = tokio::join!(drain(first.clone(), 4), drain(second.clone(), 4));
+        let (a, b) = tokio::join!(
+            drain(first.clone(), 4, UNLIMITED),
+            drain(second.clone(), 4, UNLIMITED)
+        );
         let mut claimed: Vec<String> = a.iter().chain(&b).cloned().collect();
         claimed.sort();
         let mut expected: Vec<String> = first
@@ -152,27 +156,11 @@ async fn two_coordinators_claiming_at_once_never_pass_the_limits_together() {
             total: 7,
             per_project: 100,
         };
-        let claim_all = |store: Store| async move {
-            let loops: Vec<_> = (0..4)
-                .map(|_| {
-                    let store = store.clone();
-                    tokio::spawn(async move {
-                        let mut claimed = 0;
-                        while store.claim_task(limits).await.unwrap().is_some() {
-                            claimed += 1;
-                        }
-                        claimed
-                    })
-                })
-                .collect();
-            let mut claimed = 0;
-            for handle in loops {
-                claimed += handle.await.unwrap();
-            }
-            claimed
-        };
-        let (a, b) = tokio::join!(claim_all(first.clone()), claim_all(second.clone()));
-        assert_eq!(a + b, 7);
+        let (a, b) = tokio::join!(
+            drain(first.clone(), 4, limits),
+            drain(second.clone(), 4, limits)
+        );
+        assert_eq!(a.len() + b.len(), 7);
         let running = first
             .tasks_of_spec(&spec_id)
             .await

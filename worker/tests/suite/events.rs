@@ -94,6 +94,19 @@ fn no_protocol_errors(sink: &FakeSink) {
     assert_eq!(sink.protocol_errors(), Vec::<String>::new());
 }
 
+/// Everything emitted, `1..=n`, was delivered once, in order, without a protocol error.
+fn assert_delivered_in_order(sink: &FakeSink, report: &DeliveryReport, n: u64) {
+    assert_eq!(
+        *report,
+        DeliveryReport {
+            delivered: n,
+            unsent: 0
+        }
+    );
+    assert_eq!(stored(sink), expected_messages(1..=n));
+    no_protocol_errors(sink);
+}
+
 #[tokio::test]
 async fn many_events_go_in_few_requests() {
     let sink = FakeSink::start(SinkOptions::default()).await;
@@ -180,15 +193,7 @@ async fn an_event_after_a_quiet_spell_goes_at_once_and_a_burst_waits_for_the_win
     assert_eq!(sink.requests(), 3);
 
     let report = delivery.finish(Duration::from_secs(5)).await;
-    assert_eq!(
-        report,
-        DeliveryReport {
-            delivered: 4,
-            unsent: 0
-        }
-    );
-    assert_eq!(stored(&sink), expected_messages(1..=4));
-    no_protocol_errors(&sink);
+    assert_delivered_in_order(&sink, &report, 4);
 }
 
 #[tokio::test(start_paused = true)]
@@ -240,15 +245,7 @@ async fn a_sink_that_refuses_until_told_otherwise_gets_everything_after() {
     emit_messages(&emitter, 6..=7);
     let report = delivery.finish(Duration::from_secs(60)).await;
 
-    assert_eq!(
-        report,
-        DeliveryReport {
-            delivered: 7,
-            unsent: 0
-        }
-    );
-    assert_eq!(stored(&sink), expected_messages(1..=7));
-    no_protocol_errors(&sink);
+    assert_delivered_in_order(&sink, &report, 7);
 }
 
 #[tokio::test(start_paused = true)]
@@ -302,15 +299,7 @@ async fn unsent_events_are_resent_by_the_next_start_and_the_seq_continues() {
     emit_messages(&emitter, 6..=8);
     let report = delivery.finish(Duration::from_secs(10)).await;
 
-    assert_eq!(
-        report,
-        DeliveryReport {
-            delivered: 8,
-            unsent: 0
-        }
-    );
-    assert_eq!(stored(&sink), expected_messages(1..=8));
-    no_protocol_errors(&sink);
+    assert_delivered_in_order(&sink, &report, 8);
 
     // Everything is acknowledged: a third start has nothing to resend and goes on at 9.
     let (emitter, delivery) = start(&sink, spool.path()).await.unwrap();
@@ -383,15 +372,7 @@ async fn a_corrupt_spool_line_is_skipped_and_the_rest_is_delivered() {
     emit_messages(&emitter, 3..=4);
     let report = delivery.finish(Duration::from_secs(10)).await;
 
-    assert_eq!(
-        report,
-        DeliveryReport {
-            delivered: 4,
-            unsent: 0
-        }
-    );
-    assert_eq!(stored(&sink), expected_messages(1..=4));
-    no_protocol_errors(&sink);
+    assert_delivered_in_order(&sink, &report, 4);
 }
 
 #[tokio::test]
@@ -412,15 +393,7 @@ async fn a_spool_left_by_another_sandbox_does_not_leak_into_this_one() {
     emit_messages(&emitter, 1..=2);
     let report = delivery.finish(Duration::from_secs(10)).await;
 
-    assert_eq!(
-        report,
-        DeliveryReport {
-            delivered: 2,
-            unsent: 0
-        }
-    );
-    assert_eq!(stored(&sink), expected_messages(1..=2));
-    no_protocol_errors(&sink);
+    assert_delivered_in_order(&sink, &report, 2);
 }
 
 #[tokio::test]
