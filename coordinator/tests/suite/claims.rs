@@ -1,11 +1,12 @@
 //! The task claim at the store: two coordinators (two pools on one database) claiming at the
 //! same time from 200 ready tasks take every task exactly once, the limits hold (per project on
-//! its own, and for two coordinators claiming at once), and a claimed task carries its slice of the final spec.
+//! its own, and for two coordinators claiming at once), a claimed task carries its slice of the
+//! final spec, and gets one sandbox.
 
 use std::collections::BTreeMap;
 
 use omoi_coordinator::model::SpecStatus;
-use omoi_coordinator::store::{ClaimLimits, NewProject, NewSandbox, Store};
+use omoi_coordinator::store::{ClaimLimits, NewProject, NewSandbox, Store, TokenRecord};
 use omoi_coordinator::task_context::SpecSlice;
 use omoi_protocol::artifact::SpecTask;
 use pretty_assertions::assert_eq;
@@ -264,6 +265,51 @@ async fn a_claimed_task_carries_its_slice_of_the_final_spec_even_if_bridged_with
         let old = store.claim_task(UNLIMITED).await.unwrap().unwrap();
         assert_eq!(old.slice, None);
         assert_eq!(store.spec_slice(&old).await.unwrap(), expected(&old.task));
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_task_gets_one_sandbox_and_a_second_one_is_refused_without_a_trace() {
+    each_backend(|db| async move {
+        let (store, spec_id) = spec_with_ready_tasks(&db, 1).await;
+        let claimed = store.claim_task(UNLIMITED).await.unwrap().unwrap();
+        let new = |id: &str| NewSandbox {
+            id: id.into(),
+            spec_id: Some(spec_id.clone()),
+            task_id: Some(claimed.id.clone()),
+            provider: "local".into(),
+            start_phase: None,
+            context: None,
+        };
+
+        let (sandbox, token) = store
+            .open_sandbox(&new("first"), Some(&claimed.id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sandbox.id, "first");
+        assert_eq!(
+            store.token(&token).await.unwrap(),
+            Some(TokenRecord::Sandbox {
+                sandbox_id: "first".into()
+            })
+        );
+        let task = store.task_by_id(&claimed.id).await.unwrap().unwrap();
+        assert_eq!(task.sandbox_id.as_deref(), Some("first"));
+
+        // The task no longer waits: nothing of the second sandbox is recorded.
+        assert_eq!(
+            store
+                .open_sandbox(&new("second"), Some(&claimed.id))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.sandbox("second").await.unwrap(), None);
+        let task = store.task_by_id(&claimed.id).await.unwrap().unwrap();
+        assert_eq!(task.sandbox_id.as_deref(), Some("first"));
         store.close().await;
     })
     .await;
