@@ -126,8 +126,12 @@ fn evaluate(
 }
 
 fn run() -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the worker waits on the model, the network and child processes, and its own
+    // work comes in short bursts. Measured against two worker threads (`omoi-bench worker`):
+    // EXPLORE 2.56 ms instead of 2.84–2.96, a whole scripted spec 9.8–10.1 ms instead of
+    // 11.8–12.1, with a narrower spread — no hand-offs between threads. Blocking work (the
+    // search tool's scan) goes to `spawn_blocking`.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
