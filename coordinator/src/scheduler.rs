@@ -6,21 +6,24 @@
 //! decision is a conditional statement in the store, so several coordinators on one PostgreSQL
 //! may run it at once.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::execution::{fail, refresh_status};
-use crate::model::Sandbox;
+use crate::model::{Project, Spec};
 use crate::pull_request::{Published, publish};
 use crate::sandbox::task::spawn_for_task;
 use crate::server::AppState;
-use crate::store::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, new_id, now_ms};
+use crate::store::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, now_ms};
 use crate::task_context::task_context;
 
 /// How long one coordinator holds the right to publish a spec.
 const PUBLISH_LEASE: Duration = Duration::from_secs(120);
+/// The most tasks one claim takes (one transaction); their sandboxes are spawned concurrently.
+const CLAIM_BATCH: usize = 32;
 /// Tries to open a pull request (on errors worth a retry) before the spec fails.
 const MAX_PUBLISH_ATTEMPTS: u32 = 5;
 
@@ -75,7 +78,8 @@ async fn publish_and_dispatch(state: &AppState) -> Result<usize> {
     dispatch(state).await
 }
 
-/// Claims and starts ready tasks until none is ready or a limit is reached.
+/// Claims and starts ready tasks until none is ready or a limit is reached: up to
+/// [`CLAIM_BATCH`] tasks per claim, whose sandboxes are spawned concurrently.
 async fn dispatch(state: &AppState) -> Result<usize> {
     let limits = ClaimLimits {
         total: state.settings.max_running_tasks,
@@ -85,54 +89,75 @@ async fn dispatch(state: &AppState) -> Result<usize> {
         return Ok(0);
     }
     let mut started = 0;
-    while let Some(claimed) = state.store.claim_task(limits).await? {
-        let sandbox_id = new_id();
-        match start(state, &claimed, &sandbox_id).await {
-            Ok(_) => started += 1,
-            // The attempt ended while its sandbox was set up; nothing to undo.
-            Err(Error::Conflict(message)) => tracing::info!(task = %claimed.id, %message),
-            Err(e) => {
-                let reason = format!("could not start a sandbox: {e}");
-                tracing::error!(task = %claimed.id, %reason);
-                let end = state
-                    .store
-                    .fail_task_attempt(&claimed.id, Some(&sandbox_id), &reason)
-                    .await?;
-                let end = match end {
-                    AttemptEnd::Ignored => {
-                        state
-                            .store
-                            .fail_task_attempt(&claimed.id, None, &reason)
-                            .await?
-                    }
-                    end => end,
-                };
-                after_attempt(state, &claimed.spec_id, &end).await?;
+    loop {
+        let claimed = state
+            .store
+            .claim_tasks(limits, CLAIM_BATCH, state.provider.name())
+            .await?;
+        if claimed.is_empty() {
+            return Ok(started);
+        }
+        let parents = parents(state, &claimed).await?;
+        let spawns = claimed.iter().map(|task| start(state, &parents, task));
+        let outcomes = futures_util::future::join_all(spawns).await;
+        let mut handles = Vec::with_capacity(claimed.len());
+        let mut failed = Vec::new();
+        for (task, outcome) in claimed.iter().zip(outcomes) {
+            match outcome {
+                Ok(handle) => handles.push((task.sandbox.id.clone(), handle)),
+                Err(e) => failed.push((task, e)),
             }
         }
+        started += handles.len();
+        state.store.set_sandbox_handles(&handles).await?;
+        for (task, e) in failed {
+            let reason = format!("could not start a sandbox: {e}");
+            tracing::error!(task = %task.id, %reason);
+            let end = state
+                .store
+                .fail_task_attempt(&task.id, Some(&task.sandbox.id), &reason)
+                .await?;
+            after_attempt(state, &task.spec_id, &end).await?;
+        }
     }
-    Ok(started)
 }
 
-/// Spawns the sandbox of a claimed task.
-async fn start(state: &AppState, claimed: &ClaimedTask, sandbox_id: &str) -> Result<Sandbox> {
-    let spec = state
-        .store
-        .spec_by_id(&claimed.spec_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no spec {}", claimed.spec_id)))?;
-    let project = state
-        .store
-        .project_by_id(&spec.project_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no project {}", spec.project_id)))?;
+/// The spec and project of each spec that claimed tasks belong to (read once per claim, not
+/// per task), or why they could not be read.
+type Parents = HashMap<String, std::result::Result<(Spec, Project), String>>;
+
+async fn parents(state: &AppState, claimed: &[ClaimedTask]) -> Result<Parents> {
+    let mut parents = Parents::new();
+    for task in claimed {
+        if parents.contains_key(&task.spec_id) {
+            continue;
+        }
+        let found = match state.store.spec_by_id(&task.spec_id).await? {
+            None => Err(format!("no spec {}", task.spec_id)),
+            Some(spec) => match state.store.project_by_id(&spec.project_id).await? {
+                None => Err(format!("no project {}", spec.project_id)),
+                Some(project) => Ok((spec, project)),
+            },
+        };
+        parents.insert(task.spec_id.clone(), found);
+    }
+    Ok(parents)
+}
+
+/// Spawns the sandbox of a claimed task; the provider's handle.
+async fn start(state: &AppState, parents: &Parents, claimed: &ClaimedTask) -> Result<String> {
+    let (spec, project) = match parents.get(&claimed.spec_id) {
+        Some(Ok(found)) => found,
+        Some(Err(missing)) => return Err(Error::NotFound(missing.clone())),
+        None => return Err(Error::NotFound(format!("no spec {}", claimed.spec_id))),
+    };
     let slice = state.store.spec_slice(claimed).await?;
-    let context = task_context(&spec, &project, slice, &claimed.task);
+    let context = task_context(spec, project, slice, &claimed.task);
     tracing::info!(
         spec = %spec.id, task = %claimed.task.id, attempt = claimed.attempts,
         max_attempts = claimed.max_attempts, "starting a task"
     );
-    spawn_for_task(state, &spec, &project, &claimed.id, sandbox_id, &context).await
+    spawn_for_task(state, spec, project, claimed, &context).await
 }
 
 /// Ends the attempt of a task whose sandbox was lost (the liveness monitor found it silent or

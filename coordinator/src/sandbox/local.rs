@@ -99,72 +99,31 @@ impl LocalProvider {
             });
         }
         let dir = self.sandbox_dir(&id);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(SandboxError::io(format!("creating {}", dir.display())))?;
         let workspace = dir.join("workspace");
-        match &request.repo {
-            Some(repo) => prepare_workspace(repo, &workspace)
+        if let Some(repo) = &request.repo {
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(SandboxError::io(format!("creating {}", dir.display())))?;
+            prepare_workspace(repo, &workspace)
                 .await
                 .map_err(|reason| SandboxError::Spawn {
                     sandbox_id: id.clone(),
                     reason,
-                })?,
-            None => tokio::fs::create_dir_all(&workspace)
-                .await
-                .map_err(SandboxError::io(format!(
-                    "creating {}",
-                    workspace.display()
-                )))?,
+                })?;
         }
-
-        let log_path = dir.join("sandbox.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(SandboxError::io(format!("opening {}", log_path.display())))?;
-        let log_err = log
-            .try_clone()
-            .map_err(SandboxError::io(format!("opening {}", log_path.display())))?;
-
-        let mut command = Command::new(&self.worker_bin);
-        command
-            .current_dir(&workspace)
-            .env_clear()
-            .envs(
-                INHERITED_ENV.iter().filter_map(|name| {
-                    std::env::var_os(name).map(|value| (name.to_string(), value))
-                }),
-            )
-            .envs(&request.env)
-            .env(omoi_protocol::env::WORKSPACE, &workspace)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
-            .kill_on_drop(false)
-            .process_group(0);
-        let child = command.spawn().map_err(|e| SandboxError::Spawn {
-            sandbox_id: id.clone(),
-            reason: format!("starting {}: {e}", self.worker_bin.display()),
-        })?;
-        let pid = child.id().ok_or_else(|| SandboxError::Spawn {
-            sandbox_id: id.clone(),
-            reason: "the worker exited at once".into(),
-        })?;
-        let record = Record {
-            sandbox_id: id.clone(),
-            pid,
-            start_time: process_start_time(pid).await,
-            labels: request.labels,
-        };
-        write_record(&dir, &record).await?;
+        // The rest is a few small file operations and the spawn: one trip to a blocking thread.
+        let worker_bin = self.worker_bin.clone();
+        let (child, pid) = tokio::task::spawn_blocking(move || {
+            start_worker(&worker_bin, &dir, &workspace, request)
+        })
+        .await
+        .map_err(|e| SandboxError::Provider(format!("starting a worker: {e}")))??;
         let exit = reap(child);
         self.children
             .lock()
             .await
             .insert(id.clone(), LocalChild { pid, exit });
-        tracing::info!(sandbox = %id, pid, log = %log_path.display(), "local sandbox started");
+        tracing::info!(sandbox = %id, pid, "local sandbox started");
         Ok(SandboxHandle(id))
     }
 
@@ -176,7 +135,7 @@ impl LocalProvider {
             });
         }
         match read_record(&self.sandbox_dir(&handle.0)).await? {
-            Some(record) => Ok(orphan_status(&record).await),
+            Some(record) => Ok(orphan_status(&record)),
             None => Ok(ProviderStatus::NotFound),
         }
     }
@@ -196,11 +155,11 @@ impl LocalProvider {
         let Some(record) = read_record(&self.sandbox_dir(&handle.0)).await? else {
             return Ok(());
         };
-        if orphan_status(&record).await == ProviderStatus::Running {
+        if orphan_status(&record) == ProviderStatus::Running {
             signal_group(record.pid, "TERM").await;
             let deadline = tokio::time::Instant::now() + TERMINATE_GRACE;
             while tokio::time::Instant::now() < deadline {
-                if orphan_status(&record).await != ProviderStatus::Running {
+                if orphan_status(&record) != ProviderStatus::Running {
                     return Ok(());
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -272,6 +231,66 @@ impl Provider for LocalProvider {
     ) -> BoxFuture<'a, Result<Vec<ListedSandbox>, SandboxError>> {
         self.list_inner(labels).boxed()
     }
+}
+
+/// Starts the worker of `request` in `dir` (creating `workspace` when the spawn brought no
+/// repository), its output going to `sandbox.log`, and writes `sandbox.json`. Blocking: it runs
+/// on a blocking thread, inside the runtime (the child is a tokio process, reaped by `reap`).
+fn start_worker(
+    worker_bin: &Path,
+    dir: &Path,
+    workspace: &Path,
+    request: SpawnRequest,
+) -> Result<(Child, u32), SandboxError> {
+    let id = request.sandbox_id;
+    if request.repo.is_none() {
+        std::fs::create_dir_all(workspace).map_err(SandboxError::io(format!(
+            "creating {}",
+            workspace.display()
+        )))?;
+    }
+    let log_path = dir.join("sandbox.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(SandboxError::io(format!("opening {}", log_path.display())))?;
+    let log_err = log
+        .try_clone()
+        .map_err(SandboxError::io(format!("opening {}", log_path.display())))?;
+
+    let mut command = Command::new(worker_bin);
+    command
+        .current_dir(workspace)
+        .env_clear()
+        .envs(
+            INHERITED_ENV
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (name.to_string(), value))),
+        )
+        .envs(&request.env)
+        .env(omoi_protocol::env::WORKSPACE, workspace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .kill_on_drop(false)
+        .process_group(0);
+    let child = command.spawn().map_err(|e| SandboxError::Spawn {
+        sandbox_id: id.clone(),
+        reason: format!("starting {}: {e}", worker_bin.display()),
+    })?;
+    let pid = child.id().ok_or_else(|| SandboxError::Spawn {
+        sandbox_id: id.clone(),
+        reason: "the worker exited at once".into(),
+    })?;
+    let record = Record {
+        sandbox_id: id,
+        pid,
+        start_time: process_stat(pid).map(|(_, start)| start),
+        labels: request.labels,
+    };
+    write_record(dir, &record)?;
+    Ok((child, pid))
 }
 
 /// Waits for the process in a task of its own (so it never lingers as a zombie) and publishes
@@ -349,13 +368,11 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn write_record(dir: &Path, record: &Record) -> Result<(), SandboxError> {
+fn write_record(dir: &Path, record: &Record) -> Result<(), SandboxError> {
     let path = dir.join("sandbox.json");
     let text = serde_json::to_vec_pretty(record)
         .map_err(|e| SandboxError::Provider(format!("encoding {}: {e}", path.display())))?;
-    tokio::fs::write(&path, text)
-        .await
-        .map_err(SandboxError::io(format!("writing {}", path.display())))
+    std::fs::write(&path, text).map_err(SandboxError::io(format!("writing {}", path.display())))
 }
 
 async fn read_record(dir: &Path) -> Result<Option<Record>, SandboxError> {
@@ -368,8 +385,8 @@ async fn read_record(dir: &Path) -> Result<Option<Record>, SandboxError> {
 }
 
 /// The status of a worker this coordinator did not start (it outlived an earlier coordinator).
-async fn orphan_status(record: &Record) -> ProviderStatus {
-    match process_stat(record.pid).await {
+fn orphan_status(record: &Record) -> ProviderStatus {
+    match process_stat(record.pid) {
         Some((state, start_time))
             if state != 'Z'
                 && state != 'X'
@@ -381,15 +398,10 @@ async fn orphan_status(record: &Record) -> ProviderStatus {
     }
 }
 
-async fn process_start_time(pid: u32) -> Option<u64> {
-    process_stat(pid).await.map(|(_, start)| start)
-}
-
-/// The state letter and start time (field 22) of a process, from `/proc/<pid>/stat`.
-async fn process_stat(pid: u32) -> Option<(char, u64)> {
-    let stat = tokio::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .await
-        .ok()?;
+/// The state letter and start time (field 22) of a process, from `/proc/<pid>/stat` (procfs:
+/// read from memory, never blocks on a disk).
+fn process_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after its closing paren do not.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
@@ -418,11 +430,15 @@ async fn signal_group(pid: u32, signal: &str) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_stat_of_this_process_parses() {
-        let (state, start) = process_stat(std::process::id()).await.unwrap();
+    #[test]
+    fn the_stat_of_this_process_parses() {
+        let (state, start) = process_stat(std::process::id()).unwrap();
         assert!(state == 'R' || state == 'S', "state {state}");
-        assert_eq!(process_start_time(std::process::id()).await, Some(start));
-        assert_eq!(process_stat(u32::MAX).await, None);
+        assert!(start > 0);
+        assert_eq!(
+            process_stat(std::process::id()).map(|(_, s)| s),
+            Some(start)
+        );
+        assert_eq!(process_stat(u32::MAX), None);
     }
 }

@@ -127,19 +127,15 @@ pub async fn spawn_for_phase(
     let delivery = context_delivery(&context, &state.settings.public_url, &sandbox_id)?;
     let (sandbox, token) = state
         .store
-        .open_sandbox(
-            &NewSandbox {
-                id: sandbox_id.clone(),
-                spec_id: Some(spec.id.clone()),
-                task_id: None,
-                provider: state.provider.name().to_string(),
-                start_phase: Some(phase),
-                context: Some(context),
-            },
-            None,
-        )
-        .await?
-        .ok_or_else(|| Error::Internal("a spec sandbox was refused".into()))?;
+        .open_sandbox(&NewSandbox {
+            id: sandbox_id.clone(),
+            spec_id: Some(spec.id.clone()),
+            task_id: None,
+            provider: state.provider.name().to_string(),
+            start_phase: Some(phase),
+            context: Some(context),
+        })
+        .await?;
     let env = phase_env(
         &state.settings,
         &PhaseLaunch {

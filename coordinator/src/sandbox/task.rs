@@ -13,9 +13,9 @@ use omoi_protocol::task::TaskContext;
 use super::spawn::{OWNER, RESERVED_ENV};
 use super::{Limits, OWNER_LABEL, SANDBOX_LABEL, SPEC_LABEL, SandboxHandle, SpawnRequest};
 use crate::error::{Error, Result};
-use crate::model::{Project, Sandbox, SandboxStatus, Spec};
+use crate::model::{Project, SandboxStatus, Spec};
 use crate::server::{AppState, Settings};
-use crate::store::NewSandbox;
+use crate::store::ClaimedTask;
 
 /// The label that names the task a sandbox runs (the coordinator's task id).
 pub const TASK_LABEL: &str = "omoi.task";
@@ -72,91 +72,66 @@ pub fn task_env(settings: &Settings, launch: &TaskLaunch<'_>) -> Result<BTreeMap
     Ok(vars)
 }
 
-/// Spawns sandbox `sandbox_id` for one attempt of task `task_id` (the coordinator's id) of
-/// `spec`. On a spawn failure the sandbox is recorded as failed and the error returned (the
-/// caller ends the attempt); [`Error::Conflict`] when the task no longer waits for a sandbox.
+/// Spawns the sandbox recorded for the attempt of `claimed` (a task of `spec`) and answers the
+/// provider's handle, for the caller to store. On a failure the sandbox is recorded as failed and
+/// the error returned (the caller ends the attempt).
 pub async fn spawn_for_task(
     state: &AppState,
     spec: &Spec,
     project: &Project,
-    task_id: &str,
-    sandbox_id: &str,
+    claimed: &ClaimedTask,
     context: &TaskContext,
-) -> Result<Sandbox> {
-    let sandbox_id = sandbox_id.to_string();
-    let opened = state
-        .store
-        .open_sandbox(
-            &NewSandbox {
-                id: sandbox_id.clone(),
-                spec_id: Some(spec.id.clone()),
-                task_id: Some(task_id.to_string()),
-                provider: state.provider.name().to_string(),
-                start_phase: None,
-                context: None,
-            },
-            Some(task_id),
-        )
-        .await?;
-    // The attempt ended while its sandbox was being set up (e.g. the spec was cancelled).
-    let Some((sandbox, token)) = opened else {
-        return Err(Error::Conflict(format!(
-            "task {task_id} no longer waits for a sandbox"
-        )));
-    };
-    let env = match task_env(
+) -> Result<String> {
+    let sandbox_id = &claimed.sandbox.id;
+    let spawned = match task_env(
         &state.settings,
         &TaskLaunch {
             project,
             context,
-            sandbox_id: &sandbox_id,
-            token: &token,
+            sandbox_id,
+            token: &claimed.token,
         },
     ) {
-        Ok(env) => env,
+        Ok(env) => {
+            let labels = BTreeMap::from([
+                (OWNER_LABEL.to_string(), OWNER.to_string()),
+                (SANDBOX_LABEL.to_string(), sandbox_id.clone()),
+                (SPEC_LABEL.to_string(), spec.id.clone()),
+                (TASK_LABEL.to_string(), claimed.id.clone()),
+            ]);
+            let request = SpawnRequest {
+                sandbox_id: sandbox_id.clone(),
+                image: project.image.clone(),
+                env,
+                labels,
+                limits: Limits::default(),
+                repo: None,
+            };
+            state.provider.spawn(request).await.map_err(|e| {
+                let reason = e.to_string();
+                (Error::Sandbox(e), reason)
+            })
+        }
         Err(e) => {
             let reason = e.to_string();
-            state
-                .store
-                .end_sandbox(&sandbox_id, SandboxStatus::Failed, Some(&reason))
-                .await?;
-            return Err(e);
+            Err((e, reason))
         }
     };
-    let labels = BTreeMap::from([
-        (OWNER_LABEL.to_string(), OWNER.to_string()),
-        (SANDBOX_LABEL.to_string(), sandbox_id.clone()),
-        (SPEC_LABEL.to_string(), spec.id.clone()),
-        (TASK_LABEL.to_string(), task_id.to_string()),
-    ]);
-    let request = SpawnRequest {
-        sandbox_id: sandbox_id.clone(),
-        image: project.image.clone(),
-        env,
-        labels,
-        limits: Limits::default(),
-        repo: None,
-    };
-    match state.provider.spawn(request).await {
+    match spawned {
         Ok(SandboxHandle(handle)) => {
-            state.store.set_sandbox_handle(&sandbox_id, &handle).await?;
             state.metrics.sandbox_spawned();
             tracing::info!(
                 spec = %spec.id, task = %context.task.id, sandbox = %sandbox_id,
                 "task sandbox spawned"
             );
-            Ok(Sandbox {
-                handle: Some(handle),
-                ..sandbox
-            })
+            Ok(handle)
         }
-        Err(e) => {
-            let reason = e.to_string();
+        Err((e, reason)) => {
             state
                 .store
-                .end_sandbox(&sandbox_id, SandboxStatus::Failed, Some(&reason))
+                .end_sandbox(sandbox_id, SandboxStatus::Failed, Some(&reason))
                 .await?;
-            Err(Error::Sandbox(e))
+            Err(e)
         }
     }
 }

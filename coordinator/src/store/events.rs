@@ -46,13 +46,19 @@ impl Store {
         let (stored, released, acked) = (batch.stored, batch.released, batch.acked_seq);
 
         let mut status_changed = false;
+        // Whether an earlier event of this batch already ended the task's attempt.
+        let mut attempt_ended = false;
         for StreamEvent { event, .. } in &released {
             match (&sandbox.spec_id, &sandbox.task_id) {
                 (Some(_), Some(task_id)) => {
                     for effect in effects(event) {
+                        let attempt = tasks::Attempt {
+                            task_id,
+                            sandbox_id: &sandbox.id,
+                            ended: &mut attempt_ended,
+                        };
                         status_changed |=
-                            tasks::apply(&mut tx, &self.tasks, task_id, &sandbox.id, &effect, now)
-                                .await?;
+                            tasks::apply(&mut tx, &self.tasks, attempt, &effect, now).await?;
                     }
                 }
                 (Some(spec_id), None) => {

@@ -2,8 +2,8 @@
 
 use omoi_protocol::context::PhaseContext;
 use omoi_protocol::phase::Phase;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::TokenKind;
 use super::accounts::insert_token;
@@ -27,6 +27,8 @@ pub struct NewSandbox {
     pub context: Option<PhaseContext>,
 }
 
+const SET_HANDLE: &str = "UPDATE sandboxes SET handle = $2 WHERE id = $1";
+
 const SANDBOX_COLUMNS: &str = "id, spec_id, task_id, provider, handle, status, start_phase, \
                                acked_seq, terminal, reason, created_ms, last_seen_ms, ended_ms";
 
@@ -38,53 +40,38 @@ impl Store {
         Ok(starting_sandbox(new, now))
     }
 
-    /// Records a sandbox in `starting` and its token in one transaction; with `task_id`, also as
-    /// that task's sandbox, but only while the task waits for one (running, no sandbox yet):
-    /// `None` when it no longer does, and then nothing is recorded.
-    pub async fn open_sandbox(
-        &self,
-        new: &NewSandbox,
-        task_id: Option<&str>,
-    ) -> Result<Option<(Sandbox, String)>> {
+    /// Records a sandbox in `starting` and its token in one transaction; answers the sandbox and
+    /// its token. (A task's sandbox is recorded when the task is claimed: `claim_tasks`.)
+    pub async fn open_sandbox(&self, new: &NewSandbox) -> Result<(Sandbox, String)> {
         let now = now_ms();
-        let token = generate_token(TokenKind::Sandbox)?;
         let mut tx = self.pool.begin().await?;
-        insert_sandbox(&mut *tx, new, now).await?;
-        if let Some(task_id) = task_id {
-            let claimed = sqlx::query(
-                "UPDATE tasks SET sandbox_id = $2, updated_ms = $3
-                 WHERE id = $1 AND status = 'running' AND sandbox_id IS NULL",
-            )
-            .bind(task_id)
-            .bind(&new.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if claimed.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-        }
-        insert_token(
-            &mut *tx,
-            &token,
-            TokenKind::Sandbox,
-            None,
-            Some(&new.id),
-            now,
-        )
-        .await?;
+        let token = open_sandbox_in(&mut tx, new, now).await?;
         tx.commit().await?;
-        Ok(Some((starting_sandbox(new, now), token)))
+        Ok((starting_sandbox(new, now), token))
     }
 
     /// Stores the provider's handle of a spawned sandbox.
     pub async fn set_sandbox_handle(&self, id: &str, handle: &str) -> Result<()> {
-        sqlx::query("UPDATE sandboxes SET handle = $2 WHERE id = $1")
+        sqlx::query(SET_HANDLE)
             .bind(id)
             .bind(handle)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Stores the providers' handles of several spawned sandboxes (`(sandbox id, handle)`) in
+    /// one transaction.
+    pub async fn set_sandbox_handles(&self, handles: &[(String, String)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, handle) in handles {
+            sqlx::query(SET_HANDLE)
+                .bind(id)
+                .bind(handle)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -214,8 +201,28 @@ where
     Ok(())
 }
 
+/// Inserts a sandbox in `starting` and a new token for it inside `tx`; answers the token.
+pub(super) async fn open_sandbox_in(
+    tx: &mut Transaction<'static, Any>,
+    new: &NewSandbox,
+    now: i64,
+) -> Result<String> {
+    let token = generate_token(TokenKind::Sandbox)?;
+    insert_sandbox(&mut **tx, new, now).await?;
+    insert_token(
+        &mut **tx,
+        &token,
+        TokenKind::Sandbox,
+        None,
+        Some(&new.id),
+        now,
+    )
+    .await?;
+    Ok(token)
+}
+
 /// The record of a sandbox just inserted by `insert_sandbox`.
-fn starting_sandbox(new: &NewSandbox, now: i64) -> Sandbox {
+pub(super) fn starting_sandbox(new: &NewSandbox, now: i64) -> Sandbox {
     Sandbox {
         id: new.id.clone(),
         spec_id: new.spec_id.clone(),

@@ -1,5 +1,7 @@
 //! Specs, their phases (the checkpoints) and the tasks bridged from them.
 
+use std::collections::HashMap;
+
 use omoi_protocol::artifact::FinalSpec;
 use omoi_protocol::context::PhaseContext;
 use omoi_protocol::phase::Phase;
@@ -230,11 +232,28 @@ impl Store {
         .bind(spec_id)
         .fetch_all(&self.pool)
         .await?;
-        let mut tasks = Vec::with_capacity(rows.len());
-        for row in &rows {
-            tasks.push(self.task_from_row(row).await?);
+        // The dependencies of all of them in one query, not one per task.
+        let mut deps: HashMap<String, Vec<String>> = HashMap::new();
+        let dep_rows = sqlx::query(
+            "SELECT d.task_id AS task_id, d.depends_on AS depends_on
+             FROM task_deps d JOIN tasks t ON t.id = d.task_id
+             WHERE t.spec_id = $1 ORDER BY d.task_id, d.depends_on",
+        )
+        .bind(spec_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &dep_rows {
+            deps.entry(row.try_get("task_id")?)
+                .or_default()
+                .push(row.try_get("depends_on")?);
         }
-        Ok(tasks)
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let depends_on = deps.remove(&id).unwrap_or_default();
+                task_from_row(row, depends_on)
+            })
+            .collect()
     }
 
     /// A task of a spec of `user_id`; 404 otherwise.
@@ -248,7 +267,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => self.task_from_row(&row).await,
+            Some(row) => self.task_with_deps(&row).await,
             None => Err(Error::NotFound(format!("no task {id}"))),
         }
     }
@@ -262,14 +281,15 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(Some(self.task_from_row(&row).await?)),
+            Some(row) => Ok(Some(self.task_with_deps(&row).await?)),
             None => Ok(None),
         }
     }
 
-    async fn task_from_row(&self, row: &AnyRow) -> Result<TaskRecord> {
+    /// The task of `row` with its dependencies read.
+    async fn task_with_deps(&self, row: &AnyRow) -> Result<TaskRecord> {
         let id: String = row.try_get("id")?;
-        let deps =
+        let depends_on =
             sqlx::query("SELECT depends_on FROM task_deps WHERE task_id = $1 ORDER BY depends_on")
                 .bind(&id)
                 .fetch_all(&self.pool)
@@ -277,21 +297,26 @@ impl Store {
                 .iter()
                 .map(|r| r.try_get::<String, _>("depends_on"))
                 .collect::<Result<Vec<_>, _>>()?;
-        Ok(TaskRecord {
-            id,
-            spec_id: row.try_get("spec_id")?,
-            ticket_id: row.try_get("ticket_id")?,
-            spec_task_id: row.try_get("spec_task_id")?,
-            title: row.try_get("title")?,
-            status: parse_column(row, "status")?,
-            attempts: to_u32(row.try_get("attempts")?, "attempts")?,
-            max_attempts: to_u32(row.try_get("max_attempts")?, "max_attempts")?,
-            depends_on: deps,
-            sandbox_id: row.try_get("sandbox_id")?,
-            commit_sha: row.try_get("commit_sha")?,
-            error: row.try_get("error")?,
-        })
+        task_from_row(row, depends_on)
     }
+}
+
+/// A task record from a row of `TASK_COLUMNS` and its dependencies.
+fn task_from_row(row: &AnyRow, depends_on: Vec<String>) -> Result<TaskRecord> {
+    Ok(TaskRecord {
+        id: row.try_get("id")?,
+        spec_id: row.try_get("spec_id")?,
+        ticket_id: row.try_get("ticket_id")?,
+        spec_task_id: row.try_get("spec_task_id")?,
+        title: row.try_get("title")?,
+        status: parse_column(row, "status")?,
+        attempts: to_u32(row.try_get("attempts")?, "attempts")?,
+        max_attempts: to_u32(row.try_get("max_attempts")?, "max_attempts")?,
+        depends_on,
+        sandbox_id: row.try_get("sandbox_id")?,
+        commit_sha: row.try_get("commit_sha")?,
+        error: row.try_get("error")?,
+    })
 }
 
 const TASK_COLUMNS: &str = "t.id AS id, t.spec_id AS spec_id, t.ticket_id AS ticket_id, \

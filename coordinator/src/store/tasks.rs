@@ -13,10 +13,11 @@ use omoi_protocol::artifact::SpecTask;
 use sqlx::{Any, Row, Transaction};
 
 use super::events::{fail_spec, record_agent_end, record_agent_start};
-use super::{Store, json_optional_column, now_ms, to_i64, to_u32, to_u64};
+use super::sandboxes::{NewSandbox, open_sandbox_in, starting_sandbox};
+use super::{Store, json_optional_column, new_id, now_ms, to_i64, to_u32, to_u64};
 use crate::error::{Error, Result, corrupt};
 use crate::ingest::Effect;
-use crate::model::PullRequestRef;
+use crate::model::{PullRequestRef, Sandbox};
 use crate::task_context::SpecSlice;
 
 /// How failed task attempts are retried.
@@ -57,7 +58,8 @@ pub struct ClaimLimits {
     pub per_project: u32,
 }
 
-/// A task this coordinator claimed: it is `running`, its attempt counted, no sandbox yet.
+/// A task this coordinator claimed: it is `running`, its attempt counted, and its sandbox is
+/// recorded (`starting`, not spawned yet).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedTask {
     pub id: String,
@@ -69,6 +71,10 @@ pub struct ClaimedTask {
     /// Its part of the final spec, as the bridge stored it (`None` for a task bridged before
     /// slices were stored; `Store::spec_slice` cuts it then).
     pub slice: Option<SpecSlice>,
+    /// The sandbox recorded for this attempt.
+    pub sandbox: Sandbox,
+    /// That sandbox's token (only its hash is stored).
+    pub token: String,
 }
 
 /// What a failed attempt did to its task.
@@ -93,23 +99,32 @@ pub struct PublishCandidate {
 }
 
 impl Store {
-    /// Claims the oldest ready task whose backoff has passed, of a spec that is implementing,
-    /// within `limits` — in one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent
-    /// claimers never take one task twice; SQLite: under `BEGIN IMMEDIATE`). The limits are read
-    /// in the same statement (running tasks are counted per project once, in `busy`, not per
-    /// candidate row). Claims take turns (`Backend::claim_serialize`), so coordinators claiming
-    /// at the same instant never pass a limit together.
+    /// Claims up to `max` ready tasks, oldest first, whose backoff has passed, of specs that are
+    /// implementing, within `limits`, and records a sandbox (`starting`, of `provider`) and its
+    /// token for each — all in one transaction, so a claimed task always has its sandbox record.
+    ///
+    /// Each task is claimed by one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+    /// concurrent claimers never take one task twice; SQLite: under `BEGIN IMMEDIATE`) that reads
+    /// the limits too, counting the tasks claimed before it in the same transaction (running
+    /// tasks are counted per project once, in `busy`, not per candidate row). Claims take turns
+    /// (`Backend::claim_serialize`), so coordinators claiming at the same instant never pass a
+    /// limit together.
     ///
     /// The row is chosen by `id = (SELECT … LIMIT 1 …)`, a subquery PostgreSQL runs once; under
     /// `id IN (…)` its planner may re-run the subquery per row and claim more than one task.
-    pub async fn claim_task(&self, limits: ClaimLimits) -> Result<Option<ClaimedTask>> {
+    pub async fn claim_tasks(
+        &self,
+        limits: ClaimLimits,
+        max: usize,
+        provider: &str,
+    ) -> Result<Vec<ClaimedTask>> {
         let sql = format!(
             "WITH busy AS (
                  SELECT rs.project_id AS project_id, COUNT(*) AS running
                  FROM tasks r JOIN specs rs ON rs.id = r.spec_id
                  WHERE r.status = 'running' GROUP BY rs.project_id
              )
-             UPDATE tasks SET status = 'running', attempts = attempts + 1, sandbox_id = NULL,
+             UPDATE tasks SET status = 'running', attempts = attempts + 1, sandbox_id = $4,
                     claimed_ms = $1, updated_ms = $1
              WHERE status = 'ready' AND id = (
                  SELECT t.id FROM tasks t JOIN specs s ON s.id = t.spec_id
@@ -123,26 +138,47 @@ impl Store {
              RETURNING id, spec_id, attempts, max_attempts, body, spec_slice",
             self.backend.claim_lock_clause()
         );
-        let query = sqlx::query(&sql)
-            .bind(now_ms())
-            .bind(i64::from(limits.total))
-            .bind(i64::from(limits.per_project));
+        let now = now_ms();
+        let mut claimed = Vec::new();
         let mut tx = self.pool.begin_with(self.backend.claim_begin()).await?;
         if let Some(serialize) = self.backend.claim_serialize() {
             sqlx::query(serialize).execute(&mut *tx).await?;
         }
-        let row = query.fetch_optional(&mut *tx).await?;
+        while claimed.len() < max {
+            let sandbox_id = new_id();
+            let row = sqlx::query(&sql)
+                .bind(now)
+                .bind(i64::from(limits.total))
+                .bind(i64::from(limits.per_project))
+                .bind(&sandbox_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else { break };
+            let id: String = row.try_get("id")?;
+            let spec_id: String = row.try_get("spec_id")?;
+            let new = NewSandbox {
+                id: sandbox_id,
+                spec_id: Some(spec_id.clone()),
+                task_id: Some(id.clone()),
+                provider: provider.to_string(),
+                start_phase: None,
+                context: None,
+            };
+            let token = open_sandbox_in(&mut tx, &new, now).await?;
+            let body: String = row.try_get("body")?;
+            claimed.push(ClaimedTask {
+                id,
+                spec_id,
+                attempts: to_u32(row.try_get("attempts")?, "attempts")?,
+                max_attempts: to_u32(row.try_get("max_attempts")?, "max_attempts")?,
+                task: serde_json::from_str(&body).map_err(|e| corrupt("task body", e))?,
+                slice: json_optional_column(&row, "spec_slice")?,
+                sandbox: starting_sandbox(&new, now),
+                token,
+            });
+        }
         tx.commit().await?;
-        let Some(row) = row else { return Ok(None) };
-        let body: String = row.try_get("body")?;
-        Ok(Some(ClaimedTask {
-            id: row.try_get("id")?,
-            spec_id: row.try_get("spec_id")?,
-            attempts: to_u32(row.try_get("attempts")?, "attempts")?,
-            max_attempts: to_u32(row.try_get("max_attempts")?, "max_attempts")?,
-            task: serde_json::from_str(&body).map_err(|e| corrupt("task body", e))?,
-            slice: json_optional_column(&row, "spec_slice")?,
-        }))
+        Ok(claimed)
     }
 
     /// The part of the final spec a claimed task works from: the stored slice, or for a task
@@ -340,16 +376,29 @@ impl Store {
     }
 }
 
+/// The attempt of a task in a task sandbox, as one ingested batch sees it.
+pub(super) struct Attempt<'a> {
+    pub task_id: &'a str,
+    pub sandbox_id: &'a str,
+    /// Set once an event of the batch (`task.completed`, `task.failed`) ended the attempt, so a
+    /// terminal event after it in the same batch need not look for it again.
+    pub ended: &'a mut bool,
+}
+
 /// Applies one effect of an event of a task sandbox inside the ingest transaction. Returns
 /// whether the spec's status changed.
 pub(super) async fn apply(
     tx: &mut Transaction<'static, Any>,
     policy: &TaskPolicy,
-    task_id: &str,
-    sandbox_id: &str,
+    attempt: Attempt<'_>,
     effect: &Effect,
     now: i64,
 ) -> Result<bool> {
+    let Attempt {
+        task_id,
+        sandbox_id,
+        ended,
+    } = attempt;
     match effect {
         Effect::AgentStarted => {
             record_agent_start(tx, sandbox_id).await?;
@@ -381,6 +430,8 @@ pub(super) async fn apply(
             .bind(now)
             .fetch_optional(&mut **tx)
             .await?;
+            // Completed now, or not running here before: either way no attempt runs here now.
+            *ended = true;
             if let Some(row) = done {
                 let spec_id: String = row.try_get("spec_id")?;
                 promote_ready(tx, &spec_id, now).await?;
@@ -388,6 +439,7 @@ pub(super) async fn apply(
             Ok(false)
         }
         Effect::TaskFailed { reason } => {
+            *ended = true;
             let end = attempt_failed(tx, policy, task_id, Some(sandbox_id), reason, now).await?;
             Ok(end == AttemptEnd::Failed { spec_failed: true })
         }
@@ -400,6 +452,10 @@ pub(super) async fn apply(
             record_agent_end(tx, sandbox_id, terminal, *success, reason.as_deref(), now).await?;
             // After `task.completed` or `task.failed` the task no longer runs here, and this
             // changes nothing; a worker that ended without either failed the attempt.
+            if *ended {
+                return Ok(false);
+            }
+            *ended = true;
             let reason = match reason {
                 Some(reason) => reason.clone(),
                 None => "the worker ended without reporting the task's outcome".to_string(),

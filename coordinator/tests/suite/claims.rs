@@ -5,8 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use omoi_coordinator::model::SandboxStatus;
 use omoi_coordinator::model::SpecStatus;
-use omoi_coordinator::store::{ClaimLimits, NewProject, NewSandbox, Store, TokenRecord};
+use omoi_coordinator::store::{
+    ClaimLimits, ClaimedTask, NewProject, NewSandbox, Store, TokenRecord,
+};
 use omoi_coordinator::task_context::SpecSlice;
 use omoi_protocol::artifact::SpecTask;
 use pretty_assertions::assert_eq;
@@ -89,6 +92,13 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
     spec.id
 }
 
+/// Claims one task, if one may run.
+async fn claim_one(store: &Store, limits: ClaimLimits) -> Option<ClaimedTask> {
+    let mut claimed = store.claim_tasks(limits, 1, "local").await.unwrap();
+    assert!(claimed.len() <= 1, "{claimed:?}");
+    claimed.pop()
+}
+
 /// Claims with `claimers` concurrent loops on `store` until nothing is ready (or `limits` stop
 /// it); the claimed ids.
 async fn drain(store: Store, claimers: usize, limits: ClaimLimits) -> Vec<String> {
@@ -97,7 +107,7 @@ async fn drain(store: Store, claimers: usize, limits: ClaimLimits) -> Vec<String
             let store = store.clone();
             tokio::spawn(async move {
                 let mut claimed = Vec::new();
-                while let Some(task) = store.claim_task(limits).await.unwrap() {
+                while let Some(task) = claim_one(&store, limits).await {
                     assert_eq!(task.attempts, 1);
                     claimed.push(task.id);
                 }
@@ -185,7 +195,7 @@ async fn a_claim_respects_the_total_and_the_per_project_limit() {
             per_project: 2,
         };
         let mut claimed = Vec::new();
-        while let Some(task) = store.claim_task(per_project).await.unwrap() {
+        while let Some(task) = claim_one(&store, per_project).await {
             claimed.push(task.task.id);
         }
         assert_eq!(claimed, ["TSK-001", "TSK-002"]);
@@ -194,7 +204,7 @@ async fn a_claim_respects_the_total_and_the_per_project_limit() {
             per_project: 10,
         };
         let mut more = Vec::new();
-        while let Some(task) = store.claim_task(total).await.unwrap() {
+        while let Some(task) = claim_one(&store, total).await {
             more.push(task.task.id);
         }
         assert_eq!(more, ["TSK-003"]);
@@ -215,7 +225,7 @@ async fn the_per_project_limit_counts_each_project_on_its_own() {
             per_project: 2,
         };
         let mut claimed = Vec::new();
-        while let Some(task) = store.claim_task(limits).await.unwrap() {
+        while let Some(task) = claim_one(&store, limits).await {
             let project = if task.spec_id == first {
                 "first"
             } else {
@@ -247,7 +257,7 @@ async fn a_claimed_task_carries_its_slice_of_the_final_spec_even_if_bridged_with
         let final_spec = store.final_spec(&spec_id).await.unwrap().unwrap();
         let expected = |task: &SpecTask| SpecSlice::of(&final_spec, task);
 
-        let claimed = store.claim_task(UNLIMITED).await.unwrap().unwrap();
+        let claimed = claim_one(&store, UNLIMITED).await.unwrap();
         assert_eq!(claimed.slice, Some(expected(&claimed.task)));
         assert!(!expected(&claimed.task).requirements.is_empty());
         assert_eq!(
@@ -262,7 +272,7 @@ async fn a_claimed_task_carries_its_slice_of_the_final_spec_even_if_bridged_with
             .await
             .unwrap();
         conn.close().await.unwrap();
-        let old = store.claim_task(UNLIMITED).await.unwrap().unwrap();
+        let old = claim_one(&store, UNLIMITED).await.unwrap();
         assert_eq!(old.slice, None);
         assert_eq!(store.spec_slice(&old).await.unwrap(), expected(&old.task));
         store.close().await;
@@ -271,45 +281,78 @@ async fn a_claimed_task_carries_its_slice_of_the_final_spec_even_if_bridged_with
 }
 
 #[tokio::test]
-async fn a_task_gets_one_sandbox_and_a_second_one_is_refused_without_a_trace() {
+async fn a_claimed_task_comes_with_its_sandbox_and_token_recorded() {
     each_backend(|db| async move {
         let (store, spec_id) = spec_with_ready_tasks(&db, 1).await;
-        let claimed = store.claim_task(UNLIMITED).await.unwrap().unwrap();
-        let new = |id: &str| NewSandbox {
-            id: id.into(),
-            spec_id: Some(spec_id.clone()),
-            task_id: Some(claimed.id.clone()),
-            provider: "local".into(),
-            start_phase: None,
-            context: None,
-        };
-
-        let (sandbox, token) = store
-            .open_sandbox(&new("first"), Some(&claimed.id))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(sandbox.id, "first");
+        let claimed = claim_one(&store, UNLIMITED).await.unwrap();
+        assert_eq!(claimed.sandbox.spec_id.as_deref(), Some(spec_id.as_str()));
         assert_eq!(
-            store.token(&token).await.unwrap(),
+            claimed.sandbox.task_id.as_deref(),
+            Some(claimed.id.as_str())
+        );
+        assert_eq!(claimed.sandbox.status, SandboxStatus::Starting);
+        assert_eq!(claimed.sandbox.provider, "local");
+        assert_eq!(
+            store.sandbox(&claimed.sandbox.id).await.unwrap(),
+            Some(claimed.sandbox.clone())
+        );
+        assert_eq!(
+            store.token(&claimed.token).await.unwrap(),
             Some(TokenRecord::Sandbox {
-                sandbox_id: "first".into()
+                sandbox_id: claimed.sandbox.id.clone()
             })
         );
         let task = store.task_by_id(&claimed.id).await.unwrap().unwrap();
-        assert_eq!(task.sandbox_id.as_deref(), Some("first"));
-
-        // The task no longer waits: nothing of the second sandbox is recorded.
         assert_eq!(
-            store
-                .open_sandbox(&new("second"), Some(&claimed.id))
-                .await
-                .unwrap(),
-            None
+            task.sandbox_id.as_deref(),
+            Some(claimed.sandbox.id.as_str())
         );
-        assert_eq!(store.sandbox("second").await.unwrap(), None);
-        let task = store.task_by_id(&claimed.id).await.unwrap().unwrap();
-        assert_eq!(task.sandbox_id.as_deref(), Some("first"));
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_claim_takes_several_tasks_within_the_limits_each_with_its_own_sandbox() {
+    each_backend(|db| async move {
+        let store = Store::open(&db.url).await.unwrap();
+        let user = store.create_user("ada").await.unwrap();
+        let first = add_spec_with_ready_tasks(&store, &user.id, "first", 4).await;
+        let second = add_spec_with_ready_tasks(&store, &user.id, "second", 4).await;
+        let limits = ClaimLimits {
+            total: 5,
+            per_project: 3,
+        };
+        let claimed = store.claim_tasks(limits, 10, "local").await.unwrap();
+        let taken: Vec<(bool, &str)> = claimed
+            .iter()
+            .map(|t| (t.spec_id == first, t.task.id.as_str()))
+            .collect();
+        assert_eq!(
+            taken,
+            [
+                (true, "TSK-001"),
+                (true, "TSK-002"),
+                (true, "TSK-003"),
+                (false, "TSK-001"),
+                (false, "TSK-002"),
+            ]
+        );
+        assert!(
+            claimed
+                .iter()
+                .all(|t| t.spec_id == first || t.spec_id == second)
+        );
+        let mut sandboxes: Vec<&str> = claimed.iter().map(|t| t.sandbox.id.as_str()).collect();
+        sandboxes.sort_unstable();
+        sandboxes.dedup();
+        assert_eq!(sandboxes.len(), 5);
+        for task in &claimed {
+            let record = store.task_by_id(&task.id).await.unwrap().unwrap();
+            assert_eq!(record.sandbox_id.as_deref(), Some(task.sandbox.id.as_str()));
+        }
+        // The total limit is reached: nothing more, and nothing recorded for it.
+        assert_eq!(store.claim_tasks(limits, 10, "local").await.unwrap(), []);
         store.close().await;
     })
     .await;

@@ -13,9 +13,9 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{each_backend, phase_output};
+use super::support::{FakeProvider, TestServer, each_backend, phase_output};
 use super::task_support::{
-    failed, landed, send, states, task_sandboxes, task_states, wait_for_spec,
+    failed, landed, quick, send, states, task_sandboxes, task_states, wait_for_spec,
     wait_for_task_sandboxes, write_spec, written,
 };
 
@@ -348,6 +348,55 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_the_last_one_blocks_t
             (&json!("implementing"), &Value::Null)
         );
         w.server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_task_sandbox_that_cannot_be_spawned_fails_its_attempts_and_then_the_spec() {
+    each_backend(|db| async move {
+        let provider = FakeProvider::new();
+        provider.fail_task_spawns();
+        let server = TestServer::start(&db, provider.clone(), |s| {
+            quick(s);
+            s.task_policy.max_attempts = 2;
+        })
+        .await;
+        let (_, api) = server.user("ada").await;
+        let (status, project) = api.post("/projects", &sample_project()).await;
+        assert_eq!(status, StatusCode::CREATED, "{project}");
+        let project_id = project["id"].as_str().unwrap();
+        let spec_id = write_spec(&server, &provider, &api, project_id, None).await;
+
+        let spec = wait_for_spec(&api, &spec_id, "failed").await;
+        let error = spec["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("TSK-001 failed after 2 attempts: could not start a sandbox: ")
+                && error.ends_with("no capacity"),
+            "{error}"
+        );
+        let tasks = task_states(&api, &spec_id).await;
+        assert_eq!(tasks[0], states(&[("TSK-001", "failed", 2)])[0]);
+        // Each attempt had its own sandbox, recorded as failed with the provider's reason.
+        let (_, detail) = api.get(&format!("/specs/{spec_id}")).await;
+        let task_sandboxes: Vec<(&Value, &str)> = detail["sandboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["task_id"] == detail["tasks"][0]["id"])
+            .map(|s| (&s["status"], s["reason"].as_str().unwrap()))
+            .collect();
+        assert_eq!(task_sandboxes.len(), 2, "{task_sandboxes:?}");
+        for (status, reason) in task_sandboxes {
+            assert_eq!(status, &json!("failed"));
+            assert!(reason.ends_with("no capacity"), "{reason}");
+        }
+        assert_eq!(
+            provider.spawned().len(),
+            1,
+            "only the spec's sandbox started"
+        );
+        server.stop().await;
     })
     .await;
 }

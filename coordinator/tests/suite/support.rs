@@ -307,6 +307,7 @@ struct FakeState {
     /// Listed in `list` beside the spawned ones (left over from an "earlier run").
     extra: Vec<ListedSandbox>,
     fail_spawns: bool,
+    fail_task_spawns: bool,
 }
 
 impl FakeProvider {
@@ -347,6 +348,11 @@ impl FakeProvider {
     pub fn fail_spawns(&self) {
         self.inner.lock().unwrap().fail_spawns = true;
     }
+
+    /// Makes every later spawn of a task sandbox (one with `TASK_ID` set) fail.
+    pub fn fail_task_spawns(&self) {
+        self.inner.lock().unwrap().fail_task_spawns = true;
+    }
 }
 
 impl Provider for FakeProvider {
@@ -357,7 +363,8 @@ impl Provider for FakeProvider {
     fn spawn(&self, request: SpawnRequest) -> BoxFuture<'_, Result<SandboxHandle, SandboxError>> {
         async move {
             let mut inner = self.inner.lock().unwrap();
-            if inner.fail_spawns {
+            if inner.fail_spawns || (inner.fail_task_spawns && request.env.contains_key("TASK_ID"))
+            {
                 return Err(SandboxError::Spawn {
                     sandbox_id: request.sandbox_id.clone(),
                     reason: "no capacity".into(),
