@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::execution::{fail, refresh_status};
-use crate::model::{Project, Spec};
+use crate::model::{Project, SandboxStatus, Spec};
 use crate::pull_request::{Published, publish};
 use crate::sandbox::task::spawn_for_task;
 use crate::server::AppState;
@@ -111,6 +111,15 @@ async fn dispatch(state: &AppState) -> Result<usize> {
         started += handles.len();
         state.store.set_sandbox_handles(&handles).await?;
         for (task, e) in failed {
+            // The sandbox keeps the provider's own words; the attempt says what failed.
+            let cause = match &e {
+                Error::Sandbox(provider) => provider.to_string(),
+                other => other.to_string(),
+            };
+            state
+                .store
+                .end_sandbox(&task.sandbox.id, SandboxStatus::Failed, Some(&cause))
+                .await?;
             let reason = format!("could not start a sandbox: {e}");
             tracing::error!(task = %task.id, %reason);
             let end = state

@@ -13,7 +13,7 @@ use omoi_protocol::task::TaskContext;
 use super::spawn::{OWNER, RESERVED_ENV};
 use super::{Limits, OWNER_LABEL, SANDBOX_LABEL, SPEC_LABEL, SandboxHandle, SpawnRequest};
 use crate::error::{Error, Result};
-use crate::model::{Project, SandboxStatus, Spec};
+use crate::model::{Project, Spec};
 use crate::server::{AppState, Settings};
 use crate::store::ClaimedTask;
 
@@ -73,8 +73,8 @@ pub fn task_env(settings: &Settings, launch: &TaskLaunch<'_>) -> Result<BTreeMap
 }
 
 /// Spawns the sandbox recorded for the attempt of `claimed` (a task of `spec`) and answers the
-/// provider's handle, for the caller to store. On a failure the sandbox is recorded as failed and
-/// the error returned (the caller ends the attempt).
+/// provider's handle, for the caller to store. On an error the caller ends the sandbox and the
+/// attempt.
 pub async fn spawn_for_task(
     state: &AppState,
     spec: &Spec,
@@ -83,7 +83,7 @@ pub async fn spawn_for_task(
     context: &TaskContext,
 ) -> Result<String> {
     let sandbox_id = &claimed.sandbox.id;
-    let spawned = match task_env(
+    let env = task_env(
         &state.settings,
         &TaskLaunch {
             project,
@@ -91,49 +91,28 @@ pub async fn spawn_for_task(
             sandbox_id,
             token: &claimed.token,
         },
-    ) {
-        Ok(env) => {
-            let labels = BTreeMap::from([
-                (OWNER_LABEL.to_string(), OWNER.to_string()),
-                (SANDBOX_LABEL.to_string(), sandbox_id.clone()),
-                (SPEC_LABEL.to_string(), spec.id.clone()),
-                (TASK_LABEL.to_string(), claimed.id.clone()),
-            ]);
-            let request = SpawnRequest {
-                sandbox_id: sandbox_id.clone(),
-                image: project.image.clone(),
-                env,
-                labels,
-                limits: Limits::default(),
-                repo: None,
-            };
-            state.provider.spawn(request).await.map_err(|e| {
-                let reason = e.to_string();
-                (Error::Sandbox(e), reason)
-            })
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            Err((e, reason))
-        }
+    )?;
+    let labels = BTreeMap::from([
+        (OWNER_LABEL.to_string(), OWNER.to_string()),
+        (SANDBOX_LABEL.to_string(), sandbox_id.clone()),
+        (SPEC_LABEL.to_string(), spec.id.clone()),
+        (TASK_LABEL.to_string(), claimed.id.clone()),
+    ]);
+    let request = SpawnRequest {
+        sandbox_id: sandbox_id.clone(),
+        image: project.image.clone(),
+        env,
+        labels,
+        limits: Limits::default(),
+        repo: None,
     };
-    match spawned {
-        Ok(SandboxHandle(handle)) => {
-            state.metrics.sandbox_spawned();
-            tracing::info!(
-                spec = %spec.id, task = %context.task.id, sandbox = %sandbox_id,
-                "task sandbox spawned"
-            );
-            Ok(handle)
-        }
-        Err((e, reason)) => {
-            state
-                .store
-                .end_sandbox(sandbox_id, SandboxStatus::Failed, Some(&reason))
-                .await?;
-            Err(e)
-        }
-    }
+    let SandboxHandle(handle) = state.provider.spawn(request).await?;
+    state.metrics.sandbox_spawned();
+    tracing::info!(
+        spec = %spec.id, task = %context.task.id, sandbox = %sandbox_id,
+        "task sandbox spawned"
+    );
+    Ok(handle)
 }
 
 #[cfg(test)]
