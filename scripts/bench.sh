@@ -67,7 +67,12 @@ if [ "${BENCH_SKIP_POSTGRES:-0}" != 1 ]; then
   status=0
   "$bench" ingest --omoi "$omoi" --database "${pg_url%/*}/$database" --label PostgreSQL \
     >> "$figures" || status=$?
-  psql "$pg_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >&2
+  # No FORCE: the server has stopped, and a plain DROP also ends an autovacuum worker busy on
+  # the fresh rows, which FORCE may not (it is the superuser's process).
+  for _ in 1 2 3 4 5; do
+    psql "$pg_url" -qc "DROP DATABASE IF EXISTS $database" >&2 && break
+    sleep 1
+  done
   [ "$status" = 0 ] || exit "$status"
 fi
 
