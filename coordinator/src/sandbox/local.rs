@@ -123,7 +123,8 @@ impl LocalProvider {
             .lock()
             .await
             .insert(id.clone(), LocalChild { pid, exit });
-        tracing::info!(sandbox = %id, pid, "local sandbox started");
+        let log = self.log_path(&id);
+        tracing::info!(sandbox = %id, pid, log = %log.display(), "local sandbox started");
         Ok(SandboxHandle(id))
     }
 

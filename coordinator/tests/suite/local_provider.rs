@@ -13,17 +13,27 @@ use super::support::eventually;
 
 /// A stand-in worker: records its directory and environment, then runs for a while (or exits
 /// with `EXIT_WITH` at once).
-fn fake_worker(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("fake-worker.sh");
-    std::fs::write(
-        &path,
-        "#!/bin/sh\npwd > seen-dir\nenv | sort > seen-env\necho started\n\
-         if [ -n \"$EXIT_WITH\" ]; then exit \"$EXIT_WITH\"; fi\nsleep 30\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
+///
+/// Written once per test process, before any test of this file spawns: a script written while
+/// another thread forks can still be open for writing in the child between its fork and exec,
+/// and exec'ing it then fails with "Text file busy".
+fn fake_worker() -> std::path::PathBuf {
+    static WORKER: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    WORKER
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let path = dir.join("fake-worker.sh");
+            std::fs::write(
+                &path,
+                "#!/bin/sh\npwd > seen-dir\nenv | sort > seen-env\necho started\n\
+                 if [ -n \"$EXIT_WITH\" ]; then exit \"$EXIT_WITH\"; fi\nsleep 30\n",
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        })
+        .clone()
 }
 
 fn request(id: &str, repo: &Path, env: &[(&str, &str)]) -> SpawnRequest {
@@ -51,7 +61,7 @@ async fn a_plain_directory_is_copied_and_the_worker_runs_in_it_with_its_env() {
     let repo = tmp.path().join("repo");
     std::fs::create_dir_all(repo.join("src")).unwrap();
     std::fs::write(repo.join("src/lib.sh"), "echo hi\n").unwrap();
-    let provider = LocalProvider::new(fake_worker(tmp.path()), &tmp.path().join("data"));
+    let provider = LocalProvider::new(fake_worker(), &tmp.path().join("data"));
 
     let handle = provider
         .spawn(request("sb-1", &repo, &[("SPEC_ID", "spec-1")]))
@@ -140,7 +150,7 @@ async fn a_git_repository_is_cloned_and_the_exit_code_is_reported() {
         "-qm",
         "init",
     ]);
-    let provider = LocalProvider::new(fake_worker(tmp.path()), &tmp.path().join("data"));
+    let provider = LocalProvider::new(fake_worker(), &tmp.path().join("data"));
     let handle = provider
         .spawn(request("sb-2", &repo, &[("EXIT_WITH", "3")]))
         .await
@@ -181,7 +191,7 @@ async fn a_worker_that_outlives_its_coordinator_is_found_and_stopped_by_the_next
     let repo = tmp.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     let data = tmp.path().join("data");
-    let worker = fake_worker(tmp.path());
+    let worker = fake_worker();
     let first = LocalProvider::new(worker.clone(), &data);
     let handle = first.spawn(request("sb-4", &repo, &[])).await.unwrap();
     drop(first);
