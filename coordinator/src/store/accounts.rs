@@ -79,17 +79,7 @@ impl Store {
 
     /// A new bearer token for a user; only its hash is stored.
     pub async fn create_user_token(&self, user_id: &str) -> Result<String> {
-        let token = generate_token(TokenKind::User)?;
-        insert_token(
-            &self.pool,
-            &token,
-            TokenKind::User,
-            Some(user_id),
-            None,
-            now_ms(),
-        )
-        .await?;
-        Ok(token)
+        insert_token(&self.pool, TokenKind::User, Some(user_id), None, now_ms()).await
     }
 
     /// What a presented token speaks for, when it exists and has not expired.
@@ -245,29 +235,29 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
     })
 }
 
-/// Stores the hash of `token`.
+/// Makes a new bearer token of `kind` and stores its hash; answers the token.
 pub(super) async fn insert_token<'e, E>(
     executor: E,
-    token: &str,
     kind: TokenKind,
     user_id: Option<&str>,
     sandbox_id: Option<&str>,
     now: i64,
-) -> Result<()>
+) -> Result<String>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    let token = generate_token(kind)?;
     sqlx::query(
         "INSERT INTO tokens (id, hash, kind, user_id, sandbox_id, created_ms)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(new_id())
-    .bind(hash_token(token))
+    .bind(hash_token(&token))
     .bind(kind.as_str())
     .bind(user_id)
     .bind(sandbox_id)
     .bind(now)
     .execute(executor)
     .await?;
-    Ok(())
+    Ok(token)
 }

@@ -11,7 +11,6 @@ use super::{
     Store, TOKEN_GRACE_MS, json_optional_column, now_ms, parse_column, parse_optional_column,
     to_json, to_u64,
 };
-use crate::auth::generate_token;
 use crate::error::Result;
 use crate::model::{Sandbox, SandboxStatus, time_from_ms};
 
@@ -207,18 +206,8 @@ pub(super) async fn open_sandbox_in(
     new: &NewSandbox,
     now: i64,
 ) -> Result<String> {
-    let token = generate_token(TokenKind::Sandbox)?;
     insert_sandbox(&mut **tx, new, now).await?;
-    insert_token(
-        &mut **tx,
-        &token,
-        TokenKind::Sandbox,
-        None,
-        Some(&new.id),
-        now,
-    )
-    .await?;
-    Ok(token)
+    insert_token(&mut **tx, TokenKind::Sandbox, None, Some(&new.id), now).await
 }
 
 /// The record of a sandbox just inserted by `insert_sandbox`.

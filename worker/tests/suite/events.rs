@@ -162,24 +162,26 @@ async fn an_event_after_a_quiet_spell_goes_at_once_and_a_burst_waits_for_the_win
     let (emitter, delivery) = start(&sink, spool.path()).await.unwrap();
     let window = events::sender::BATCH_WINDOW;
 
+    // Emits message `seq` and waits until the sink holds it; how long that took.
+    let emit_and_wait = async |seq: u64| {
+        let emitted = tokio::time::Instant::now();
+        emit_messages(&emitter, [seq]);
+        assert!(
+            sink.wait_until(Duration::from_secs(5), |events| events.len() as u64 == seq)
+                .await
+        );
+        emitted.elapsed()
+    };
+
     // The first event of the run (agent.started, in the worker) does not wait for company.
-    let started = tokio::time::Instant::now();
-    emit_messages(&emitter, [1]);
-    assert!(
-        sink.wait_until(Duration::from_secs(5), |events| events.len() == 1)
-            .await
-    );
-    assert!(started.elapsed() < window, "waited {:?}", started.elapsed());
+    let waited = emit_and_wait(1).await;
+    assert!(waited < window, "waited {waited:?}");
 
     // Neither does the first event after a quiet spell.
     tokio::time::sleep(window * 3).await;
     let quiet = tokio::time::Instant::now();
-    emit_messages(&emitter, [2]);
-    assert!(
-        sink.wait_until(Duration::from_secs(5), |events| events.len() == 2)
-            .await
-    );
-    assert!(quiet.elapsed() < window, "waited {:?}", quiet.elapsed());
+    let waited = emit_and_wait(2).await;
+    assert!(waited < window, "waited {waited:?}");
 
     // Events right after a batch wait for the window and go together.
     emit_messages(&emitter, [3]);
