@@ -32,6 +32,16 @@ async fn spec_with_ready_tasks(db: &TestDb, n: usize) -> (Store, String) {
     (store, spec_id)
 }
 
+/// A store with projects "first" and "second", each with one spec of `n` ready tasks; answers
+/// the store and the two specs' ids.
+async fn two_projects_with_ready_tasks(db: &TestDb, n: usize) -> (Store, String, String) {
+    let store = Store::open(&db.url).await.unwrap();
+    let user = store.create_user("ada").await.unwrap();
+    let first = add_spec_with_ready_tasks(&store, &user.id, "first", n).await;
+    let second = add_spec_with_ready_tasks(&store, &user.id, "second", n).await;
+    (store, first, second)
+}
+
 /// Adds project `name` with one spec whose final spec holds `n` independent tasks (all ready);
 /// answers the spec's id.
 async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: usize) -> String {
@@ -216,10 +226,7 @@ async fn a_claim_respects_the_total_and_the_per_project_limit() {
 #[tokio::test]
 async fn the_per_project_limit_counts_each_project_on_its_own() {
     each_backend(|db| async move {
-        let store = Store::open(&db.url).await.unwrap();
-        let user = store.create_user("ada").await.unwrap();
-        let first = add_spec_with_ready_tasks(&store, &user.id, "first", 3).await;
-        let second = add_spec_with_ready_tasks(&store, &user.id, "second", 3).await;
+        let (store, first, second) = two_projects_with_ready_tasks(&db, 3).await;
         let limits = ClaimLimits {
             total: 10,
             per_project: 2,
@@ -315,10 +322,7 @@ async fn a_claimed_task_comes_with_its_sandbox_and_token_recorded() {
 #[tokio::test]
 async fn one_claim_takes_several_tasks_within_the_limits_each_with_its_own_sandbox() {
     each_backend(|db| async move {
-        let store = Store::open(&db.url).await.unwrap();
-        let user = store.create_user("ada").await.unwrap();
-        let first = add_spec_with_ready_tasks(&store, &user.id, "first", 4).await;
-        let second = add_spec_with_ready_tasks(&store, &user.id, "second", 4).await;
+        let (store, first, second) = two_projects_with_ready_tasks(&db, 4).await;
         let limits = ClaimLimits {
             total: 5,
             per_project: 3,
