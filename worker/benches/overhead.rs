@@ -8,8 +8,10 @@
 use std::time::{Duration, Instant};
 
 use omoi_tests::fake_llm::{Reply, Turn};
-use omoi_worker::agent::tools::{Access, RunLimits, ToolBox};
-use omoi_worker::agent::{Limits, SessionSpec, SubmitHandler, SubmitVerdict, run_session};
+use omoi_worker::agent::{
+    Agent, Limits, NativeAgent, SUBMIT_TOOL, SessionSpec, SubmitHandler, SubmitTool, SubmitVerdict,
+    ToolSet,
+};
 use omoi_worker::events::{Emitter, EventIds};
 use omoi_worker::llm::anthropic::AnthropicProvider;
 use omoi_worker::llm::openai::OpenAiProvider;
@@ -135,12 +137,6 @@ async fn time_calls(provider: &dyn Provider) -> Vec<f64> {
 struct Never;
 
 impl SubmitHandler for Never {
-    fn schema(&self) -> serde_json::Value {
-        json!({"type": "object"})
-    }
-    fn description(&self) -> String {
-        "Submit.".into()
-    }
     fn check<'a>(&'a self, _input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict> {
         Box::pin(std::future::ready(SubmitVerdict::Rejected {
             feedback: "again".into(),
@@ -159,7 +155,7 @@ async fn loop_turns() {
         turns.push(json!({"tool_calls": [{"name": "read_file", "input": {"path": path}}]}));
     }
     let script = ScriptedProvider::from_json(&json!({ "explore": [turns] }).to_string()).unwrap();
-    let tools = ToolBox::new(workspace.path(), Access::ReadOnly, RunLimits::default()).unwrap();
+    let agent = NativeAgent::new(script);
     let mut sample = Vec::new();
     for _ in 0..5 {
         let (emitter, mut rx) = Emitter::channel(EventIds {
@@ -169,23 +165,30 @@ async fn loop_turns() {
         });
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let spec = SessionSpec {
-            session: SessionInfo {
-                label: "explore".into(),
-                attempt: 1,
-            },
+            label: "explore".into(),
+            attempt: 1,
             system: "You explore.".into(),
             prompt: "Read every file.".into(),
-            tools: &tools,
+            submit: SubmitTool {
+                name: SUBMIT_TOOL.into(),
+                description: "Submit.".into(),
+                schema: json!({"type": "object"}),
+            },
             limits: Limits {
                 max_turns: TURNS as u32,
                 max_budget_usd: 1e9,
                 timeout: Duration::from_secs(600),
                 price: None,
             },
+            workspace: workspace.path().to_path_buf(),
+            tools: ToolSet::read_only(),
             inbox: Default::default(),
         };
         let started = Instant::now();
-        run_session(&script, spec, &Never, &emitter, &CancellationToken::new()).await;
+        agent
+            .run_session(spec, &Never, &emitter, &CancellationToken::new())
+            .await
+            .unwrap();
         sample.push(started.elapsed().as_secs_f64() * 1e6 / TURNS as f64);
         drop(emitter);
         drain.await.unwrap();

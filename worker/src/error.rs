@@ -1,10 +1,8 @@
-//! The worker's error type and its mapping to the protocol's error kinds.
+//! The worker's error type and its mapping to the protocol's error kinds. It knows no agent,
+//! model provider or mode: they map their own failures onto it.
 
 use omoi_protocol::event::ErrorKind;
 use omoi_protocol::phase::Phase;
-
-use crate::agent::EndReason;
-use crate::llm::LlmError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -13,19 +11,14 @@ pub enum Error {
     /// A bad environment variable or flag. Not retryable: the same input fails again.
     #[error("{variable}: {problem}")]
     Config { variable: String, problem: String },
-    /// The model provider failed after its own retries. Retryable in a fresh attempt.
-    #[error("model provider: {0}")]
-    Llm(#[from] LlmError),
     /// A phase did not pass its gate within its attempts. Not retryable by the worker.
     #[error("{phase} did not pass its gate: {reason}")]
     Gate { phase: Phase, reason: String },
     /// An agent session ended without an accepted submission where the run needed one.
     /// Not retryable by the worker.
     #[error("the agent session ended without a submission: {detail}")]
-    Session {
-        reason: crate::agent::EndReason,
-        detail: String,
-    },
+    /// `kind` is what ended the session (budget, timeout, provider, gate …).
+    Session { kind: ErrorKind, detail: String },
     /// A filesystem, process or git failure in the workspace.
     #[error("{context}: {source}")]
     Io {
@@ -77,16 +70,8 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config { .. } => ErrorKind::Config,
-            Error::Llm(LlmError::Cancelled) => ErrorKind::Cancelled,
-            Error::Llm(_) => ErrorKind::Provider,
             Error::Gate { .. } => ErrorKind::Gate,
-            Error::Session { reason, .. } => match reason {
-                EndReason::MaxTurns | EndReason::Budget => ErrorKind::Budget,
-                EndReason::Timeout => ErrorKind::Timeout,
-                EndReason::Provider => ErrorKind::Provider,
-                EndReason::Cancelled => ErrorKind::Cancelled,
-                EndReason::NoSubmission | EndReason::Stalled => ErrorKind::Gate,
-            },
+            Error::Session { kind, .. } => *kind,
             Error::Io { .. } | Error::Workspace(_) | Error::Json { .. } => ErrorKind::Workspace,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,

@@ -20,15 +20,17 @@ use omoi_protocol::event::{
 use omoi_protocol::phase::Phase;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::tools::{Access, RunLimits, ToolBox};
-use crate::agent::{self, SessionOutcome, SessionSpec, SubmitHandler, SubmitVerdict};
+use crate::agent::{
+    self, Agent, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler, SubmitTool,
+    SubmitVerdict, ToolSet,
+};
 use crate::checkpoint;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::events::Emitter;
 use crate::inbox::Inbox;
-use crate::llm::{BoxFuture, Provider, SessionInfo};
+use crate::llm::BoxFuture;
 use crate::prompts;
 
 /// One spec run, from its start phase through COMPLETE.
@@ -39,7 +41,7 @@ pub struct SpecRun<'a> {
     pub context: PhaseContext,
     pub workspace: &'a Path,
     pub limits: Limits,
-    pub provider: &'a dyn Provider,
+    pub agent: &'a dyn Agent,
     pub emitter: &'a Emitter,
     pub cancel: &'a CancellationToken,
     /// Messages the user injects while the spec runs.
@@ -87,7 +89,6 @@ pub async fn run(spec: SpecRun<'_>) -> Result<SpecOutcome> {
             title: context.title.clone(),
             phases: start.from_here().collect(),
         }));
-    let tools = ToolBox::new(spec.workspace, Access::ReadOnly, RunLimits::default())?;
     for phase in start.from_here() {
         if spec.cancel.is_cancelled() {
             return Err(Error::Cancelled);
@@ -95,7 +96,7 @@ pub async fn run(spec: SpecRun<'_>) -> Result<SpecOutcome> {
         spec.emitter.set_phase(Some(phase));
         let output = match phase {
             Phase::Explore | Phase::Requirements | Phase::Design | Phase::Tasks => {
-                generated_phase(&spec, &tools, phase, &context).await?
+                generated_phase(&spec, phase, &context).await?
             }
             Phase::Sync => sync_phase(&spec, &context)?,
             Phase::Complete => {
@@ -144,7 +145,6 @@ struct Passed {
 
 async fn generated_phase(
     spec: &SpecRun<'_>,
-    tools: &ToolBox,
     phase: Phase,
     context: &PhaseContext,
 ) -> Result<Passed> {
@@ -164,23 +164,25 @@ async fn generated_phase(
             last: Mutex::new(None),
         };
         let session = SessionSpec {
-            session: SessionInfo {
-                label: phase.as_str().to_string(),
-                attempt,
-            },
+            label: phase.as_str().to_string(),
+            attempt,
             system: prompts::system(phase),
             prompt: prompts::first_message(phase, context, feedback.as_deref()),
-            tools,
+            submit: gate.tool(),
             limits: agent::Limits {
                 max_turns: spec.limits.max_turns,
                 max_budget_usd: spec.limits.max_budget_usd,
                 timeout: spec.limits.phase_timeout,
                 price: spec.limits.price,
             },
+            workspace: spec.workspace.to_path_buf(),
+            tools: ToolSet::read_only(),
             inbox: spec.inbox.clone(),
         };
-        let outcome =
-            agent::run_session(spec.provider, session, &gate, spec.emitter, spec.cancel).await;
+        let outcome = spec
+            .agent
+            .run_session(session, &gate, spec.emitter, spec.cancel)
+            .await?;
         let last = gate.take_last();
         if let Some(last) = &last {
             last_score = Some(last.evaluation.score);
@@ -317,6 +319,21 @@ struct PhaseGate<'a> {
 }
 
 impl PhaseGate<'_> {
+    /// The submit tool of the phase: its output schema.
+    fn tool(&self) -> SubmitTool {
+        SubmitTool {
+            name: SUBMIT_TOOL.to_string(),
+            description: format!(
+                "Submit the {} output. It is checked at once: the answer says whether it passed \
+                 and what to fix.",
+                self.phase.as_str().to_uppercase()
+            ),
+            schema: omoi_protocol::schema::phase_output(self.phase)
+                .and_then(|schema| serde_json::to_value(schema).ok())
+                .unwrap_or_else(|| serde_json::json!({"type": "object"})),
+        }
+    }
+
     fn take_last(&self) -> Option<Judged> {
         self.last
             .lock()
@@ -326,20 +343,6 @@ impl PhaseGate<'_> {
 }
 
 impl SubmitHandler for PhaseGate<'_> {
-    fn schema(&self) -> serde_json::Value {
-        omoi_protocol::schema::phase_output(self.phase)
-            .and_then(|schema| serde_json::to_value(schema).ok())
-            .unwrap_or_else(|| serde_json::json!({"type": "object"}))
-    }
-
-    fn description(&self) -> String {
-        format!(
-            "Submit the {} output. It is checked at once: the answer says whether it passed and \
-             what to fix.",
-            self.phase.as_str().to_uppercase()
-        )
-    }
-
     fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict> {
         Box::pin(std::future::ready(self.verdict(input)))
     }

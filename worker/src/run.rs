@@ -9,7 +9,7 @@ use omoi_protocol::event::{AgentCompleted, AgentFailed, AgentStarted, Event, Wor
 use omoi_protocol::phase::Phase;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{self, EndReason, SessionOutcome};
+use crate::agent::{self, Agent, EndReason, NativeAgent, SessionOutcome};
 use crate::checkpoint;
 use crate::config::{
     Config, ContextSource, FailureReport, LlmConfig, MAX_FETCHED_CONTEXT_BYTES, Mode, check_resume,
@@ -111,7 +111,7 @@ async fn dispatch(
     inbox: &Inbox,
     cancel: &CancellationToken,
 ) -> Result<Option<Phase>> {
-    let provider = provider(&config.llm)?;
+    let agent = agent(&config.llm)?;
     match &config.mode {
         Mode::Spec(spec) => {
             let context = resolve_context(&spec.context, spec.start).await?;
@@ -122,7 +122,7 @@ async fn dispatch(
                 context,
                 workspace: &config.workspace,
                 limits: config.limits,
-                provider: provider.as_ref(),
+                agent: agent.as_ref(),
                 emitter,
                 cancel,
                 inbox: inbox.clone(),
@@ -140,7 +140,7 @@ async fn dispatch(
                 git_token: task_mode.git_token.as_ref(),
                 workspace: &config.workspace,
                 limits: config.limits,
-                provider: provider.as_ref(),
+                agent: agent.as_ref(),
                 emitter,
                 cancel,
                 inbox: inbox.clone(),
@@ -150,7 +150,7 @@ async fn dispatch(
         }
         Mode::SpecSkill(skill) => {
             let report = run_spec_skill(
-                provider.as_ref(),
+                agent.as_ref(),
                 &SkillRequest {
                     workspace: config.workspace.clone(),
                     title: skill.title.clone(),
@@ -176,10 +176,15 @@ async fn dispatch(
                     reason: EndReason::Cancelled,
                     ..
                 } => Err(Error::Cancelled),
-                SessionOutcome::Ended { reason, detail } => Err(Error::Session { reason, detail }),
+                SessionOutcome::Ended { reason, detail } => Err(reason.into_error(detail)),
             }
         }
     }
+}
+
+/// The agent of the config: the one place where it is chosen.
+pub fn agent(llm: &LlmConfig) -> Result<Box<dyn Agent>> {
+    Ok(Box::new(NativeAgent::new(provider(llm)?)))
 }
 
 /// The model provider of the config.

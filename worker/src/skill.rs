@@ -21,15 +21,14 @@ use omoi_protocol::phase::Phase;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::tools::{Access, RunLimits, ToolBox};
 use crate::agent::{
-    EndReason, Limits, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler, SubmitVerdict,
-    run_session,
+    Agent, EndReason, Limits, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler, SubmitTool,
+    SubmitVerdict, ToolSet,
 };
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::events::Emitter;
-use crate::llm::{BoxFuture, Provider, SessionInfo};
+use crate::llm::BoxFuture;
 
 /// The session label of the spec-skill run (what a script names it by).
 pub const SESSION_LABEL: &str = "spec-skill";
@@ -118,13 +117,16 @@ impl SkillReport {
 /// Runs the spec-skill mode: one session, then the evaluation of what it wrote. Fails only when
 /// the workspace cannot be used or the run is cancelled; everything else is in the report.
 pub async fn run_spec_skill(
-    provider: &dyn Provider,
+    agent: &dyn Agent,
     request: &SkillRequest,
     emitter: &Emitter,
     cancel: &CancellationToken,
 ) -> Result<SkillReport> {
-    let tools = ToolBox::new(&request.workspace, Access::ReadWrite, RunLimits::default())?;
-    let specs_dir = tools.root().join(SPECS_DIR);
+    let root = request
+        .workspace
+        .canonicalize()
+        .map_err(|e| Error::io(format!("workspace {}", request.workspace.display()), e))?;
+    let specs_dir = root.join(SPECS_DIR);
     tokio::fs::create_dir_all(&specs_dir)
         .await
         .map_err(|e| Error::io(format!("creating {}", specs_dir.display()), e))?;
@@ -132,17 +134,17 @@ pub async fn run_spec_skill(
         specs_dir: specs_dir.clone(),
     };
     let spec = SessionSpec {
-        session: SessionInfo {
-            label: SESSION_LABEL.to_string(),
-            attempt: 1,
-        },
+        label: SESSION_LABEL.to_string(),
+        attempt: 1,
         system: system_prompt(),
         prompt: first_message(&request.title, &request.description),
-        tools: &tools,
+        submit: submit.tool(),
         limits: request.limits,
+        workspace: root.clone(),
+        tools: ToolSet::read_write(),
         inbox: request.inbox.clone(),
     };
-    let session = run_session(provider, spec, &submit, emitter, cancel).await;
+    let session = agent.run_session(spec, &submit, emitter, cancel).await?;
     if let SessionOutcome::Ended {
         reason: EndReason::Cancelled,
         ..
@@ -160,8 +162,7 @@ pub async fn run_spec_skill(
         let path = document_path(phase);
         let (status, evaluation) = match document {
             Ok(output) => {
-                let evaluation =
-                    evaluate::evaluate(&output, &context, tools.root(), request.threshold);
+                let evaluation = evaluate::evaluate(&output, &context, &root, request.threshold);
                 context.set(output);
                 (DocumentStatus::Evaluated(evaluation.clone()), evaluation)
             }
@@ -185,7 +186,7 @@ pub async fn run_spec_skill(
         (Some(requirements), Some(tasks)) => {
             let analysis = evaluate::sync::analyze(requirements, tasks);
             let output = PhaseOutput::Sync(analysis.clone());
-            let evaluation = evaluate::evaluate(&output, &context, tools.root(), request.threshold);
+            let evaluation = evaluate::evaluate(&output, &context, &root, request.threshold);
             write_sync(&specs_dir, &analysis).await?;
             report(emitter, evaluation.clone());
             Some((analysis, evaluation))
@@ -289,28 +290,32 @@ struct DocumentsCheck {
     specs_dir: PathBuf,
 }
 
+impl DocumentsCheck {
+    /// The submit tool of the session: a summary of the specification.
+    fn tool(&self) -> SubmitTool {
+        SubmitTool {
+            name: SUBMIT_TOOL.to_string(),
+            description: format!(
+                "Hand in the specification once all four documents are written to \
+                 {SPECS_DIR}/. Checks that each exists and matches its schema, and says what to \
+                 fix if not."
+            ),
+            schema: json!({
+                "type": "object",
+                "properties": {
+                    "summary": {
+                        "type": "string",
+                        "description": "What the specification covers, in a few sentences."
+                    }
+                },
+                "required": ["summary"],
+                "additionalProperties": false
+            }),
+        }
+    }
+}
+
 impl SubmitHandler for DocumentsCheck {
-    fn schema(&self) -> serde_json::Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "summary": {
-                    "type": "string",
-                    "description": "What the specification covers, in a few sentences."
-                }
-            },
-            "required": ["summary"],
-            "additionalProperties": false
-        })
-    }
-
-    fn description(&self) -> String {
-        format!(
-            "Hand in the specification once all four documents are written to {SPECS_DIR}/. \
-             Checks that each exists and matches its schema, and says what to fix if not."
-        )
-    }
-
     fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict> {
         Box::pin(std::future::ready(self.verdict(input)))
     }

@@ -1,22 +1,85 @@
-//! The agent loop: send the conversation and tool schemas, run the tool calls, append the
-//! results, repeat until `submit` is accepted or a limit ends the session.
+//! The agent seam: one session, handed a [`SessionSpec`] and a [`SubmitHandler`], ends in a
+//! [`SessionOutcome`]. The modes (spec, task, spec-skill) speak only this; [`native`] is omoi's
+//! own loop over a model provider, and the tools it calls are in [`tools`].
 
+pub mod native;
 pub mod tools;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use omoi_protocol::event::{
-    AgentFileEdited, AgentMessage, AgentToolResult, AgentToolUse, AgentUsage, Event, Usage,
-};
+use omoi_protocol::event::ErrorKind;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{Error, Result};
 use crate::events::Emitter;
 use crate::inbox::Inbox;
-use crate::llm::{
-    BoxFuture, ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Provider, Role,
-    SessionInfo, TokenUsage, ToolSpec, pricing,
-};
-use tools::{ToolBox, ToolOutcome, shorten};
+use crate::llm::{BoxFuture, pricing};
+
+pub use native::NativeAgent;
+
+/// The name of the tool through which the agent hands in its output.
+pub const SUBMIT_TOOL: &str = "submit";
+
+/// Runs agent sessions.
+///
+/// The contract, for every implementation:
+/// - The session works in `spec.workspace` with the tools `spec.tools` allows, and no others
+///   that change the workspace.
+/// - The agent is offered one tool named `spec.submit.name`, described and shaped by
+///   `spec.submit`. Each call of it goes to `submit.check`, under the session's timeout and
+///   cancellation; a rejection's feedback goes back to the agent as the tool's answer, and the
+///   agent may try again.
+/// - The session ends with `Submitted` as soon as a submission is accepted, and with `Ended`
+///   when a limit of `spec.limits` is reached, the agent stops, or `cancel` fires (then the
+///   reason is `Cancelled`). Nothing it started outlives it.
+/// - It reports what happens as `agent.*` events through `emitter` (messages, tool calls and
+///   results, edited files, usage) and counts turns, tool calls and usage on the emitter.
+/// - Messages that arrive in `spec.inbox` reach the agent, as the user's, before its next turn.
+/// - `Err` only when the session could not start (the workspace is unusable); how a started
+///   session ended is always an `Ok` outcome.
+pub trait Agent: Send + Sync {
+    /// The agent's name for logs: the model provider of the native agent.
+    fn name(&self) -> &'static str;
+
+    /// Runs one session to its end.
+    fn run_session<'a>(
+        &'a self,
+        spec: SessionSpec,
+        submit: &'a dyn SubmitHandler,
+        emitter: &'a Emitter,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<SessionOutcome>>;
+}
+
+/// One session to run.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    /// Which session this is: the phase name (`explore` …), `task:TSK-001`, or `spec-skill`.
+    pub label: String,
+    /// Counts from 1.
+    pub attempt: u32,
+    pub system: String,
+    /// The first user message.
+    pub prompt: String,
+    pub submit: SubmitTool,
+    pub limits: Limits,
+    /// The directory the agent works in.
+    pub workspace: PathBuf,
+    pub tools: ToolSet,
+    /// Messages the user injects while the session runs.
+    pub inbox: Inbox,
+}
+
+/// The submit tool as the agent sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitTool {
+    pub name: String,
+    /// What the tool says it is for.
+    pub description: String,
+    /// JSON Schema of the tool's input object.
+    pub schema: serde_json::Value,
+}
 
 /// Limits of one session (one phase attempt, or one task run).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,13 +91,62 @@ pub struct Limits {
     pub price: Option<pricing::Price>,
 }
 
-/// What the `submit` tool does with the model's output.
+/// The tools a session gets besides `submit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolSet {
+    pub access: Access,
+    /// Limits of the `run` tool (shell commands).
+    pub run: RunLimits,
+}
+
+impl ToolSet {
+    /// The tools that only read (and `run`).
+    pub fn read_only() -> Self {
+        ToolSet {
+            access: Access::ReadOnly,
+            run: RunLimits::default(),
+        }
+    }
+
+    /// The reading tools and the writing tools.
+    pub fn read_write() -> Self {
+        ToolSet {
+            access: Access::ReadWrite,
+            run: RunLimits::default(),
+        }
+    }
+}
+
+/// Whether the agent may change the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// read_file, list_files, search, run.
+    ReadOnly,
+    /// Also write_file and edit_file.
+    ReadWrite,
+}
+
+/// Limits of the `run` tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    pub timeout: Duration,
+    /// Bytes of combined output kept (the rest is cut, and the cut is said).
+    pub output_cap: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            timeout: Duration::from_secs(120),
+            output_cap: 32 * 1024,
+        }
+    }
+}
+
+/// Judges submissions: the spec phase gate, the task gate (which runs validation), the
+/// spec-skill's document check.
 pub trait SubmitHandler: Send + Sync {
-    /// JSON Schema of the submit tool's input.
-    fn schema(&self) -> serde_json::Value;
-    /// What the submit tool says it is for.
-    fn description(&self) -> String;
-    /// Checks one submission. `Rejected` feedback goes back to the model as the tool result.
+    /// Checks one submission. `Rejected` feedback goes back to the agent as the tool's answer.
     /// The check runs under the session's timeout and cancellation (it may run a validation
     /// command).
     fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict>;
@@ -47,31 +159,40 @@ pub enum SubmitVerdict {
     Rejected { feedback: String },
 }
 
-/// One session to run.
-pub struct SessionSpec<'a> {
-    pub session: SessionInfo,
-    pub system: String,
-    /// The first user message.
-    pub prompt: String,
-    pub tools: &'a ToolBox,
-    pub limits: Limits,
-    /// Messages the user injects while the session runs.
-    pub inbox: Inbox,
-}
-
 /// Why a session ended without an accepted submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
-    /// The model stopped calling tools and never had a submission accepted.
+    /// The agent stopped and never had a submission accepted.
     NoSubmission,
     MaxTurns,
     Budget,
     Timeout,
     /// No progress for several turns (the same call repeated, nothing read or written).
     Stalled,
-    /// The provider failed after its retries.
+    /// The model provider failed after its retries.
     Provider,
     Cancelled,
+}
+
+impl EndReason {
+    /// The protocol's error kind of a run that fails because a session ended this way.
+    pub fn error_kind(self) -> ErrorKind {
+        match self {
+            EndReason::MaxTurns | EndReason::Budget => ErrorKind::Budget,
+            EndReason::Timeout => ErrorKind::Timeout,
+            EndReason::Provider => ErrorKind::Provider,
+            EndReason::Cancelled => ErrorKind::Cancelled,
+            EndReason::NoSubmission | EndReason::Stalled => ErrorKind::Gate,
+        }
+    }
+
+    /// The error of a run that fails because a session ended this way.
+    pub fn into_error(self, detail: String) -> Error {
+        Error::Session {
+            kind: self.error_kind(),
+            detail,
+        }
+    }
 }
 
 /// How a session ended.
@@ -81,389 +202,4 @@ pub enum SessionOutcome {
     Submitted { input: serde_json::Value },
     /// The session ended without an accepted submission; `detail` says why in words.
     Ended { reason: EndReason, detail: String },
-}
-
-/// The name of the tool through which the model hands in its output.
-pub const SUBMIT_TOOL: &str = "submit";
-/// Tokens one answer may have.
-const MAX_TOKENS: u32 = 8192;
-/// Answers without a tool call that get a reminder; the next one ends the session.
-const MAX_REMINDERS: u32 = 2;
-/// The same call (tool and input) this many times in a row is a stall.
-const REPEAT_LIMIT: u32 = 3;
-/// This many turns in a row without a successful tool call or a submission is a stall.
-const IDLE_TURN_LIMIT: u32 = 8;
-/// Characters of tool inputs and outputs in events.
-const SUMMARY_CHARS: usize = 200;
-
-/// Runs one session to its end. Emits `agent.message`, `agent.tool_use`, `agent.tool_result`,
-/// `agent.file_edited` and `agent.usage` through `emitter`.
-pub async fn run_session(
-    provider: &dyn Provider,
-    spec: SessionSpec<'_>,
-    submit: &dyn SubmitHandler,
-    emitter: &Emitter,
-    cancel: &CancellationToken,
-) -> SessionOutcome {
-    // Cancelled when the session ends in any way, so nothing it started outlives it.
-    let session_cancel = cancel.child_token();
-    let _stop = session_cancel.clone().drop_guard();
-    let limit = spec.limits.timeout;
-    let session = Session::new(provider, spec, submit, emitter, &session_cancel);
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => ended(EndReason::Cancelled, "the session was cancelled"),
-        result = tokio::time::timeout(limit, session.run()) => match result {
-            Ok(outcome) => outcome,
-            Err(_) => ended(
-                EndReason::Timeout,
-                format!("the session's time limit of {} ran out", seconds(limit)),
-            ),
-        },
-    }
-}
-
-fn ended(reason: EndReason, detail: impl Into<String>) -> SessionOutcome {
-    SessionOutcome::Ended {
-        reason,
-        detail: detail.into(),
-    }
-}
-
-fn seconds(duration: Duration) -> String {
-    if duration >= Duration::from_secs(1) {
-        format!("{} s", duration.as_secs())
-    } else {
-        format!("{} ms", duration.as_millis())
-    }
-}
-
-/// The estimated cost in US dollars of one call: the one place the loop prices usage.
-fn call_cost(model: &str, usage: TokenUsage, price: Option<pricing::Price>) -> f64 {
-    pricing::cost(pricing::price_for(model, price), usage)
-}
-
-/// One running session: the conversation so far and the counters its limits look at.
-struct Session<'a> {
-    provider: &'a dyn Provider,
-    tools: &'a ToolBox,
-    submit: &'a dyn SubmitHandler,
-    emitter: &'a Emitter,
-    cancel: &'a CancellationToken,
-    limits: Limits,
-    inbox: Inbox,
-    request: ChatRequest,
-    /// Names of every tool the model may call, `submit` last.
-    tool_names: Vec<String>,
-    total: Usage,
-    /// Answers in a row without a tool call.
-    quiet_answers: u32,
-    /// Turns in a row without a successful tool call or a submission.
-    idle_turns: u32,
-    /// The last call (tool and input) and how many times in a row it came.
-    last_call: Option<(String, u32)>,
-}
-
-/// What one tool call of the model led to.
-enum CallResult {
-    Outcome(ToolOutcome),
-    Accepted,
-}
-
-impl<'a> Session<'a> {
-    fn new(
-        provider: &'a dyn Provider,
-        spec: SessionSpec<'a>,
-        submit: &'a dyn SubmitHandler,
-        emitter: &'a Emitter,
-        cancel: &'a CancellationToken,
-    ) -> Self {
-        let mut tools = spec.tools.specs();
-        tools.push(ToolSpec {
-            name: SUBMIT_TOOL.to_owned(),
-            description: submit.description(),
-            input_schema: submit.schema(),
-        });
-        let tool_names = tools.iter().map(|t| t.name.clone()).collect();
-        Session {
-            provider,
-            tools: spec.tools,
-            submit,
-            emitter,
-            cancel,
-            limits: spec.limits,
-            inbox: spec.inbox,
-            request: ChatRequest {
-                session: spec.session,
-                system: spec.system,
-                messages: vec![Message::user_text(spec.prompt)],
-                tools,
-                max_tokens: MAX_TOKENS,
-            },
-            tool_names,
-            total: Usage::default(),
-            quiet_answers: 0,
-            idle_turns: 0,
-            last_call: None,
-        }
-    }
-
-    /// Adds the messages injected since the last turn to the conversation, as the user's.
-    fn take_injected(&mut self) {
-        let injected = self.inbox.drain();
-        if injected.is_empty() {
-            return;
-        }
-        let blocks = injected.into_iter().map(|text| ContentBlock::Text {
-            text: format!("Message from the user while you work: {text}"),
-        });
-        match self.request.messages.last_mut() {
-            Some(last) if last.role == Role::User => last.content.extend(blocks),
-            _ => self.request.messages.push(Message {
-                role: Role::User,
-                content: blocks.collect(),
-            }),
-        }
-    }
-
-    async fn run(mut self) -> SessionOutcome {
-        let mut turns = 0u32;
-        loop {
-            if turns >= self.limits.max_turns {
-                return ended(
-                    EndReason::MaxTurns,
-                    format!(
-                        "reached the limit of {} turns without an accepted submission",
-                        self.limits.max_turns
-                    ),
-                );
-            }
-            turns += 1;
-            self.emitter.count_turn();
-            self.take_injected();
-            let call_cancel = self.cancel.child_token();
-            let response = match self.provider.complete(&self.request, &call_cancel).await {
-                Ok(response) => response,
-                Err(LlmError::Cancelled) => {
-                    return ended(EndReason::Cancelled, "the session was cancelled");
-                }
-                Err(err) => {
-                    return ended(
-                        EndReason::Provider,
-                        format!("the model provider failed: {err}"),
-                    );
-                }
-            };
-            self.account(&response);
-            if let Some(outcome) = self.take_turn(response).await {
-                return outcome;
-            }
-            if let Some(outcome) = self.check_limits() {
-                return outcome;
-            }
-        }
-    }
-
-    /// Counts the call's usage and reports it.
-    fn account(&mut self, response: &ChatResponse) {
-        let model = if response.model.is_empty() {
-            self.provider.model()
-        } else {
-            &response.model
-        };
-        let call = Usage {
-            input_tokens: response.usage.input_tokens,
-            output_tokens: response.usage.output_tokens,
-            cost_usd: call_cost(model, response.usage, self.limits.price),
-        };
-        self.total.input_tokens += call.input_tokens;
-        self.total.output_tokens += call.output_tokens;
-        self.total.cost_usd += call.cost_usd;
-        self.emitter.emit(Event::AgentUsage(AgentUsage {
-            model: Some(model.to_owned()),
-            call,
-            total: self.total,
-        }));
-        self.emitter.add_usage(call);
-    }
-
-    /// Handles one answer: reports its text, runs its tool calls, and appends both to the
-    /// conversation. Returns the outcome when the answer ends the session.
-    async fn take_turn(&mut self, response: ChatResponse) -> Option<SessionOutcome> {
-        let mut calls = Vec::new();
-        for block in &response.content {
-            match block {
-                ContentBlock::Text { text } if !text.trim().is_empty() => {
-                    self.emitter
-                        .emit(Event::AgentMessage(AgentMessage { text: text.clone() }));
-                }
-                ContentBlock::ToolUse { id, name, input } => {
-                    calls.push((id.clone(), name.clone(), input.clone()));
-                }
-                ContentBlock::Text { .. } | ContentBlock::ToolResult { .. } => {}
-            }
-        }
-        let empty = response.content.iter().all(|block| match block {
-            ContentBlock::Text { text } => text.trim().is_empty(),
-            ContentBlock::ToolUse { .. } | ContentBlock::ToolResult { .. } => false,
-        });
-        let content = if empty {
-            // APIs refuse an assistant message without content; the turn still counts.
-            vec![ContentBlock::Text {
-                text: "(empty answer)".into(),
-            }]
-        } else {
-            response.content
-        };
-        self.request.messages.push(Message {
-            role: Role::Assistant,
-            content,
-        });
-
-        if calls.is_empty() {
-            self.idle_turns += 1;
-            self.quiet_answers += 1;
-            if self.quiet_answers > MAX_REMINDERS {
-                return Some(ended(
-                    EndReason::NoSubmission,
-                    format!(
-                        "the model stopped calling tools without an accepted submission \
-                         ({} answers in a row without a tool call)",
-                        self.quiet_answers
-                    ),
-                ));
-            }
-            let opening = if empty {
-                "Your answer was empty."
-            } else {
-                "You answered without calling a tool."
-            };
-            self.request.messages.push(Message::user_text(format!(
-                "{opening} Continue the work with the tools; when it is done, call `{SUBMIT_TOOL}` \
-                 with your output. The work only counts once `{SUBMIT_TOOL}` accepts it."
-            )));
-            return None;
-        }
-
-        self.quiet_answers = 0;
-        let mut progress = false;
-        let mut results = Vec::new();
-        for (id, name, input) in calls {
-            self.emitter.count_tool_call();
-            self.emitter.emit(Event::AgentToolUse(AgentToolUse {
-                tool: name.clone(),
-                call_id: id.clone(),
-                input_summary: shorten(&input.to_string(), SUMMARY_CHARS),
-            }));
-            self.note_call(&name, &input);
-            let outcome = match self.call(&name, &input).await {
-                CallResult::Accepted => {
-                    self.emitter.emit(Event::AgentToolResult(AgentToolResult {
-                        call_id: id,
-                        ok: true,
-                        output_summary: "accepted".into(),
-                    }));
-                    return Some(SessionOutcome::Submitted { input });
-                }
-                CallResult::Outcome(outcome) => outcome,
-            };
-            progress |= outcome.ok || (name == SUBMIT_TOOL && input.is_object());
-            self.emitter.emit(Event::AgentToolResult(AgentToolResult {
-                call_id: id.clone(),
-                ok: outcome.ok,
-                output_summary: shorten(&outcome.output, SUMMARY_CHARS),
-            }));
-            if let Some(edit) = outcome.edit {
-                self.emitter.emit(Event::AgentFileEdited(AgentFileEdited {
-                    path: edit.path,
-                    lines_added: edit.lines_added,
-                    lines_removed: edit.lines_removed,
-                }));
-            }
-            results.push(ContentBlock::ToolResult {
-                tool_use_id: id,
-                content: outcome.output,
-                is_error: !outcome.ok,
-            });
-        }
-        self.request.messages.push(Message {
-            role: Role::User,
-            content: results,
-        });
-        if progress {
-            self.idle_turns = 0;
-        } else {
-            self.idle_turns += 1;
-        }
-        None
-    }
-
-    /// Runs one tool call: `submit` here, the others in the tool box.
-    async fn call(&self, name: &str, input: &serde_json::Value) -> CallResult {
-        if !self.tool_names.iter().any(|known| known == name) {
-            return CallResult::Outcome(ToolOutcome::failure(format!(
-                "unknown tool `{name}`; the tools are: {}",
-                self.tool_names.join(", ")
-            )));
-        }
-        if !input.is_object() {
-            return CallResult::Outcome(ToolOutcome::failure(format!(
-                "input is not a JSON object: {}",
-                shorten(&input.to_string(), SUMMARY_CHARS)
-            )));
-        }
-        if name != SUBMIT_TOOL {
-            let tool_cancel = self.cancel.child_token();
-            return CallResult::Outcome(self.tools.call(name, input, &tool_cancel).await);
-        }
-        match self.submit.check(input).await {
-            SubmitVerdict::Accepted => CallResult::Accepted,
-            SubmitVerdict::Rejected { feedback } => {
-                CallResult::Outcome(ToolOutcome::failure(feedback))
-            }
-        }
-    }
-
-    /// Remembers a call, for the repeat check.
-    fn note_call(&mut self, name: &str, input: &serde_json::Value) {
-        let key = format!("{name} {input}");
-        match &mut self.last_call {
-            Some((last, count)) if *last == key => *count += 1,
-            _ => self.last_call = Some((key, 1)),
-        }
-    }
-
-    /// The limits checked after every turn: stalls and the budget.
-    fn check_limits(&self) -> Option<SessionOutcome> {
-        if let Some((call, count)) = &self.last_call {
-            if *count >= REPEAT_LIMIT {
-                return Some(ended(
-                    EndReason::Stalled,
-                    format!(
-                        "stalled: the same call `{}` came {count} times in a row",
-                        shorten(call, SUMMARY_CHARS)
-                    ),
-                ));
-            }
-        }
-        if self.idle_turns >= IDLE_TURN_LIMIT {
-            return Some(ended(
-                EndReason::Stalled,
-                format!(
-                    "stalled: {} turns in a row without a successful tool call or a submission",
-                    self.idle_turns
-                ),
-            ));
-        }
-        if self.total.cost_usd >= self.limits.max_budget_usd {
-            return Some(ended(
-                EndReason::Budget,
-                format!(
-                    "the budget of ${:.2} is spent (${:.4} used)",
-                    self.limits.max_budget_usd, self.total.cost_usd
-                ),
-            ));
-        }
-        None
-    }
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
+use crate::agent::NativeAgent;
 use crate::events::EventIds;
 use crate::llm::scripted::ScriptedProvider;
 
@@ -99,9 +100,14 @@ async fn writes_the_documents_and_reports_their_evaluations() {
         {"tool_calls": [{"name": SUBMIT_TOOL, "input": submit}]}
     ]));
     let cancel = CancellationToken::new();
-    let report = run_spec_skill(&provider, &setup.request, &setup.emitter, &cancel)
-        .await
-        .unwrap();
+    let report = run_spec_skill(
+        &NativeAgent::new(&provider),
+        &setup.request,
+        &setup.emitter,
+        &cancel,
+    )
+    .await
+    .unwrap();
 
     // The expected result: each document scored with the context of the ones before it.
     let workspace = setup.request.workspace.as_path();
@@ -178,9 +184,14 @@ async fn missing_and_invalid_documents_are_reported_not_fatal() {
         {"text": "Stopping."}
     ]));
     let cancel = CancellationToken::new();
-    let report = run_spec_skill(&provider, &setup.request, &setup.emitter, &cancel)
-        .await
-        .unwrap();
+    let report = run_spec_skill(
+        &NativeAgent::new(&provider),
+        &setup.request,
+        &setup.emitter,
+        &cancel,
+    )
+    .await
+    .unwrap();
 
     assert!(
         matches!(
@@ -279,7 +290,13 @@ async fn cancellation_ends_the_run_without_a_report() {
     let provider = provider(json!([{"text": "slow", "delay_ms": 60000}]));
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let result = run_spec_skill(&provider, &setup.request, &setup.emitter, &cancel).await;
+    let result = run_spec_skill(
+        &NativeAgent::new(&provider),
+        &setup.request,
+        &setup.emitter,
+        &cancel,
+    )
+    .await;
     assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
     assert_eq!(reported(&mut setup.events), vec![]);
 }
@@ -290,7 +307,7 @@ async fn a_missing_workspace_is_an_error() {
     setup.request.workspace = setup.request.workspace.join("does-not-exist");
     let provider = provider(json!([{"text": "never asked"}]));
     let result = run_spec_skill(
-        &provider,
+        &NativeAgent::new(&provider),
         &setup.request,
         &setup.emitter,
         &CancellationToken::new(),

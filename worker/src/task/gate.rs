@@ -7,7 +7,7 @@ use omoi_protocol::event::{Event, TaskValidation};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{SubmitHandler, SubmitVerdict};
+use crate::agent::{SUBMIT_TOOL, SubmitHandler, SubmitTool, SubmitVerdict};
 use crate::error::Result;
 use crate::events::Emitter;
 use crate::llm::BoxFuture;
@@ -90,7 +90,16 @@ impl TaskGate<'_> {
     }
 }
 
-impl SubmitHandler for TaskGate<'_> {
+impl TaskGate<'_> {
+    /// The submit tool of a task: a summary, which becomes the commit body.
+    pub fn tool(&self) -> SubmitTool {
+        SubmitTool {
+            name: SUBMIT_TOOL.to_string(),
+            description: self.description(),
+            schema: self.schema(),
+        }
+    }
+
     fn schema(&self) -> serde_json::Value {
         json!({
             "type": "object",
@@ -119,7 +128,9 @@ impl SubmitHandler for TaskGate<'_> {
              worker commits and pushes the changes."
         )
     }
+}
 
+impl SubmitHandler for TaskGate<'_> {
     fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict> {
         Box::pin(async move {
             let summary = input

@@ -19,12 +19,10 @@ use omoi_protocol::event::{Event, TaskCommitted, TaskCompleted, TaskFailed, Task
 use omoi_protocol::task::TaskContext;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::tools::{Access, RunLimits, ToolBox};
-use crate::agent::{self, EndReason, SessionOutcome, SessionSpec};
+use crate::agent::{self, Agent, EndReason, SessionOutcome, SessionSpec, ToolSet};
 use crate::config::{Limits, Secret};
 use crate::error::{Error, Result};
 use crate::events::Emitter;
-use crate::llm::{Provider, SessionInfo};
 
 use checkout::{Checkout, CheckoutSpec};
 use gate::{Judged, TaskGate, run_validation};
@@ -42,7 +40,7 @@ pub struct TaskRun<'a> {
     pub workspace: &'a Path,
     /// `max_attempts`, `retry_base`, the session limits and `validation_timeout`.
     pub limits: Limits,
-    pub provider: &'a dyn Provider,
+    pub agent: &'a dyn Agent,
     pub emitter: &'a Emitter,
     pub cancel: &'a CancellationToken,
     /// Messages the user injects while the task runs.
@@ -162,7 +160,6 @@ async fn implement(
     checkout: &Checkout,
     validation: Option<&Validation>,
 ) -> Result<String> {
-    let tools = ToolBox::new(task.workspace, Access::ReadWrite, RunLimits::default())?;
     let system = prompt::system(validation.map(|v| v.command.as_str()));
     let mut feedback: Option<String> = None;
     let attempts = task.limits.max_attempts.max(1);
@@ -177,23 +174,25 @@ async fn implement(
             last: Mutex::new(None),
         };
         let session = SessionSpec {
-            session: SessionInfo {
-                label: format!("task:{}", task.task_id),
-                attempt,
-            },
+            label: format!("task:{}", task.task_id),
+            attempt,
             system: system.clone(),
             prompt: prompt::first_message(task.context, feedback.as_deref()),
-            tools: &tools,
+            submit: gate.tool(),
             limits: agent::Limits {
                 max_turns: task.limits.max_turns,
                 max_budget_usd: task.limits.max_budget_usd,
                 timeout: task.limits.phase_timeout,
                 price: task.limits.price,
             },
+            workspace: task.workspace.to_path_buf(),
+            tools: ToolSet::read_write(),
             inbox: task.inbox.clone(),
         };
-        let outcome =
-            agent::run_session(task.provider, session, &gate, task.emitter, task.cancel).await;
+        let outcome = task
+            .agent
+            .run_session(session, &gate, task.emitter, task.cancel)
+            .await?;
         let last = gate.take_last();
         let (reason, detail) = match (outcome, last) {
             (SessionOutcome::Submitted { .. }, Some(Judged::Accepted { summary })) => {
@@ -222,14 +221,11 @@ async fn implement(
             }
         };
         if attempt == attempts {
-            return Err(Error::Session {
-                reason,
-                detail: format!(
-                    "task {} has no accepted submission after {attempt} attempt{}: {detail}",
-                    task.task_id,
-                    if attempt == 1 { "" } else { "s" }
-                ),
-            });
+            return Err(reason.into_error(format!(
+                "task {} has no accepted submission after {attempt} attempt{}: {detail}",
+                task.task_id,
+                if attempt == 1 { "" } else { "s" }
+            )));
         }
         let status = git.status().await.unwrap_or_default();
         let mut next = format!("The previous attempt ended: {detail}");
@@ -310,8 +306,8 @@ async fn push(
 fn scrubbed(git: &Git, error: Error) -> Error {
     match error {
         Error::Workspace(message) => Error::Workspace(git.scrub(&message)),
-        Error::Session { reason, detail } => Error::Session {
-            reason,
+        Error::Session { kind, detail } => Error::Session {
+            kind,
             detail: git.scrub(&detail),
         },
         Error::Internal(message) => Error::Internal(git.scrub(&message)),

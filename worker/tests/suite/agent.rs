@@ -7,16 +7,15 @@ use omoi_protocol::event::{
     AgentFileEdited, AgentMessage, AgentToolResult, AgentToolUse, AgentUsage, Counters, Event,
     Usage,
 };
-use omoi_worker::agent::tools::{Access, RunLimits, ToolBox};
 use omoi_worker::agent::{
-    EndReason, Limits, SessionOutcome, SessionSpec, SubmitHandler, SubmitVerdict, run_session,
+    Agent, EndReason, Limits, NativeAgent, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler,
+    SubmitTool, SubmitVerdict, ToolSet,
 };
 use omoi_worker::events::{Emitter, EventIds};
 use omoi_worker::inbox::Inbox;
 use omoi_worker::llm::scripted::ScriptedProvider;
 use omoi_worker::llm::{
     BoxFuture, ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Provider, Role,
-    SessionInfo,
 };
 use pretty_assertions::assert_eq;
 use serde_json::json;
@@ -26,20 +25,20 @@ use tokio_util::sync::CancellationToken;
 struct AnswerGate;
 
 impl SubmitHandler for AnswerGate {
-    fn schema(&self) -> serde_json::Value {
-        json!({"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]})
-    }
-
-    fn description(&self) -> String {
-        "Hand in the answer.".into()
-    }
-
     fn check<'a>(&'a self, input: &'a serde_json::Value) -> BoxFuture<'a, SubmitVerdict> {
         Box::pin(std::future::ready(self.verdict(input)))
     }
 }
 
 impl AnswerGate {
+    fn tool(&self) -> SubmitTool {
+        SubmitTool {
+            name: SUBMIT_TOOL.into(),
+            description: "Hand in the answer.".into(),
+            schema: json!({"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}),
+        }
+    }
+
     /// The verdict on one submission; no I/O beyond the workspace, so it runs inline.
     fn verdict(&self, input: &serde_json::Value) -> SubmitVerdict {
         if input["answer"] == 42 {
@@ -127,24 +126,26 @@ async fn run_with_inbox(
 ) -> Run {
     let workspace = tempfile::tempdir().unwrap();
     std::fs::write(workspace.path().join("README.md"), "# Demo\n").unwrap();
-    let tools = ToolBox::new(workspace.path(), Access::ReadWrite, RunLimits::default()).unwrap();
     let (emitter, mut rx) = Emitter::channel(EventIds {
         sandbox_id: "sb-1".into(),
         spec_id: Some("spec-1".into()),
         task_id: None,
     });
     let spec = SessionSpec {
-        session: SessionInfo {
-            label: "explore".into(),
-            attempt: 1,
-        },
+        label: "explore".into(),
+        attempt: 1,
         system: "You explore.".into(),
         prompt: "Explore the repository.".into(),
-        tools: &tools,
+        submit: AnswerGate.tool(),
         limits,
+        workspace: workspace.path().to_path_buf(),
+        tools: ToolSet::read_write(),
         inbox,
     };
-    let outcome = run_session(provider, spec, &AnswerGate, &emitter, cancel).await;
+    let outcome = NativeAgent::new(provider)
+        .run_session(spec, &AnswerGate, &emitter, cancel)
+        .await
+        .unwrap();
     let mut events = Vec::new();
     while let Ok(envelope) = rx.try_recv() {
         events.push(envelope.event);
@@ -318,7 +319,7 @@ async fn submit_accepted_on_the_first_try() {
     );
     let submit = request.tools.last().unwrap();
     assert_eq!(submit.description, "Hand in the answer.");
-    assert_eq!(submit.input_schema, AnswerGate.schema());
+    assert_eq!(submit.input_schema, AnswerGate.tool().schema);
 }
 
 #[tokio::test]

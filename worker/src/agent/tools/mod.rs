@@ -12,40 +12,14 @@ pub(crate) use run::ProcessGroup;
 mod search;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+pub use super::{Access, RunLimits};
 use crate::error::Result;
 use crate::llm::ToolSpec;
-
-/// Whether the agent may change the workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// read_file, list_files, search, run.
-    ReadOnly,
-    /// Also write_file and edit_file.
-    ReadWrite,
-}
-
-/// Limits of the `run` tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunLimits {
-    pub timeout: Duration,
-    /// Bytes of combined output kept (the rest is cut, and the cut is said).
-    pub output_cap: usize,
-}
-
-impl Default for RunLimits {
-    fn default() -> Self {
-        RunLimits {
-            timeout: Duration::from_secs(120),
-            output_cap: 32 * 1024,
-        }
-    }
-}
 
 /// The tool set of a session.
 #[derive(Debug, Clone)]
