@@ -10,6 +10,7 @@ pub mod events;
 pub mod inbox;
 pub mod llm;
 pub mod machine;
+pub mod process;
 pub mod prompts;
 pub mod run;
 pub mod skill;

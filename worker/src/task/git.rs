@@ -5,7 +5,6 @@
 //! message (every message is scrubbed of it anyway).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use omoi_protocol::env as var;
@@ -13,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::process;
 
 /// The credential helper: answers `get` with the token from the git process's environment.
 pub const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get || exit 0; \
@@ -28,13 +28,9 @@ pub const GIT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Characters of git's stderr kept in an error message.
 const STDERR_TAIL_CHARS: usize = 1200;
 
-/// Variables of the worker's environment that git and the commands it starts must not see,
-/// and variables that would point git at another repository or identity.
-const REMOVED_VARIABLES: [&str; 14] = [
-    var::ANTHROPIC_API_KEY,
-    var::OPENAI_API_KEY,
-    var::SANDBOX_TOKEN,
-    var::GIT_TOKEN,
+/// Variables that would point git at another repository or identity (the worker's secrets are
+/// removed by [`process::command`]).
+const REMOVED_VARIABLES: [&str; 10] = [
     "GIT_DIR",
     "GIT_WORK_TREE",
     "GIT_INDEX_FILE",
@@ -116,7 +112,7 @@ impl Git {
     /// The git command with the fixed config and a clean environment. A `network` command
     /// gets the credential helper and the token in its environment.
     pub fn command(&self, args: &[&str], network: bool) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new("git");
+        let mut command = process::command("git", &self.dir);
         for setting in FIXED_CONFIG {
             command.arg("-c").arg(setting);
         }
@@ -131,18 +127,13 @@ impl Git {
         }
         command
             .args(args)
-            .current_dir(&self.dir)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_EDITOR", "true")
             .env("GIT_AUTHOR_NAME", IDENTITY_NAME)
             .env("GIT_AUTHOR_EMAIL", IDENTITY_EMAIL)
             .env("GIT_COMMITTER_NAME", IDENTITY_NAME)
             .env("GIT_COMMITTER_EMAIL", IDENTITY_EMAIL)
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("LC_ALL", "C");
         command
     }
 

@@ -7,8 +7,6 @@
 mod fs;
 mod path;
 mod run;
-
-pub(crate) use run::ProcessGroup;
 mod search;
 
 use std::path::{Path, PathBuf};
