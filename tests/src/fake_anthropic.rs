@@ -8,9 +8,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{
-    Dialect, FakeServer, RecordedRequest, Reply, Turn, TurnBlock, check_input_schema,
-    check_json_content_type, header_text, json_response, pieces, sse_response,
-    stalled_json_response, unknown_fields, valid_tool_name,
+    Dialect, FakeModel, Reply, Turn, TurnBlock, check_input_schema, check_json_content_type,
+    header_text, json_response, pieces, sse_response, stalled_json_response, unknown_fields,
+    valid_tool_name,
 };
 
 /// The API key the fake accepts.
@@ -36,48 +36,17 @@ const TOP_LEVEL: &[&str] = &[
 ];
 
 /// The fake server. Stops when dropped.
-#[derive(Debug)]
-pub struct FakeAnthropic {
-    server: FakeServer,
-}
+pub type FakeAnthropic = FakeModel<Anthropic>;
 
-impl FakeAnthropic {
-    /// Starts a fake that answers `replies` in order.
-    pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
-        FakeAnthropic {
-            server: FakeServer::start::<Anthropic>(replies).await,
-        }
-    }
-
-    /// The value for `ANTHROPIC_BASE_URL` (no `/v1`).
-    pub fn base_url(&self) -> String {
-        self.server.origin()
-    }
-
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Everything the real API would have rejected, one line each (`request N: …`).
-    pub fn violations(&self) -> Vec<String> {
-        self.server.violations()
-    }
-
-    /// Scripted replies not used yet.
-    pub fn remaining(&self) -> usize {
-        self.server.remaining()
-    }
-
-    pub fn push(&self, reply: Reply) {
-        self.server.push(reply);
-    }
-}
-
-struct Anthropic;
+/// The Anthropic Messages API (`POST /v1/messages`).
+pub struct Anthropic;
 
 impl Dialect for Anthropic {
     const PATH: &'static str = "/v1/messages";
+
+    fn base_url(origin: &str) -> String {
+        origin.to_string()
+    }
 
     fn check(headers: &HeaderMap, body: &Value) -> Vec<String> {
         let mut problems = check_json_content_type(headers);

@@ -1,9 +1,11 @@
-//! What the fake model servers share: the scripted replies, the recorded requests and
-//! violations, the JSON-Schema check of tool definitions, and the axum server plumbing.
-//! `fake_anthropic` and `fake_openai` add their API's checks and wire format.
+//! The fake model server: one [`FakeModel`] over a [`Dialect`] (the API's checks and wire
+//! format), with the scripted replies, the recorded requests and violations, the JSON-Schema check
+//! of tool definitions, and the axum server plumbing. `fake_anthropic` and `fake_openai` are the
+//! two dialects.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -121,9 +123,11 @@ pub struct RecordedRequest {
 }
 
 /// How one API checks requests and writes answers.
-pub(crate) trait Dialect: Send + Sync + 'static {
+pub trait Dialect: Send + Sync + 'static {
     /// The route requests must use.
     const PATH: &'static str;
+    /// The base URL a client of this API is given, from the fake's `http://host:port`.
+    fn base_url(origin: &str) -> String;
     /// Everything the real API would reject in this request, in words.
     fn check(headers: &HeaderMap, body: &Value) -> Vec<String>;
     /// The answer to a request (`number` counts requests from 1).
@@ -141,22 +145,32 @@ pub(crate) struct FakeState {
 
 type Shared = Arc<Mutex<FakeState>>;
 
-/// A running fake: a server on 127.0.0.1 with a queue of replies. Stops when dropped.
-#[derive(Debug)]
-pub(crate) struct FakeServer {
+/// A running fake model API: a server on 127.0.0.1 that speaks dialect `D`, with a queue of
+/// replies. Stops when dropped.
+pub struct FakeModel<D> {
     addr: SocketAddr,
     state: Shared,
     task: JoinHandle<()>,
+    dialect: PhantomData<fn() -> D>,
 }
 
-impl Drop for FakeServer {
+impl<D> std::fmt::Debug for FakeModel<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeModel")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D> Drop for FakeModel<D> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl FakeServer {
-    pub(crate) async fn start<D: Dialect>(replies: impl IntoIterator<Item = Reply>) -> Self {
+impl<D: Dialect> FakeModel<D> {
+    /// Starts a fake that answers `replies` in order.
+    pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
         let state: Shared = Arc::new(Mutex::new(FakeState {
             replies: replies.into_iter().collect(),
             ..FakeState::default()
@@ -175,26 +189,36 @@ impl FakeServer {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        FakeServer { addr, state, task }
+        FakeModel {
+            addr,
+            state,
+            task,
+            dialect: PhantomData,
+        }
     }
 
-    pub(crate) fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+    /// The base URL a client is given: `ANTHROPIC_BASE_URL` (no `/v1`) or `OPENAI_BASE_URL`
+    /// (with `/v1`).
+    pub fn base_url(&self) -> String {
+        D::base_url(&format!("http://{}", self.addr))
     }
 
-    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.lock().unwrap().requests.clone()
     }
 
-    pub(crate) fn violations(&self) -> Vec<String> {
+    /// Everything the real API would have rejected, one line each (`request N: …`).
+    pub fn violations(&self) -> Vec<String> {
         self.state.lock().unwrap().violations.clone()
     }
 
-    pub(crate) fn remaining(&self) -> usize {
+    /// Scripted replies not used yet.
+    pub fn remaining(&self) -> usize {
         self.state.lock().unwrap().replies.len()
     }
 
-    pub(crate) fn push(&self, reply: Reply) {
+    pub fn push(&self, reply: Reply) {
         self.state.lock().unwrap().replies.push_back(reply);
     }
 }

@@ -8,9 +8,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{
-    Dialect, FakeServer, RecordedRequest, Reply, Turn, TurnBlock, check_input_schema,
-    check_json_content_type, header_text, json_response, pieces, sse_response,
-    stalled_json_response, unknown_fields, valid_tool_name,
+    Dialect, FakeModel, Reply, Turn, TurnBlock, check_input_schema, check_json_content_type,
+    header_text, json_response, pieces, sse_response, stalled_json_response, unknown_fields,
+    valid_tool_name,
 };
 
 /// The API key the fake accepts.
@@ -43,48 +43,17 @@ const TOP_LEVEL: &[&str] = &[
 ];
 
 /// The fake server. Stops when dropped.
-#[derive(Debug)]
-pub struct FakeOpenAi {
-    server: FakeServer,
-}
+pub type FakeOpenAi = FakeModel<OpenAi>;
 
-impl FakeOpenAi {
-    /// Starts a fake that answers `replies` in order.
-    pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
-        FakeOpenAi {
-            server: FakeServer::start::<OpenAi>(replies).await,
-        }
-    }
-
-    /// The value for `OPENAI_BASE_URL` (with `/v1`).
-    pub fn base_url(&self) -> String {
-        format!("{}/v1", self.server.origin())
-    }
-
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Everything the real API would have rejected, one line each (`request N: …`).
-    pub fn violations(&self) -> Vec<String> {
-        self.server.violations()
-    }
-
-    /// Scripted replies not used yet.
-    pub fn remaining(&self) -> usize {
-        self.server.remaining()
-    }
-
-    pub fn push(&self, reply: Reply) {
-        self.server.push(reply);
-    }
-}
-
-struct OpenAi;
+/// The OpenAI Chat Completions API (`POST /v1/chat/completions`).
+pub struct OpenAi;
 
 impl Dialect for OpenAi {
     const PATH: &'static str = "/v1/chat/completions";
+
+    fn base_url(origin: &str) -> String {
+        format!("{origin}/v1")
+    }
 
     fn check(headers: &HeaderMap, body: &Value) -> Vec<String> {
         let mut problems = check_json_content_type(headers);
