@@ -1,5 +1,5 @@
-//! The Anthropic Messages API provider: `POST {ANTHROPIC_BASE_URL}/v1/messages`, streamed over
-//! SSE by default, deltas assembled into whole blocks, retried per [`CallOptions`].
+//! The Anthropic Messages API's wire format for the HTTP provider: `POST
+//! {ANTHROPIC_BASE_URL}/v1/messages`, `x-api-key`, SSE events assembled into whole blocks.
 //!
 //! `ANTHROPIC_BASE_URL` is the API's origin without `/v1` (as in Anthropic's own SDKs), e.g.
 //! `https://api.anthropic.com`; a trailing `/v1` is tolerated and dropped.
@@ -7,15 +7,12 @@
 mod request;
 mod response;
 
-use std::time::Duration;
-
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
-use tokio_util::sync::CancellationToken;
 
-use super::retry::{CallOptions, http_client, send_json, with_retries, within};
-use super::sse::{is_event_stream, read_body, read_events};
-use super::{BoxFuture, ChatRequest, ChatResponse, HttpProviderConfig, LlmError, Provider};
+use super::http::sse::{Flow, SseEvent};
+use super::http::{HttpProvider, StreamDecoder, WireFormat};
+use super::{ChatRequest, ChatResponse, LlmError};
 use crate::error::Error;
 use request::MessagesRequest;
 use response::{StreamedMessage, parse_message};
@@ -26,34 +23,33 @@ pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 pub const API_VERSION: &str = "2023-06-01";
 
 /// Talks to the Anthropic Messages API (or a server that speaks it).
-pub struct AnthropicProvider {
-    client: reqwest::Client,
-    endpoint: Url,
-    headers: HeaderMap,
-    model: String,
-    request_timeout: Duration,
-    options: CallOptions,
-}
+pub type AnthropicProvider = HttpProvider<Anthropic>;
 
-impl std::fmt::Debug for AnthropicProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnthropicProvider")
-            .field("endpoint", &self.endpoint.as_str())
-            .field("model", &self.model)
-            .field("request_timeout", &self.request_timeout)
-            .field("options", &self.options)
-            .finish_non_exhaustive()
+/// The wire format of the Anthropic Messages API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anthropic;
+
+impl WireFormat for Anthropic {
+    type Body<'a> = MessagesRequest<'a>;
+    type Stream = StreamedMessage;
+
+    const NAME: &'static str = "anthropic";
+    const WHAT: &'static str = "Anthropic request";
+
+    fn endpoint(base_url: &str) -> Result<Url, Error> {
+        endpoint(base_url)
     }
-}
 
-impl AnthropicProvider {
-    /// A provider for `config`. Fails on an empty API key or a base URL that is not http(s).
-    pub fn new(config: HttpProviderConfig) -> Result<Self, Error> {
-        let endpoint = endpoint(&config.base_url)?;
-        if config.api_key.trim().is_empty() {
+    fn for_endpoint(_endpoint: &Url) -> Self {
+        Anthropic
+    }
+
+    /// `x-api-key` (it must not be empty) and `anthropic-version`.
+    fn headers(api_key: &str) -> Result<HeaderMap, Error> {
+        if api_key.trim().is_empty() {
             return Err(Error::config("ANTHROPIC_API_KEY", "is empty"));
         }
-        let mut key = HeaderValue::from_str(config.api_key.trim()).map_err(|_| {
+        let mut key = HeaderValue::from_str(api_key.trim()).map_err(|_| {
             Error::config(
                 "ANTHROPIC_API_KEY",
                 "contains characters not allowed in a header",
@@ -63,70 +59,30 @@ impl AnthropicProvider {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", key);
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        Ok(AnthropicProvider {
-            client: http_client()?,
-            endpoint,
-            headers,
-            model: config.model,
-            request_timeout: config.request_timeout,
-            options: CallOptions::new(config.max_retries),
-        })
+        Ok(headers)
     }
 
-    /// Replaces the retry, idle and streaming options.
-    pub fn with_options(mut self, options: CallOptions) -> Self {
-        self.options = options;
-        self
+    fn encode<'a>(
+        &self,
+        model: &'a str,
+        request: &'a ChatRequest,
+        stream: bool,
+    ) -> MessagesRequest<'a> {
+        MessagesRequest::new(model, request, stream)
     }
 
-    /// The URL requests go to.
-    pub fn endpoint(&self) -> &str {
-        self.endpoint.as_str()
-    }
-
-    async fn exchange(&self, body: &MessagesRequest<'_>) -> Result<ChatResponse, LlmError> {
-        let idle = self.options.idle_timeout;
-        let mut response = send_json(
-            &self.client,
-            &self.endpoint,
-            &self.headers,
-            body,
-            body.stream,
-            idle,
-        )
-        .await?;
-        if body.stream && is_event_stream(response.headers()) {
-            let mut stream = StreamedMessage::default();
-            let flow = read_events(&mut response, idle, |event| stream.on_event(event)).await?;
-            stream.finish(flow, &self.model)
-        } else {
-            let text = read_body(&mut response, idle).await?;
-            parse_message(&text, &self.model)
-        }
+    fn decode(text: &str, model: &str) -> Result<ChatResponse, LlmError> {
+        parse_message(text, model)
     }
 }
 
-impl Provider for AnthropicProvider {
-    fn name(&self) -> &'static str {
-        "anthropic"
+impl StreamDecoder for StreamedMessage {
+    fn on_event(&mut self, event: SseEvent) -> Result<Flow, LlmError> {
+        StreamedMessage::on_event(self, event)
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn complete<'a>(
-        &'a self,
-        request: &'a ChatRequest,
-        cancel: &'a CancellationToken,
-    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
-        Box::pin(async move {
-            let body = MessagesRequest::new(&self.model, request, self.options.stream);
-            with_retries(&self.options.retry, cancel, "Anthropic request", |_| {
-                within(self.request_timeout, self.exchange(&body))
-            })
-            .await
-        })
+    fn finish(self, flow: Flow, model: &str) -> Result<ChatResponse, LlmError> {
+        StreamedMessage::finish(self, flow, model)
     }
 }
 
@@ -151,9 +107,12 @@ fn endpoint(base_url: &str) -> Result<Url, Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use pretty_assertions::assert_eq;
 
     use super::*;
+    use crate::llm::HttpProviderConfig;
 
     #[test]
     fn base_url_conventions() {

@@ -1,11 +1,11 @@
 //! The model provider trait and the provider-neutral message types the agent loop speaks.
 
 pub mod anthropic;
+pub mod http;
 pub mod openai;
 pub mod pricing;
 pub mod retry;
 pub mod scripted;
-pub mod sse;
 
 use std::future::Future;
 use std::pin::Pin;

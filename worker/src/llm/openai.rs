@@ -1,6 +1,6 @@
-//! The OpenAI Chat Completions provider, for OpenAI and any compatible server (Ollama, vLLM,
-//! llama.cpp, gateways): `POST {OPENAI_BASE_URL}/chat/completions`, streamed over SSE by default,
-//! deltas assembled into whole blocks, retried per [`CallOptions`].
+//! The OpenAI Chat Completions wire format for the HTTP provider, for OpenAI and any compatible
+//! server (Ollama, vLLM, llama.cpp, gateways): `POST {OPENAI_BASE_URL}/chat/completions`, SSE
+//! chunks assembled into whole blocks.
 //!
 //! `OPENAI_BASE_URL` includes the API version path, as in OpenAI's own SDKs:
 //! `https://api.openai.com/v1`, `http://localhost:11434/v1`. A bare origin (no path) gets `/v1`.
@@ -11,15 +11,12 @@
 mod request;
 mod response;
 
-use std::time::Duration;
-
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use tokio_util::sync::CancellationToken;
 
-use super::retry::{CallOptions, http_client, send_json, with_retries, within};
-use super::sse::{is_event_stream, read_body, read_events};
-use super::{BoxFuture, ChatRequest, ChatResponse, HttpProviderConfig, LlmError, Provider};
+use super::http::sse::{Flow, SseEvent};
+use super::http::{HttpProvider, StreamDecoder, WireFormat};
+use super::{ChatRequest, ChatResponse, LlmError};
 use crate::error::Error;
 use request::CompletionRequest;
 use response::{StreamedCompletion, parse_completion};
@@ -28,34 +25,36 @@ use response::{StreamedCompletion, parse_completion};
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// Talks to an OpenAI-compatible Chat Completions API.
-pub struct OpenAiProvider {
-    client: reqwest::Client,
-    endpoint: Url,
-    headers: HeaderMap,
-    model: String,
-    request_timeout: Duration,
-    options: CallOptions,
+pub type OpenAiProvider = HttpProvider<OpenAi>;
+
+/// The wire format of the OpenAI Chat Completions API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenAi {
     /// Send `max_completion_tokens` (OpenAI itself) rather than `max_tokens`.
     completion_tokens_field: bool,
 }
 
-impl std::fmt::Debug for OpenAiProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiProvider")
-            .field("endpoint", &self.endpoint.as_str())
-            .field("model", &self.model)
-            .field("request_timeout", &self.request_timeout)
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
-}
+impl WireFormat for OpenAi {
+    type Body<'a> = CompletionRequest<'a>;
+    type Stream = StreamedCompletion;
 
-impl OpenAiProvider {
-    /// A provider for `config`. Fails on a base URL that is not http(s).
-    pub fn new(config: HttpProviderConfig) -> Result<Self, Error> {
-        let endpoint = endpoint(&config.base_url)?;
+    const NAME: &'static str = "openai";
+    const WHAT: &'static str = "OpenAI request";
+
+    fn endpoint(base_url: &str) -> Result<Url, Error> {
+        endpoint(base_url)
+    }
+
+    fn for_endpoint(endpoint: &Url) -> Self {
+        OpenAi {
+            completion_tokens_field: endpoint.host_str() == Some("api.openai.com"),
+        }
+    }
+
+    /// `Authorization: Bearer …`, or nothing for an empty key.
+    fn headers(api_key: &str) -> Result<HeaderMap, Error> {
         let mut headers = HeaderMap::new();
-        let key = config.api_key.trim();
+        let key = api_key.trim();
         if !key.is_empty() {
             let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
                 Error::config(
@@ -66,76 +65,30 @@ impl OpenAiProvider {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        Ok(OpenAiProvider {
-            client: http_client()?,
-            completion_tokens_field: endpoint.host_str() == Some("api.openai.com"),
-            endpoint,
-            headers,
-            model: config.model,
-            request_timeout: config.request_timeout,
-            options: CallOptions::new(config.max_retries),
-        })
+        Ok(headers)
     }
 
-    /// Replaces the retry, idle and streaming options.
-    pub fn with_options(mut self, options: CallOptions) -> Self {
-        self.options = options;
-        self
+    fn encode<'a>(
+        &self,
+        model: &'a str,
+        request: &'a ChatRequest,
+        stream: bool,
+    ) -> CompletionRequest<'a> {
+        CompletionRequest::new(model, request, stream, self.completion_tokens_field)
     }
 
-    /// The URL requests go to.
-    pub fn endpoint(&self) -> &str {
-        self.endpoint.as_str()
-    }
-
-    async fn exchange(&self, body: &CompletionRequest<'_>) -> Result<ChatResponse, LlmError> {
-        let idle = self.options.idle_timeout;
-        let mut response = send_json(
-            &self.client,
-            &self.endpoint,
-            &self.headers,
-            body,
-            body.stream,
-            idle,
-        )
-        .await?;
-        if body.stream && is_event_stream(response.headers()) {
-            let mut stream = StreamedCompletion::default();
-            let flow = read_events(&mut response, idle, |event| stream.on_event(event)).await?;
-            stream.finish(flow, &self.model)
-        } else {
-            let text = read_body(&mut response, idle).await?;
-            parse_completion(&text, &self.model)
-        }
+    fn decode(text: &str, model: &str) -> Result<ChatResponse, LlmError> {
+        parse_completion(text, model)
     }
 }
 
-impl Provider for OpenAiProvider {
-    fn name(&self) -> &'static str {
-        "openai"
+impl StreamDecoder for StreamedCompletion {
+    fn on_event(&mut self, event: SseEvent) -> Result<Flow, LlmError> {
+        StreamedCompletion::on_event(self, event)
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn complete<'a>(
-        &'a self,
-        request: &'a ChatRequest,
-        cancel: &'a CancellationToken,
-    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
-        Box::pin(async move {
-            let body = CompletionRequest::new(
-                &self.model,
-                request,
-                self.options.stream,
-                self.completion_tokens_field,
-            );
-            with_retries(&self.options.retry, cancel, "OpenAI request", |_| {
-                within(self.request_timeout, self.exchange(&body))
-            })
-            .await
-        })
+    fn finish(self, flow: Flow, model: &str) -> Result<ChatResponse, LlmError> {
+        StreamedCompletion::finish(self, flow, model)
     }
 }
 
@@ -164,9 +117,12 @@ fn endpoint(base_url: &str) -> Result<Url, Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use pretty_assertions::assert_eq;
 
     use super::*;
+    use crate::llm::HttpProviderConfig;
 
     #[test]
     fn base_url_conventions() {
@@ -204,16 +160,16 @@ mod tests {
     #[test]
     fn settings_decide_headers_and_the_tokens_field() {
         let local = OpenAiProvider::new(config("", "http://localhost:11434/v1")).unwrap();
-        assert_eq!(local.headers.get(AUTHORIZATION), None);
-        assert!(!local.completion_tokens_field);
+        assert_eq!(local.headers().get(AUTHORIZATION), None);
+        assert!(!local.wire().completion_tokens_field);
         let official = OpenAiProvider::new(config("sk-secret", "")).unwrap();
         assert!(
             official
-                .headers
+                .headers()
                 .get(AUTHORIZATION)
                 .is_some_and(|v| v.is_sensitive())
         );
-        assert!(official.completion_tokens_field);
+        assert!(official.wire().completion_tokens_field);
         let shown = format!("{official:?}");
         assert!(!shown.contains("secret"), "{shown}");
         let err = OpenAiProvider::new(config("", "mailto:a@b")).unwrap_err();

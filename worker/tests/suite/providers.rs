@@ -11,8 +11,9 @@ use omoi_tests::fake_anthropic::{self, FakeAnthropic};
 use omoi_tests::fake_llm::{RecordedRequest, Reply, Turn};
 use omoi_tests::fake_openai::{self, FakeOpenAi};
 use omoi_worker::llm::anthropic::AnthropicProvider;
+use omoi_worker::llm::http::CallOptions;
 use omoi_worker::llm::openai::OpenAiProvider;
-use omoi_worker::llm::retry::{CallOptions, RetryPolicy};
+use omoi_worker::llm::retry::RetryPolicy;
 use omoi_worker::llm::{
     ChatRequest, ChatResponse, ContentBlock, HttpProviderConfig, LlmError, Message, Provider, Role,
     SessionInfo, StopReason, TokenUsage, ToolSpec,

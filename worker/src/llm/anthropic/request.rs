@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::llm::{ChatRequest, ContentBlock, Message, Role};
 
 #[derive(Debug, Serialize)]
-pub(super) struct MessagesRequest<'a> {
+pub struct MessagesRequest<'a> {
     model: &'a str,
     max_tokens: u32,
     #[serde(skip_serializing_if = "str::is_empty")]

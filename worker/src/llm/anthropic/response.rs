@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::llm::retry::error_from_status;
-use crate::llm::sse::{Flow, SseEvent};
+use crate::llm::http::sse::{Flow, SseEvent};
+use crate::llm::http::transport::error_from_status;
 use crate::llm::{ChatResponse, ContentBlock, LlmError, StopReason, TokenUsage};
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,7 +182,7 @@ enum PartialBlock {
 
 /// The answer assembled from the events of one stream.
 #[derive(Debug, Default)]
-pub(super) struct StreamedMessage {
+pub struct StreamedMessage {
     model: String,
     blocks: BTreeMap<usize, PartialBlock>,
     stop_reason: Option<String>,

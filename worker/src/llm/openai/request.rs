@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::llm::{ChatRequest, ContentBlock, Message, Role};
 
 #[derive(Debug, Serialize)]
-pub(super) struct CompletionRequest<'a> {
+pub struct CompletionRequest<'a> {
     model: &'a str,
     messages: Vec<ApiMessage<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::llm::retry::error_from_status;
-use crate::llm::sse::{Flow, SseEvent};
+use crate::llm::http::sse::{Flow, SseEvent};
+use crate::llm::http::transport::error_from_status;
 use crate::llm::{ChatResponse, ContentBlock, LlmError, StopReason, TokenUsage};
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,7 +235,7 @@ pub(super) fn parse_completion(
 
 /// The answer assembled from the chunks of one stream.
 #[derive(Debug, Default)]
-pub(super) struct StreamedCompletion {
+pub struct StreamedCompletion {
     assembly: Assembly,
 }
 

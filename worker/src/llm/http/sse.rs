@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::LlmError;
-use super::retry::transport_error;
+use super::transport::transport_error;
+use crate::llm::LlmError;
 
 /// One dispatched event: its `event:` name (if any) and its `data:` lines joined by `\n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
