@@ -21,7 +21,7 @@ use omoi_protocol::phase::Phase;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{
-    self, Agent, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler, SubmitTool,
+    self, Agent, BoxFuture, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler, SubmitTool,
     SubmitVerdict, ToolSet,
 };
 use crate::checkpoint;
@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::events::Emitter;
 use crate::inbox::Inbox;
-use crate::llm::BoxFuture;
+
 use crate::prompts;
 
 /// One spec run, from its start phase through COMPLETE.

@@ -22,13 +22,12 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{
-    Agent, EndReason, Limits, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler, SubmitTool,
-    SubmitVerdict, ToolSet,
+    Agent, BoxFuture, EndReason, Limits, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler,
+    SubmitTool, SubmitVerdict, ToolSet,
 };
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::events::Emitter;
-use crate::llm::BoxFuture;
 
 /// The session label of the spec-skill run (what a script names it by).
 pub const SESSION_LABEL: &str = "spec-skill";

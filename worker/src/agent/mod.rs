@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::events::Emitter;
 use crate::inbox::Inbox;
-use crate::llm::{BoxFuture, pricing};
+use crate::llm::pricing;
 
+pub use crate::llm::BoxFuture;
 pub use native::NativeAgent;
 
 /// The name of the tool through which the agent hands in its output.

@@ -7,10 +7,9 @@ use omoi_protocol::event::{Event, TaskValidation};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{SUBMIT_TOOL, SubmitHandler, SubmitTool, SubmitVerdict};
+use crate::agent::{BoxFuture, SUBMIT_TOOL, SubmitHandler, SubmitTool, SubmitVerdict};
 use crate::error::Result;
 use crate::events::Emitter;
-use crate::llm::BoxFuture;
 
 use super::Validation;
 use super::git::Git;
