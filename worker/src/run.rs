@@ -18,7 +18,6 @@ use crate::config::{
 use crate::error::{Error, Result};
 use crate::events::{self, Emitter, EventIds, EventsConfig, SinkConfig};
 use crate::inbox::{self, Inbox};
-use crate::llm::Provider;
 use crate::llm::anthropic::AnthropicProvider;
 use crate::llm::openai::OpenAiProvider;
 use crate::llm::scripted::ScriptedProvider;
@@ -184,16 +183,17 @@ async fn dispatch(
 
 /// The agent of the config: the one place where it is chosen.
 pub fn agent(llm: &LlmConfig) -> Result<Box<dyn Agent>> {
-    Ok(Box::new(NativeAgent::new(provider(llm)?)))
-}
-
-/// The model provider of the config.
-pub fn provider(llm: &LlmConfig) -> Result<Box<dyn Provider>> {
-    match llm {
-        LlmConfig::Scripted { script } => Ok(Box::new(ScriptedProvider::load(script)?)),
-        LlmConfig::Anthropic(settings) => Ok(Box::new(AnthropicProvider::new(settings.clone())?)),
-        LlmConfig::OpenAi(settings) => Ok(Box::new(OpenAiProvider::new(settings.clone())?)),
-    }
+    Ok(match llm {
+        LlmConfig::Scripted { script } => {
+            Box::new(NativeAgent::new(ScriptedProvider::load(script)?))
+        }
+        LlmConfig::Anthropic(settings) => {
+            Box::new(NativeAgent::new(AnthropicProvider::new(settings.clone())?))
+        }
+        LlmConfig::OpenAi(settings) => {
+            Box::new(NativeAgent::new(OpenAiProvider::new(settings.clone())?))
+        }
+    })
 }
 
 fn events_config(config: &Config) -> EventsConfig {

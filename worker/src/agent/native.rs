@@ -133,11 +133,7 @@ fn call_cost(model: &str, usage: TokenUsage, price: Option<pricing::Price>) -> f
 
 /// One running session: the conversation so far and the counters its limits look at.
 struct Session<'a> {
-    provider: &'a dyn Provider,
-    tools: &'a ToolBox,
-    submit: &'a dyn SubmitHandler,
-    emitter: &'a Emitter,
-    cancel: &'a CancellationToken,
+    parts: Parts<'a>,
     limits: Limits,
     inbox: Inbox,
     request: ChatRequest,
@@ -170,11 +166,7 @@ impl<'a> Session<'a> {
         });
         let tool_names = tools.iter().map(|t| t.name.clone()).collect();
         Session {
-            provider: parts.provider,
-            tools: parts.tools,
-            submit: parts.submit,
-            emitter: parts.emitter,
-            cancel: parts.cancel,
+            parts,
             limits: spec.limits,
             inbox: spec.inbox,
             request: ChatRequest {
@@ -227,10 +219,15 @@ impl<'a> Session<'a> {
                 );
             }
             turns += 1;
-            self.emitter.count_turn();
+            self.parts.emitter.count_turn();
             self.take_injected();
-            let call_cancel = self.cancel.child_token();
-            let response = match self.provider.complete(&self.request, &call_cancel).await {
+            let call_cancel = self.parts.cancel.child_token();
+            let response = match self
+                .parts
+                .provider
+                .complete(&self.request, &call_cancel)
+                .await
+            {
                 Ok(response) => response,
                 Err(LlmError::Cancelled) => {
                     return ended(EndReason::Cancelled, "the session was cancelled");
@@ -255,7 +252,7 @@ impl<'a> Session<'a> {
     /// Counts the call's usage and reports it.
     fn account(&mut self, response: &ChatResponse) {
         let model = if response.model.is_empty() {
-            self.provider.model()
+            self.parts.provider.model()
         } else {
             &response.model
         };
@@ -267,12 +264,12 @@ impl<'a> Session<'a> {
         self.total.input_tokens += call.input_tokens;
         self.total.output_tokens += call.output_tokens;
         self.total.cost_usd += call.cost_usd;
-        self.emitter.emit(Event::AgentUsage(AgentUsage {
+        self.parts.emitter.emit(Event::AgentUsage(AgentUsage {
             model: Some(model.to_owned()),
             call,
             total: self.total,
         }));
-        self.emitter.add_usage(call);
+        self.parts.emitter.add_usage(call);
     }
 
     /// Handles one answer: reports its text, runs its tool calls, and appends both to the
@@ -282,7 +279,8 @@ impl<'a> Session<'a> {
         for block in &response.content {
             match block {
                 ContentBlock::Text { text } if !text.trim().is_empty() => {
-                    self.emitter
+                    self.parts
+                        .emitter
                         .emit(Event::AgentMessage(AgentMessage { text: text.clone() }));
                 }
                 ContentBlock::ToolUse { id, name, input } => {
@@ -338,8 +336,8 @@ impl<'a> Session<'a> {
         let mut progress = false;
         let mut results = Vec::new();
         for (id, name, input) in calls {
-            self.emitter.count_tool_call();
-            self.emitter.emit(Event::AgentToolUse(AgentToolUse {
+            self.parts.emitter.count_tool_call();
+            self.parts.emitter.emit(Event::AgentToolUse(AgentToolUse {
                 tool: name.clone(),
                 call_id: id.clone(),
                 input_summary: shorten(&input.to_string(), SUMMARY_CHARS),
@@ -347,27 +345,33 @@ impl<'a> Session<'a> {
             self.note_call(&name, &input);
             let outcome = match self.call(&name, &input).await {
                 CallResult::Accepted => {
-                    self.emitter.emit(Event::AgentToolResult(AgentToolResult {
-                        call_id: id,
-                        ok: true,
-                        output_summary: "accepted".into(),
-                    }));
+                    self.parts
+                        .emitter
+                        .emit(Event::AgentToolResult(AgentToolResult {
+                            call_id: id,
+                            ok: true,
+                            output_summary: "accepted".into(),
+                        }));
                     return Some(SessionOutcome::Submitted { input });
                 }
                 CallResult::Outcome(outcome) => outcome,
             };
             progress |= outcome.ok || (name == self.submit_name && input.is_object());
-            self.emitter.emit(Event::AgentToolResult(AgentToolResult {
-                call_id: id.clone(),
-                ok: outcome.ok,
-                output_summary: shorten(&outcome.output, SUMMARY_CHARS),
-            }));
-            if let Some(edit) = outcome.edit {
-                self.emitter.emit(Event::AgentFileEdited(AgentFileEdited {
-                    path: edit.path,
-                    lines_added: edit.lines_added,
-                    lines_removed: edit.lines_removed,
+            self.parts
+                .emitter
+                .emit(Event::AgentToolResult(AgentToolResult {
+                    call_id: id.clone(),
+                    ok: outcome.ok,
+                    output_summary: shorten(&outcome.output, SUMMARY_CHARS),
                 }));
+            if let Some(edit) = outcome.edit {
+                self.parts
+                    .emitter
+                    .emit(Event::AgentFileEdited(AgentFileEdited {
+                        path: edit.path,
+                        lines_added: edit.lines_added,
+                        lines_removed: edit.lines_removed,
+                    }));
             }
             results.push(ContentBlock::ToolResult {
                 tool_use_id: id,
@@ -402,10 +406,10 @@ impl<'a> Session<'a> {
             )));
         }
         if name != self.submit_name {
-            let tool_cancel = self.cancel.child_token();
-            return CallResult::Outcome(self.tools.call(name, input, &tool_cancel).await);
+            let tool_cancel = self.parts.cancel.child_token();
+            return CallResult::Outcome(self.parts.tools.call(name, input, &tool_cancel).await);
         }
-        match self.submit.check(input).await {
+        match self.parts.submit.check(input).await {
             SubmitVerdict::Accepted => CallResult::Accepted,
             SubmitVerdict::Rejected { feedback } => {
                 CallResult::Outcome(ToolOutcome::failure(feedback))

@@ -10,8 +10,7 @@ mod response;
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
 
-use super::http::sse::{Flow, SseEvent};
-use super::http::{HttpProvider, StreamDecoder, WireFormat};
+use super::http::{HttpProvider, WireFormat, endpoint_url};
 use super::{ChatRequest, ChatResponse, LlmError};
 use crate::error::Error;
 use request::MessagesRequest;
@@ -37,7 +36,15 @@ impl WireFormat for Anthropic {
     const WHAT: &'static str = "Anthropic request";
 
     fn endpoint(base_url: &str) -> Result<Url, Error> {
-        endpoint(base_url)
+        endpoint_url(
+            "ANTHROPIC_BASE_URL",
+            base_url,
+            DEFAULT_BASE_URL,
+            |root, _| {
+                let root = root.strip_suffix("/v1").unwrap_or(root);
+                format!("{root}/v1/messages")
+            },
+        )
     }
 
     fn for_endpoint(_endpoint: &Url) -> Self {
@@ -76,35 +83,6 @@ impl WireFormat for Anthropic {
     }
 }
 
-impl StreamDecoder for StreamedMessage {
-    fn on_event(&mut self, event: SseEvent) -> Result<Flow, LlmError> {
-        StreamedMessage::on_event(self, event)
-    }
-
-    fn finish(self, flow: Flow, model: &str) -> Result<ChatResponse, LlmError> {
-        StreamedMessage::finish(self, flow, model)
-    }
-}
-
-fn endpoint(base_url: &str) -> Result<Url, Error> {
-    let base = match base_url.trim() {
-        "" => DEFAULT_BASE_URL,
-        base => base,
-    };
-    let parsed = Url::parse(base)
-        .map_err(|e| Error::config("ANTHROPIC_BASE_URL", format!("{base:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(Error::config(
-            "ANTHROPIC_BASE_URL",
-            format!("{base:?} is not an http(s) URL"),
-        ));
-    }
-    let root = base.trim_end_matches('/');
-    let root = root.strip_suffix("/v1").unwrap_or(root);
-    Url::parse(&format!("{root}/v1/messages"))
-        .map_err(|e| Error::config("ANTHROPIC_BASE_URL", format!("{base:?}: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -116,7 +94,7 @@ mod tests {
 
     #[test]
     fn base_url_conventions() {
-        let url = |base: &str| endpoint(base).map(|u| u.to_string());
+        let url = |base: &str| Anthropic::endpoint(base).map(|u| u.to_string());
         assert_eq!(url("").unwrap(), "https://api.anthropic.com/v1/messages");
         assert_eq!(
             url("http://127.0.0.1:9/").unwrap(),

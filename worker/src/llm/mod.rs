@@ -220,21 +220,3 @@ impl<P: Provider + ?Sized> Provider for &P {
         (**self).complete(request, cancel)
     }
 }
-
-impl<P: Provider + ?Sized> Provider for Box<P> {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-
-    fn model(&self) -> &str {
-        (**self).model()
-    }
-
-    fn complete<'a>(
-        &'a self,
-        request: &'a ChatRequest,
-        cancel: &'a CancellationToken,
-    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
-        (**self).complete(request, cancel)
-    }
-}

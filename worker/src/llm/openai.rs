@@ -14,8 +14,7 @@ mod response;
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
-use super::http::sse::{Flow, SseEvent};
-use super::http::{HttpProvider, StreamDecoder, WireFormat};
+use super::http::{HttpProvider, WireFormat, endpoint_url};
 use super::{ChatRequest, ChatResponse, LlmError};
 use crate::error::Error;
 use request::CompletionRequest;
@@ -42,7 +41,18 @@ impl WireFormat for OpenAi {
     const WHAT: &'static str = "OpenAI request";
 
     fn endpoint(base_url: &str) -> Result<Url, Error> {
-        endpoint(base_url)
+        endpoint_url(
+            "OPENAI_BASE_URL",
+            base_url,
+            DEFAULT_BASE_URL,
+            |root, parsed| {
+                if parsed.path().trim_matches('/').is_empty() {
+                    format!("{root}/v1/chat/completions")
+                } else {
+                    format!("{root}/chat/completions")
+                }
+            },
+        )
     }
 
     fn for_endpoint(endpoint: &Url) -> Self {
@@ -82,39 +92,6 @@ impl WireFormat for OpenAi {
     }
 }
 
-impl StreamDecoder for StreamedCompletion {
-    fn on_event(&mut self, event: SseEvent) -> Result<Flow, LlmError> {
-        StreamedCompletion::on_event(self, event)
-    }
-
-    fn finish(self, flow: Flow, model: &str) -> Result<ChatResponse, LlmError> {
-        StreamedCompletion::finish(self, flow, model)
-    }
-}
-
-fn endpoint(base_url: &str) -> Result<Url, Error> {
-    let base = match base_url.trim() {
-        "" => DEFAULT_BASE_URL,
-        base => base,
-    };
-    let parsed = Url::parse(base)
-        .map_err(|e| Error::config("OPENAI_BASE_URL", format!("{base:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(Error::config(
-            "OPENAI_BASE_URL",
-            format!("{base:?} is not an http(s) URL"),
-        ));
-    }
-    let root = base.trim_end_matches('/');
-    let root = if parsed.path().trim_matches('/').is_empty() {
-        format!("{root}/v1")
-    } else {
-        root.to_string()
-    };
-    Url::parse(&format!("{root}/chat/completions"))
-        .map_err(|e| Error::config("OPENAI_BASE_URL", format!("{base:?}: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -126,7 +103,7 @@ mod tests {
 
     #[test]
     fn base_url_conventions() {
-        let url = |base: &str| endpoint(base).map(|u| u.to_string());
+        let url = |base: &str| OpenAi::endpoint(base).map(|u| u.to_string());
         assert_eq!(
             url("").unwrap(),
             "https://api.openai.com/v1/chat/completions"

@@ -33,8 +33,11 @@ fn write_call(phase: Phase, content: &str) -> Value {
     json!({"name": "write_file", "input": {"path": document_path(phase), "content": content}})
 }
 
-fn provider(turns: Value) -> ScriptedProvider {
-    ScriptedProvider::from_json(&json!({ SESSION_LABEL: [turns] }).to_string()).unwrap()
+/// The native agent over a script of one session.
+fn provider(turns: Value) -> NativeAgent<ScriptedProvider> {
+    NativeAgent::new(
+        ScriptedProvider::from_json(&json!({ SESSION_LABEL: [turns] }).to_string()).unwrap(),
+    )
 }
 
 struct Setup {
@@ -100,14 +103,9 @@ async fn writes_the_documents_and_reports_their_evaluations() {
         {"tool_calls": [{"name": SUBMIT_TOOL, "input": submit}]}
     ]));
     let cancel = CancellationToken::new();
-    let report = run_spec_skill(
-        &NativeAgent::new(&provider),
-        &setup.request,
-        &setup.emitter,
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let report = run_spec_skill(&provider, &setup.request, &setup.emitter, &cancel)
+        .await
+        .unwrap();
 
     // The expected result: each document scored with the context of the ones before it.
     let workspace = setup.request.workspace.as_path();
@@ -184,14 +182,9 @@ async fn missing_and_invalid_documents_are_reported_not_fatal() {
         {"text": "Stopping."}
     ]));
     let cancel = CancellationToken::new();
-    let report = run_spec_skill(
-        &NativeAgent::new(&provider),
-        &setup.request,
-        &setup.emitter,
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let report = run_spec_skill(&provider, &setup.request, &setup.emitter, &cancel)
+        .await
+        .unwrap();
 
     assert!(
         matches!(
@@ -290,13 +283,7 @@ async fn cancellation_ends_the_run_without_a_report() {
     let provider = provider(json!([{"text": "slow", "delay_ms": 60000}]));
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let result = run_spec_skill(
-        &NativeAgent::new(&provider),
-        &setup.request,
-        &setup.emitter,
-        &cancel,
-    )
-    .await;
+    let result = run_spec_skill(&provider, &setup.request, &setup.emitter, &cancel).await;
     assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
     assert_eq!(reported(&mut setup.events), vec![]);
 }
@@ -307,7 +294,7 @@ async fn a_missing_workspace_is_an_error() {
     setup.request.workspace = setup.request.workspace.join("does-not-exist");
     let provider = provider(json!([{"text": "never asked"}]));
     let result = run_spec_skill(
-        &NativeAgent::new(&provider),
+        &provider,
         &setup.request,
         &setup.emitter,
         &CancellationToken::new(),

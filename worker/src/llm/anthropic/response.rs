@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::llm::http::StreamDecoder;
 use crate::llm::http::sse::{Flow, SseEvent};
 use crate::llm::http::transport::error_from_status;
 use crate::llm::{ChatResponse, ContentBlock, LlmError, StopReason, TokenUsage};
@@ -190,8 +191,8 @@ pub struct StreamedMessage {
     output_tokens: u64,
 }
 
-impl StreamedMessage {
-    pub(super) fn on_event(&mut self, event: SseEvent) -> Result<Flow, LlmError> {
+impl StreamDecoder for StreamedMessage {
+    fn on_event(&mut self, event: SseEvent) -> Result<Flow, LlmError> {
         let parsed: StreamEvent = serde_json::from_str(&event.data).map_err(|e| {
             LlmError::InvalidResponse(format!("unreadable stream event {:?}: {e}", event.event))
         })?;
@@ -256,11 +257,7 @@ impl StreamedMessage {
         Ok(Flow::Continue)
     }
 
-    pub(super) fn finish(
-        self,
-        flow: Flow,
-        requested_model: &str,
-    ) -> Result<ChatResponse, LlmError> {
+    fn finish(self, flow: Flow, requested_model: &str) -> Result<ChatResponse, LlmError> {
         if flow != Flow::Done && self.stop_reason.is_none() {
             return Err(LlmError::Connection(
                 "the stream ended before the answer was complete".to_string(),

@@ -68,6 +68,31 @@ pub trait WireFormat: Send + Sync + Sized + 'static {
     fn decode(text: &str, model: &str) -> Result<ChatResponse, LlmError>;
 }
 
+/// The endpoint of an API from its configured base URL (`default` when empty): the base must be
+/// an http(s) URL with a host; `rule` makes the endpoint from the base without its trailing `/`
+/// and the parsed base. Problems are `Error::Config` naming `variable`.
+pub fn endpoint_url(
+    variable: &str,
+    configured: &str,
+    default: &str,
+    rule: impl FnOnce(&str, &Url) -> String,
+) -> Result<Url, Error> {
+    let base = match configured.trim() {
+        "" => default,
+        base => base,
+    };
+    let parsed = Url::parse(base)
+        .map_err(|e| Error::config(variable, format!("{base:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(Error::config(
+            variable,
+            format!("{base:?} is not an http(s) URL"),
+        ));
+    }
+    let endpoint = rule(base.trim_end_matches('/'), &parsed);
+    Url::parse(&endpoint).map_err(|e| Error::config(variable, format!("{base:?}: {e}")))
+}
+
 /// The decoder of one streamed answer.
 pub trait StreamDecoder: Default + Send {
     /// Takes one event; [`Flow::Done`] when the answer is complete.

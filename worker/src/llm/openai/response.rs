@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::llm::http::StreamDecoder;
 use crate::llm::http::sse::{Flow, SseEvent};
 use crate::llm::http::transport::error_from_status;
 use crate::llm::{ChatResponse, ContentBlock, LlmError, StopReason, TokenUsage};
@@ -239,8 +240,8 @@ pub struct StreamedCompletion {
     assembly: Assembly,
 }
 
-impl StreamedCompletion {
-    pub(super) fn on_event(&mut self, event: SseEvent) -> Result<Flow, LlmError> {
+impl StreamDecoder for StreamedCompletion {
+    fn on_event(&mut self, event: SseEvent) -> Result<Flow, LlmError> {
         if event.data.trim() == "[DONE]" {
             return Ok(Flow::Done);
         }
@@ -250,11 +251,7 @@ impl StreamedCompletion {
         Ok(Flow::Continue)
     }
 
-    pub(super) fn finish(
-        self,
-        flow: Flow,
-        requested_model: &str,
-    ) -> Result<ChatResponse, LlmError> {
+    fn finish(self, flow: Flow, requested_model: &str) -> Result<ChatResponse, LlmError> {
         if flow != Flow::Done && self.assembly.finish_reason.is_none() {
             return Err(LlmError::Connection(
                 "the stream ended before the answer was complete".to_string(),
