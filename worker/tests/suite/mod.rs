@@ -4,5 +4,6 @@ mod agent;
 mod cli;
 mod events;
 mod providers;
+mod seam;
 mod spec;
 mod task;
