@@ -30,8 +30,8 @@ const IDLE_TURN_LIMIT: u32 = 8;
 /// Characters of tool inputs and outputs in events.
 const SUMMARY_CHARS: usize = 200;
 
-/// The native agent over one model provider. `P` is any [`Provider`]: a boxed one chosen from
-/// the configuration, or a borrowed one in tests.
+/// The native agent over one model provider `P`: the one the configuration names, or a borrowed
+/// one in tests.
 pub struct NativeAgent<P> {
     provider: P,
 }
@@ -39,10 +39,6 @@ pub struct NativeAgent<P> {
 impl<P: Provider> NativeAgent<P> {
     pub fn new(provider: P) -> Self {
         NativeAgent { provider }
-    }
-
-    pub fn provider(&self) -> &P {
-        &self.provider
     }
 }
 
