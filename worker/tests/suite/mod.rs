@@ -3,6 +3,7 @@
 mod agent;
 mod cli;
 mod events;
+mod layers;
 mod providers;
 mod seam;
 mod spec;
