@@ -23,6 +23,26 @@ pub fn sample_script_json() -> serde_json::Value {
     serde_json::from_str(&text).expect("the sample script is JSON")
 }
 
+/// What the sample script hands in with `submit` for each generated phase (its last submission
+/// of the phase's first session), in phase order.
+pub fn sample_outputs() -> Vec<(omoi_protocol::phase::Phase, serde_json::Value)> {
+    let script = sample_script_json();
+    omoi_protocol::phase::Phase::GENERATED
+        .into_iter()
+        .map(|phase| {
+            let turns = script[phase.as_str()][0]
+                .as_array()
+                .expect("the sample script has a first session per phase");
+            let submit = turns
+                .iter()
+                .flat_map(|turn| turn["tool_calls"].as_array().cloned().unwrap_or_default())
+                .rfind(|call| call["name"] == "submit")
+                .expect("the sample script submits in every phase");
+            (phase, submit["input"].clone())
+        })
+        .collect()
+}
+
 /// The sample feature request: `(title, description)`.
 pub fn sample_request() -> (String, String) {
     let text = std::fs::read_to_string(dir().join("sample-request.txt")).expect("read request");

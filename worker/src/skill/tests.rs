@@ -14,19 +14,7 @@ use crate::llm::scripted::ScriptedProvider;
 
 /// The output of each generated phase, as the sample script submits it (it passes the gate).
 fn sample_outputs() -> Vec<(Phase, Value)> {
-    let script = omoi_tests::fixtures::sample_script_json();
-    Phase::GENERATED
-        .into_iter()
-        .map(|phase| {
-            let turns = script[phase.as_str()][0].as_array().unwrap();
-            let submit = turns
-                .iter()
-                .flat_map(|turn| turn["tool_calls"].as_array().cloned().unwrap_or_default())
-                .rfind(|call| call["name"] == SUBMIT_TOOL)
-                .unwrap();
-            (phase, submit["input"].clone())
-        })
-        .collect()
+    omoi_tests::fixtures::sample_outputs()
 }
 
 fn write_call(phase: Phase, content: &str) -> Value {

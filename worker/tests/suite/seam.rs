@@ -82,20 +82,11 @@ impl Agent for HandIn {
     }
 }
 
-/// The submitted output of each generated phase in the sample script.
+/// The submitted output of each generated phase in the sample script, by session label.
 fn sample_outputs() -> BTreeMap<String, Value> {
-    let script = fixtures::sample_script_json();
-    Phase::GENERATED
+    fixtures::sample_outputs()
         .into_iter()
-        .map(|phase| {
-            let turns = script[phase.as_str()][0].as_array().unwrap();
-            let submit = turns
-                .iter()
-                .flat_map(|turn| turn["tool_calls"].as_array().cloned().unwrap_or_default())
-                .rfind(|call| call["name"] == SUBMIT_TOOL)
-                .unwrap();
-            (phase.as_str().to_string(), submit["input"].clone())
-        })
+        .map(|(phase, output)| (phase.as_str().to_string(), output))
         .collect()
 }
 
