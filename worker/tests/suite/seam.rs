@@ -1,5 +1,5 @@
-//! The agent seam: spec mode runs with an agent that is not the native loop — one that hands in
-//! prepared documents through the `SubmitHandler`, as a CLI agent's `submit` tool would.
+//! The agent seam: spec and task mode run with agents that are not the native loop — ones that
+//! hand in their work through the `SubmitHandler`, as a CLI agent's `submit` tool would.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use omoi_protocol::context::PhaseContext;
 use omoi_protocol::event::{Event, SpecEvalResult};
 use omoi_protocol::phase::Phase;
 use omoi_tests::fixtures;
+use omoi_tests::git as remote;
 use omoi_worker::agent::{
     Access, Agent, BoxFuture, EndReason, SUBMIT_TOOL, SessionOutcome, SessionSpec, SubmitHandler,
     SubmitVerdict,
@@ -17,9 +18,13 @@ use omoi_worker::config::Limits;
 use omoi_worker::error::Result;
 use omoi_worker::events::{Emitter, EventIds};
 use omoi_worker::machine::{self, SpecOutcome, SpecRun};
+use omoi_worker::task::gate::NO_CHANGE;
+use omoi_worker::task::{self, TaskOutcome, TaskRun};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+use super::task::harness::{BRANCH, World, context as task_context};
 
 /// What the agent saw of one session.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,5 +195,101 @@ async fn spec_mode_runs_with_an_agent_that_is_not_the_native_loop() {
             (Phase::Tasks, true),
             (Phase::Sync, true),
         ]
+    );
+}
+
+/// Hands in a task before and after changing a file, as a CLI agent would through `submit`.
+struct EditThenSubmit {
+    path: &'static str,
+    content: &'static str,
+    summary: &'static str,
+    verdicts: Mutex<Vec<SubmitVerdict>>,
+}
+
+impl Agent for EditThenSubmit {
+    fn name(&self) -> &'static str {
+        "edit-then-submit"
+    }
+
+    fn run_session<'a>(
+        &'a self,
+        spec: SessionSpec,
+        submit: &'a dyn SubmitHandler,
+        _emitter: &'a Emitter,
+        _cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<SessionOutcome>> {
+        Box::pin(async move {
+            let input = json!({ "summary": self.summary });
+            let early = submit.check(&input).await;
+            std::fs::write(spec.workspace.join(self.path), self.content).unwrap();
+            let verdict = submit.check(&input).await;
+            self.verdicts
+                .lock()
+                .unwrap()
+                .extend([early, verdict.clone()]);
+            Ok(match verdict {
+                SubmitVerdict::Accepted => SessionOutcome::Submitted { input },
+                SubmitVerdict::Rejected { feedback } => SessionOutcome::Ended {
+                    reason: EndReason::NoSubmission,
+                    detail: feedback,
+                },
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn task_mode_runs_with_an_agent_that_is_not_the_native_loop() {
+    let world = World::new();
+    let context = task_context("TSK-001", "Add a NOTES file", &world.file_url(), None);
+    let workspace = world.dir.path().join("task-workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let agent = EditThenSubmit {
+        path: "NOTES",
+        content: "greet has notes now\n",
+        summary: "Added NOTES.",
+        verdicts: Mutex::new(Vec::new()),
+    };
+    let (emitter, _events) = Emitter::channel(EventIds {
+        sandbox_id: "sb-seam-task".into(),
+        spec_id: Some("spec-greet".into()),
+        task_id: Some("TSK-001".into()),
+    });
+    let outcome = task::run(TaskRun {
+        task_id: "TSK-001",
+        context: &context,
+        git_token: None,
+        workspace: &workspace,
+        limits: Limits::default(),
+        agent: &agent,
+        emitter: &emitter,
+        cancel: &CancellationToken::new(),
+        inbox: Default::default(),
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(
+        agent.verdicts.lock().unwrap().clone(),
+        vec![
+            SubmitVerdict::Rejected {
+                feedback: NO_CHANGE.into()
+            },
+            SubmitVerdict::Accepted
+        ]
+    );
+    assert_eq!(
+        outcome,
+        TaskOutcome {
+            sha: remote::branch_sha(&world.bare, BRANCH).unwrap(),
+            branch: BRANCH.into(),
+            summary: "Added NOTES.".into(),
+            push_rounds: 1,
+        }
+    );
+    // `file_at` gives the text as git prints it, trimmed.
+    assert_eq!(
+        remote::file_at(&world.bare, BRANCH, "NOTES"),
+        "greet has notes now"
     );
 }

@@ -2,7 +2,7 @@
 //! repositories over `file://`, `git daemon` and smart HTTP with basic auth), driven by
 //! scripted models.
 
-mod harness;
+pub(super) mod harness;
 
 use std::path::PathBuf;
 
