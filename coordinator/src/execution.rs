@@ -4,12 +4,12 @@
 
 use omoi_protocol::phase::Phase;
 
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hub::{StatusNotice, StreamItem};
+use crate::launch::spawn_for_phase;
 use crate::model::{Sandbox, SandboxStatus, Spec, SpecStatus};
 use crate::sandbox::SandboxHandle;
-use crate::sandbox::spawn::spawn_for_phase;
-use crate::server::AppState;
 
 /// Why an execution starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::execution::{fail, refresh_status};
+use crate::launch::spawn_for_task;
 use crate::model::{Project, SandboxStatus, Spec};
 use crate::pull_request::{Published, publish};
-use crate::sandbox::task::spawn_for_task;
-use crate::server::AppState;
 use crate::store::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, now_ms};
 use crate::task_context::task_context;
 

@@ -11,11 +11,11 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::batch::encode_batch;
-use super::bridge::{bridge, spec_branch};
+use super::bridge::bridge;
 use super::{Store, now_ms, tasks, to_i64, to_json, to_u64};
 use crate::error::{Result, corrupt};
 use crate::ingest::{Effect, effects};
-use crate::model::{Sandbox, StreamEvent};
+use crate::model::{Sandbox, StreamEvent, spec_branch};
 
 /// How long a sandbox token stays valid after its terminal event, so the worker's last retries of
 /// an unacknowledged batch still get through.

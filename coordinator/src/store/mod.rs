@@ -24,8 +24,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result, corrupt};
 
-pub use accounts::{NewProject, TokenKind, TokenRecord};
-pub use bridge::spec_branch;
+pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
 pub use sandboxes::NewSandbox;
 pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};

@@ -5,7 +5,6 @@ use omoi_protocol::phase::Phase;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::TokenKind;
 use super::accounts::insert_token;
 use super::{
     Store, TOKEN_GRACE_MS, json_optional_column, now_ms, parse_column, parse_optional_column,
@@ -13,6 +12,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::model::{Sandbox, SandboxStatus, time_from_ms};
+use crate::token::TokenKind;
 
 /// A sandbox about to be spawned.
 #[derive(Debug, Clone, PartialEq)]

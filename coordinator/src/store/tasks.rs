@@ -17,8 +17,7 @@ use super::sandboxes::{NewSandbox, open_sandbox_in, starting_sandbox};
 use super::{Store, json_optional_column, new_id, now_ms, to_i64, to_u32, to_u64};
 use crate::error::{Error, Result, corrupt};
 use crate::ingest::Effect;
-use crate::model::{PullRequestRef, Sandbox};
-use crate::task_context::SpecSlice;
+use crate::model::{PullRequestRef, Sandbox, SpecSlice};
 
 /// How failed task attempts are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 
 use omoi_coordinator::model::SandboxStatus;
+use omoi_coordinator::model::SpecSlice;
 use omoi_coordinator::model::SpecStatus;
 use omoi_coordinator::store::{
     ClaimLimits, ClaimedTask, NewProject, NewSandbox, Store, TokenRecord,
 };
-use omoi_coordinator::task_context::SpecSlice;
 use omoi_protocol::artifact::SpecTask;
 use pretty_assertions::assert_eq;
 use serde_json::json;
