@@ -80,7 +80,7 @@ impl AppState {
     /// The state of a server over `store` running sandboxes on `provider`.
     pub fn new(store: Store, provider: Arc<dyn Provider>, settings: Settings) -> AppState {
         AppState(Arc::new(AppInner {
-            store: store.with_task_policy(settings.task_policy),
+            store,
             hub: Hub::default(),
             provider,
             settings,

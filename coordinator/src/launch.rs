@@ -469,4 +469,31 @@ mod tests {
             "{error}"
         );
     }
+
+    #[test]
+    fn a_task_sandbox_carries_the_task_label_besides_the_spec_sandbox_labels() {
+        let labels_of = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            labels("sb-1", "spec-1", None),
+            labels_of(&[
+                ("omoi.owner", "omoi"),
+                ("omoi.sandbox", "sb-1"),
+                ("omoi.spec", "spec-1"),
+            ])
+        );
+        assert_eq!(
+            labels("sb-2", "spec-1", Some("task-9")),
+            labels_of(&[
+                ("omoi.owner", "omoi"),
+                ("omoi.sandbox", "sb-2"),
+                ("omoi.spec", "spec-1"),
+                ("omoi.task", "task-9"),
+            ])
+        );
+    }
 }

@@ -41,7 +41,10 @@ pub(super) async fn ingest(
     let lock = state.hub.ingest_lock(&stream);
     let _in_order = lock.lock().await;
     let started = Instant::now();
-    let outcome = state.store.ingest(&sandbox, &batch.events).await?;
+    let outcome = state
+        .store
+        .ingest(&sandbox, &batch.events, &state.settings.task_policy)
+        .await?;
     state
         .metrics
         .observe_ingest(outcome.stored, started.elapsed());

@@ -12,6 +12,8 @@ pub mod postgres;
 mod sandboxes;
 mod specs;
 pub mod sqlite;
+#[cfg(test)]
+mod statuses;
 mod tasks;
 
 use std::borrow::Cow;
@@ -27,6 +29,7 @@ use crate::error::{Error, Result, corrupt};
 pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
 pub use sandboxes::NewSandbox;
+pub use specs::ExecutionClaim;
 pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};
 
 /// What differs between the supported databases.
@@ -64,8 +67,6 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub struct Store {
     pool: AnyPool,
     backend: Arc<dyn Backend>,
-    /// How failed task attempts are retried.
-    tasks: TaskPolicy,
 }
 
 impl Store {
@@ -96,16 +97,7 @@ impl Store {
             .connect(&url)
             .await?;
         backend.migrator().run(&pool).await?;
-        Ok(Store {
-            pool,
-            backend,
-            tasks: TaskPolicy::default(),
-        })
-    }
-
-    /// This store with another retry policy for failed task attempts.
-    pub fn with_task_policy(self, tasks: TaskPolicy) -> Store {
-        Store { tasks, ..self }
+        Ok(Store { pool, backend })
     }
 
     /// `sqlite` or `postgres`.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use omoi_protocol::artifact::SpecTask;
 use sqlx::{Any, Row, Transaction};
 
-use super::events::{fail_spec, record_agent_end, record_agent_start};
+use super::events::{AgentEnd, fail_spec, record_agent_end, record_agent_start};
 use super::sandboxes::{NewSandbox, open_sandbox_in, starting_sandbox};
 use super::{Store, json_optional_column, new_id, now_ms, to_i64, to_u32, to_u64};
 use crate::error::{Error, Result, corrupt};
@@ -197,16 +197,16 @@ impl Store {
 
     /// Ends the running attempt of a task (in sandbox `sandbox_id`, or without one when the
     /// sandbox was never recorded) as failed: a retry after the backoff, or the task's and the
-    /// spec's failure when its attempts ran out.
+    /// spec's failure when its attempts ran out, by `policy`.
     pub async fn fail_task_attempt(
         &self,
         task_id: &str,
         sandbox_id: Option<&str>,
         reason: &str,
+        policy: &TaskPolicy,
     ) -> Result<AttemptEnd> {
         let mut tx = self.pool.begin().await?;
-        let end =
-            attempt_failed(&mut tx, &self.tasks, task_id, sandbox_id, reason, now_ms()).await?;
+        let end = attempt_failed(&mut tx, policy, task_id, sandbox_id, reason, now_ms()).await?;
         tx.commit().await?;
         Ok(end)
     }
@@ -358,11 +358,6 @@ impl Store {
         Ok(true)
     }
 
-    /// The retry policy of failed task attempts.
-    pub fn task_policy(&self) -> TaskPolicy {
-        self.tasks
-    }
-
     /// How many tasks are in each status.
     pub async fn task_counts(&self) -> Result<Vec<(String, u64)>> {
         let rows =
@@ -448,7 +443,13 @@ pub(super) async fn apply(
             reason,
             ..
         } => {
-            record_agent_end(tx, sandbox_id, terminal, *success, reason.as_deref(), now).await?;
+            let end = AgentEnd {
+                sandbox_id,
+                terminal,
+                success: *success,
+                reason: reason.as_deref(),
+            };
+            record_agent_end(tx, &end, now).await?;
             // After `task.completed` or `task.failed` the task no longer runs here, and this
             // changes nothing; a worker that ended without either failed the attempt.
             if *ended {

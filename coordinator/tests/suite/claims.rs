@@ -9,7 +9,8 @@ use omoi_coordinator::model::SandboxStatus;
 use omoi_coordinator::model::SpecSlice;
 use omoi_coordinator::model::SpecStatus;
 use omoi_coordinator::store::{
-    ClaimLimits, ClaimedTask, NewProject, NewSandbox, Store, TokenRecord,
+    ClaimLimits, ClaimedTask, ExecutionClaim, NewProject, NewSandbox, Store, TaskPolicy,
+    TokenRecord,
 };
 use omoi_protocol::artifact::SpecTask;
 use pretty_assertions::assert_eq;
@@ -67,7 +68,12 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
         .await
         .unwrap();
     store
-        .claim_execution(&spec.id, omoi_protocol::phase::Phase::Explore, None, false)
+        .claim_execution(
+            &spec.id,
+            omoi_protocol::phase::Phase::Explore,
+            None,
+            ExecutionClaim::Start,
+        )
         .await
         .unwrap();
     let sandbox_id = format!("spec-sandbox-{name}");
@@ -96,7 +102,10 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
         "spec.execution_completed",
         final_spec(Some(json!(tasks))),
     );
-    store.ingest(&sandbox, &[completed]).await.unwrap();
+    store
+        .ingest(&sandbox, &[completed], &TaskPolicy::default())
+        .await
+        .unwrap();
     let spec = store.spec_by_id(&spec.id).await.unwrap().unwrap();
     assert_eq!(spec.status, SpecStatus::Implementing);
     spec.id

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use omoi_coordinator::sandbox::{ListedSandbox, ProviderStatus, SandboxHandle};
-use omoi_coordinator::store::NewProject;
+use omoi_coordinator::store::{ExecutionClaim, NewProject};
 use omoi_protocol::phase::Phase;
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
@@ -179,7 +179,7 @@ async fn an_executing_spec_without_a_sandbox_gets_one() {
         // As if the coordinator died between claiming the spec and spawning its sandbox.
         assert!(
             store
-                .claim_execution(&spec.id, Phase::Explore, None, false)
+                .claim_execution(&spec.id, Phase::Explore, None, ExecutionClaim::Start)
                 .await
                 .unwrap()
         );

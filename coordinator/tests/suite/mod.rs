@@ -14,6 +14,7 @@ mod messages;
 mod projects;
 mod pull_requests;
 mod scheduler;
+mod schema;
 mod specs;
 mod stream;
 mod support;
