@@ -17,7 +17,7 @@ use super::tasks::{self, TaskPolicy};
 use super::{Store, now_ms, to_i64, to_json, to_u64};
 use crate::error::{Result, corrupt};
 use crate::ingest::{Effect, effects};
-use crate::model::{PhaseStatus, Sandbox, SandboxStatus, StreamEvent, spec_branch};
+use crate::model::{PhaseStatus, Sandbox, SandboxStatus, SpecStatus, StreamEvent, spec_branch};
 
 /// How long a sandbox token stays valid after its terminal event, so the worker's last retries of
 /// an unacknowledged batch still get through.
@@ -244,11 +244,12 @@ async fn apply(
             upsert_phase(tx, &row, now).await?;
             sqlx::query(
                 "UPDATE specs SET current_phase = $2, updated_ms = $3
-                 WHERE id = $1 AND status = 'executing'",
+                 WHERE id = $1 AND status = $4",
             )
             .bind(spec_id)
             .bind(phase.as_str())
             .bind(now)
+            .bind(SpecStatus::Executing.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(false)
@@ -260,13 +261,14 @@ async fn apply(
         } => {
             sqlx::query(
                 "UPDATE spec_phases SET score = $3, attempts = $4, updated_ms = $5
-                 WHERE spec_id = $1 AND phase = $2 AND status = 'running'",
+                 WHERE spec_id = $1 AND phase = $2 AND status = $6",
             )
             .bind(spec_id)
             .bind(phase.as_str())
             .bind(*score)
             .bind(i64::from(*attempt))
             .bind(now)
+            .bind(PhaseStatus::Running.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(false)
@@ -291,11 +293,12 @@ async fn apply(
             if let Some(next) = phase.next() {
                 sqlx::query(
                     "UPDATE specs SET current_phase = $2, updated_ms = $3
-                     WHERE id = $1 AND status = 'executing'",
+                     WHERE id = $1 AND status = $4",
                 )
                 .bind(spec_id)
                 .bind(next.as_str())
                 .bind(now)
+                .bind(SpecStatus::Executing.as_str())
                 .execute(&mut **tx)
                 .await?;
             }
@@ -303,7 +306,7 @@ async fn apply(
         }
         Effect::PhaseFailed { phase, score } => {
             sqlx::query(
-                "UPDATE spec_phases SET status = 'failed', score = COALESCE(NULLIF($3, -1.0), score),
+                "UPDATE spec_phases SET status = $5, score = COALESCE(NULLIF($3, -1.0), score),
                         updated_ms = $4
                  WHERE spec_id = $1 AND phase = $2",
             )
@@ -311,6 +314,7 @@ async fn apply(
             .bind(phase.as_str())
             .bind(optional_score(*score))
             .bind(now)
+            .bind(PhaseStatus::Failed.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(false)
@@ -320,15 +324,19 @@ async fn apply(
             // until they all completed and the pull request or branch is reported.
             let json = to_json(final_spec)?;
             let done = sqlx::query(
-                "UPDATE specs SET status = 'implementing', final_spec = $2,
-                        current_phase = 'complete', error = NULL, branch = $4, updated_ms = $3
-                 WHERE id = $1 AND status NOT IN ('cancelled', 'failed', 'implementing',
-                                                  'completed')",
+                "UPDATE specs SET status = $5, final_spec = $2,
+                        current_phase = $9, error = NULL, branch = $4, updated_ms = $3
+                 WHERE id = $1 AND status NOT IN ($6, $7, $5, $8)",
             )
             .bind(spec_id)
             .bind(json)
             .bind(now)
             .bind(spec_branch(spec_id))
+            .bind(SpecStatus::Implementing.as_str())
+            .bind(SpecStatus::Cancelled.as_str())
+            .bind(SpecStatus::Failed.as_str())
+            .bind(SpecStatus::Completed.as_str())
+            .bind(Phase::Complete.as_str())
             .execute(&mut **tx)
             .await?;
             if done.rows_affected() > 0 {
@@ -362,13 +370,15 @@ async fn apply(
             // resume that had nothing left); the spec waits for `execute` again.
             let next = stopped_after.and_then(|p| p.next());
             let done = sqlx::query(
-                "UPDATE specs SET status = 'pending', current_phase = COALESCE($2, current_phase),
+                "UPDATE specs SET status = $4, current_phase = COALESCE($2, current_phase),
                         updated_ms = $3
-                 WHERE id = $1 AND status = 'executing'",
+                 WHERE id = $1 AND status = $5",
             )
             .bind(spec_id)
             .bind(next.map(|p| p.as_str()))
             .bind(now)
+            .bind(SpecStatus::Pending.as_str())
+            .bind(SpecStatus::Executing.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(done.rows_affected() > 0)
@@ -381,8 +391,10 @@ pub(super) async fn record_agent_start(
     tx: &mut Transaction<'static, Any>,
     sandbox_id: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE sandboxes SET status = 'running' WHERE id = $1 AND status = 'starting'")
+    sqlx::query("UPDATE sandboxes SET status = $2 WHERE id = $1 AND status = $3")
         .bind(sandbox_id)
+        .bind(SandboxStatus::Running.as_str())
+        .bind(SandboxStatus::Starting.as_str())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -418,13 +430,15 @@ pub(super) async fn record_agent_end(
     };
     sqlx::query(
         "UPDATE sandboxes SET status = $2, terminal = $3, reason = $4, ended_ms = $5
-         WHERE id = $1 AND status IN ('starting', 'running')",
+         WHERE id = $1 AND status IN ($6, $7)",
     )
     .bind(sandbox_id)
     .bind(status.as_str())
     .bind(terminal)
     .bind(reason)
     .bind(now)
+    .bind(SandboxStatus::Starting.as_str())
+    .bind(SandboxStatus::Running.as_str())
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -445,12 +459,15 @@ pub(super) async fn fail_spec(
     now: i64,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE specs SET status = 'failed', error = $2, updated_ms = $3
-         WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+        "UPDATE specs SET status = $4, error = $2, updated_ms = $3
+         WHERE id = $1 AND status NOT IN ($5, $4, $6)",
     )
     .bind(spec_id)
     .bind(reason)
     .bind(now)
+    .bind(SpecStatus::Failed.as_str())
+    .bind(SpecStatus::Completed.as_str())
+    .bind(SpecStatus::Cancelled.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() > 0)

@@ -139,25 +139,35 @@ impl Store {
         stop_after: Option<Phase>,
         claim: ExecutionClaim,
     ) -> Result<bool> {
-        let sql = match claim {
-            ExecutionClaim::Recovery => {
+        // The statuses bound after the four common parameters, from `$5` on.
+        let (sql, statuses): (&str, &[SpecStatus]) = match claim {
+            ExecutionClaim::Recovery => (
                 "UPDATE specs SET current_phase = $2, stop_after = $3, updated_ms = $4,
                         recoveries = recoveries + 1
-                 WHERE id = $1 AND status = 'executing'"
-            }
-            ExecutionClaim::Start => {
-                "UPDATE specs SET status = 'executing', current_phase = $2, error = NULL,
+                 WHERE id = $1 AND status = $5",
+                &[SpecStatus::Executing],
+            ),
+            ExecutionClaim::Start => (
+                "UPDATE specs SET status = $5, current_phase = $2, error = NULL,
                         stop_after = $3, updated_ms = $4, recoveries = 0
-                 WHERE id = $1 AND status IN ('pending', 'failed', 'cancelled')"
-            }
+                 WHERE id = $1 AND status IN ($6, $7, $8)",
+                &[
+                    SpecStatus::Executing,
+                    SpecStatus::Pending,
+                    SpecStatus::Failed,
+                    SpecStatus::Cancelled,
+                ],
+            ),
         };
-        let done = sqlx::query(sql)
+        let mut query = sqlx::query(sql)
             .bind(id)
             .bind(phase.as_str())
             .bind(stop_after.map(Phase::as_str))
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+            .bind(now_ms());
+        for status in statuses {
+            query = query.bind(status.as_str());
+        }
+        let done = query.execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -170,12 +180,15 @@ impl Store {
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE specs SET status = $2, error = $3, updated_ms = $4
-             WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+             WHERE id = $1 AND status NOT IN ($5, $6, $7)",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(error)
         .bind(now_ms())
+        .bind(SpecStatus::Completed.as_str())
+        .bind(SpecStatus::Failed.as_str())
+        .bind(SpecStatus::Cancelled.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
