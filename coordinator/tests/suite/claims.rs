@@ -17,8 +17,8 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 use sqlx::Connection;
 
-use super::support::{TestDb, each_backend, event};
-use super::task_support::final_spec;
+use super::common::tasks::final_spec;
+use super::common::{TestDb, each_backend, event};
 
 const UNLIMITED: ClaimLimits = ClaimLimits {
     total: 100_000,

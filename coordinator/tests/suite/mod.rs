@@ -1,11 +1,11 @@
-//! The suites, each run on every backend of `support::backends`.
+//! The suites, each run on every backend of `common::backends`; `common` holds what they share.
 
 mod auth;
 mod claims;
 mod cli;
+mod common;
 mod docker;
 mod docker_faults;
-mod docker_support;
 mod health;
 mod ingest;
 mod liveness;
@@ -17,7 +17,5 @@ mod scheduler;
 mod schema;
 mod specs;
 mod stream;
-mod support;
-mod task_support;
 mod tasks_e2e;
 mod worker_e2e;

@@ -7,7 +7,7 @@ use sqlx::{Connection, Row};
 
 use omoi_coordinator::store::Store;
 
-use super::support::backends;
+use super::common::backends;
 
 /// One column as a catalog reports it, with the type reduced to a class both backends share.
 #[derive(Debug, Clone, PartialEq, Eq)]
