@@ -14,6 +14,7 @@ use omoi_protocol::context::PhaseContext;
 use omoi_protocol::env;
 use omoi_protocol::phase::Phase;
 use omoi_protocol::task::TaskContext;
+use serde::Serialize;
 
 use crate::app::{AppState, Settings};
 use crate::error::{Error, Result};
@@ -54,17 +55,24 @@ pub enum ContextDelivery {
     Url(String),
 }
 
+/// `value` as JSON in base64, and whether `NAME=<it>` with its terminating NUL fits one
+/// environment string.
+fn base64_json(value: &impl Serialize, name: &str, what: &str) -> Result<(String, bool)> {
+    let json = serde_json::to_vec(value)
+        .map_err(|e| Error::Internal(format!("encoding the {what}: {e}")))?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
+    let fits = name.len() + 1 + encoded.len() < env::MAX_ENV_VALUE_BYTES;
+    Ok((encoded, fits))
+}
+
 /// Inline when `PHASE_CONTEXT_B64=<value>` fits in one environment string, else by URL.
 pub fn context_delivery(
     context: &PhaseContext,
     public_url: &str,
     sandbox_id: &str,
 ) -> Result<ContextDelivery> {
-    let json = serde_json::to_vec(context)
-        .map_err(|e| Error::Internal(format!("encoding the phase context: {e}")))?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
-    // `NAME=value` and the terminating NUL must fit.
-    if env::PHASE_CONTEXT_B64.len() + 1 + encoded.len() < env::MAX_ENV_VALUE_BYTES {
+    let (encoded, fits) = base64_json(context, env::PHASE_CONTEXT_B64, "phase context")?;
+    if fits {
         Ok(ContextDelivery::Inline(encoded))
     } else {
         Ok(ContextDelivery::Url(format!(
@@ -95,10 +103,8 @@ pub struct TaskLaunch<'a> {
 
 /// `TASK_CONTEXT_B64` of a context; an error when it cannot fit one environment variable.
 pub fn encode_context(context: &TaskContext) -> Result<String> {
-    let json = serde_json::to_vec(context)
-        .map_err(|e| Error::Internal(format!("encoding the task context: {e}")))?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
-    if env::TASK_CONTEXT_B64.len() + 1 + encoded.len() < env::MAX_ENV_VALUE_BYTES {
+    let (encoded, fits) = base64_json(context, env::TASK_CONTEXT_B64, "task context")?;
+    if fits {
         Ok(encoded)
     } else {
         Err(Error::Invalid(format!(
@@ -109,19 +115,17 @@ pub fn encode_context(context: &TaskContext) -> Result<String> {
     }
 }
 
-/// Who a sandbox is, to the coordinator: what every worker's environment names.
-#[derive(Debug, Clone, Copy)]
-struct Identity<'a> {
-    project: &'a Project,
-    sandbox_id: &'a str,
-    token: &'a str,
-}
-
 /// The part of a worker's environment every sandbox shares: the server's worker settings, the
-/// project's (which win), then the coordinator's own identity variables (which nobody overrides).
-fn base_env(settings: &Settings, identity: Identity<'_>) -> BTreeMap<String, String> {
+/// project's (which win), then the variables that tell the worker who it is and where the
+/// coordinator is (which nobody overrides).
+fn base_env(
+    settings: &Settings,
+    project: &Project,
+    sandbox_id: &str,
+    token: &str,
+) -> BTreeMap<String, String> {
     let mut vars = settings.worker_env.clone();
-    vars.extend(identity.project.worker_env.clone());
+    vars.extend(project.worker_env.clone());
     for name in RESERVED_ENV {
         vars.remove(name);
     }
@@ -129,9 +133,9 @@ fn base_env(settings: &Settings, identity: Identity<'_>) -> BTreeMap<String, Str
         vars.insert(name.to_string(), value.to_string());
     };
     set(env::OMOIOS_API_URL, &settings.public_url);
-    set(env::OMOIOS_PROJECT_ID, &identity.project.id);
-    set(env::SANDBOX_ID, identity.sandbox_id);
-    set(env::SANDBOX_TOKEN, identity.token);
+    set(env::OMOIOS_PROJECT_ID, &project.id);
+    set(env::SANDBOX_ID, sandbox_id);
+    set(env::SANDBOX_TOKEN, token);
     set(env::HEARTBEAT_SECS, &settings.heartbeat_secs.to_string());
     vars
 }
@@ -139,14 +143,7 @@ fn base_env(settings: &Settings, identity: Identity<'_>) -> BTreeMap<String, Str
 /// The worker environment of a spec sandbox: [`base_env`], then the spec, the phase and the
 /// context.
 pub fn phase_env(settings: &Settings, launch: &PhaseLaunch<'_>) -> BTreeMap<String, String> {
-    let mut vars = base_env(
-        settings,
-        Identity {
-            project: launch.project,
-            sandbox_id: launch.sandbox_id,
-            token: launch.token,
-        },
-    );
+    let mut vars = base_env(settings, launch.project, launch.sandbox_id, launch.token);
     let mut set = |name: &str, value: &str| {
         vars.insert(name.to_string(), value.to_string());
     };
@@ -174,14 +171,7 @@ pub fn phase_env(settings: &Settings, launch: &PhaseLaunch<'_>) -> BTreeMap<Stri
 /// it against the context.
 pub fn task_env(settings: &Settings, launch: &TaskLaunch<'_>) -> Result<BTreeMap<String, String>> {
     let context = encode_context(launch.context)?;
-    let mut vars = base_env(
-        settings,
-        Identity {
-            project: launch.project,
-            sandbox_id: launch.sandbox_id,
-            token: launch.token,
-        },
-    );
+    let mut vars = base_env(settings, launch.project, launch.sandbox_id, launch.token);
     let mut set = |name: &str, value: &str| {
         vars.insert(name.to_string(), value.to_string());
     };

@@ -355,12 +355,7 @@ async fn apply(
             stopped_after,
             reason,
         } => {
-            let end = AgentEnd {
-                sandbox_id,
-                terminal,
-                success: *success,
-                reason: reason.as_deref(),
-            };
+            let end = AgentEnd::new(sandbox_id, terminal, *success, reason);
             record_agent_end(tx, &end, now).await?;
             if !*success {
                 let reason = reason.as_deref().unwrap_or("the worker failed");
@@ -408,6 +403,23 @@ pub(super) struct AgentEnd<'a> {
     pub terminal: &'a str,
     pub success: bool,
     pub reason: Option<&'a str>,
+}
+
+impl<'a> AgentEnd<'a> {
+    /// The end of `sandbox_id`'s worker as an `AgentEnded` effect reports it.
+    pub fn new(
+        sandbox_id: &'a str,
+        terminal: &'a str,
+        success: bool,
+        reason: &'a Option<String>,
+    ) -> Self {
+        AgentEnd {
+            sandbox_id,
+            terminal,
+            success,
+            reason: reason.as_deref(),
+        }
+    }
 }
 
 /// The sandbox's worker ended with a terminal event: the sandbox ends, its token expires after

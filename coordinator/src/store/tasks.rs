@@ -467,12 +467,7 @@ pub(super) async fn apply(
             reason,
             ..
         } => {
-            let end = AgentEnd {
-                sandbox_id,
-                terminal,
-                success: *success,
-                reason: reason.as_deref(),
-            };
+            let end = AgentEnd::new(sandbox_id, terminal, *success, reason);
             record_agent_end(tx, &end, now).await?;
             // After `task.completed` or `task.failed` the task no longer runs here, and this
             // changes nothing; a worker that ended without either failed the attempt.
