@@ -1,4 +1,4 @@
-//! The coordinator's error type and its mapping to HTTP answers.
+//! The coordinator's error types (its own and a sandbox provider's) and their mapping to HTTP answers.
 //!
 //! The caller's faults map to 4xx with a message; everything else is an opaque 500 whose cause is
 //! logged, never sent.
@@ -40,13 +40,40 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The sandbox provider failed. Retryable.
     #[error("sandbox: {0}")]
-    Sandbox(#[from] crate::sandbox::SandboxError),
+    Sandbox(#[from] SandboxError),
     /// Stored data that does not parse: a bug or a foreign write. Not retryable.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
     /// Anything else unexpected. Not retryable.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// What a provider failed at.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The workspace or the process could not be set up. Retryable when the cause is transient.
+    #[error("spawning sandbox {sandbox_id} failed: {reason}")]
+    Spawn { sandbox_id: String, reason: String },
+    /// The provider does not know this sandbox. Not retryable.
+    #[error("no sandbox with handle {0}")]
+    NotFound(String),
+    /// The provider could not be reached or answered an error. Retryable.
+    #[error("{0}")]
+    Provider(String),
+    /// A file operation failed. Retryable.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+        let context = context.into();
+        move |source| SandboxError::Io { context, source }
+    }
 }
 
 impl Error {

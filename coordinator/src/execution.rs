@@ -4,12 +4,13 @@
 
 use omoi_protocol::phase::Phase;
 
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hub::{StatusNotice, StreamItem};
+use crate::launch::spawn_for_phase;
 use crate::model::{Sandbox, SandboxStatus, Spec, SpecStatus};
 use crate::sandbox::SandboxHandle;
-use crate::sandbox::spawn::spawn_for_phase;
-use crate::server::AppState;
+use crate::store::ExecutionClaim;
 
 /// Why an execution starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +59,13 @@ pub async fn execute(state: &AppState, spec: &Spec, start: Start) -> Result<Opti
             }
             state
                 .store
-                .claim_execution(&spec.id, phase, stop_after, false)
+                .claim_execution(&spec.id, phase, stop_after, ExecutionClaim::Start)
                 .await?
         }
         Start::Recovery => {
             state
                 .store
-                .claim_execution(&spec.id, phase, spec.stop_after, true)
+                .claim_execution(&spec.id, phase, spec.stop_after, ExecutionClaim::Recovery)
                 .await?
         }
     };

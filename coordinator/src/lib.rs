@@ -2,13 +2,16 @@
 //! and the `omoi` client CLI.
 
 pub mod api;
-pub mod auth;
+pub mod app;
 pub mod cli;
 pub mod error;
 pub mod execution;
 pub mod github;
 pub mod hub;
 pub mod ingest;
+pub mod launch;
+#[cfg(test)]
+mod layers;
 pub mod liveness;
 pub mod metrics;
 pub mod model;
@@ -18,6 +21,8 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod task_context;
+pub mod token;
 
+pub use app::{AppState, Settings};
 pub use error::{Error, Result};
-pub use server::{AppState, Settings, router, serve};
+pub use server::{router, serve};

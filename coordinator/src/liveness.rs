@@ -12,13 +12,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::app::AppState;
 use crate::error::Result;
 use crate::execution::{recover, stop_sandbox};
 use crate::model::{SandboxStatus, SpecStatus};
-use crate::sandbox::spawn::OWNER;
-use crate::sandbox::{OWNER_LABEL, ProviderStatus, SandboxHandle};
+use crate::sandbox::{OWNER, OWNER_LABEL, ProviderStatus, SandboxHandle};
 use crate::scheduler;
-use crate::server::AppState;
 
 /// Reconciles once, then checks every `monitor_interval` until `shutdown`.
 pub async fn run(state: AppState, shutdown: CancellationToken) {

@@ -1,12 +1,20 @@
-//! Prometheus metrics in the text exposition format: counters kept in memory, gauges read from
-//! the store at scrape time.
+//! Prometheus metrics in the text exposition format: counters kept in memory, and the gauges the
+//! caller reads from the store at scrape time.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::error::Result;
-use crate::store::Store;
+/// The gauges of one scrape, as the store counts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Specs per status name.
+    pub specs: Vec<(String, u64)>,
+    /// Bridged tasks per status name.
+    pub tasks: Vec<(String, u64)>,
+    /// Sandboxes starting or running.
+    pub sandboxes_alive: u64,
+}
 
 /// Upper bounds of the ingest latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
@@ -52,11 +60,13 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub async fn render(&self, store: &Store) -> Result<String> {
+    pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
-        let specs = store.spec_counts().await?;
-        let tasks = store.task_counts().await?;
-        let alive = store.count_live_sandboxes().await?;
+        let Gauges {
+            specs,
+            tasks,
+            sandboxes_alive: alive,
+        } = gauges;
         let _ = writeln!(out, "# HELP omoi_specs Specs by status.");
         let _ = writeln!(out, "# TYPE omoi_specs gauge");
         for status in [
@@ -128,7 +138,7 @@ impl Metrics {
         let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum {sum}");
         let _ = writeln!(out, "{name}_count {batches}");
-        Ok(out)
+        out
     }
 }
 

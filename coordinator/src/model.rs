@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use omoi_protocol::artifact::{FinalSpec, PhaseOutput};
+use omoi_protocol::artifact::{Component, FinalSpec, PhaseOutput, Requirement, SpecTask};
 use omoi_protocol::event::RawEvent;
 use omoi_protocol::phase::Phase;
 use serde::{Deserialize, Serialize};
@@ -302,6 +302,44 @@ pub struct StreamEvent {
     /// Position in the stream; `after=` and `Last-Event-ID` take it.
     pub cursor: i64,
     pub event: RawEvent,
+}
+
+/// The part of the final spec one task works from: the requirements it serves, in full, and the
+/// design components that serve them. The bridge cuts it once per task and stores it with the
+/// task, so starting a task does not read and parse the whole final spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecSlice {
+    pub requirements: Vec<Requirement>,
+    pub components: Vec<Component>,
+}
+
+impl SpecSlice {
+    /// Cuts `task`'s part out of `final_spec`.
+    pub fn of(final_spec: &FinalSpec, task: &SpecTask) -> Self {
+        let serves = |requirement: &String| task.requirements.contains(requirement);
+        SpecSlice {
+            requirements: final_spec
+                .requirements
+                .requirements
+                .iter()
+                .filter(|r| serves(&r.id))
+                .cloned()
+                .collect(),
+            components: final_spec
+                .design
+                .components
+                .iter()
+                .filter(|c| c.requirements.iter().any(serves))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// The branch every task of a spec commits to, created from the project's base branch by the
+/// first task that pushes.
+pub fn spec_branch(spec_id: &str) -> String {
+    format!("omoi/{spec_id}")
 }
 
 /// Milliseconds since the Unix epoch as a UTC time (out-of-range values clamp to the epoch).

@@ -7,8 +7,7 @@ use std::fmt::Write;
 use omoi_protocol::artifact::FinalSpec;
 
 use crate::github::{GitHub, GitHubError, NewPullRequest, github_repo};
-use crate::model::{Project, PullRequestRef, Spec, TaskRecord, TaskStatus};
-use crate::store::spec_branch;
+use crate::model::{Project, PullRequestRef, Spec, TaskRecord, TaskStatus, spec_branch};
 
 /// What a finished spec produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::execution::{fail, refresh_status};
+use crate::launch::spawn_for_task;
 use crate::model::{Project, SandboxStatus, Spec};
 use crate::pull_request::{Published, publish};
-use crate::sandbox::task::spawn_for_task;
-use crate::server::AppState;
 use crate::store::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, now_ms};
 use crate::task_context::task_context;
 
@@ -124,7 +124,12 @@ async fn dispatch(state: &AppState) -> Result<usize> {
             tracing::error!(task = %task.id, %reason);
             let end = state
                 .store
-                .fail_task_attempt(&task.id, Some(&task.sandbox.id), &reason)
+                .fail_task_attempt(
+                    &task.id,
+                    Some(&task.sandbox.id),
+                    &reason,
+                    &state.settings.task_policy,
+                )
                 .await?;
             after_attempt(state, &task.spec_id, &end).await?;
         }
@@ -184,6 +189,7 @@ pub async fn attempt_lost(
             task_id,
             Some(sandbox_id),
             &format!("the sandbox was lost: {reason}"),
+            &state.settings.task_policy,
         )
         .await?;
     after_attempt(state, spec_id, &end).await?;
@@ -211,7 +217,12 @@ async fn end_orphaned_attempts(state: &AppState) -> Result<()> {
         tracing::warn!(task = %task_id, %reason, "ending an orphaned task attempt");
         let end = state
             .store
-            .fail_task_attempt(&task_id, sandbox_id.as_deref(), &reason)
+            .fail_task_attempt(
+                &task_id,
+                sandbox_id.as_deref(),
+                &reason,
+                &state.settings.task_policy,
+            )
             .await?;
         if let Some(task) = state.store.task_by_id(&task_id).await? {
             after_attempt(state, &task.spec_id, &end).await?;
@@ -265,7 +276,7 @@ async fn publish_spec(state: &AppState, candidate: PublishCandidate) -> Result<(
             refresh_status(state, spec_id).await
         }
         Err(e) if e.is_retryable() => {
-            let retry_after = state.store.task_policy().backoff(candidate.attempts + 1);
+            let retry_after = state.settings.task_policy.backoff(candidate.attempts + 1);
             let attempts = state.store.publish_failed(spec_id, retry_after).await?;
             if attempts >= MAX_PUBLISH_ATTEMPTS {
                 let reason = format!("opening the pull request failed {attempts} times; last: {e}");

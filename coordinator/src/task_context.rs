@@ -2,44 +2,10 @@
 //! task with its acceptance criteria, the requirements it serves in full, the design components
 //! that serve those requirements, and where its code lives and lands.
 
-use omoi_protocol::artifact::{Component, FinalSpec, Requirement, SpecTask};
+use omoi_protocol::artifact::SpecTask;
 use omoi_protocol::task::TaskContext;
-use serde::{Deserialize, Serialize};
 
-use crate::model::{Project, Spec};
-use crate::store::spec_branch;
-
-/// The part of the final spec one task works from: the requirements it serves, in full, and the
-/// design components that serve them. The bridge cuts it once per task and stores it with the
-/// task, so starting a task does not read and parse the whole final spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpecSlice {
-    pub requirements: Vec<Requirement>,
-    pub components: Vec<Component>,
-}
-
-impl SpecSlice {
-    /// Cuts `task`'s part out of `final_spec`.
-    pub fn of(final_spec: &FinalSpec, task: &SpecTask) -> Self {
-        let serves = |requirement: &String| task.requirements.contains(requirement);
-        SpecSlice {
-            requirements: final_spec
-                .requirements
-                .requirements
-                .iter()
-                .filter(|r| serves(&r.id))
-                .cloned()
-                .collect(),
-            components: final_spec
-                .design
-                .components
-                .iter()
-                .filter(|c| c.requirements.iter().any(serves))
-                .cloned()
-                .collect(),
-        }
-    }
-}
+use crate::model::{Project, Spec, SpecSlice, spec_branch};
 
 /// The context a task sandbox works from.
 pub fn task_context(
@@ -67,7 +33,7 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use omoi_protocol::artifact::{
-        Component, DesignOutput, ExploreOutput, Priority, Requirement, RequirementKind,
+        Component, DesignOutput, ExploreOutput, FinalSpec, Priority, Requirement, RequirementKind,
         RequirementsOutput, SyncOutput, TaskKind, TasksOutput,
     };
     use pretty_assertions::assert_eq;

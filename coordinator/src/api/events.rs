@@ -19,12 +19,12 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::ApiQuery;
+use super::auth::CurrentUser;
 use super::types::{EventPage, EventsQuery};
-use crate::auth::CurrentUser;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hub::{StatusNotice, StreamItem};
 use crate::model::StreamEvent;
-use crate::server::AppState;
 
 /// Default and largest page of the history.
 const DEFAULT_LIMIT: u32 = 100;

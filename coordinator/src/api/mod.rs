@@ -1,6 +1,7 @@
 //! The HTTP API (`/api/v1`, DESIGN §5.1), `/healthz` and `/metrics`, and the extractors that
 //! turn malformed input into JSON errors.
 
+pub mod auth;
 mod events;
 mod projects;
 mod sandboxes;
@@ -17,8 +18,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
+use crate::app::AppState;
 use crate::error::{Error, Result};
-use crate::server::AppState;
+use crate::metrics::Gauges;
 use types::Health;
 
 /// The largest event batch body (a final spec can be large); other bodies keep axum's 2 MiB.
@@ -62,7 +64,12 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
-    let text = state.metrics.render(&state.store).await?;
+    let gauges = Gauges {
+        specs: state.store.spec_counts().await?,
+        tasks: state.store.task_counts().await?,
+        sandboxes_alive: state.store.count_live_sandboxes().await?,
+    };
+    let text = state.metrics.render(&gauges);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 

@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::ApiJson;
+use super::auth::CurrentUser;
 use super::types::CreateProject;
-use crate::auth::CurrentUser;
+use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::launch::RESERVED_ENV;
 use crate::model::{GitToken, Project};
-use crate::sandbox::spawn::RESERVED_ENV;
-use crate::server::AppState;
 use crate::store::NewProject;
 
 pub(super) async fn create(

@@ -9,14 +9,14 @@ use axum::http::StatusCode;
 use omoi_protocol::api::{IngestAck, InjectedMessage, RawEventBatch};
 use omoi_protocol::context::PhaseContext;
 
+use super::auth::{CurrentSandbox, CurrentUser};
 use super::types::{MessagesQuery, PostMessage};
 use super::{ApiJson, ApiQuery};
-use crate::auth::{CurrentSandbox, CurrentUser};
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::execution::refresh_status;
 use crate::hub::StreamItem;
 use crate::ingest::validate_batch;
-use crate::server::AppState;
 
 /// The longest message a user may inject.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -41,7 +41,10 @@ pub(super) async fn ingest(
     let lock = state.hub.ingest_lock(&stream);
     let _in_order = lock.lock().await;
     let started = Instant::now();
-    let outcome = state.store.ingest(&sandbox, &batch.events).await?;
+    let outcome = state
+        .store
+        .ingest(&sandbox, &batch.events, &state.settings.task_policy)
+        .await?;
     state
         .metrics
         .observe_ingest(outcome.stored, started.elapsed());

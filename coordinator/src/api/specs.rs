@@ -4,13 +4,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+use super::auth::CurrentUser;
 use super::types::{CreateSpec, ExecuteSpec};
 use super::{ApiJson, OptionalJson};
-use crate::auth::CurrentUser;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::execution::{self, Start};
 use crate::model::{Spec, SpecDetail, TaskRecord};
-use crate::server::AppState;
 
 /// The longest title (it goes into ticket names, lists and an environment variable).
 const MAX_TITLE_CHARS: usize = 200;

@@ -21,11 +21,12 @@ use super::serve::{ProviderKind, locate_worker};
 use super::watch::watch;
 use super::{CliError, CliResult, Client, DemoArgs};
 use crate::api::types::{CreateProject, CreateSpec};
+use crate::app::{AppState, Settings};
 use crate::model::{Project, SpecDetail, SpecStatus};
 use crate::sandbox::Provider;
 use crate::sandbox::docker::{DockerConfig, DockerProvider, SandboxFile};
 use crate::sandbox::local::LocalProvider;
-use crate::server::{AppState, Settings, serve};
+use crate::server::serve;
 use crate::store::Store;
 
 /// The fixtures the demo runs on.

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use omoi_protocol::phase::Phase;
 
 pub use client::Client;
-pub use serve::{DockerArgs, ProviderKind, SandboxConfig, ServeArgs, ServeConfig, locate_worker};
+pub use serve::{DockerArgs, ProviderKind, ServeArgs, ServeConfig, UrlSource, locate_worker};
 pub use watch::{Outcome, watch};
 
 /// What a command failed at.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, CliResult};
-use crate::server::Settings;
+use crate::app::Settings;
 
 /// How the scheduler runs tasks.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]

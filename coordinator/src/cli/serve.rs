@@ -6,9 +6,8 @@
 //! `--public-url` says otherwise hands workers `http://<gateway>:<port>`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -16,10 +15,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, CliResult};
-use crate::sandbox::Provider;
-use crate::sandbox::docker::{DEFAULT_IMAGE, DEFAULT_SOCKET, DockerConfig, DockerProvider};
-use crate::sandbox::local::LocalProvider;
-use crate::server::{AppState, Settings, router, serve};
+use crate::app::{AppState, Settings};
+use crate::sandbox::docker::{DEFAULT_IMAGE, DEFAULT_SOCKET, DockerConfig};
+use crate::sandbox::{self, ProviderConfig};
+use crate::server::{router, serve};
 use crate::store::Store;
 
 /// The sandbox providers `--provider` names.
@@ -143,16 +142,14 @@ impl DockerArgs {
     }
 }
 
-/// Where `omoi serve` runs sandboxes, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SandboxConfig {
-    /// Child processes of this worker binary.
-    Local { worker_bin: PathBuf },
-    /// Containers; `gateway_url`: workers get `http://<gateway>:<port>` (no `--public-url`).
-    Docker {
-        config: DockerConfig,
-        gateway_url: bool,
-    },
+/// Where the URL handed to workers came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlSource {
+    /// `--public-url`: used as it is.
+    Flag,
+    /// The listen address: a provider whose sandboxes reach the host elsewhere (docker's network
+    /// gateway) replaces it with that address.
+    Listen,
 }
 
 /// `omoi serve`'s settings, validated.
@@ -160,7 +157,8 @@ pub enum SandboxConfig {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database: String,
-    pub sandboxes: SandboxConfig,
+    pub sandboxes: ProviderConfig,
+    pub url_source: UrlSource,
     pub data_dir: PathBuf,
     pub settings: Settings,
 }
@@ -188,26 +186,28 @@ impl ServeArgs {
             ));
         }
         let sandboxes = if self.provider == ProviderKind::Docker {
-            SandboxConfig::Docker {
-                config: self.docker.config(&self.data_dir)?,
-                gateway_url: self.public_url.is_none(),
-            }
+            ProviderConfig::Docker(self.docker.config(&self.data_dir)?)
         } else {
             let worker_bin = locate_worker(self.worker_bin.as_deref()).ok_or_else(|| {
                 CliError::Config(
                     "omoi-worker not found next to omoi or on PATH; pass --worker-bin".into(),
                 )
             })?;
-            SandboxConfig::Local { worker_bin }
+            ProviderConfig::Local {
+                worker_bin,
+                data_dir: self.data_dir.clone(),
+            }
         };
-        let public_url = match self.public_url {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+        let (public_url, url_source) = match self.public_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                (url, UrlSource::Flag)
+            }
             Some(url) => {
                 return Err(CliError::Config(format!(
                     "--public-url {url:?} must start with http:// or https://"
                 )));
             }
-            None => format!("http://{listen}"),
+            None => (format!("http://{listen}"), UrlSource::Listen),
         };
         let mut settings = Settings::new(public_url);
         settings.heartbeat_secs = self.heartbeat_secs;
@@ -218,6 +218,7 @@ impl ServeArgs {
             listen,
             database: self.database,
             sandboxes,
+            url_source,
             data_dir: self.data_dir,
             settings,
         })
@@ -265,19 +266,9 @@ pub fn locate_worker(explicit: Option<&Path>) -> Option<PathBuf> {
 pub async fn run(args: ServeArgs) -> CliResult<u8> {
     let mut config = args.validate()?;
     let store = Store::open(&config.database).await?;
-    let (provider, gateway): (Arc<dyn Provider>, Option<IpAddr>) = match &config.sandboxes {
-        SandboxConfig::Local { worker_bin } => (
-            Arc::new(LocalProvider::new(worker_bin.clone(), &config.data_dir)),
-            None,
-        ),
-        SandboxConfig::Docker { config: docker, .. } => {
-            let provider = DockerProvider::connect(docker.clone())
-                .await
-                .map_err(crate::Error::from)?;
-            let gateway = provider.gateway();
-            (Arc::new(provider), Some(gateway))
-        }
-    };
+    let provider = sandbox::build(&config.sandboxes)
+        .await
+        .map_err(crate::Error::from)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| CliError::Io {
@@ -285,9 +276,10 @@ pub async fn run(args: ServeArgs) -> CliResult<u8> {
             source,
         })?;
     let shutdown = CancellationToken::new();
-    // Docker: sandboxes reach the coordinator at the gateway of their network.
+    // Sandboxes that reach the host elsewhere (docker: the gateway of their network) find the
+    // coordinator there.
     let mut sandbox_listener = None;
-    if let Some(gateway) = gateway {
+    if let Some(host) = provider.sandbox_host() {
         let port = listener
             .local_addr()
             .map_err(|source| CliError::Io {
@@ -295,17 +287,11 @@ pub async fn run(args: ServeArgs) -> CliResult<u8> {
                 source,
             })?
             .port();
-        if matches!(
-            config.sandboxes,
-            SandboxConfig::Docker {
-                gateway_url: true,
-                ..
-            }
-        ) {
-            config.settings.public_url = format!("http://{}", SocketAddr::new(gateway, port));
+        if config.url_source == UrlSource::Listen {
+            config.settings.public_url = format!("http://{}", SocketAddr::new(host, port));
         }
         if config.listen.ip().is_loopback() {
-            let addr = SocketAddr::new(gateway, port);
+            let addr = SocketAddr::new(host, port);
             sandbox_listener =
                 Some(
                     TcpListener::bind(addr)
@@ -396,9 +382,11 @@ mod tests {
             ServeConfig {
                 listen: "127.0.0.1:8080".parse().unwrap(),
                 database: "sqlite://omoi.db".into(),
-                sandboxes: SandboxConfig::Local {
-                    worker_bin: "/bin/sh".into()
+                sandboxes: ProviderConfig::Local {
+                    worker_bin: "/bin/sh".into(),
+                    data_dir: "omoi-data".into(),
                 },
+                url_source: UrlSource::Listen,
                 data_dir: "omoi-data".into(),
                 settings,
             }
@@ -485,20 +473,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             config.sandboxes,
-            SandboxConfig::Docker {
-                config: DockerConfig {
-                    socket: "/run/user/docker.sock".into(),
-                    image: "my-sandbox:2".into(),
-                    limits: crate::sandbox::Limits {
-                        memory_mb: Some(512),
-                        cpus: Some(0.5),
-                    },
-                    pids_limit: 256,
-                    ..DockerConfig::new("omoi-data".into())
+            ProviderConfig::Docker(DockerConfig {
+                socket: "/run/user/docker.sock".into(),
+                image: "my-sandbox:2".into(),
+                limits: crate::sandbox::Limits {
+                    memory_mb: Some(512),
+                    cpus: Some(0.5),
                 },
-                gateway_url: true,
-            }
+                pids_limit: 256,
+                ..DockerConfig::new("omoi-data".into())
+            })
         );
+        assert_eq!(config.url_source, UrlSource::Listen);
         let with_url = serve_args(&[
             "--provider",
             "docker",
@@ -507,13 +493,8 @@ mod tests {
         ])
         .validate()
         .unwrap();
-        assert!(matches!(
-            with_url.sandboxes,
-            SandboxConfig::Docker {
-                gateway_url: false,
-                ..
-            }
-        ));
+        assert!(matches!(with_url.sandboxes, ProviderConfig::Docker(_)));
+        assert_eq!(with_url.url_source, UrlSource::Flag);
         assert_eq!(with_url.settings.public_url, "http://10.1.2.3:8080");
     }
 }

@@ -40,12 +40,11 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use self::exit::ExitWatchers;
+pub use super::TASK_LABEL;
 use super::{
-    Limits, ListedSandbox, OWNER_LABEL, Provider, ProviderStatus, SandboxError, SandboxHandle,
-    SpawnRequest,
+    Limits, ListedSandbox, OWNER, OWNER_LABEL, Provider, ProviderStatus, SandboxError,
+    SandboxHandle, SpawnRequest,
 };
-use crate::sandbox::spawn::OWNER;
-pub use crate::sandbox::task::TASK_LABEL;
 
 /// The label naming the coordinator instance (its data directory) a container belongs to.
 pub const INSTANCE_LABEL: &str = "omoi.instance";
@@ -443,6 +442,11 @@ impl Provider for DockerProvider {
         labels: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<Vec<ListedSandbox>, SandboxError>> {
         self.list_inner(labels).boxed()
+    }
+
+    /// Containers reach the host at the gateway of the sandbox network.
+    fn sandbox_host(&self) -> Option<IpAddr> {
+        Some(self.gateway())
     }
 }
 

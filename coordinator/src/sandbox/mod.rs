@@ -1,50 +1,33 @@
 //! Sandbox providers: where workers run. One small trait; `local` runs the worker as a child
-//! process, `docker` as a container over the Docker Engine API. Spawning a sandbox for a spec
-//! phase (its environment and context) is in [`spawn`].
+//! process, `docker` as a container over the Docker Engine API. A provider knows nothing of the
+//! coordinator's state: what a sandbox needs (environment, labels) comes in its `SpawnRequest`,
+//! built by `crate::launch`.
 
 pub mod docker;
 pub mod local;
-pub mod spawn;
-pub mod task;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+use self::docker::{DockerConfig, DockerProvider};
+use self::local::LocalProvider;
+pub use crate::error::SandboxError;
+
 /// The label every sandbox of this coordinator carries, for reconcile.
 pub const OWNER_LABEL: &str = "omoi.owner";
+/// The value of [`OWNER_LABEL`] on every sandbox of an omoi coordinator.
+pub const OWNER: &str = "omoi";
 /// The label that names the coordinator's sandbox id.
 pub const SANDBOX_LABEL: &str = "omoi.sandbox";
 /// The label that names the spec a sandbox runs.
 pub const SPEC_LABEL: &str = "omoi.spec";
-
-/// What a provider failed at.
-#[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
-    /// The workspace or the process could not be set up. Retryable when the cause is transient.
-    #[error("spawning sandbox {sandbox_id} failed: {reason}")]
-    Spawn { sandbox_id: String, reason: String },
-    /// The provider does not know this sandbox. Not retryable.
-    #[error("no sandbox with handle {0}")]
-    NotFound(String),
-    /// The provider could not be reached or answered an error. Retryable.
-    #[error("{0}")]
-    Provider(String),
-    /// A file operation failed. Retryable.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
-}
-
-impl SandboxError {
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
-        let context = context.into();
-        move |source| SandboxError::Io { context, source }
-    }
-}
+/// The label that names the task a sandbox runs (the coordinator's task id).
+pub const TASK_LABEL: &str = "omoi.task";
 
 /// Resource limits of a sandbox (providers that cannot enforce them ignore them).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -139,4 +122,33 @@ pub trait Provider: Send + Sync + fmt::Debug {
         &'a self,
         labels: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<Vec<ListedSandbox>, SandboxError>>;
+
+    /// The address at which sandboxes reach this host, when it is not the host's own (a container
+    /// network's gateway): the server also listens there. `None` for sandboxes on the host.
+    fn sandbox_host(&self) -> Option<IpAddr> {
+        None
+    }
+}
+
+/// Which provider runs the sandboxes, and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderConfig {
+    /// Child processes of `worker_bin`, with workspaces and logs under `data_dir`.
+    Local {
+        worker_bin: PathBuf,
+        data_dir: PathBuf,
+    },
+    /// Containers over the Docker Engine API.
+    Docker(DockerConfig),
+}
+
+/// The provider `config` describes, connected and ready to spawn.
+pub async fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, SandboxError> {
+    Ok(match config {
+        ProviderConfig::Local {
+            worker_bin,
+            data_dir,
+        } => Arc::new(LocalProvider::new(worker_bin.clone(), data_dir)),
+        ProviderConfig::Docker(docker) => Arc::new(DockerProvider::connect(docker.clone()).await?),
+    })
 }

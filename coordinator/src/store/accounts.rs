@@ -6,27 +6,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, json_optional_column, new_id, now_ms, to_json};
-use crate::auth::{generate_token, hash_token};
 use crate::error::{Error, Result};
 use crate::model::{GitToken, Project, User, time_from_ms};
-
-/// Who a token speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    /// A person: every user route.
-    User,
-    /// One sandbox: its own ingest, context and message routes.
-    Sandbox,
-}
-
-impl TokenKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::User => "user",
-            TokenKind::Sandbox => "sandbox",
-        }
-    }
-}
+use crate::token::{TokenKind, generate_token, hash_token};
 
 /// A valid token as looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,14 +13,7 @@ use sqlx::{Any, Transaction};
 
 use super::{new_id, to_json};
 use crate::error::Result;
-use crate::model::TaskStatus;
-use crate::task_context::SpecSlice;
-
-/// The branch every task of a spec commits to, created from the project's base branch by the
-/// first task that pushes.
-pub fn spec_branch(spec_id: &str) -> String {
-    format!("omoi/{spec_id}")
-}
+use crate::model::{SpecSlice, TaskStatus};
 
 /// Creates the ticket and tasks of a finished spec, unless they exist; each task may run
 /// `max_attempts` times.

@@ -7,15 +7,17 @@
 use chrono::{DateTime, Utc};
 use omoi_protocol::api::InjectedMessage;
 use omoi_protocol::event::RawEvent;
+use omoi_protocol::phase::Phase;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::batch::encode_batch;
-use super::bridge::{bridge, spec_branch};
-use super::{Store, now_ms, tasks, to_i64, to_json, to_u64};
+use super::bridge::bridge;
+use super::tasks::{self, TaskPolicy};
+use super::{Store, now_ms, to_i64, to_json, to_u64};
 use crate::error::{Result, corrupt};
 use crate::ingest::{Effect, effects};
-use crate::model::{Sandbox, StreamEvent};
+use crate::model::{PhaseStatus, Sandbox, SandboxStatus, SpecStatus, StreamEvent, spec_branch};
 
 /// How long a sandbox token stays valid after its terminal event, so the worker's last retries of
 /// an unacknowledged batch still get through.
@@ -36,8 +38,14 @@ pub struct IngestOutcome {
 
 impl Store {
     /// Stores a validated batch of a sandbox's events, releases what became contiguous, applies
-    /// its effects, and answers the new acknowledged seq. One transaction.
-    pub async fn ingest(&self, sandbox: &Sandbox, events: &[RawEvent]) -> Result<IngestOutcome> {
+    /// its effects, and answers the new acknowledged seq. One transaction. A task attempt that
+    /// ends failed is retried, and a bridged spec's tasks get their attempts, by `policy`.
+    pub async fn ingest(
+        &self,
+        sandbox: &Sandbox,
+        events: &[RawEvent],
+        policy: &TaskPolicy,
+    ) -> Result<IngestOutcome> {
         // Encoding happens before the transaction, which holds the connection.
         let rows = encode_batch(events)?;
         let mut tx = self.pool.begin().await?;
@@ -58,20 +66,17 @@ impl Store {
                             ended: &mut attempt_ended,
                         };
                         status_changed |=
-                            tasks::apply(&mut tx, &self.tasks, attempt, &effect, now).await?;
+                            tasks::apply(&mut tx, policy, attempt, &effect, now).await?;
                     }
                 }
                 (Some(spec_id), None) => {
                     for effect in effects(event) {
-                        status_changed |= apply(
-                            &mut tx,
+                        let target = SpecSandbox {
                             spec_id,
-                            &sandbox.id,
-                            self.tasks.max_attempts,
-                            &effect,
-                            now,
-                        )
-                        .await?;
+                            sandbox_id: &sandbox.id,
+                            task_attempts: policy.max_attempts,
+                        };
+                        status_changed |= apply(&mut tx, target, &effect, now).await?;
                     }
                 }
                 (None, _) => {}
@@ -200,40 +205,51 @@ pub(super) fn event_from_row(row: &AnyRow) -> Result<RawEvent> {
     })
 }
 
+/// The spec sandbox an ingested event came from.
+#[derive(Debug, Clone, Copy)]
+struct SpecSandbox<'a> {
+    spec_id: &'a str,
+    sandbox_id: &'a str,
+    /// The attempts each task gets, should the event bridge the spec.
+    task_attempts: u32,
+}
+
 /// Applies one effect inside the ingest transaction. Returns whether the spec's status changed.
 async fn apply(
     tx: &mut Transaction<'static, Any>,
-    spec_id: &str,
-    sandbox_id: &str,
-    task_attempts: u32,
+    target: SpecSandbox<'_>,
     effect: &Effect,
     now: i64,
 ) -> Result<bool> {
+    let SpecSandbox {
+        spec_id,
+        sandbox_id,
+        task_attempts,
+    } = target;
     match effect {
         Effect::AgentStarted => {
             record_agent_start(tx, sandbox_id).await?;
             Ok(false)
         }
         Effect::PhaseStarted { phase, attempt } => {
-            upsert_phase(
-                tx,
+            let row = PhaseRow {
                 spec_id,
-                phase.as_str(),
-                "running",
-                *attempt,
-                None,
-                None,
-                None,
-                now,
-            )
-            .await?;
+                phase: *phase,
+                status: PhaseStatus::Running,
+                attempts: *attempt,
+                score: None,
+                duration_ms: None,
+                output: None,
+            };
+            upsert_phase(tx, &row, now).await?;
             sqlx::query(
                 "UPDATE specs SET current_phase = $2, updated_ms = $3
-                 WHERE id = $1 AND status = 'executing'",
+                 WHERE id = $1 AND status = $4",
             )
             .bind(spec_id)
             .bind(phase.as_str())
             .bind(now)
+            .bind(SpecStatus::Executing.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(false)
@@ -245,13 +261,14 @@ async fn apply(
         } => {
             sqlx::query(
                 "UPDATE spec_phases SET score = $3, attempts = $4, updated_ms = $5
-                 WHERE spec_id = $1 AND phase = $2 AND status = 'running'",
+                 WHERE spec_id = $1 AND phase = $2 AND status = $6",
             )
             .bind(spec_id)
             .bind(phase.as_str())
             .bind(*score)
             .bind(i64::from(*attempt))
             .bind(now)
+            .bind(PhaseStatus::Running.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(false)
@@ -263,26 +280,25 @@ async fn apply(
             duration_ms,
             output,
         } => {
-            upsert_phase(
-                tx,
+            let row = PhaseRow {
                 spec_id,
-                phase.as_str(),
-                "completed",
-                *attempts,
-                Some(*score),
-                Some(to_i64(*duration_ms, "duration_ms")?),
-                Some(output),
-                now,
-            )
-            .await?;
+                phase: *phase,
+                status: PhaseStatus::Completed,
+                attempts: *attempts,
+                score: Some(*score),
+                duration_ms: Some(to_i64(*duration_ms, "duration_ms")?),
+                output: Some(output),
+            };
+            upsert_phase(tx, &row, now).await?;
             if let Some(next) = phase.next() {
                 sqlx::query(
                     "UPDATE specs SET current_phase = $2, updated_ms = $3
-                     WHERE id = $1 AND status = 'executing'",
+                     WHERE id = $1 AND status = $4",
                 )
                 .bind(spec_id)
                 .bind(next.as_str())
                 .bind(now)
+                .bind(SpecStatus::Executing.as_str())
                 .execute(&mut **tx)
                 .await?;
             }
@@ -290,7 +306,7 @@ async fn apply(
         }
         Effect::PhaseFailed { phase, score } => {
             sqlx::query(
-                "UPDATE spec_phases SET status = 'failed', score = COALESCE(NULLIF($3, -1.0), score),
+                "UPDATE spec_phases SET status = $5, score = COALESCE(NULLIF($3, -1.0), score),
                         updated_ms = $4
                  WHERE spec_id = $1 AND phase = $2",
             )
@@ -298,6 +314,7 @@ async fn apply(
             .bind(phase.as_str())
             .bind(optional_score(*score))
             .bind(now)
+            .bind(PhaseStatus::Failed.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(false)
@@ -307,15 +324,19 @@ async fn apply(
             // until they all completed and the pull request or branch is reported.
             let json = to_json(final_spec)?;
             let done = sqlx::query(
-                "UPDATE specs SET status = 'implementing', final_spec = $2,
-                        current_phase = 'complete', error = NULL, branch = $4, updated_ms = $3
-                 WHERE id = $1 AND status NOT IN ('cancelled', 'failed', 'implementing',
-                                                  'completed')",
+                "UPDATE specs SET status = $5, final_spec = $2,
+                        current_phase = $9, error = NULL, branch = $4, updated_ms = $3
+                 WHERE id = $1 AND status NOT IN ($6, $7, $5, $8)",
             )
             .bind(spec_id)
             .bind(json)
             .bind(now)
             .bind(spec_branch(spec_id))
+            .bind(SpecStatus::Implementing.as_str())
+            .bind(SpecStatus::Cancelled.as_str())
+            .bind(SpecStatus::Failed.as_str())
+            .bind(SpecStatus::Completed.as_str())
+            .bind(Phase::Complete.as_str())
             .execute(&mut **tx)
             .await?;
             if done.rows_affected() > 0 {
@@ -334,7 +355,8 @@ async fn apply(
             stopped_after,
             reason,
         } => {
-            record_agent_end(tx, sandbox_id, terminal, *success, reason.as_deref(), now).await?;
+            let end = AgentEnd::new(sandbox_id, terminal, *success, reason);
+            record_agent_end(tx, &end, now).await?;
             if !*success {
                 let reason = reason.as_deref().unwrap_or("the worker failed");
                 return fail_spec(tx, spec_id, reason, now).await;
@@ -343,13 +365,15 @@ async fn apply(
             // resume that had nothing left); the spec waits for `execute` again.
             let next = stopped_after.and_then(|p| p.next());
             let done = sqlx::query(
-                "UPDATE specs SET status = 'pending', current_phase = COALESCE($2, current_phase),
+                "UPDATE specs SET status = $4, current_phase = COALESCE($2, current_phase),
                         updated_ms = $3
-                 WHERE id = $1 AND status = 'executing'",
+                 WHERE id = $1 AND status = $5",
             )
             .bind(spec_id)
             .bind(next.map(|p| p.as_str()))
             .bind(now)
+            .bind(SpecStatus::Pending.as_str())
+            .bind(SpecStatus::Executing.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(done.rows_affected() > 0)
@@ -362,33 +386,71 @@ pub(super) async fn record_agent_start(
     tx: &mut Transaction<'static, Any>,
     sandbox_id: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE sandboxes SET status = 'running' WHERE id = $1 AND status = 'starting'")
+    sqlx::query("UPDATE sandboxes SET status = $2 WHERE id = $1 AND status = $3")
         .bind(sandbox_id)
+        .bind(SandboxStatus::Running.as_str())
+        .bind(SandboxStatus::Starting.as_str())
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// How a sandbox's worker ended, as its terminal event says.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AgentEnd<'a> {
+    pub sandbox_id: &'a str,
+    /// The terminal event's type.
+    pub terminal: &'a str,
+    pub success: bool,
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> AgentEnd<'a> {
+    /// The end of `sandbox_id`'s worker as an `AgentEnded` effect reports it.
+    pub fn new(
+        sandbox_id: &'a str,
+        terminal: &'a str,
+        success: bool,
+        reason: &'a Option<String>,
+    ) -> Self {
+        AgentEnd {
+            sandbox_id,
+            terminal,
+            success,
+            reason: reason.as_deref(),
+        }
+    }
 }
 
 /// The sandbox's worker ended with a terminal event: the sandbox ends, its token expires after
 /// the grace period.
 pub(super) async fn record_agent_end(
     tx: &mut Transaction<'static, Any>,
-    sandbox_id: &str,
-    terminal: &str,
-    success: bool,
-    reason: Option<&str>,
+    end: &AgentEnd<'_>,
     now: i64,
 ) -> Result<()> {
-    let status = if success { "completed" } else { "failed" };
+    let AgentEnd {
+        sandbox_id,
+        terminal,
+        success,
+        reason,
+    } = *end;
+    let status = if success {
+        SandboxStatus::Completed
+    } else {
+        SandboxStatus::Failed
+    };
     sqlx::query(
         "UPDATE sandboxes SET status = $2, terminal = $3, reason = $4, ended_ms = $5
-         WHERE id = $1 AND status IN ('starting', 'running')",
+         WHERE id = $1 AND status IN ($6, $7)",
     )
     .bind(sandbox_id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(terminal)
     .bind(reason)
     .bind(now)
+    .bind(SandboxStatus::Starting.as_str())
+    .bind(SandboxStatus::Running.as_str())
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -409,29 +471,46 @@ pub(super) async fn fail_spec(
     now: i64,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE specs SET status = 'failed', error = $2, updated_ms = $3
-         WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+        "UPDATE specs SET status = $4, error = $2, updated_ms = $3
+         WHERE id = $1 AND status NOT IN ($5, $4, $6)",
     )
     .bind(spec_id)
     .bind(reason)
     .bind(now)
+    .bind(SpecStatus::Failed.as_str())
+    .bind(SpecStatus::Completed.as_str())
+    .bind(SpecStatus::Cancelled.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() > 0)
 }
 
-#[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
-async fn upsert_phase(
-    tx: &mut Transaction<'static, Any>,
-    spec_id: &str,
-    phase: &str,
-    status: &str,
+/// One row of `spec_phases` as an event sets it; what is `None` keeps its stored value.
+#[derive(Debug, Clone, Copy)]
+struct PhaseRow<'a> {
+    spec_id: &'a str,
+    phase: Phase,
+    status: PhaseStatus,
     attempts: u32,
     score: Option<f64>,
     duration_ms: Option<i64>,
-    output: Option<&String>,
+    output: Option<&'a String>,
+}
+
+async fn upsert_phase(
+    tx: &mut Transaction<'static, Any>,
+    row: &PhaseRow<'_>,
     now: i64,
 ) -> Result<()> {
+    let PhaseRow {
+        spec_id,
+        phase,
+        status,
+        attempts,
+        score,
+        duration_ms,
+        output,
+    } = *row;
     sqlx::query(
         "INSERT INTO spec_phases (spec_id, phase, status, attempts, score, output, duration_ms,
                                   updated_ms)
@@ -444,8 +523,8 @@ async fn upsert_phase(
              updated_ms = excluded.updated_ms",
     )
     .bind(spec_id)
-    .bind(phase)
-    .bind(status)
+    .bind(phase.as_str())
+    .bind(status.as_str())
     .bind(i64::from(attempts))
     .bind(optional_score(score))
     .bind(output.map(String::as_str))

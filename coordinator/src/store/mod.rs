@@ -12,6 +12,8 @@ pub mod postgres;
 mod sandboxes;
 mod specs;
 pub mod sqlite;
+#[cfg(test)]
+mod statuses;
 mod tasks;
 
 use std::borrow::Cow;
@@ -24,10 +26,10 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result, corrupt};
 
-pub use accounts::{NewProject, TokenKind, TokenRecord};
-pub use bridge::spec_branch;
+pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
 pub use sandboxes::NewSandbox;
+pub use specs::ExecutionClaim;
 pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};
 
 /// What differs between the supported databases.
@@ -65,8 +67,6 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub struct Store {
     pool: AnyPool,
     backend: Arc<dyn Backend>,
-    /// How failed task attempts are retried.
-    tasks: TaskPolicy,
 }
 
 impl Store {
@@ -97,16 +97,7 @@ impl Store {
             .connect(&url)
             .await?;
         backend.migrator().run(&pool).await?;
-        Ok(Store {
-            pool,
-            backend,
-            tasks: TaskPolicy::default(),
-        })
-    }
-
-    /// This store with another retry policy for failed task attempts.
-    pub fn with_task_policy(self, tasks: TaskPolicy) -> Store {
-        Store { tasks, ..self }
+        Ok(Store { pool, backend })
     }
 
     /// `sqlite` or `postgres`.

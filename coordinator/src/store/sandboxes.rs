@@ -5,7 +5,6 @@ use omoi_protocol::phase::Phase;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::TokenKind;
 use super::accounts::insert_token;
 use super::{
     Store, TOKEN_GRACE_MS, json_optional_column, now_ms, parse_column, parse_optional_column,
@@ -13,6 +12,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::model::{Sandbox, SandboxStatus, time_from_ms};
+use crate::token::TokenKind;
 
 /// A sandbox about to be spawned.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,9 +111,11 @@ impl Store {
     /// Every sandbox in `starting` or `running`.
     pub async fn live_sandboxes(&self) -> Result<Vec<Sandbox>> {
         let rows = sqlx::query(&format!(
-            "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE status IN ('starting', 'running')
+            "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE status IN ($1, $2)
              ORDER BY created_ms, id"
         ))
+        .bind(SandboxStatus::Starting.as_str())
+        .bind(SandboxStatus::Running.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(sandbox_from_row).collect()
@@ -131,12 +133,14 @@ impl Store {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE sandboxes SET status = $2, reason = COALESCE($3, reason), ended_ms = $4
-             WHERE id = $1 AND status IN ('starting', 'running')",
+             WHERE id = $1 AND status IN ($5, $6)",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(reason)
         .bind(now)
+        .bind(SandboxStatus::Starting.as_str())
+        .bind(SandboxStatus::Running.as_str())
         .execute(&self.pool)
         .await?;
         let grace = match status {
@@ -149,11 +153,11 @@ impl Store {
 
     /// How many sandboxes are starting or running.
     pub async fn count_live_sandboxes(&self) -> Result<u64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM sandboxes WHERE status IN ('starting', 'running')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sandboxes WHERE status IN ($1, $2)")
+            .bind(SandboxStatus::Starting.as_str())
+            .bind(SandboxStatus::Running.as_str())
+            .fetch_one(&self.pool)
+            .await?;
         to_u64(row.try_get("n")?, "count")
     }
 }
@@ -186,7 +190,7 @@ where
     sqlx::query(
         "INSERT INTO sandboxes (id, spec_id, task_id, provider, status, start_phase, context,
                                 acked_seq, created_ms, last_seen_ms)
-         VALUES ($1, $2, $3, $4, 'starting', $5, $6, 0, $7, $7)",
+         VALUES ($1, $2, $3, $4, $8, $5, $6, 0, $7, $7)",
     )
     .bind(&new.id)
     .bind(&new.spec_id)
@@ -195,6 +199,7 @@ where
     .bind(new.start_phase.map(Phase::as_str))
     .bind(context)
     .bind(now)
+    .bind(SandboxStatus::Starting.as_str())
     .execute(executor)
     .await?;
     Ok(())

@@ -19,6 +19,15 @@ const SPEC_COLUMNS: &str = "id, project_id, title, description, status, current_
                             stop_after, recoveries, created_ms, updated_ms, branch, \
                             pull_request_url, pull_request_number";
 
+/// Who claims a spec's execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionClaim {
+    /// A user's execute, launch or resume: the spec must not be executing.
+    Start,
+    /// A replacement for a lost sandbox: the spec must still be executing.
+    Recovery,
+}
+
 impl Store {
     /// Creates a pending spec in a project of `user_id`.
     pub async fn create_spec(
@@ -121,31 +130,44 @@ impl Store {
 
     /// Marks a spec executing from `phase`, in one conditional statement so two callers never
     /// both start it. A user's start needs the spec pending, failed or cancelled (and resets the
-    /// recovery count); a `recovery` needs it executing (and counts one more). Returns whether
+    /// recovery count); a recovery needs it executing (and counts one more). Returns whether
     /// this call claimed it.
     pub async fn claim_execution(
         &self,
         id: &str,
         phase: Phase,
         stop_after: Option<Phase>,
-        recovery: bool,
+        claim: ExecutionClaim,
     ) -> Result<bool> {
-        let sql = if recovery {
-            "UPDATE specs SET current_phase = $2, stop_after = $3, updated_ms = $4,
-                    recoveries = recoveries + 1
-             WHERE id = $1 AND status = 'executing'"
-        } else {
-            "UPDATE specs SET status = 'executing', current_phase = $2, error = NULL,
-                    stop_after = $3, updated_ms = $4, recoveries = 0
-             WHERE id = $1 AND status IN ('pending', 'failed', 'cancelled')"
+        // The statuses bound after the four common parameters, from `$5` on.
+        let (sql, statuses): (&str, &[SpecStatus]) = match claim {
+            ExecutionClaim::Recovery => (
+                "UPDATE specs SET current_phase = $2, stop_after = $3, updated_ms = $4,
+                        recoveries = recoveries + 1
+                 WHERE id = $1 AND status = $5",
+                &[SpecStatus::Executing],
+            ),
+            ExecutionClaim::Start => (
+                "UPDATE specs SET status = $5, current_phase = $2, error = NULL,
+                        stop_after = $3, updated_ms = $4, recoveries = 0
+                 WHERE id = $1 AND status IN ($6, $7, $8)",
+                &[
+                    SpecStatus::Executing,
+                    SpecStatus::Pending,
+                    SpecStatus::Failed,
+                    SpecStatus::Cancelled,
+                ],
+            ),
         };
-        let done = sqlx::query(sql)
+        let mut query = sqlx::query(sql)
             .bind(id)
             .bind(phase.as_str())
             .bind(stop_after.map(Phase::as_str))
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+            .bind(now_ms());
+        for status in statuses {
+            query = query.bind(status.as_str());
+        }
+        let done = query.execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -158,12 +180,15 @@ impl Store {
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE specs SET status = $2, error = $3, updated_ms = $4
-             WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+             WHERE id = $1 AND status NOT IN ($5, $6, $7)",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(error)
         .bind(now_ms())
+        .bind(SpecStatus::Completed.as_str())
+        .bind(SpecStatus::Failed.as_str())
+        .bind(SpecStatus::Cancelled.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)

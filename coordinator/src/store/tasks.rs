@@ -12,13 +12,12 @@ use std::time::Duration;
 use omoi_protocol::artifact::SpecTask;
 use sqlx::{Any, Row, Transaction};
 
-use super::events::{fail_spec, record_agent_end, record_agent_start};
+use super::events::{AgentEnd, fail_spec, record_agent_end, record_agent_start};
 use super::sandboxes::{NewSandbox, open_sandbox_in, starting_sandbox};
 use super::{Store, json_optional_column, new_id, now_ms, to_i64, to_u32, to_u64};
 use crate::error::{Error, Result, corrupt};
 use crate::ingest::Effect;
-use crate::model::{PullRequestRef, Sandbox};
-use crate::task_context::SpecSlice;
+use crate::model::{PullRequestRef, Sandbox, SandboxStatus, SpecSlice, SpecStatus, TaskStatus};
 
 /// How failed task attempts are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,15 +121,15 @@ impl Store {
             "WITH busy AS (
                  SELECT rs.project_id AS project_id, COUNT(*) AS running
                  FROM tasks r JOIN specs rs ON rs.id = r.spec_id
-                 WHERE r.status = 'running' GROUP BY rs.project_id
+                 WHERE r.status = $5 GROUP BY rs.project_id
              )
-             UPDATE tasks SET status = 'running', attempts = attempts + 1, sandbox_id = $4,
+             UPDATE tasks SET status = $5, attempts = attempts + 1, sandbox_id = $4,
                     claimed_ms = $1, updated_ms = $1
-             WHERE status = 'ready' AND id = (
+             WHERE status = $6 AND id = (
                  SELECT t.id FROM tasks t JOIN specs s ON s.id = t.spec_id
                  LEFT JOIN busy b ON b.project_id = s.project_id
-                 WHERE t.status = 'ready' AND t.not_before_ms <= $1 AND s.status = 'implementing'
-                   AND (SELECT COUNT(*) FROM tasks r WHERE r.status = 'running') < $2
+                 WHERE t.status = $6 AND t.not_before_ms <= $1 AND s.status = $7
+                   AND (SELECT COUNT(*) FROM tasks r WHERE r.status = $5) < $2
                    AND COALESCE(b.running, 0) < $3
                  ORDER BY t.created_ms, t.spec_id, t.spec_task_id
                  LIMIT 1 {}
@@ -151,6 +150,9 @@ impl Store {
                 .bind(i64::from(limits.total))
                 .bind(i64::from(limits.per_project))
                 .bind(&sandbox_id)
+                .bind(TaskStatus::Running.as_str())
+                .bind(TaskStatus::Ready.as_str())
+                .bind(SpecStatus::Implementing.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(row) = row else { break };
@@ -198,16 +200,16 @@ impl Store {
 
     /// Ends the running attempt of a task (in sandbox `sandbox_id`, or without one when the
     /// sandbox was never recorded) as failed: a retry after the backoff, or the task's and the
-    /// spec's failure when its attempts ran out.
+    /// spec's failure when its attempts ran out, by `policy`.
     pub async fn fail_task_attempt(
         &self,
         task_id: &str,
         sandbox_id: Option<&str>,
         reason: &str,
+        policy: &TaskPolicy,
     ) -> Result<AttemptEnd> {
         let mut tx = self.pool.begin().await?;
-        let end =
-            attempt_failed(&mut tx, &self.tasks, task_id, sandbox_id, reason, now_ms()).await?;
+        let end = attempt_failed(&mut tx, policy, task_id, sandbox_id, reason, now_ms()).await?;
         tx.commit().await?;
         Ok(end)
     }
@@ -224,13 +226,16 @@ impl Store {
         let rows = sqlx::query(
             "SELECT t.id AS id, t.sandbox_id AS sandbox_id FROM tasks t
              LEFT JOIN sandboxes b ON b.id = t.sandbox_id
-             WHERE t.status = 'running'
+             WHERE t.status = $3
                AND ((b.id IS NULL AND t.claimed_ms < $1)
-                    OR (b.status NOT IN ('starting', 'running') AND b.ended_ms < $2))
+                    OR (b.status NOT IN ($4, $5) AND b.ended_ms < $2))
              ORDER BY t.claimed_ms, t.id",
         )
         .bind(unspawned_before_ms)
         .bind(ended_before_ms)
+        .bind(TaskStatus::Running.as_str())
+        .bind(SandboxStatus::Starting.as_str())
+        .bind(SandboxStatus::Running.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -244,12 +249,14 @@ impl Store {
             "SELECT s.id AS id, s.publish_attempts AS attempts,
                     (SELECT COUNT(*) FROM tasks t WHERE t.spec_id = s.id) AS n
              FROM specs s
-             WHERE s.status = 'implementing' AND s.publish_after_ms <= $1
+             WHERE s.status = $2 AND s.publish_after_ms <= $1
                AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.spec_id = s.id
-                               AND t.status <> 'completed')
+                               AND t.status <> $3)
              ORDER BY s.updated_ms, s.id",
         )
         .bind(now_ms())
+        .bind(SpecStatus::Implementing.as_str())
+        .bind(TaskStatus::Completed.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -269,11 +276,12 @@ impl Store {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE specs SET publish_after_ms = $3
-             WHERE id = $1 AND status = 'implementing' AND publish_after_ms <= $2",
+             WHERE id = $1 AND status = $4 AND publish_after_ms <= $2",
         )
         .bind(spec_id)
         .bind(now)
         .bind(now.saturating_add(duration_ms(lease)))
+        .bind(SpecStatus::Implementing.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
@@ -305,14 +313,16 @@ impl Store {
             .map(|pr| to_i64(pr.number, "pull request number"))
             .transpose()?;
         let done = sqlx::query(
-            "UPDATE specs SET status = 'completed', error = NULL, pull_request_url = $2,
+            "UPDATE specs SET status = $5, error = NULL, pull_request_url = $2,
                     pull_request_number = $3, updated_ms = $4
-             WHERE id = $1 AND status = 'implementing'",
+             WHERE id = $1 AND status = $6",
         )
         .bind(spec_id)
         .bind(pull_request.map(|pr| pr.url.as_str()))
         .bind(number)
         .bind(now)
+        .bind(SpecStatus::Completed.as_str())
+        .bind(SpecStatus::Implementing.as_str())
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE tickets SET status = 'done' WHERE spec_id = $1")
@@ -330,38 +340,43 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE specs SET status = 'implementing', error = NULL, publish_attempts = 0,
+            "UPDATE specs SET status = $3, error = NULL, publish_attempts = 0,
                     publish_after_ms = 0, recoveries = 0, updated_ms = $2
-             WHERE id = $1 AND status IN ('failed', 'cancelled')
+             WHERE id = $1 AND status IN ($4, $5)
                AND EXISTS (SELECT 1 FROM tickets k WHERE k.spec_id = specs.id)",
         )
         .bind(spec_id)
         .bind(now)
+        .bind(SpecStatus::Implementing.as_str())
+        .bind(SpecStatus::Failed.as_str())
+        .bind(SpecStatus::Cancelled.as_str())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
         sqlx::query(
-            "UPDATE tasks SET status = 'pending', attempts = 0, error = NULL, not_before_ms = 0,
+            "UPDATE tasks SET status = $3, attempts = 0, error = NULL, not_before_ms = 0,
                     updated_ms = $2
-             WHERE spec_id = $1 AND (status IN ('failed', 'blocked', 'ready') OR (
-                 status = 'running' AND NOT EXISTS (
+             WHERE spec_id = $1 AND (status IN ($4, $5, $6) OR (
+                 status = $7 AND NOT EXISTS (
                      SELECT 1 FROM sandboxes b WHERE b.id = tasks.sandbox_id
-                     AND b.status IN ('starting', 'running'))))",
+                     AND b.status IN ($8, $9))))",
         )
         .bind(spec_id)
         .bind(now)
+        .bind(TaskStatus::Pending.as_str())
+        .bind(TaskStatus::Failed.as_str())
+        .bind(TaskStatus::Blocked.as_str())
+        .bind(TaskStatus::Ready.as_str())
+        .bind(TaskStatus::Running.as_str())
+        .bind(SandboxStatus::Starting.as_str())
+        .bind(SandboxStatus::Running.as_str())
         .execute(&mut *tx)
         .await?;
         promote_ready(&mut tx, spec_id, now).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// The retry policy of failed task attempts.
-    pub fn task_policy(&self) -> TaskPolicy {
-        self.tasks
     }
 
     /// How many tasks are in each status.
@@ -407,27 +422,30 @@ pub(super) async fn apply(
         Effect::TaskCommitted { sha } => {
             sqlx::query(
                 "UPDATE tasks SET commit_sha = $3, updated_ms = $4
-                 WHERE id = $1 AND sandbox_id = $2 AND status = 'running'",
+                 WHERE id = $1 AND sandbox_id = $2 AND status = $5",
             )
             .bind(task_id)
             .bind(sandbox_id)
             .bind(sha)
             .bind(now)
+            .bind(TaskStatus::Running.as_str())
             .execute(&mut **tx)
             .await?;
             Ok(false)
         }
         Effect::TaskCompleted { sha } => {
             let done = sqlx::query(
-                "UPDATE tasks SET status = 'completed', commit_sha = $3, error = NULL,
+                "UPDATE tasks SET status = $5, commit_sha = $3, error = NULL,
                         finished_ms = $4, updated_ms = $4
-                 WHERE id = $1 AND sandbox_id = $2 AND status = 'running'
+                 WHERE id = $1 AND sandbox_id = $2 AND status = $6
                  RETURNING spec_id",
             )
             .bind(task_id)
             .bind(sandbox_id)
             .bind(sha)
             .bind(now)
+            .bind(TaskStatus::Completed.as_str())
+            .bind(TaskStatus::Running.as_str())
             .fetch_optional(&mut **tx)
             .await?;
             // Completed now, or not running here before: either way no attempt runs here now.
@@ -449,7 +467,8 @@ pub(super) async fn apply(
             reason,
             ..
         } => {
-            record_agent_end(tx, sandbox_id, terminal, *success, reason.as_deref(), now).await?;
+            let end = AgentEnd::new(sandbox_id, terminal, *success, reason);
+            record_agent_end(tx, &end, now).await?;
             // After `task.completed` or `task.failed` the task no longer runs here, and this
             // changes nothing; a worker that ended without either failed the attempt.
             if *ended {
@@ -485,10 +504,11 @@ async fn attempt_failed(
 ) -> Result<AttemptEnd> {
     let row = sqlx::query(
         "SELECT spec_id, spec_task_id, attempts, max_attempts FROM tasks
-         WHERE id = $1 AND status = 'running' AND COALESCE(sandbox_id, '') = $2",
+         WHERE id = $1 AND status = $3 AND COALESCE(sandbox_id, '') = $2",
     )
     .bind(task_id)
     .bind(sandbox_id.unwrap_or_default())
+    .bind(TaskStatus::Running.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else {
@@ -503,14 +523,16 @@ async fn attempt_failed(
     if attempts < max_attempts {
         let after = policy.backoff(attempts);
         let done = sqlx::query(
-            "UPDATE tasks SET status = 'ready', error = $3, not_before_ms = $4, updated_ms = $5
-             WHERE id = $1 AND status = 'running' AND COALESCE(sandbox_id, '') = $2",
+            "UPDATE tasks SET status = $6, error = $3, not_before_ms = $4, updated_ms = $5
+             WHERE id = $1 AND status = $7 AND COALESCE(sandbox_id, '') = $2",
         )
         .bind(task_id)
         .bind(sandbox_id.unwrap_or_default())
         .bind(reason)
         .bind(now.saturating_add(duration_ms(after)))
         .bind(now)
+        .bind(TaskStatus::Ready.as_str())
+        .bind(TaskStatus::Running.as_str())
         .execute(&mut **tx)
         .await?;
         return Ok(if done.rows_affected() > 0 {
@@ -520,13 +542,15 @@ async fn attempt_failed(
         });
     }
     let done = sqlx::query(
-        "UPDATE tasks SET status = 'failed', error = $3, finished_ms = $4, updated_ms = $4
-         WHERE id = $1 AND status = 'running' AND COALESCE(sandbox_id, '') = $2",
+        "UPDATE tasks SET status = $5, error = $3, finished_ms = $4, updated_ms = $4
+         WHERE id = $1 AND status = $6 AND COALESCE(sandbox_id, '') = $2",
     )
     .bind(task_id)
     .bind(sandbox_id.unwrap_or_default())
     .bind(reason)
     .bind(now)
+    .bind(TaskStatus::Failed.as_str())
+    .bind(TaskStatus::Running.as_str())
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() == 0 {
@@ -551,13 +575,16 @@ pub(super) async fn promote_ready(
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE tasks SET status = 'ready', updated_ms = $2
-         WHERE spec_id = $1 AND status = 'pending'
+        "UPDATE tasks SET status = $3, updated_ms = $2
+         WHERE spec_id = $1 AND status = $4
            AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks p ON p.id = d.depends_on
-                           WHERE d.task_id = tasks.id AND p.status <> 'completed')",
+                           WHERE d.task_id = tasks.id AND p.status <> $5)",
     )
     .bind(spec_id)
     .bind(now)
+    .bind(TaskStatus::Ready.as_str())
+    .bind(TaskStatus::Pending.as_str())
+    .bind(TaskStatus::Completed.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -572,13 +599,17 @@ async fn block_dependents(
     // Each round blocks one more level of the graph; a DAG has fewer levels than tasks.
     loop {
         let done = sqlx::query(
-            "UPDATE tasks SET status = 'blocked', updated_ms = $2
-             WHERE spec_id = $1 AND status IN ('pending', 'ready')
+            "UPDATE tasks SET status = $3, updated_ms = $2
+             WHERE spec_id = $1 AND status IN ($4, $5)
                AND EXISTS (SELECT 1 FROM task_deps d JOIN tasks p ON p.id = d.depends_on
-                           WHERE d.task_id = tasks.id AND p.status IN ('failed', 'blocked'))",
+                           WHERE d.task_id = tasks.id AND p.status IN ($6, $3))",
         )
         .bind(spec_id)
         .bind(now)
+        .bind(TaskStatus::Blocked.as_str())
+        .bind(TaskStatus::Pending.as_str())
+        .bind(TaskStatus::Ready.as_str())
+        .bind(TaskStatus::Failed.as_str())
         .execute(&mut **tx)
         .await?;
         if done.rows_affected() == 0 {

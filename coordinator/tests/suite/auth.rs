@@ -4,7 +4,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::support::{FakeProvider, TestServer, each_backend, error, event, sandbox_of};
+use super::common::{FakeProvider, TestServer, each_backend, error, event, sandbox_of};
 
 #[tokio::test]
 async fn user_routes_need_a_user_token() {

@@ -6,18 +6,19 @@
 use std::collections::BTreeMap;
 
 use omoi_coordinator::model::SandboxStatus;
+use omoi_coordinator::model::SpecSlice;
 use omoi_coordinator::model::SpecStatus;
 use omoi_coordinator::store::{
-    ClaimLimits, ClaimedTask, NewProject, NewSandbox, Store, TokenRecord,
+    ClaimLimits, ClaimedTask, ExecutionClaim, NewProject, NewSandbox, Store, TaskPolicy,
+    TokenRecord,
 };
-use omoi_coordinator::task_context::SpecSlice;
 use omoi_protocol::artifact::SpecTask;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 use sqlx::Connection;
 
-use super::support::{TestDb, each_backend, event};
-use super::task_support::final_spec;
+use super::common::tasks::final_spec;
+use super::common::{TestDb, each_backend, event};
 
 const UNLIMITED: ClaimLimits = ClaimLimits {
     total: 100_000,
@@ -67,7 +68,12 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
         .await
         .unwrap();
     store
-        .claim_execution(&spec.id, omoi_protocol::phase::Phase::Explore, None, false)
+        .claim_execution(
+            &spec.id,
+            omoi_protocol::phase::Phase::Explore,
+            None,
+            ExecutionClaim::Start,
+        )
         .await
         .unwrap();
     let sandbox_id = format!("spec-sandbox-{name}");
@@ -96,7 +102,10 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
         "spec.execution_completed",
         final_spec(Some(json!(tasks))),
     );
-    store.ingest(&sandbox, &[completed]).await.unwrap();
+    store
+        .ingest(&sandbox, &[completed], &TaskPolicy::default())
+        .await
+        .unwrap();
     let spec = store.spec_by_id(&spec.id).await.unwrap().unwrap();
     assert_eq!(spec.status, SpecStatus::Implementing);
     spec.id

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use omoi_coordinator::sandbox::local::LocalProvider;
 use pretty_assertions::assert_eq;
 
-use super::support::{TestServer, each_backend};
+use super::common::{TestServer, each_backend};
 use super::worker_e2e::{tune, worker_bin};
 
 /// Runs `omoi` without blocking the runtime the test server runs on.

@@ -1,7 +1,7 @@
 //! The docker provider on the machine's Docker Engine with the `omoi-sandbox` image: a sandbox's
 //! exit, logs and removal; a restarted provider finding and stopping a running sandbox; a whole
 //! spec and its tasks in containers. The fault tests are in `docker_faults`, the support in
-//! `docker_support` (which says when these tests are skipped). Every test runs on SQLite only:
+//! `common::docker` (which says when these tests are skipped). Every test runs on SQLite only:
 //! what they test is the provider, not the store.
 
 use std::collections::BTreeMap;
@@ -14,11 +14,11 @@ use omoi_coordinator::sandbox::{
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use super::docker_support::{
+use super::common::docker::{
     SCRIPT_IN_SANDBOX, Sandboxes, all_completed, assert_every_event_once_in_order, launch,
     phase_summary, script, spec_sandboxes, tune, wait_for_status,
 };
-use super::support::{eventually, sqlite};
+use super::common::{eventually, sqlite};
 
 /// A spawn request for a worker that runs on its own (no coordinator): events go to its log.
 fn local_run_request(sandbox_id: &str, env: &[(&str, &str)]) -> SpawnRequest {

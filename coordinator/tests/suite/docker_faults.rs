@@ -1,7 +1,7 @@
 //! What real containers do to a spec, on the machine's Docker Engine: a spec container killed
 //! mid-phase, its network cut for 30 s mid-phase, a sandbox over its memory limit. After each,
 //! nothing of the test is left on the Engine. Same preconditions as the `docker` suite
-//! (see `docker_support`).
+//! (see `common::docker`).
 
 use std::time::Duration;
 
@@ -9,11 +9,11 @@ use bollard::models::{MountType, NetworkConnectRequest, NetworkDisconnectRequest
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
-use super::docker_support::{
+use super::common::docker::{
     Sandboxes, all_completed, assert_every_event_once_in_order, launch, phase_summary, script,
     spec_sandboxes, tune, wait_for_design, wait_for_status,
 };
-use super::support::sqlite;
+use super::common::sqlite;
 use omoi_coordinator::sandbox::Limits;
 
 /// How long the network of the sandbox stays cut.

@@ -4,7 +4,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::support::{FakeProvider, TestServer, each_backend, error, event};
+use super::common::{FakeProvider, TestServer, each_backend, error, event};
 
 #[tokio::test]
 async fn healthz_names_the_database_and_the_provider() {
@@ -49,7 +49,7 @@ async fn metrics_count_specs_sandboxes_and_ingested_events() {
             )
             .await;
         let spec_id = spec["id"].as_str().unwrap();
-        let (sandbox, token) = super::support::sandbox_of(&provider, 0);
+        let (sandbox, token) = super::common::sandbox_of(&provider, 0);
         let (status, _) = server
             .api(Some(&token))
             .ingest(

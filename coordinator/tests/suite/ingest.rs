@@ -6,53 +6,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{
-    Api, FakeProvider, TestServer, each_backend, error, event, phase_completed, sandbox_of,
-};
-
-/// A server with one launched spec: `(server, provider, user api, spec id, sandbox id, sandbox api)`.
-async fn launched(
-    db: &super::support::TestDb,
-) -> (
-    TestServer,
-    std::sync::Arc<FakeProvider>,
-    Api,
-    String,
-    String,
-    Api,
-) {
-    launched_with(db, |_| {}).await
-}
-
-/// [`launched`] with settings of the test's own.
-async fn launched_with(
-    db: &super::support::TestDb,
-    tune: impl FnOnce(&mut omoi_coordinator::Settings),
-) -> (
-    TestServer,
-    std::sync::Arc<FakeProvider>,
-    Api,
-    String,
-    String,
-    Api,
-) {
-    let provider = FakeProvider::new();
-    let server = TestServer::start(db, provider.clone(), tune).await;
-    let (_, api) = server.user("ada").await;
-    let (_, project) = api
-        .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
-        .await;
-    let (_, spec) = api
-        .post(
-            "/specs/launch",
-            &json!({"project_id": project["id"], "title": "Add --shout"}),
-        )
-        .await;
-    let spec_id = spec["id"].as_str().unwrap().to_string();
-    let (sandbox, token) = sandbox_of(&provider, 0);
-    let sandbox_api = server.api(Some(&token));
-    (server, provider, api, spec_id, sandbox, sandbox_api)
-}
+use super::common::{Api, Scenario, each_backend, error, event, phase_completed};
 
 async fn history(api: &Api, spec_id: &str) -> Vec<RawEvent> {
     let (status, page) = api
@@ -76,7 +30,14 @@ fn message(sandbox: &str, spec: &str, seq: u64) -> RawEvent {
 #[tokio::test]
 async fn duplicates_are_ignored_and_the_ack_is_the_highest_contiguous_seq() {
     each_backend(|db| async move {
-        let (server, _, api, spec, sandbox, sb) = launched(&db).await;
+        let Scenario {
+            server,
+            api,
+            spec,
+            sandbox,
+            sandbox_api: sb,
+            ..
+        } = Scenario::launched(&db).await;
         let first: Vec<_> = (1..=3).map(|s| message(&sandbox, &spec, s)).collect();
         assert_eq!(
             sb.ingest(&sandbox, &first).await,
@@ -106,7 +67,14 @@ async fn duplicates_are_ignored_and_the_ack_is_the_highest_contiguous_seq() {
 #[tokio::test]
 async fn reordered_batches_are_stored_and_released_in_seq_order() {
     each_backend(|db| async move {
-        let (server, _, api, spec, sandbox, sb) = launched(&db).await;
+        let Scenario {
+            server,
+            api,
+            spec,
+            sandbox,
+            sandbox_api: sb,
+            ..
+        } = Scenario::launched(&db).await;
         let later: Vec<_> = [4, 3].map(|s| message(&sandbox, &spec, s)).to_vec();
         assert_eq!(
             sb.ingest(&sandbox, &later).await,
@@ -131,7 +99,14 @@ async fn reordered_batches_are_stored_and_released_in_seq_order() {
 #[tokio::test]
 async fn unknown_event_types_are_stored_as_they_are() {
     each_backend(|db| async move {
-        let (server, _, api, spec, sandbox, sb) = launched(&db).await;
+        let Scenario {
+            server,
+            api,
+            spec,
+            sandbox,
+            sandbox_api: sb,
+            ..
+        } = Scenario::launched(&db).await;
         let odd = event(
             &sandbox,
             &spec,
@@ -160,7 +135,13 @@ async fn unknown_event_types_are_stored_as_they_are() {
 #[tokio::test]
 async fn batches_that_do_not_belong_to_the_sandbox_are_refused() {
     each_backend(|db| async move {
-        let (server, _, _, spec, sandbox, sb) = launched(&db).await;
+        let Scenario {
+            server,
+            spec,
+            sandbox,
+            sandbox_api: sb,
+            ..
+        } = Scenario::launched(&db).await;
         let cases = [
             (
                 event("other", &spec, 1, "agent.message", json!({"text": "x"})),
@@ -211,7 +192,14 @@ async fn batches_that_do_not_belong_to_the_sandbox_are_refused() {
 #[tokio::test]
 async fn ingest_keeps_phases_checkpoints_and_the_final_spec_current() {
     each_backend(|db| async move {
-        let (server, _, api, spec, sandbox, sb) = launched(&db).await;
+        let Scenario {
+            server,
+            api,
+            spec,
+            sandbox,
+            sandbox_api: sb,
+            ..
+        } = Scenario::launched(&db).await;
         let mut seq = 0;
         let mut next = |kind: &str, data: Value| {
             seq += 1;
@@ -264,7 +252,7 @@ async fn ingest_keeps_phases_checkpoints_and_the_final_spec_current() {
             detail["phases"],
             json!([
                 {"phase": "explore", "status": "completed", "attempts": 2, "score": 0.92,
-                 "duration_ms": 1200, "output": super::support::phase_output("explore")},
+                 "duration_ms": 1200, "output": super::common::phase_output("explore")},
                 {"phase": "requirements", "status": "running", "attempts": 1, "score": 0.4},
             ])
         );
@@ -310,12 +298,18 @@ async fn ingest_keeps_phases_checkpoints_and_the_final_spec_current() {
 async fn the_final_spec_is_stored_and_bridged_into_tasks() {
     each_backend(|db| async move {
         // No task slots: the bridged tasks stay as the bridge made them.
-        let (server, _, api, spec, sandbox, sb) =
-            launched_with(&db, |s| s.max_running_tasks = 0).await;
+        let Scenario {
+            server,
+            api,
+            spec,
+            sandbox,
+            sandbox_api: sb,
+            ..
+        } = Scenario::launched_with(&db, |s| s.max_running_tasks = 0).await;
         let final_spec: Value = {
             let mut spec = json!({"title": "Add --shout", "description": ""});
             for phase in ["explore", "requirements", "design", "tasks"] {
-                spec[phase] = super::support::phase_output(phase)[phase].clone();
+                spec[phase] = super::common::phase_output(phase)[phase].clone();
             }
             spec["sync"] = json!({
                 "coverage": [], "coverage_percent": 100.0, "uncovered": [],
@@ -398,7 +392,14 @@ async fn the_final_spec_is_stored_and_bridged_into_tasks() {
 #[tokio::test]
 async fn stopping_after_a_phase_leaves_the_spec_pending_at_the_next_one() {
     each_backend(|db| async move {
-        let (server, _, api, spec, sandbox, sb) = launched(&db).await;
+        let Scenario {
+            server,
+            api,
+            spec,
+            sandbox,
+            sandbox_api: sb,
+            ..
+        } = Scenario::launched(&db).await;
         let batch = vec![
             event(&sandbox, &spec, 1, "spec.phase_completed", phase_completed("explore", 0.9, 1)),
             event(&sandbox, &spec, 2, "agent.completed", json!({"success": true, "counters": {"turns": 1, "tool_calls": 1, "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}}, "stopped_after": "explore"})),

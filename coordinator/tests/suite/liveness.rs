@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use omoi_coordinator::sandbox::{ListedSandbox, ProviderStatus, SandboxHandle};
-use omoi_coordinator::store::NewProject;
+use omoi_coordinator::store::{ExecutionClaim, NewProject};
 use omoi_protocol::phase::Phase;
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::support::{
-    FakeProvider, TestServer, each_backend, event, eventually, phase_completed, sandbox_of,
+use super::common::{
+    FakeProvider, Scenario, TestServer, each_backend, event, eventually, phase_completed,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -20,20 +20,15 @@ const WAIT: Duration = Duration::from_secs(15);
 #[tokio::test]
 async fn a_worker_that_exits_without_a_terminal_event_is_replaced_after_the_last_checkpoint() {
     each_backend(|db| async move {
-        let provider = FakeProvider::new();
-        let server = TestServer::start(&db, provider.clone(), |_| {}).await;
-        let (_, api) = server.user("ada").await;
-        let (_, project) = api
-            .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
-            .await;
-        let (_, spec) = api
-            .post(
-                "/specs/launch",
-                &json!({"project_id": project["id"], "title": "t"}),
-            )
-            .await;
-        let spec_id = spec["id"].as_str().unwrap().to_string();
-        let (sandbox, token) = sandbox_of(&provider, 0);
+        let Scenario {
+            server,
+            provider,
+            api,
+            spec: spec_id,
+            sandbox,
+            token,
+            ..
+        } = Scenario::launched(&db).await;
         let (status, _) = server
             .api(Some(&token))
             .ingest(
@@ -179,7 +174,7 @@ async fn an_executing_spec_without_a_sandbox_gets_one() {
         // As if the coordinator died between claiming the spec and spawning its sandbox.
         assert!(
             store
-                .claim_execution(&spec.id, Phase::Explore, None, false)
+                .claim_execution(&spec.id, Phase::Explore, None, ExecutionClaim::Start)
                 .await
                 .unwrap()
         );

@@ -9,7 +9,7 @@ use omoi_coordinator::sandbox::local::LocalProvider;
 use omoi_coordinator::sandbox::{Limits, Provider, ProviderStatus, SandboxHandle, SpawnRequest};
 use pretty_assertions::assert_eq;
 
-use super::support::eventually;
+use super::common::eventually;
 
 /// A stand-in worker: records its directory and environment, then runs for a while (or exits
 /// with `EXIT_WITH` at once).

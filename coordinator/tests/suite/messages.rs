@@ -4,7 +4,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::support::{FakeProvider, TestServer, each_backend, error, sandbox_of};
+use super::common::{FakeProvider, TestServer, each_backend, error, sandbox_of};
 
 #[tokio::test]
 async fn a_user_injects_messages_and_the_sandbox_polls_them() {

@@ -1,11 +1,11 @@
-//! The suites, each run on every backend of `support::backends`.
+//! The suites, each run on every backend of `common::backends`; `common` holds what they share.
 
 mod auth;
 mod claims;
 mod cli;
+mod common;
 mod docker;
 mod docker_faults;
-mod docker_support;
 mod health;
 mod ingest;
 mod liveness;
@@ -14,9 +14,8 @@ mod messages;
 mod projects;
 mod pull_requests;
 mod scheduler;
+mod schema;
 mod specs;
 mod stream;
-mod support;
-mod task_support;
 mod tasks_e2e;
 mod worker_e2e;

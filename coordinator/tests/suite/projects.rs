@@ -4,7 +4,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::support::{FakeProvider, TestServer, each_backend, error};
+use super::common::{FakeProvider, TestServer, each_backend, error};
 
 #[tokio::test]
 async fn a_project_is_created_and_listed_for_its_owner_only() {

@@ -10,8 +10,8 @@ use omoi_tests::git::{self as remote, BASE_BRANCH};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
-use super::support::{each_backend, phase_output};
-use super::task_support::{landed, send, wait_for_spec, wait_for_task_sandboxes, written};
+use super::common::tasks::{landed, send, wait_for_spec, wait_for_task_sandboxes, written};
+use super::common::{each_backend, phase_output};
 
 const TOKEN: &str = "ghs_0123456789abcdef";
 

@@ -13,11 +13,11 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{FakeProvider, TestServer, each_backend, phase_output};
-use super::task_support::{
+use super::common::tasks::{
     failed, landed, quick, send, states, task_sandboxes, task_states, wait_for_spec,
     wait_for_task_sandboxes, write_spec, written,
 };
+use super::common::{FakeProvider, TestServer, each_backend, phase_output};
 
 fn sample_project() -> Value {
     json!({"name": "greet", "repo_url": "/srv/greet", "base_branch": "trunk",
@@ -67,12 +67,12 @@ async fn a_written_spec_is_bridged_once_and_its_ready_tasks_get_sandboxes_with_t
 
         // The same final spec again (a worker restarted in COMPLETE) bridges nothing twice.
         let spec_sandbox = w.provider.env(0);
-        let replay = vec![super::support::event(
+        let replay = vec![super::common::event(
             &spec_sandbox["SANDBOX_ID"],
             &w.spec_id,
             3,
             "spec.execution_completed",
-            super::task_support::final_spec(None),
+            super::common::tasks::final_spec(None),
         )];
         let (status, _) = w
             .server

@@ -6,7 +6,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{
+use super::common::{
     Api, FakeProvider, TestServer, each_backend, error, event, phase_completed, phase_output,
     sandbox_of,
 };

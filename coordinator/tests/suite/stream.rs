@@ -10,7 +10,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::support::{Api, FakeProvider, TestServer, each_backend, error, event, sandbox_of};
+use super::common::{Api, FakeProvider, TestServer, each_backend, error, event, sandbox_of};
 
 fn message(sandbox: &str, spec: &str, seq: u64) -> RawEvent {
     event(
@@ -22,7 +22,7 @@ fn message(sandbox: &str, spec: &str, seq: u64) -> RawEvent {
     )
 }
 
-async fn setup(db: &super::support::TestDb) -> (TestServer, Api, String, String, Api) {
+async fn setup(db: &super::common::TestDb) -> (TestServer, Api, String, String, Api) {
     let provider = FakeProvider::new();
     let server = TestServer::start(db, provider.clone(), |_| {}).await;
     let (_, api) = server.user("ada").await;

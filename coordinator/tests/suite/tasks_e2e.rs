@@ -18,8 +18,8 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{Api, TestDb, TestServer, each_backend, eventually};
-use super::task_support::quick;
+use super::common::tasks::quick;
+use super::common::{Api, TestDb, TestServer, each_backend, eventually};
 use super::worker_e2e::{tune, worker_bin};
 
 const WAIT: Duration = Duration::from_secs(180);

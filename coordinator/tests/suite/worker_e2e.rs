@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::support::{Api, TestDb, TestServer, each_backend, eventually};
+use super::common::{Api, TestDb, TestServer, each_backend, eventually};
 
 const WAIT: Duration = Duration::from_secs(90);
 

@@ -1,42 +1,13 @@
-//! Bearer tokens: generation, hashing, and the extractors that authenticate a request as a user
-//! or as one sandbox.
+//! The extractors that authenticate a request by its bearer token, as a user or as one sandbox.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use sha2::{Digest, Sha256};
 
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::model::User;
-use crate::server::AppState;
-use crate::store::{TokenKind, TokenRecord};
-
-/// A new random token: a kind prefix and 256 bits from the OS as hex.
-pub fn generate_token(kind: TokenKind) -> Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| Error::Internal(format!("no randomness from the OS: {e}")))?;
-    let prefix = match kind {
-        TokenKind::User => "omoi_u_",
-        TokenKind::Sandbox => "omoi_s_",
-    };
-    Ok(format!("{prefix}{}", hex(&bytes)))
-}
-
-/// The stored form of a token: sha256 as hex.
-pub fn hash_token(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+use crate::store::TokenRecord;
 
 /// The bearer token of a request.
 fn bearer(parts: &Parts) -> Result<&str> {
@@ -107,27 +78,5 @@ impl FromRequestParts<AppState> for CurrentSandbox {
             )),
             None => Err(Error::Unauthorized("unknown or expired token".into())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_random_prefixed_and_hash_to_hex() {
-        let a = generate_token(TokenKind::User).unwrap();
-        let b = generate_token(TokenKind::User).unwrap();
-        assert_ne!(a, b);
-        assert!(a.starts_with("omoi_u_") && a.len() == 7 + 64, "{a}");
-        assert!(
-            generate_token(TokenKind::Sandbox)
-                .unwrap()
-                .starts_with("omoi_s_")
-        );
-        assert_eq!(
-            hash_token("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

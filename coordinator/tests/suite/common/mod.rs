@@ -1,5 +1,10 @@
-//! Test support: the database backends every test runs on, a server on port 0, an HTTP client
-//! that returns status and JSON, and a fake sandbox provider that records what it is asked.
+//! What the suites share: the database backends every test runs on, a server on port 0, an HTTP
+//! client that returns status and JSON, a fake sandbox provider that records what it is asked,
+//! and [`Scenario`], a world with one launched spec. `tasks` sets up bridged tasks, `docker`
+//! the docker suites.
+
+pub mod docker;
+pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -509,4 +514,59 @@ pub fn phase_completed(phase: &str, score: f64, attempts: u32) -> Value {
 pub fn sandbox_of(provider: &FakeProvider, n: usize) -> (String, String) {
     let env = provider.env(n);
     (env["SANDBOX_ID"].clone(), env["SANDBOX_TOKEN"].clone())
+}
+
+/// A coordinator with the fake provider, the user `ada` with a project, and one launched spec
+/// whose sandbox the provider was asked to spawn.
+pub struct Scenario {
+    pub server: TestServer,
+    pub provider: Arc<FakeProvider>,
+    /// `ada`'s client.
+    pub api: Api,
+    /// The spec's id.
+    pub spec: String,
+    /// The id of the spec's sandbox.
+    pub sandbox: String,
+    /// The sandbox's token.
+    pub token: String,
+    /// A client with the sandbox's token.
+    pub sandbox_api: Api,
+}
+
+impl Scenario {
+    /// The world with the server's default settings.
+    pub async fn launched(db: &TestDb) -> Scenario {
+        Scenario::launched_with(db, |_| {}).await
+    }
+
+    /// The world with settings of the test's own.
+    pub async fn launched_with(db: &TestDb, tune: impl FnOnce(&mut Settings)) -> Scenario {
+        let provider = FakeProvider::new();
+        let server = TestServer::start(db, provider.clone(), tune).await;
+        let (_, api) = server.user("ada").await;
+        let (_, project) = api
+            .post(
+                "/projects",
+                &serde_json::json!({"name": "p", "repo_url": "/r"}),
+            )
+            .await;
+        let (_, spec) = api
+            .post(
+                "/specs/launch",
+                &serde_json::json!({"project_id": project["id"], "title": "Add --shout"}),
+            )
+            .await;
+        let spec = spec["id"].as_str().unwrap().to_string();
+        let (sandbox, token) = sandbox_of(&provider, 0);
+        let sandbox_api = server.api(Some(&token));
+        Scenario {
+            server,
+            provider,
+            api,
+            spec,
+            sandbox,
+            token,
+            sandbox_api,
+        }
+    }
 }

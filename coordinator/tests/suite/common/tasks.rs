@@ -11,7 +11,7 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{Api, FakeProvider, TestDb, TestServer, event, eventually, phase_output};
+use super::{Api, FakeProvider, TestDb, TestServer, event, eventually, phase_output};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 

@@ -1,6 +1,11 @@
-//! Spawning the sandbox of a spec phase: its record, token, environment (DESIGN §3.2) and the
-//! phase context built from the stored checkpoints — inline as `PHASE_CONTEXT_B64`, or as
-//! `PHASE_CONTEXT_URL` when it is too large for one environment variable.
+//! Launching sandboxes: the one place that builds a worker's environment (DESIGN §3.2), its
+//! labels and its spawn request, for spec phases and task attempts alike, and hands them to the
+//! provider.
+//!
+//! A spec sandbox gets its phase context inline as `PHASE_CONTEXT_B64`, or as `PHASE_CONTEXT_URL`
+//! when it is too large for one environment variable. A task sandbox's workspace starts empty:
+//! the worker fetches the repository itself, so a token reaches git only through the worker's
+//! credential helper.
 
 use std::collections::BTreeMap;
 
@@ -8,15 +13,16 @@ use base64::Engine;
 use omoi_protocol::context::PhaseContext;
 use omoi_protocol::env;
 use omoi_protocol::phase::Phase;
+use omoi_protocol::task::TaskContext;
+use serde::Serialize;
 
-use super::{Limits, OWNER_LABEL, SANDBOX_LABEL, SPEC_LABEL, SandboxHandle, SpawnRequest};
+use crate::app::{AppState, Settings};
 use crate::error::{Error, Result};
 use crate::model::{Project, Sandbox, SandboxStatus, Spec};
-use crate::server::{AppState, Settings};
-use crate::store::{NewSandbox, new_id};
-
-/// The value of [`OWNER_LABEL`] on every sandbox of an omoi coordinator.
-pub const OWNER: &str = "omoi";
+use crate::sandbox::{
+    Limits, OWNER, OWNER_LABEL, SANDBOX_LABEL, SPEC_LABEL, SandboxHandle, SpawnRequest, TASK_LABEL,
+};
+use crate::store::{ClaimedTask, NewSandbox, new_id};
 
 /// Variables the coordinator sets itself; a project cannot override them. (`OMOI_GIT_TOKEN` comes
 /// from the project's `git_token`, which is never served back, and goes to task sandboxes only.)
@@ -49,17 +55,24 @@ pub enum ContextDelivery {
     Url(String),
 }
 
+/// `value` as JSON in base64, and whether `NAME=<it>` with its terminating NUL fits one
+/// environment string.
+fn base64_json(value: &impl Serialize, name: &str, what: &str) -> Result<(String, bool)> {
+    let json = serde_json::to_vec(value)
+        .map_err(|e| Error::Internal(format!("encoding the {what}: {e}")))?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
+    let fits = name.len() + 1 + encoded.len() < env::MAX_ENV_VALUE_BYTES;
+    Ok((encoded, fits))
+}
+
 /// Inline when `PHASE_CONTEXT_B64=<value>` fits in one environment string, else by URL.
 pub fn context_delivery(
     context: &PhaseContext,
     public_url: &str,
     sandbox_id: &str,
 ) -> Result<ContextDelivery> {
-    let json = serde_json::to_vec(context)
-        .map_err(|e| Error::Internal(format!("encoding the phase context: {e}")))?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
-    // `NAME=value` and the terminating NUL must fit.
-    if env::PHASE_CONTEXT_B64.len() + 1 + encoded.len() < env::MAX_ENV_VALUE_BYTES {
+    let (encoded, fits) = base64_json(context, env::PHASE_CONTEXT_B64, "phase context")?;
+    if fits {
         Ok(ContextDelivery::Inline(encoded))
     } else {
         Ok(ContextDelivery::Url(format!(
@@ -79,14 +92,58 @@ pub struct PhaseLaunch<'a> {
     pub context: ContextDelivery,
 }
 
-/// The worker environment of a spec sandbox: the server's worker settings, the project's (which
-/// win), then what the coordinator sets itself (which nobody overrides).
-pub fn phase_env(settings: &Settings, launch: &PhaseLaunch<'_>) -> BTreeMap<String, String> {
+/// Everything that varies per spawned task sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskLaunch<'a> {
+    pub project: &'a Project,
+    pub context: &'a TaskContext,
+    pub sandbox_id: &'a str,
+    pub token: &'a str,
+}
+
+/// `TASK_CONTEXT_B64` of a context; an error when it cannot fit one environment variable.
+pub fn encode_context(context: &TaskContext) -> Result<String> {
+    let (encoded, fits) = base64_json(context, env::TASK_CONTEXT_B64, "task context")?;
+    if fits {
+        Ok(encoded)
+    } else {
+        Err(Error::Invalid(format!(
+            "the context of {} is {} bytes in base64, more than one environment variable holds",
+            context.task.id,
+            encoded.len()
+        )))
+    }
+}
+
+/// The part of a worker's environment every sandbox shares: the server's worker settings, the
+/// project's (which win), then the variables that tell the worker who it is and where the
+/// coordinator is (which nobody overrides).
+fn base_env(
+    settings: &Settings,
+    project: &Project,
+    sandbox_id: &str,
+    token: &str,
+) -> BTreeMap<String, String> {
     let mut vars = settings.worker_env.clone();
-    vars.extend(launch.project.worker_env.clone());
+    vars.extend(project.worker_env.clone());
     for name in RESERVED_ENV {
         vars.remove(name);
     }
+    let mut set = |name: &str, value: &str| {
+        vars.insert(name.to_string(), value.to_string());
+    };
+    set(env::OMOIOS_API_URL, &settings.public_url);
+    set(env::OMOIOS_PROJECT_ID, &project.id);
+    set(env::SANDBOX_ID, sandbox_id);
+    set(env::SANDBOX_TOKEN, token);
+    set(env::HEARTBEAT_SECS, &settings.heartbeat_secs.to_string());
+    vars
+}
+
+/// The worker environment of a spec sandbox: [`base_env`], then the spec, the phase and the
+/// context.
+pub fn phase_env(settings: &Settings, launch: &PhaseLaunch<'_>) -> BTreeMap<String, String> {
+    let mut vars = base_env(settings, launch.project, launch.sandbox_id, launch.token);
     let mut set = |name: &str, value: &str| {
         vars.insert(name.to_string(), value.to_string());
     };
@@ -106,12 +163,39 @@ pub fn phase_env(settings: &Settings, launch: &PhaseLaunch<'_>) -> BTreeMap<Stri
         set(env::SPEC_STOP_AFTER, stop.as_str());
     }
     set(env::EXECUTION_MODE, "exploration");
-    set(env::OMOIOS_API_URL, &settings.public_url);
-    set(env::OMOIOS_PROJECT_ID, &launch.project.id);
-    set(env::SANDBOX_ID, launch.sandbox_id);
-    set(env::SANDBOX_TOKEN, launch.token);
-    set(env::HEARTBEAT_SECS, &settings.heartbeat_secs.to_string());
     vars
+}
+
+/// The worker environment of a task sandbox: [`base_env`], then the task, its context and the
+/// project's git token. `TASK_ID` is the spec's id of the task (`TSK-NNN`), as the worker checks
+/// it against the context.
+pub fn task_env(settings: &Settings, launch: &TaskLaunch<'_>) -> Result<BTreeMap<String, String>> {
+    let context = encode_context(launch.context)?;
+    let mut vars = base_env(settings, launch.project, launch.sandbox_id, launch.token);
+    let mut set = |name: &str, value: &str| {
+        vars.insert(name.to_string(), value.to_string());
+    };
+    set(env::TASK_ID, &launch.context.task.id);
+    set(env::TASK_CONTEXT_B64, &context);
+    set(env::EXECUTION_MODE, "implementation");
+    if let Some(token) = &launch.project.git_token {
+        set(env::GIT_TOKEN, token.expose());
+    }
+    Ok(vars)
+}
+
+/// The labels of a sandbox: the owner, the sandbox, its spec and, for a task attempt, the task
+/// (the coordinator's task id).
+pub fn labels(sandbox_id: &str, spec_id: &str, task_id: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (OWNER_LABEL.to_string(), OWNER.to_string()),
+        (SANDBOX_LABEL.to_string(), sandbox_id.to_string()),
+        (SPEC_LABEL.to_string(), spec_id.to_string()),
+    ]);
+    if let Some(task_id) = task_id {
+        labels.insert(TASK_LABEL.to_string(), task_id.to_string());
+    }
+    labels
 }
 
 /// Spawns a sandbox that runs `spec` from `phase` with `context`. On failure the sandbox is
@@ -147,16 +231,11 @@ pub async fn spawn_for_phase(
             context: delivery,
         },
     );
-    let labels = BTreeMap::from([
-        (OWNER_LABEL.to_string(), OWNER.to_string()),
-        (SANDBOX_LABEL.to_string(), sandbox_id.clone()),
-        (SPEC_LABEL.to_string(), spec.id.clone()),
-    ]);
     let request = SpawnRequest {
         sandbox_id: sandbox_id.clone(),
         image: project.image.clone(),
         env,
-        labels,
+        labels: labels(&sandbox_id, &spec.id, None),
         limits: Limits::default(),
         repo: Some(project.repo_url.clone()),
     };
@@ -181,10 +260,48 @@ pub async fn spawn_for_phase(
     }
 }
 
+/// Spawns the sandbox recorded for the attempt of `claimed` (a task of `spec`) and answers the
+/// provider's handle, for the caller to store. On an error the caller ends the sandbox and the
+/// attempt.
+pub async fn spawn_for_task(
+    state: &AppState,
+    spec: &Spec,
+    project: &Project,
+    claimed: &ClaimedTask,
+    context: &TaskContext,
+) -> Result<String> {
+    let sandbox_id = &claimed.sandbox.id;
+    let env = task_env(
+        &state.settings,
+        &TaskLaunch {
+            project,
+            context,
+            sandbox_id,
+            token: &claimed.token,
+        },
+    )?;
+    let request = SpawnRequest {
+        sandbox_id: sandbox_id.clone(),
+        image: project.image.clone(),
+        env,
+        labels: labels(sandbox_id, &spec.id, Some(&claimed.id)),
+        limits: Limits::default(),
+        repo: None,
+    };
+    let SandboxHandle(handle) = state.provider.spawn(request).await?;
+    state.metrics.sandbox_spawned();
+    tracing::info!(
+        spec = %spec.id, task = %context.task.id, sandbox = %sandbox_id,
+        "task sandbox spawned"
+    );
+    Ok(handle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Utc;
+    use omoi_protocol::artifact::{Priority, SpecTask, TaskKind};
     use pretty_assertions::assert_eq;
 
     use crate::model::SpecStatus;
@@ -294,6 +411,79 @@ mod tests {
         assert_eq!(
             context_delivery(&large, "http://h", "sb").unwrap(),
             ContextDelivery::Url("http://h/api/v1/sandboxes/sb/context".into())
+        );
+    }
+
+    fn context(description: String) -> TaskContext {
+        TaskContext {
+            task: SpecTask {
+                id: "TSK-007".into(),
+                title: "t".into(),
+                description,
+                kind: TaskKind::Implementation,
+                priority: Priority::Low,
+                estimate_hours: 1.0,
+                files: vec![],
+                acceptance_criteria: vec![],
+                depends_on: vec![],
+                requirements: vec![],
+            },
+            spec_id: "s".into(),
+            spec_title: "t".into(),
+            spec_description: String::new(),
+            requirements: vec![],
+            components: vec![],
+            repo_url: "/r".into(),
+            base_branch: "main".into(),
+            branch: "omoi/s".into(),
+            validation_command: None,
+        }
+    }
+
+    #[test]
+    fn a_context_round_trips_through_base64_and_one_too_large_is_refused() {
+        let small = context("d".into());
+        let encoded = encode_context(&small).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<TaskContext>(&decoded).unwrap(),
+            small
+        );
+        let large = context("x".repeat(env::MAX_ENV_VALUE_BYTES));
+        let error = encode_context(&large).unwrap_err().to_string();
+        assert!(
+            error.starts_with("the context of TSK-007 is ")
+                && error.ends_with(" bytes in base64, more than one environment variable holds"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_task_sandbox_carries_the_task_label_besides_the_spec_sandbox_labels() {
+        let labels_of = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            labels("sb-1", "spec-1", None),
+            labels_of(&[
+                ("omoi.owner", "omoi"),
+                ("omoi.sandbox", "sb-1"),
+                ("omoi.spec", "spec-1"),
+            ])
+        );
+        assert_eq!(
+            labels("sb-2", "spec-1", Some("task-9")),
+            labels_of(&[
+                ("omoi.owner", "omoi"),
+                ("omoi.sandbox", "sb-2"),
+                ("omoi.spec", "spec-1"),
+                ("omoi.task", "task-9"),
+            ])
         );
     }
 }

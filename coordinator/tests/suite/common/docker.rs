@@ -27,7 +27,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::support::{Api, TestDb, TestServer, eventually};
+use super::{Api, TestDb, TestServer, eventually};
 
 /// How long a whole spec in containers may take.
 pub const WAIT: Duration = Duration::from_secs(180);

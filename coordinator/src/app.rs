@@ -1,0 +1,100 @@
+//! The application state: the settings a server runs with and `AppState`, what the handlers and
+//! the background services share (store, hub, provider, metrics, shutdown).
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::sandbox::Provider;
+use crate::store::{Store, TaskPolicy};
+
+/// How the server runs sandboxes and watches them; validated before it is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The base URL sandboxes call back, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// Passed to workers as `HEARTBEAT_SECS`; a sandbox is lost after three times this of silence.
+    pub heartbeat_secs: u64,
+    /// How often the liveness monitor looks at the sandboxes.
+    pub monitor_interval: Duration,
+    /// How many times a spec's lost sandbox is replaced before the spec fails.
+    pub max_recoveries: u32,
+    /// Worker environment of every sandbox (a project's own values win).
+    pub worker_env: BTreeMap<String, String>,
+    /// Tasks running at once over all projects (0: this coordinator starts no task).
+    pub max_running_tasks: u32,
+    /// Tasks of one project running at once.
+    pub max_running_tasks_per_project: u32,
+    /// Attempts per task and the backoff between them.
+    pub task_policy: TaskPolicy,
+    /// How often the scheduler looks for ready tasks (it also runs after task events).
+    pub scheduler_interval: Duration,
+}
+
+impl Settings {
+    /// Settings with the defaults of `omoi serve` for a server reachable at `public_url`.
+    pub fn new(public_url: impl Into<String>) -> Settings {
+        Settings {
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+            heartbeat_secs: 10,
+            monitor_interval: Duration::from_secs(2),
+            max_recoveries: 3,
+            worker_env: BTreeMap::new(),
+            max_running_tasks: 8,
+            max_running_tasks_per_project: 4,
+            task_policy: TaskPolicy::default(),
+            scheduler_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Silence after which a sandbox is lost.
+    pub fn lost_after(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.saturating_mul(3))
+    }
+}
+
+/// Everything the handlers and background tasks share.
+#[derive(Debug)]
+pub struct AppInner {
+    pub store: Store,
+    pub hub: Hub,
+    pub provider: Arc<dyn Provider>,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    /// Cancelled when the server shuts down (ends live streams and the monitor).
+    pub shutdown: CancellationToken,
+    /// Wakes the scheduler early (after events that may have changed a task).
+    pub scheduler_wake: tokio::sync::Notify,
+}
+
+/// The shared state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<AppInner>);
+
+impl AppState {
+    /// The state of a server over `store` running sandboxes on `provider`.
+    pub fn new(store: Store, provider: Arc<dyn Provider>, settings: Settings) -> AppState {
+        AppState(Arc::new(AppInner {
+            store,
+            hub: Hub::default(),
+            provider,
+            settings,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+            scheduler_wake: tokio::sync::Notify::new(),
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
