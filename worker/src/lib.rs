@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod checkpoint;
 pub mod cli;
+pub mod cli_agent;
 pub mod config;
 pub mod error;
 pub mod evaluate;

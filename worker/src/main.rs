@@ -46,6 +46,15 @@ enum Command {
         /// explore, requirements, design, tasks or sync.
         phase: Phase,
     },
+    /// The MCP server (stdio) through which a CLI agent reaches the running worker's gate.
+    Mcp {
+        /// The session's gate socket.
+        #[arg(long, env = "OMOI_MCP_SOCKET")]
+        socket: PathBuf,
+        /// The session's gate nonce.
+        #[arg(long, env = "OMOI_MCP_NONCE", hide_env_values = true)]
+        nonce: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +79,7 @@ fn main() -> ExitCode {
             }
             Err(err) => fail(&err),
         },
+        Command::Mcp { socket, nonce } => mcp(socket, nonce),
     };
     ExitCode::from(code)
 }
@@ -122,6 +132,27 @@ fn evaluate(
             Err(err) => fail(&Error::json("encode the evaluation", err)),
         },
         Err(err) => fail(&err),
+    }
+}
+
+fn mcp(socket: PathBuf, nonce: String) -> u8 {
+    use omoi_worker::cli_agent::mcp::{GateAddress, serve};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&Error::io("start the async runtime", err)),
+    };
+    let gate = GateAddress { socket, nonce };
+    let served = runtime.block_on(serve(
+        tokio::io::BufReader::new(tokio::io::stdin()),
+        tokio::io::stdout(),
+        &gate,
+    ));
+    match served {
+        Ok(()) => 0,
+        Err(err) => fail(&Error::io("serve MCP on stdio", err)),
     }
 }
 
