@@ -52,24 +52,36 @@ for pair in "$claude_wheel:$CLAUDE_SDK_SHA256" "$codex_wheel:$CODEX_SHA256"; do
   fi
 done
 
-# Unpacks MEMBER of WHEEL to OUT (executable), unless OUT is already there.
-unpack() { # WHEEL MEMBER OUT
-  [ -x "$3" ] && return 0
-  mkdir -p "$(dirname "$3")"
+# Unpacks the members of WHEEL under PREFIX into OUT, executable, in the wheel's layout (Codex
+# looks for its sandbox helper `codex-resources/bwrap` beside its `bin/`), unless OUT is there.
+unpack() { # WHEEL PREFIX OUT
+  [ -d "$3" ] && return 0
+  rm -rf "$3.partial"
+  mkdir -p "$3.partial"
   "$python" - "$1" "$2" "$3.partial" <<'EOF'
-import shutil, sys, zipfile
-wheel, member, out = sys.argv[1:]
-with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, open(out, "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
+import os, shutil, sys, zipfile
+wheel, prefix, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as archive:
+    for member in archive.infolist():
+        name = member.filename
+        if member.is_dir() or not name.startswith(prefix) or name.endswith((".py", ".json")):
+            continue
+        target = os.path.join(out, name[len(prefix):])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with archive.open(member) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.chmod(target, 0o755)
 EOF
-  chmod 0755 "$3.partial"
   mv "$3.partial" "$3"
 }
 
+unpack "$claude_wheel" claude_agent_sdk/_bundled/ "$dir/claude-${CLAUDE_SDK_VERSION}"
+unpack "$codex_wheel" codex_cli_bin/ "$dir/codex-${CODEX_VERSION}"
 claude="$dir/claude-${CLAUDE_SDK_VERSION}/claude"
-codex="$dir/codex-${CODEX_VERSION}/codex"
-unpack "$claude_wheel" claude_agent_sdk/_bundled/claude "$claude"
-unpack "$codex_wheel" codex_cli_bin/bin/codex "$codex"
+codex="$dir/codex-${CODEX_VERSION}/bin/codex"
+for bin in "$claude" "$codex"; do
+  [ -x "$bin" ] || { echo "fetch-agent-clis.sh: $bin is missing from its wheel" >&2; exit 1; }
+done
 
 echo "$claude"
 echo "$codex"

@@ -7,6 +7,7 @@ pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_llm;
 pub mod fake_openai;
+pub mod fake_responses;
 pub mod fixtures;
 pub mod git;
 pub mod sink;

@@ -1,6 +1,7 @@
 //! Overhead of the worker's own layers, printed as bench figure lines (`scripts/bench.sh`):
 //! one provider call against the fake API server on loopback (request built, sent, streamed
-//! answer parsed), and the agent loop's own time per turn with an in-memory model.
+//! answer parsed), the time the model proxy of a CLI agent adds to such a call, and the agent
+//! loop's own time per turn with an in-memory model.
 
 // A benchmark harness: a failed setup must stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,6 +13,8 @@ use omoi_worker::agent::{
     Agent, Limits, NativeAgent, SUBMIT_TOOL, SessionSpec, SubmitHandler, SubmitTool, SubmitVerdict,
     ToolSet,
 };
+use omoi_worker::cli_agent::proxy::{ModelProxy, ProxyConfig, Wire};
+use omoi_worker::config::Secret;
 use omoi_worker::events::{Emitter, EventIds};
 use omoi_worker::llm::anthropic::AnthropicProvider;
 use omoi_worker::llm::openai::OpenAiProvider;
@@ -33,6 +36,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         provider_calls().await;
+        proxy_overhead().await;
         loop_turns().await;
     });
 }
@@ -131,6 +135,58 @@ async fn time_calls(provider: &dyn Provider) -> Vec<f64> {
         sample.push(started.elapsed().as_secs_f64() * 1e6);
     }
     sample
+}
+
+/// What the model proxy adds to one streamed call: the same Anthropic call straight to the fake
+/// and through the proxy (credential checked, key swapped, answer streamed back and metered,
+/// one more loopback hop), alternated; the figure is the median of the pairwise differences.
+async fn proxy_overhead() {
+    let replies = (0..2 * CALLS + 20).map(|_| Reply::Turn(turn()));
+    let fake = omoi_tests::fake_anthropic::FakeAnthropic::start(replies).await;
+    let proxy = ModelProxy::start(
+        ProxyConfig {
+            wire: Wire::Anthropic,
+            upstream: fake.base_url(),
+            key: Some(Secret::new(omoi_tests::fake_anthropic::API_KEY)),
+            budget_usd: 1e9,
+            price: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let model = "claude-sonnet-4-5";
+    let direct = AnthropicProvider::new(settings(
+        fake.base_url(),
+        omoi_tests::fake_anthropic::API_KEY,
+        model,
+    ))
+    .unwrap();
+    let proxied =
+        AnthropicProvider::new(settings(proxy.base_url(), proxy.credential(), model)).unwrap();
+    let request = request();
+    let cancel = CancellationToken::new();
+    for _ in 0..10 {
+        direct.complete(&request, &cancel).await.unwrap();
+        proxied.complete(&request, &cancel).await.unwrap();
+    }
+    let mut sample = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let started = Instant::now();
+        direct.complete(&request, &cancel).await.unwrap();
+        let straight = started.elapsed();
+        let started = Instant::now();
+        proxied.complete(&request, &cancel).await.unwrap();
+        let through = started.elapsed();
+        sample.push((through.as_secs_f64() - straight.as_secs_f64()) * 1e6);
+    }
+    figure(
+        "model proxy overhead per streamed call (Anthropic SSE, loopback)",
+        sample,
+        1.0,
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    assert_eq!(proxy.calls() as usize, CALLS + 10);
 }
 
 /// Never accepts: the session runs its full turn budget.
