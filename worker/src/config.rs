@@ -111,6 +111,8 @@ pub enum LlmConfig {
     Scripted {
         script: PathBuf,
     },
+    /// Claude Code or Codex as a child process, through the model proxy.
+    Cli(crate::cli_agent::agent::CliAgentConfig),
 }
 
 /// Limits of a run.
@@ -185,6 +187,10 @@ struct RawEnv {
     omoi_price_output_per_mtok: Option<String>,
     omoi_llm_timeout_secs: Option<String>,
     omoi_llm_max_retries: Option<String>,
+    claude_bin: Option<String>,
+    codex_bin: Option<String>,
+    /// Where `claude` and `codex` are looked for when their variables are not set.
+    path: Option<String>,
 }
 
 impl RawEnv {
@@ -658,13 +664,17 @@ fn llm(raw: &RawEnv) -> Result<LlmConfig> {
             }
             Ok(LlmConfig::Scripted { script })
         }
-        "claude-code" => Err(Error::config(
-            var::OMOI_LLM,
-            "claude-code is not available in this build; use anthropic, openai or scripted",
-        )),
+        "claude-code" => Ok(LlmConfig::Cli(cli_agent::cli_agent(
+            crate::cli_agent::command::CliKind::ClaudeCode,
+            raw,
+        )?)),
+        "codex" => Ok(LlmConfig::Cli(cli_agent::cli_agent(
+            crate::cli_agent::command::CliKind::Codex,
+            raw,
+        )?)),
         other => Err(Error::config(
             var::OMOI_LLM,
-            format!("{other:?} is not one of anthropic, openai, scripted"),
+            format!("{other:?} is not one of anthropic, openai, scripted, claude-code, codex"),
         )),
     }
 }
@@ -770,5 +780,6 @@ pub fn state_dir(workspace: &Path) -> PathBuf {
     workspace.join(".omoi")
 }
 
+mod cli_agent;
 #[cfg(test)]
 mod tests;

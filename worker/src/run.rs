@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{self, Agent, EndReason, NativeAgent, SessionOutcome};
 use crate::checkpoint;
+use crate::cli_agent::agent::CliAgent;
 use crate::config::{
     Config, ContextSource, FailureReport, LlmConfig, MAX_FETCHED_CONTEXT_BYTES, Mode, check_resume,
     parse_context, state_dir,
@@ -193,6 +194,7 @@ pub fn agent(llm: &LlmConfig) -> Result<Box<dyn Agent>> {
         LlmConfig::OpenAi(settings) => {
             Box::new(NativeAgent::new(OpenAiProvider::new(settings.clone())?))
         }
+        LlmConfig::Cli(settings) => Box::new(CliAgent::new(settings.clone())),
     })
 }
 

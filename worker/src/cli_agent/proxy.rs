@@ -352,6 +352,9 @@ fn record(shared: &Shared, usage: &CallUsage) {
         (totals.usage, newly_spent)
     };
     if let Some(emitter) = &shared.emitter {
+        // One model call is one turn of the agent.
+        emitter.count_turn();
+        emitter.add_usage(call);
         emitter.emit(Event::AgentUsage(AgentUsage {
             model: usage.model.clone(),
             call,

@@ -2,6 +2,7 @@
 
 mod agent;
 mod cli;
+mod cli_agent_runs;
 mod cli_agents;
 mod events;
 mod layers;
