@@ -76,7 +76,9 @@ struct PrivateDir(PathBuf);
 
 impl PrivateDir {
     fn create(parent: &Path) -> Result<Self> {
-        let path = parent.join(format!("omoi-session-{}", uuid::Uuid::new_v4().simple()));
+        // Short: the gate's socket lives under it, and its path must fit in 108 bytes.
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let path = parent.join(format!("omoi-{}", &random[..12]));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)

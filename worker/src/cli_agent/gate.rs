@@ -87,7 +87,9 @@ impl Drop for GateSocket {
 impl GateSocket {
     /// Binds `gate.sock` in a new directory of mode 0700 under `parent`, with a fresh nonce.
     pub fn bind(parent: &Path) -> Result<Self> {
-        let dir = parent.join(format!("omoi-gate-{}", uuid::Uuid::new_v4().simple()));
+        // Short names: a unix socket's path must fit in 108 bytes.
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let dir = parent.join(format!("gate-{}", &random[..12]));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)

@@ -244,3 +244,182 @@ fn a_missing_or_unusable_cli_is_a_config_error_naming_its_variable() {
         "omoi-worker: ANTHROPIC_API_KEY: required with OMOI_LLM=claude-code"
     );
 }
+
+/// Runs the explore phase only with Claude Code against `replies`; returns the exit code, the
+/// events, stderr and the fake.
+async fn explore_with_claude(
+    replies: Vec<Reply>,
+    vars: &[(&'static str, &'static str)],
+) -> Option<(Option<i32>, Vec<Envelope>, String, FakeAnthropic)> {
+    let bin = cli_binary("OMOI_TEST_CLAUDE_BIN")?;
+    let fake = FakeAnthropic::start(replies).await;
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
+    let base = fake.base_url();
+    let vars = vars.to_vec();
+    let (code, events, stderr) = tokio::task::spawn_blocking(move || {
+        let mut all = vec![
+            ("OMOI_LLM", "claude-code"),
+            ("CLAUDE_BIN", bin.to_str().unwrap()),
+            ("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("SPEC_STOP_AFTER", "explore"),
+        ];
+        all.extend(vars.iter().copied());
+        run_spec(&workspace, &all)
+    })
+    .await
+    .unwrap();
+    Some((code, events, stderr, fake))
+}
+
+fn explore_output() -> serde_json::Value {
+    fixtures::sample_outputs().remove(0).1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_that_fails_then_passes_in_one_claude_code_session() {
+    let mut bad = explore_output();
+    bad["key_files"][0]["path"] = "bin/missing".into();
+    let replies = vec![
+        Reply::Turn(Turn::tool_call("call_1", "mcp__omoi__submit", bad)),
+        Reply::Turn(Turn::tool_call(
+            "call_2",
+            "mcp__omoi__submit",
+            explore_output(),
+        )),
+    ];
+    let Some((code, events, stderr, fake)) = explore_with_claude(replies, &[]).await else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    // One session, one phase attempt: the second call saw the gate's feedback.
+    let attempts: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::SpecPhaseStarted(s) => Some(s.attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts, vec![1]);
+    let results: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::AgentToolResult(r) => Some(r.ok),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, vec![false, true]);
+    let second = fake.requests()[1].body["messages"].to_string();
+    assert!(second.contains("bin/missing"), "{second}");
+    assert_eq!(outcome(&events), (vec!["explore".to_string()], true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_ends_the_claude_code_session() {
+    // $1 per million input tokens: one call of 2M tokens spends the $1.50 budget.
+    let replies = vec![Reply::Turn(
+        Turn::text("Reading first.")
+            .with_tool_call("call_1", "Bash", serde_json::json!({"command": "ls"}))
+            .with_usage(2_000_000, 10),
+    )];
+    let vars = [
+        ("MAX_BUDGET_USD", "1.5"),
+        ("OMOI_PRICE_INPUT_PER_MTOK", "1"),
+        ("OMOI_PRICE_OUTPUT_PER_MTOK", "1"),
+    ];
+    let Some((code, events, stderr, fake)) = explore_with_claude(replies, &vars).await else {
+        return;
+    };
+    assert_eq!(code, Some(1), "{stderr}");
+    let failed = events.iter().find_map(|e| match &e.event {
+        Event::AgentFailed(f) => Some((f.kind, f.reason.clone())),
+        _ => None,
+    });
+    // The session ends on the budget; the phase then fails as any attempt without a
+    // passing submission does.
+    assert_eq!(
+        failed,
+        Some((
+            omoi_protocol::event::ErrorKind::Gate,
+            "explore did not pass its gate: no passing output after 1 attempt: the budget of \
+             $1.50 is spent ($2.0000 used)"
+                .to_string()
+        ))
+    );
+    // The call after the spent budget never reached the model.
+    assert_eq!(fake.requests().len(), 1);
+}
+
+/// Processes whose working directory is `dir` (or under it).
+fn processes_in(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            if cwd.starts_with(dir) {
+                found.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_worker_stops_claude_code_and_everything_it_started() {
+    let Some(bin) = cli_binary("OMOI_TEST_CLAUDE_BIN") else {
+        return;
+    };
+    // The model starts answering, then goes quiet.
+    let fake = FakeAnthropic::start([Reply::Stall {
+        turn: Turn::text("Thinking about it for a long while."),
+        events: 2,
+    }])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
+    let (title, _) = fixtures::sample_request();
+    let child = worker(&[
+        ("SPEC_ID", "cancel-spec"),
+        ("SPEC_PHASE", "all"),
+        ("SPEC_TITLE", title.as_str()),
+        ("WORKSPACE", workspace.to_str().unwrap()),
+        ("OMOI_LLM", "claude-code"),
+        ("CLAUDE_BIN", bin.to_str().unwrap()),
+        ("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY),
+        ("ANTHROPIC_BASE_URL", &fake.base_url()),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    for _ in 0..600 {
+        if !fake.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.requests().len(), 1, "the CLI never called the model");
+    assert!(!processes_in(&workspace).is_empty());
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .map(|line| serde_json::from_str::<Envelope>(line).unwrap().event);
+    assert!(
+        matches!(&last, Some(Event::AgentFailed(f)) if f.kind == omoi_protocol::event::ErrorKind::Cancelled),
+        "{last:?}"
+    );
+    assert_eq!(processes_in(&workspace), Vec::<String>::new());
+}

@@ -373,3 +373,94 @@ async fn codex_runs_a_command_and_submits_through_the_proxy_and_the_gate() {
     );
     assert_eq!(proxy.calls(), 4);
 }
+
+#[tokio::test]
+async fn a_message_injected_mid_run_reaches_claude_code() {
+    use omoi_worker::agent::{Agent, Limits, SessionOutcome, SessionSpec, ToolSet};
+    use omoi_worker::cli_agent::agent::{CliAgent, CliAgentConfig};
+    use omoi_worker::cli_agent::command::CliKind;
+    use omoi_worker::events::{Emitter, EventIds};
+    use omoi_worker::inbox::Inbox;
+
+    let Some(bin) = cli_binary("OMOI_TEST_CLAUDE_BIN") else {
+        return;
+    };
+    let dirs = dirs();
+    let fake = FakeAnthropic::start([
+        Reply::Turn(Turn::tool_call(
+            "toolu_sleep",
+            "Bash",
+            json!({"command": "sleep 1"}),
+        )),
+        Reply::Turn(Turn::tool_call(
+            "call_sub",
+            "mcp__omoi__submit",
+            json!({"title": "good"}),
+        )),
+    ])
+    .await;
+    let agent = CliAgent::new(CliAgentConfig {
+        kind: CliKind::ClaudeCode,
+        bin,
+        worker_bin: PathBuf::from(worker_bin()),
+        model: Some("claude-test-model".to_string()),
+        upstream: fake.base_url(),
+        key: Some(Secret::new(omoi_tests::fake_anthropic::API_KEY)),
+        runtime_dir: dirs.home.clone(),
+    });
+    let inbox = Inbox::default();
+    let spec = SessionSpec {
+        label: "explore".to_string(),
+        attempt: 1,
+        system: "You hand in a title.".to_string(),
+        prompt: "Submit the title.".to_string(),
+        submit: title_tool(),
+        limits: Limits {
+            max_turns: 10,
+            max_budget_usd: 10.0,
+            timeout: Duration::from_secs(60),
+            price: None,
+        },
+        workspace: dirs.workspace.clone(),
+        tools: ToolSet::read_write(),
+        inbox: inbox.clone(),
+    };
+    let (emitter, mut events_rx) = Emitter::channel(EventIds {
+        sandbox_id: "sb".to_string(),
+        spec_id: None,
+        task_id: None,
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handler = TitleGate::default();
+    let session = agent.run_session(spec, &handler, &emitter, &cancel);
+    let inject = async {
+        // While the first tool call runs.
+        for _ in 0..1500 {
+            if !fake.requests().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        inbox.push("Please also say hello.".to_string());
+    };
+    let (outcome, ()) = tokio::join!(session, inject);
+    let mut events = Vec::new();
+    while let Ok(envelope) = events_rx.try_recv() {
+        events.push(envelope.event);
+    }
+    assert_eq!(
+        outcome.unwrap(),
+        SessionOutcome::Submitted {
+            input: json!({"title": "good"})
+        },
+        "{events:#?}"
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "{events:#?}");
+    let second = requests[1].body["messages"].to_string();
+    assert!(second.contains("Please also say hello."), "{second}");
+    // The session's private directory is gone with the session.
+    let left: Vec<_> = std::fs::read_dir(&dirs.home).unwrap().flatten().collect();
+    assert_eq!(left.len(), 0, "{left:?}");
+}

@@ -175,7 +175,7 @@ async fn binding_under_a_missing_directory_is_an_error_naming_it() {
     let err = GateSocket::bind(Path::new("/nonexistent/omoi")).unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("create the gate directory /nonexistent/omoi/omoi-gate-"),
+            .starts_with("create the gate directory /nonexistent/omoi/gate-"),
         "{err}"
     );
 }
