@@ -423,3 +423,78 @@ async fn cancelling_the_worker_stops_claude_code_and_everything_it_started() {
     );
     assert_eq!(processes_in(&workspace), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_killed_mid_phase_costs_that_attempt_only() {
+    let Some(bin) = cli_binary("OMOI_TEST_CLAUDE_BIN") else {
+        return;
+    };
+    // The first session's model goes quiet (and its CLI is killed); the retry hands in.
+    let fake = FakeAnthropic::start([
+        Reply::Stall {
+            turn: Turn::text("Working on it."),
+            events: 2,
+        },
+        Reply::Turn(Turn::tool_call(
+            "call_1",
+            "mcp__omoi__submit",
+            explore_output(),
+        )),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
+    let (title, _) = fixtures::sample_request();
+    let child = worker(&[
+        ("SPEC_ID", "kill-spec"),
+        ("SPEC_PHASE", "all"),
+        ("SPEC_STOP_AFTER", "explore"),
+        ("SPEC_TITLE", title.as_str()),
+        ("WORKSPACE", workspace.to_str().unwrap()),
+        ("MAX_ATTEMPTS", "2"),
+        ("OMOI_RETRY_BASE_MS", "1"),
+        ("OMOI_LLM", "claude-code"),
+        ("CLAUDE_BIN", bin.to_str().unwrap()),
+        ("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY),
+        ("ANTHROPIC_BASE_URL", &fake.base_url()),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    for _ in 0..600 {
+        if !fake.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.requests().len(), 1, "the CLI never called the model");
+    // Kill the CLI itself: the process in the workspace that runs the Claude binary.
+    let cli: Vec<String> = processes_in(&workspace)
+        .into_iter()
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == bin))
+        .collect();
+    assert_eq!(cli.len(), 1, "{cli:?}");
+    let pid = rustix::process::Pid::from_raw(cli[0].parse().unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let events: Vec<Envelope> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let attempts: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::SpecPhaseStarted(s) => Some(s.attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts, vec![1, 2]);
+    assert_eq!(outcome(&events), (vec!["explore".to_string()], true));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
