@@ -116,42 +116,61 @@ impl Dialect for OpenAi {
                 sse_response(frames(&turn, model, number, usage), Some(events))
             }
             Reply::Stall { .. } => stalled_json_response(),
-            Reply::RateLimited { retry_after } => {
-                let mut response = error_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "requests",
-                    "rate_limit_exceeded",
-                    "Rate limit reached for requests",
-                );
-                if let Ok(value) = retry_after.parse() {
-                    response.headers_mut().insert("retry-after", value);
-                }
-                response
-            }
-            Reply::ServerError { status } => error_response(
-                StatusCode::from_u16(status).unwrap(),
-                "server_error",
-                "server_error",
-                "The server had an error while processing your request. Sorry about that!",
-            ),
+            Reply::RateLimited { retry_after } => rate_limited(&retry_after),
+            Reply::ServerError { status } => server_error(status),
             Reply::BadRequest { message } => Self::bad_request(&message),
         }
     }
 
     fn bad_request(message: &str) -> Response {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "invalid_value",
-            message,
-        )
+        invalid_request(message)
     }
 }
 
-fn error_response(status: StatusCode, kind: &str, code: &str, message: &str) -> Response {
+/// An error answer in the shape both OpenAI APIs use.
+pub(crate) fn error_response(
+    status: StatusCode,
+    kind: &str,
+    code: &str,
+    message: &str,
+) -> Response {
     json_response(
         status,
         &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+    )
+}
+
+/// OpenAI's 429, with `retry-after` when it is a valid header value.
+pub(crate) fn rate_limited(retry_after: &str) -> Response {
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests",
+    );
+    if let Ok(value) = retry_after.parse() {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
+}
+
+/// OpenAI's 5xx answer.
+pub(crate) fn server_error(status: u16) -> Response {
+    error_response(
+        StatusCode::from_u16(status).unwrap(),
+        "server_error",
+        "server_error",
+        "The server had an error while processing your request. Sorry about that!",
+    )
+}
+
+/// OpenAI's 400 answer with `message`.
+pub(crate) fn invalid_request(message: &str) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "invalid_value",
+        message,
     )
 }
 

@@ -14,6 +14,7 @@ use crate::fake_llm::{
     header_text, json_response, pieces, sse_response, stalled_json_response, unknown_fields,
     valid_tool_name,
 };
+use crate::fake_openai::{invalid_request, rate_limited, server_error};
 
 /// The API key the fake accepts.
 pub const API_KEY: &str = "sk-fake-responses-0123456789";
@@ -150,43 +151,15 @@ impl Dialect for Responses {
                 sse_response(answer.frames(&turn), Some(events))
             }
             Reply::Stall { .. } => stalled_json_response(),
-            Reply::RateLimited { retry_after } => {
-                let mut response = error_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "requests",
-                    "rate_limit_exceeded",
-                    "Rate limit reached for requests",
-                );
-                if let Ok(value) = retry_after.parse() {
-                    response.headers_mut().insert("retry-after", value);
-                }
-                response
-            }
-            Reply::ServerError { status } => error_response(
-                StatusCode::from_u16(status).unwrap(),
-                "server_error",
-                "server_error",
-                "The server had an error while processing your request. Sorry about that!",
-            ),
+            Reply::RateLimited { retry_after } => rate_limited(&retry_after),
+            Reply::ServerError { status } => server_error(status),
             Reply::BadRequest { message } => Self::bad_request(&message),
         }
     }
 
     fn bad_request(message: &str) -> Response {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "invalid_value",
-            message,
-        )
+        invalid_request(message)
     }
-}
-
-fn error_response(status: StatusCode, kind: &str, code: &str, message: &str) -> Response {
-    json_response(
-        status,
-        &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
-    )
 }
 
 fn check_input(input: &Value) -> Vec<String> {

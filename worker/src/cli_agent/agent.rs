@@ -272,9 +272,9 @@ impl CliAgent {
                         break ended(EndReason::MaxTurns, format!(
                             "the limit of {} turns is reached", spec.limits.max_turns));
                     }
-                    let injected = spec.inbox.drain();
+                    // Only Claude Code reads messages mid-run; for Codex they stay queued.
                     if let Some(stdin) = &mut stdin {
-                        for text in injected {
+                        for text in spec.inbox.drain() {
                             if let Err(err) = stdin.write_all(claude_user_line(&text).as_bytes()).await {
                                 tracing::warn!(%err, "cannot hand an injected message to the CLI");
                             }

@@ -56,6 +56,9 @@ pub struct ModelProxy {
 
 impl Drop for ModelProxy {
     fn drop(&mut self) {
+        // Answers still streaming end with the server task, after the session: what they
+        // used is not the session's to report any more (its terminal event may be out).
+        lock(&self.shared.totals).closed = true;
         self.task.abort();
     }
 }
@@ -77,6 +80,8 @@ struct Totals {
     usage: Usage,
     calls: u64,
     spent: bool,
+    /// The proxy was dropped: nothing more is recorded or emitted.
+    closed: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -343,6 +348,9 @@ fn record(shared: &Shared, usage: &CallUsage) {
     };
     let (total, newly_spent) = {
         let mut totals = lock(&shared.totals);
+        if totals.closed {
+            return;
+        }
         totals.calls += 1;
         totals.usage.input_tokens += call.input_tokens;
         totals.usage.output_tokens += call.output_tokens;

@@ -95,6 +95,25 @@ fn tools_used(events: &[Envelope]) -> Vec<String> {
         .collect()
 }
 
+/// Runs a spec on a fresh copy of the sample repository, off the async runtime.
+async fn spec_on_sample(vars: Vec<(&'static str, String)>) -> (Option<i32>, Vec<Envelope>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
+    tokio::task::spawn_blocking(move || {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run_spec(&workspace, &vars)
+    })
+    .await
+    .unwrap()
+}
+
+/// A whole spec passed, each phase handed in with one call of the gate's tool.
+fn assert_full_spec(code: Option<i32>, events: &[Envelope], stderr: &str) {
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(outcome(events), (all_phases(), true));
+    assert_eq!(tools_used(events), vec!["mcp__omoi__submit"; 4]);
+}
+
 fn all_phases() -> Vec<String> {
     ["explore", "requirements", "design", "tasks", "sync"]
         .map(str::to_string)
@@ -107,26 +126,18 @@ async fn a_full_spec_with_claude_code() {
         return;
     };
     let fake = FakeAnthropic::start(spec_turns()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
-    let base = fake.base_url();
-    let (code, events, stderr) = tokio::task::spawn_blocking(move || {
-        run_spec(
-            &workspace,
-            &[
-                ("OMOI_LLM", "claude-code"),
-                ("CLAUDE_BIN", bin.to_str().unwrap()),
-                ("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY),
-                ("ANTHROPIC_BASE_URL", &base),
-            ],
-        )
-    })
-    .await
-    .unwrap();
-    assert_eq!(code, Some(0), "{stderr}");
+    let (code, events, stderr) = spec_on_sample(vec![
+        ("OMOI_LLM", "claude-code".into()),
+        ("CLAUDE_BIN", bin.display().to_string()),
+        (
+            "ANTHROPIC_API_KEY",
+            omoi_tests::fake_anthropic::API_KEY.into(),
+        ),
+        ("ANTHROPIC_BASE_URL", fake.base_url()),
+    ])
+    .await;
+    assert_full_spec(code, &events, &stderr);
     assert_eq!(fake.violations(), Vec::<String>::new());
-    assert_eq!(outcome(&events), (all_phases(), true));
-    assert_eq!(tools_used(&events), vec!["mcp__omoi__submit"; 4]);
     let usage = events
         .iter()
         .filter(|e| matches!(e.event, Event::AgentUsage(_)))
@@ -153,26 +164,15 @@ async fn a_full_spec_with_codex() {
         return;
     };
     let fake = FakeResponses::start(spec_turns()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
-    let base = fake.base_url();
-    let (code, events, stderr) = tokio::task::spawn_blocking(move || {
-        run_spec(
-            &workspace,
-            &[
-                ("OMOI_LLM", "codex"),
-                ("CODEX_BIN", bin.to_str().unwrap()),
-                ("OPENAI_API_KEY", omoi_tests::fake_responses::API_KEY),
-                ("OPENAI_BASE_URL", &base),
-            ],
-        )
-    })
-    .await
-    .unwrap();
-    assert_eq!(code, Some(0), "{stderr}");
+    let (code, events, stderr) = spec_on_sample(vec![
+        ("OMOI_LLM", "codex".into()),
+        ("CODEX_BIN", bin.display().to_string()),
+        ("OPENAI_API_KEY", omoi_tests::fake_responses::API_KEY.into()),
+        ("OPENAI_BASE_URL", fake.base_url()),
+    ])
+    .await;
+    assert_full_spec(code, &events, &stderr);
     assert_eq!(fake.violations(), Vec::<String>::new());
-    assert_eq!(outcome(&events), (all_phases(), true));
-    assert_eq!(tools_used(&events), vec!["mcp__omoi__submit"; 4]);
     for request in fake.requests() {
         assert!(
             request.headers["user-agent"].starts_with("codex_exec/"),
@@ -253,23 +253,18 @@ async fn explore_with_claude(
 ) -> Option<(Option<i32>, Vec<Envelope>, String, FakeAnthropic)> {
     let bin = cli_binary("OMOI_TEST_CLAUDE_BIN")?;
     let fake = FakeAnthropic::start(replies).await;
-    let dir = tempfile::tempdir().unwrap();
-    let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
-    let base = fake.base_url();
-    let vars = vars.to_vec();
-    let (code, events, stderr) = tokio::task::spawn_blocking(move || {
-        let mut all = vec![
-            ("OMOI_LLM", "claude-code"),
-            ("CLAUDE_BIN", bin.to_str().unwrap()),
-            ("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY),
-            ("ANTHROPIC_BASE_URL", base.as_str()),
-            ("SPEC_STOP_AFTER", "explore"),
-        ];
-        all.extend(vars.iter().copied());
-        run_spec(&workspace, &all)
-    })
-    .await
-    .unwrap();
+    let mut all = vec![
+        ("OMOI_LLM", "claude-code".to_string()),
+        ("CLAUDE_BIN", bin.display().to_string()),
+        (
+            "ANTHROPIC_API_KEY",
+            omoi_tests::fake_anthropic::API_KEY.to_string(),
+        ),
+        ("ANTHROPIC_BASE_URL", fake.base_url()),
+        ("SPEC_STOP_AFTER", "explore".to_string()),
+    ];
+    all.extend(vars.iter().map(|(k, v)| (*k, v.to_string())));
+    let (code, events, stderr) = spec_on_sample(all).await;
     Some((code, events, stderr, fake))
 }
 

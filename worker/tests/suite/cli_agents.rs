@@ -73,7 +73,39 @@ pub struct CliRun {
     pub stderr: String,
 }
 
+/// A proxy to `upstream` with `key`, a budget of $10.
+async fn proxy_to(wire: Wire, upstream: String, key: &str) -> ModelProxy {
+    let config = ProxyConfig {
+        wire,
+        upstream,
+        key: Some(Secret::new(key)),
+        budget_usd: 10.0,
+        price: None,
+    };
+    ModelProxy::start(config, None).await.unwrap()
+}
+
 impl CliRun {
+    /// The CLI exited 0 and the fake saw nothing the real API would refuse.
+    fn assert_clean(&self, violations: &[String]) {
+        assert_eq!(self.code, Some(0), "{}", self.describe());
+        assert_eq!(violations, Vec::<String>::new(), "{}", self.describe());
+    }
+
+    /// The script's session ran: `hello.txt` written, a bad title and then a good one handed in.
+    fn assert_wrote_and_submitted(&self, dirs: &Dirs, handler: &TitleGate) {
+        assert_eq!(
+            std::fs::read_to_string(dirs.workspace.join("hello.txt")).ok(),
+            Some("hello\nworld\n".to_string()),
+            "{}",
+            self.describe()
+        );
+        assert_eq!(
+            *handler.seen.lock().unwrap(),
+            vec![json!({"title": "bad"}), json!({"title": "good"})]
+        );
+    }
+
     /// Everything the run printed, for a failure message.
     pub fn describe(&self) -> String {
         format!(
@@ -209,38 +241,17 @@ async fn claude_code_edits_and_submits_through_the_proxy_and_the_gate() {
         json!({"file_path": dirs.workspace.join("hello.txt"), "content": "hello\nworld\n"}),
     );
     let fake = FakeAnthropic::start(script(write)).await;
-    let proxy = ModelProxy::start(
-        ProxyConfig {
-            wire: Wire::Anthropic,
-            upstream: fake.base_url(),
-            key: Some(Secret::new(omoi_tests::fake_anthropic::API_KEY)),
-            budget_usd: 10.0,
-            price: None,
-        },
-        None,
+    let proxy = proxy_to(
+        Wire::Anthropic,
+        fake.base_url(),
+        omoi_tests::fake_anthropic::API_KEY,
     )
-    .await
-    .unwrap();
+    .await;
     let gate = GateSocket::bind(&dirs.home).unwrap();
     let handler = TitleGate::default();
     let run = run_with_gate(claude_command(&bin, &dirs, &proxy, &gate), &gate, &handler).await;
-    assert_eq!(run.code, Some(0), "{}", run.describe());
-    assert_eq!(
-        fake.violations(),
-        Vec::<String>::new(),
-        "{}",
-        run.describe()
-    );
-    assert_eq!(
-        std::fs::read_to_string(dirs.workspace.join("hello.txt")).ok(),
-        Some("hello\nworld\n".to_string()),
-        "{}",
-        run.describe()
-    );
-    assert_eq!(
-        *handler.seen.lock().unwrap(),
-        vec![json!({"title": "bad"}), json!({"title": "good"})]
-    );
+    run.assert_clean(&fake.violations());
+    run.assert_wrote_and_submitted(&dirs, &handler);
     assert_eq!(gate.accepted(), Some(json!({"title": "good"})));
     // The model saw the gate's schema, and the verdict came back as the tool result.
     let requests = fake.requests();
@@ -328,39 +339,18 @@ async fn codex_runs_a_command_and_submits_through_the_proxy_and_the_gate() {
         json!({"cmd": "printf 'hello\\nworld\\n' > hello.txt"}),
     );
     let fake = FakeResponses::start(script(command)).await;
-    let proxy = ModelProxy::start(
-        ProxyConfig {
-            wire: Wire::OpenAiResponses,
-            upstream: fake.base_url(),
-            key: Some(Secret::new(omoi_tests::fake_responses::API_KEY)),
-            budget_usd: 10.0,
-            price: None,
-        },
-        None,
+    let proxy = proxy_to(
+        Wire::OpenAiResponses,
+        fake.base_url(),
+        omoi_tests::fake_responses::API_KEY,
     )
-    .await
-    .unwrap();
+    .await;
     let gate = GateSocket::bind(&dirs.home).unwrap();
     let handler = TitleGate::default();
     let run = run_with_gate(codex_command(&bin, &dirs, &proxy, &gate), &gate, &handler).await;
-    assert_eq!(run.code, Some(0), "{}", run.describe());
-    assert_eq!(
-        fake.violations(),
-        Vec::<String>::new(),
-        "{}",
-        run.describe()
-    );
+    run.assert_clean(&fake.violations());
     let requests = fake.requests();
-    assert_eq!(
-        std::fs::read_to_string(dirs.workspace.join("hello.txt")).ok(),
-        Some("hello\nworld\n".to_string()),
-        "{}",
-        run.describe()
-    );
-    assert_eq!(
-        *handler.seen.lock().unwrap(),
-        vec![json!({"title": "bad"}), json!({"title": "good"})]
-    );
+    run.assert_wrote_and_submitted(&dirs, &handler);
     let namespace = requests[0].body["tools"]
         .as_array()
         .unwrap()

@@ -11,7 +11,7 @@ use omoi_protocol::event::{
 };
 use serde_json::Value;
 
-use super::{Finished, Mapped, count_patch_lines, relative, summary};
+use super::{Finished, Mapped, count_patch_lines, parse, relative, summary};
 
 /// The built-in tools that change files.
 const EDIT_TOOLS: &[&str] = &["Write", "Edit", "MultiEdit", "NotebookEdit"];
@@ -35,16 +35,8 @@ impl ClaudeStream {
 
     /// What one line means; nothing for a line that is not JSON or not known (logged).
     pub fn line(&mut self, line: &str) -> Vec<Mapped> {
-        let line = line.trim();
-        if line.is_empty() {
+        let Some(value) = parse(line, "claude-code") else {
             return Vec::new();
-        }
-        let value: Value = match serde_json::from_str(line) {
-            Ok(value) => value,
-            Err(err) => {
-                tracing::warn!(%err, line = %summary(line), "claude-code: not a JSON line, skipped");
-                return Vec::new();
-            }
         };
         match value["type"].as_str().unwrap_or_default() {
             "system" if value["subtype"] == "init" => value["session_id"]

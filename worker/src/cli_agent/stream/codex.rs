@@ -10,7 +10,7 @@ use omoi_protocol::event::{
 };
 use serde_json::Value;
 
-use super::{Finished, Mapped, relative, summary};
+use super::{Finished, Mapped, parse, relative, summary};
 
 /// Maps one Codex session's lines, in order.
 #[derive(Debug)]
@@ -31,16 +31,8 @@ impl CodexStream {
 
     /// What one line means; nothing for a line that is not JSON or not known (logged).
     pub fn line(&mut self, line: &str) -> Vec<Mapped> {
-        let line = line.trim();
-        if line.is_empty() {
+        let Some(value) = parse(line, "codex") else {
             return Vec::new();
-        }
-        let value: Value = match serde_json::from_str(line) {
-            Ok(value) => value,
-            Err(err) => {
-                tracing::warn!(%err, line = %summary(line), "codex: not a JSON line, skipped");
-                return Vec::new();
-            }
         };
         match value["type"].as_str().unwrap_or_default() {
             "thread.started" => value["thread_id"]

@@ -39,6 +39,21 @@ pub struct Finished {
     pub reported: Usage,
 }
 
+/// One line as JSON; `None` (logged unless blank) when it is not.
+fn parse(line: &str, cli: &str) -> Option<serde_json::Value> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    match serde_json::from_str(line) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            tracing::warn!(%err, cli, line = %summary(line), "not a JSON line, skipped");
+            None
+        }
+    }
+}
+
 /// `text` shortened for an event.
 fn summary(text: &str) -> String {
     shorten(text, SUMMARY_CHARS)
@@ -63,4 +78,34 @@ fn count_patch_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> (u64, u64)
             (added, removed)
         }
     })
+}
+
+/// The events the mappers' tests expect, built briefly.
+#[cfg(test)]
+mod expect {
+    use omoi_protocol::event::{AgentMessage, AgentToolResult, AgentToolUse, Event};
+
+    use super::Mapped;
+
+    pub fn message(text: &str) -> Mapped {
+        Mapped::Event(Event::AgentMessage(AgentMessage {
+            text: text.to_string(),
+        }))
+    }
+
+    pub fn tool_use(tool: &str, call_id: &str, input: &str) -> Mapped {
+        Mapped::Event(Event::AgentToolUse(AgentToolUse {
+            tool: tool.to_string(),
+            call_id: call_id.to_string(),
+            input_summary: input.to_string(),
+        }))
+    }
+
+    pub fn tool_result(call_id: &str, ok: bool, output: &str) -> Mapped {
+        Mapped::Event(Event::AgentToolResult(AgentToolResult {
+            call_id: call_id.to_string(),
+            ok,
+            output_summary: output.to_string(),
+        }))
+    }
 }

@@ -1,14 +1,13 @@
 //! Claude Code lines captured from the real CLI (2.1.332) against the fake Anthropic API, with
 //! the temporary paths replaced by `/ws` → events.
 
-use omoi_protocol::event::{
-    AgentFileEdited, AgentMessage, AgentToolResult, AgentToolUse, Event, Usage,
-};
+use omoi_protocol::event::{AgentFileEdited, Event, Usage};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
 use super::*;
 use crate::cli_agent::gate::ACCEPTED_TEXT;
+use crate::cli_agent::stream::expect::{message, tool_result, tool_use};
 
 /// A session that writes `hello.txt`, submits a bad title, then a good one.
 const SESSION: &str = include_str!("session.jsonl");
@@ -16,28 +15,6 @@ const SESSION: &str = include_str!("session.jsonl");
 fn map(text: &str) -> Vec<Mapped> {
     let mut stream = ClaudeStream::new("/ws");
     text.lines().flat_map(|line| stream.line(line)).collect()
-}
-
-fn message(text: &str) -> Mapped {
-    Mapped::Event(Event::AgentMessage(AgentMessage {
-        text: text.to_string(),
-    }))
-}
-
-fn tool_use(tool: &str, call_id: &str, input: serde_json::Value) -> Mapped {
-    Mapped::Event(Event::AgentToolUse(AgentToolUse {
-        tool: tool.to_string(),
-        call_id: call_id.to_string(),
-        input_summary: input.to_string(),
-    }))
-}
-
-fn tool_result(call_id: &str, ok: bool, output: &str) -> Mapped {
-    Mapped::Event(Event::AgentToolResult(AgentToolResult {
-        call_id: call_id.to_string(),
-        ok,
-        output_summary: output.to_string(),
-    }))
 }
 
 #[test]
@@ -50,7 +27,7 @@ fn a_captured_session_maps_onto_omois_events() {
             tool_use(
                 "Write",
                 "toolu_write_1",
-                json!({"file_path": "/ws/hello.txt", "content": "hello\nworld\n"})
+                &json!({"file_path": "/ws/hello.txt", "content": "hello\nworld\n"}).to_string()
             ),
             tool_result(
                 "toolu_write_1",
@@ -63,13 +40,13 @@ fn a_captured_session_maps_onto_omois_events() {
                 lines_removed: 0,
             })),
             message("Submitting."),
-            tool_use("mcp__omoi__submit", "call_sub_1", json!({"title": "bad"})),
+            tool_use("mcp__omoi__submit", "call_sub_1", r#"{"title":"bad"}"#),
             tool_result(
                 "call_sub_1",
                 false,
                 "title \"bad\" is not good: use \"good\""
             ),
-            tool_use("mcp__omoi__submit", "call_sub_2", json!({"title": "good"})),
+            tool_use("mcp__omoi__submit", "call_sub_2", r#"{"title":"good"}"#),
             tool_result("call_sub_2", true, ACCEPTED_TEXT),
             message("Done."),
             Mapped::Finished(Finished {

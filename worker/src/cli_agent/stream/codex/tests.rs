@@ -1,12 +1,11 @@
 //! Codex lines captured from the real CLI (0.163.0) against the fake Responses API → events.
 
-use omoi_protocol::event::{
-    AgentFileEdited, AgentMessage, AgentToolResult, AgentToolUse, Event, Usage,
-};
+use omoi_protocol::event::{AgentFileEdited, Event, Usage};
 use pretty_assertions::assert_eq;
 
 use super::*;
 use crate::cli_agent::gate::ACCEPTED_TEXT;
+use crate::cli_agent::stream::expect::{message, tool_result, tool_use};
 
 /// A session that runs a command, submits a bad title, then a good one.
 const SESSION: &str = include_str!("session.jsonl");
@@ -14,28 +13,6 @@ const SESSION: &str = include_str!("session.jsonl");
 fn map(text: &str) -> Vec<Mapped> {
     let mut stream = CodexStream::new("/ws");
     text.lines().flat_map(|line| stream.line(line)).collect()
-}
-
-fn message(text: &str) -> Mapped {
-    Mapped::Event(Event::AgentMessage(AgentMessage {
-        text: text.to_string(),
-    }))
-}
-
-fn tool_use(tool: &str, call_id: &str, input: &str) -> Mapped {
-    Mapped::Event(Event::AgentToolUse(AgentToolUse {
-        tool: tool.to_string(),
-        call_id: call_id.to_string(),
-        input_summary: input.to_string(),
-    }))
-}
-
-fn tool_result(call_id: &str, ok: bool, output: &str) -> Mapped {
-    Mapped::Event(Event::AgentToolResult(AgentToolResult {
-        call_id: call_id.to_string(),
-        ok,
-        output_summary: output.to_string(),
-    }))
 }
 
 #[test]
