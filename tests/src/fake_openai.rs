@@ -56,22 +56,16 @@ impl Dialect for OpenAi {
     }
 
     fn check(headers: &HeaderMap, body: &Value) -> Vec<String> {
-        let mut problems = check_json_content_type(headers);
-        if header_text(headers, "authorization") != Some(&format!("Bearer {API_KEY}")) {
-            problems.push("authorization: missing or not `Bearer` with the expected key".into());
-        }
-        if !body.is_object() {
-            problems.push("body: not an object".to_string());
-            return problems;
-        }
-        problems.extend(
-            unknown_fields(body, TOP_LEVEL)
-                .into_iter()
-                .map(|p| format!("Unrecognized request argument supplied: {p}")),
-        );
-        if body["model"].as_str().is_none_or(str::is_empty) {
-            problems.push("model: you must provide a model parameter".to_string());
-        }
+        let rules = Rules {
+            key: API_KEY,
+            fields: TOP_LEVEL,
+            unknown: "Unrecognized request argument supplied",
+            no_model: "model: you must provide a model parameter",
+        };
+        let mut problems = match rules.check(headers, body) {
+            Ok(problems) => problems,
+            Err(problems) => return problems,
+        };
         for field in ["max_tokens", "max_completion_tokens"] {
             if body.get(field).is_some() && body[field].as_u64().is_none_or(|n| n < 1) {
                 problems.push(format!("{field}: not an integer of at least 1"));
@@ -124,6 +118,44 @@ impl Dialect for OpenAi {
 
     fn bad_request(message: &str) -> Response {
         invalid_request(message)
+    }
+}
+
+/// What both OpenAI APIs check first: the content type, the key, a JSON object for a body, its
+/// fields and the model.
+pub(crate) struct Rules<'a> {
+    pub key: &'a str,
+    pub fields: &'a [&'a str],
+    /// How the API words an unknown field.
+    pub unknown: &'a str,
+    /// How the API words a missing model.
+    pub no_model: &'a str,
+}
+
+impl Rules<'_> {
+    /// The problems found; `Err` when the body is not an object (nothing more to check).
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        body: &Value,
+    ) -> Result<Vec<String>, Vec<String>> {
+        let mut problems = check_json_content_type(headers);
+        if header_text(headers, "authorization") != Some(&format!("Bearer {}", self.key)) {
+            problems.push("authorization: missing or not `Bearer` with the expected key".into());
+        }
+        if !body.is_object() {
+            problems.push("body: not an object".to_string());
+            return Err(problems);
+        }
+        problems.extend(
+            unknown_fields(body, self.fields)
+                .into_iter()
+                .map(|p| format!("{}: {p}", self.unknown)),
+        );
+        if body["model"].as_str().is_none_or(str::is_empty) {
+            problems.push(self.no_model.to_string());
+        }
+        Ok(problems)
     }
 }
 

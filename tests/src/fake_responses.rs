@@ -10,11 +10,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::fake_llm::{
-    Dialect, FakeModel, Reply, Turn, TurnBlock, check_input_schema, check_json_content_type,
-    header_text, json_response, pieces, sse_response, stalled_json_response, unknown_fields,
-    valid_tool_name,
+    Dialect, FakeModel, Reply, Turn, TurnBlock, check_input_schema, json_response, pieces,
+    sse_response, stalled_json_response, unknown_fields, valid_tool_name,
 };
-use crate::fake_openai::{invalid_request, rate_limited, server_error};
+use crate::fake_openai::{Rules, invalid_request, rate_limited, server_error};
 
 /// The API key the fake accepts.
 pub const API_KEY: &str = "sk-fake-responses-0123456789";
@@ -92,22 +91,16 @@ impl Dialect for Responses {
     }
 
     fn check(headers: &HeaderMap, body: &Value) -> Vec<String> {
-        let mut problems = check_json_content_type(headers);
-        if header_text(headers, "authorization") != Some(&format!("Bearer {API_KEY}")) {
-            problems.push("authorization: missing or not `Bearer` with the expected key".into());
-        }
-        if !body.is_object() {
-            problems.push("body: not an object".to_string());
-            return problems;
-        }
-        problems.extend(
-            unknown_fields(body, TOP_LEVEL)
-                .into_iter()
-                .map(|p| format!("Unknown parameter: {p}")),
-        );
-        if body["model"].as_str().is_none_or(str::is_empty) {
-            problems.push("model: Missing required parameter".to_string());
-        }
+        let rules = Rules {
+            key: API_KEY,
+            fields: TOP_LEVEL,
+            unknown: "Unknown parameter",
+            no_model: "model: Missing required parameter",
+        };
+        let mut problems = match rules.check(headers, body) {
+            Ok(problems) => problems,
+            Err(problems) => return problems,
+        };
         if !matches!(body.get("stream"), None | Some(Value::Bool(_))) {
             problems.push("stream: not a boolean".to_string());
         }
