@@ -360,6 +360,41 @@ fn processes_in(dir: &Path) -> Vec<String> {
     found
 }
 
+/// Starts a spec with Claude Code in `workspace` and waits until the CLI called the model.
+async fn start_until_model_called(
+    bin: &Path,
+    workspace: &Path,
+    fake: &FakeAnthropic,
+    vars: &[(&str, &str)],
+) -> std::process::Child {
+    let (title, _) = fixtures::sample_request();
+    let base = fake.base_url();
+    let mut all = vec![
+        ("SPEC_ID", "cli-spec"),
+        ("SPEC_PHASE", "all"),
+        ("SPEC_TITLE", title.as_str()),
+        ("WORKSPACE", workspace.to_str().unwrap()),
+        ("OMOI_LLM", "claude-code"),
+        ("CLAUDE_BIN", bin.to_str().unwrap()),
+        ("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+    ];
+    all.extend_from_slice(vars);
+    let child = worker(&all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if !fake.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.requests().len(), 1, "the CLI never called the model");
+    child
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_the_worker_stops_claude_code_and_everything_it_started() {
     let Some(bin) = cli_binary("OMOI_TEST_CLAUDE_BIN") else {
@@ -373,28 +408,7 @@ async fn cancelling_the_worker_stops_claude_code_and_everything_it_started() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
-    let (title, _) = fixtures::sample_request();
-    let child = worker(&[
-        ("SPEC_ID", "cancel-spec"),
-        ("SPEC_PHASE", "all"),
-        ("SPEC_TITLE", title.as_str()),
-        ("WORKSPACE", workspace.to_str().unwrap()),
-        ("OMOI_LLM", "claude-code"),
-        ("CLAUDE_BIN", bin.to_str().unwrap()),
-        ("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY),
-        ("ANTHROPIC_BASE_URL", &fake.base_url()),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    for _ in 0..600 {
-        if !fake.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(fake.requests().len(), 1, "the CLI never called the model");
+    let child = start_until_model_called(&bin, &workspace, &fake, &[]).await;
     assert!(!processes_in(&workspace).is_empty());
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
@@ -439,31 +453,12 @@ async fn claude_code_killed_mid_phase_costs_that_attempt_only() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let workspace = fixtures::copy_sample_repo(&dir.path().join("repo"));
-    let (title, _) = fixtures::sample_request();
-    let child = worker(&[
-        ("SPEC_ID", "kill-spec"),
-        ("SPEC_PHASE", "all"),
+    let vars = [
         ("SPEC_STOP_AFTER", "explore"),
-        ("SPEC_TITLE", title.as_str()),
-        ("WORKSPACE", workspace.to_str().unwrap()),
         ("MAX_ATTEMPTS", "2"),
         ("OMOI_RETRY_BASE_MS", "1"),
-        ("OMOI_LLM", "claude-code"),
-        ("CLAUDE_BIN", bin.to_str().unwrap()),
-        ("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY),
-        ("ANTHROPIC_BASE_URL", &fake.base_url()),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    for _ in 0..600 {
-        if !fake.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(fake.requests().len(), 1, "the CLI never called the model");
+    ];
+    let child = start_until_model_called(&bin, &workspace, &fake, &vars).await;
     // Kill the CLI itself: the process in the workspace that runs the Claude binary.
     let cli: Vec<String> = processes_in(&workspace)
         .into_iter()
