@@ -14,6 +14,7 @@ use crate::api::types::{CreateProject, CreateSpec, EventPage, ExecuteSpec};
 use crate::model::{Project, Spec, SpecDetail};
 use crate::pull_request::short_sha;
 use crate::store::Store;
+use crate::text::{Lines, escape};
 
 /// `omoi token create`: creates the user when missing and prints a new token.
 pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
@@ -32,6 +33,10 @@ pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
 pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> {
     match command {
         ProjectCommand::Add(args) => {
+            let secrets = parse_env_pairs(&args.secret_env, "--secret-env")?;
+            let mut worker_env = parse_env_pairs(&args.env, "--env")?;
+            let secret_env = secrets.keys().cloned().collect();
+            worker_env.extend(secrets);
             let body = CreateProject {
                 name: args.name,
                 repo_url: args.repo,
@@ -39,7 +44,8 @@ pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> 
                 validation_command: args.validation_command,
                 provider: None,
                 image: None,
-                worker_env: parse_env_pairs(&args.env, "--env")?,
+                worker_env,
+                secret_env,
                 github_api_url: args.github_api_url,
                 git_token: args.git_token,
             };
@@ -49,7 +55,8 @@ pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> 
         ProjectCommand::List => {
             let projects: Vec<Project> = client.get("/projects").await?;
             for p in projects {
-                println!("{}  {:<20} {}", p.id, p.name, p.repo_url);
+                let line = format!("{}  {:<20} {}", p.id, p.name, p.repo_url);
+                println!("{}", escape(&line, Lines::One));
             }
         }
     }
@@ -168,11 +175,16 @@ pub fn split_request(request: &str) -> (String, String) {
 
 fn spec_line(s: &Spec) -> String {
     let phase = s.current_phase.map_or("-", Phase::as_str);
-    format!("{}  {:<12} {:<13} {}", s.id, s.status, phase, s.title)
+    let line = format!("{}  {:<12} {:<13} {}", s.id, s.status, phase, s.title);
+    escape(&line, Lines::One).into_owned()
 }
 
-/// The text of `omoi spec show`.
+/// The text of `omoi spec show`, stored text escaped for the terminal.
 pub fn render_detail(detail: &SpecDetail) -> String {
+    escape(&render_raw(detail), Lines::Multi).into_owned()
+}
+
+fn render_raw(detail: &SpecDetail) -> String {
     let s = &detail.spec;
     let mut out = String::new();
     let _ = writeln!(out, "{}  {}", s.id, s.title);
@@ -273,6 +285,25 @@ pub fn render_detail(detail: &SpecDetail) -> String {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn a_listed_spec_shows_control_and_bidi_characters_escaped() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "id": "s1",
+            "project_id": "p1",
+            "title": "evil\u{1b}]0;pwned\u{7} \u{202e}gnp.exe",
+            "recoveries": 0,
+            "description": "",
+            "status": "pending",
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        assert_eq!(
+            spec_line(&spec),
+            "s1  pending      -             evil\\u{1b}]0;pwned\\u{7} \\u{202e}gnp.exe"
+        );
+    }
 
     #[test]
     fn a_request_splits_into_title_and_description() {

@@ -173,6 +173,7 @@ async fn seed_repository(sample: &Path, root: &Path) -> CliResult<PathBuf> {
             "--quiet",
             "--bare",
             "--initial-branch=main",
+            "--",
             &seed_dir,
         ],
     )
@@ -185,7 +186,11 @@ async fn seed_repository(sample: &Path, root: &Path) -> CliResult<PathBuf> {
         &[&in_seed[..], &["commit", "--quiet", "-m", "initial"]].concat(),
     )
     .await?;
-    git(root, &["clone", "--quiet", "--bare", &seed_dir, &bare_dir]).await?;
+    git(
+        root,
+        &["clone", "--quiet", "--bare", "--", &seed_dir, &bare_dir],
+    )
+    .await?;
     Ok(bare)
 }
 
@@ -288,6 +293,8 @@ async fn run_in(
         (env::RETRY_BASE_MS.to_string(), "10".to_string()),
     ]);
     settings.task_policy.retry_base = Duration::from_millis(200);
+    // The demo's own sample is the one local repository it allows.
+    settings.allow_local_repos = super::serve::canonical_dirs(&[repo.to_path_buf()])?;
     settings.scheduler_interval = Duration::from_millis(200);
     let state = AppState::new(store.clone(), provider, settings);
     let shutdown = CancellationToken::new();
@@ -347,6 +354,7 @@ async fn drive(
                 provider: None,
                 image: None,
                 worker_env: BTreeMap::new(),
+                secret_env: Vec::new(),
                 github_api_url: None,
                 git_token: None,
             },
@@ -419,6 +427,7 @@ async fn validate_tip(root: &Path, repo: &Path, branch: &str) -> CliResult<usize
             "--quiet",
             "--branch",
             branch,
+            "--",
             &repo_arg,
             &checkout_arg,
         ],

@@ -51,12 +51,13 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
             user_id,
             NewProject {
                 name: name.into(),
-                repo_url: "/r".into(),
+                repo_url: "https://git.example/r.git".into(),
                 base_branch: "main".into(),
                 validation_command: None,
                 provider: "local".into(),
                 image: None,
                 worker_env: BTreeMap::new(),
+                worker_secrets: BTreeMap::new(),
                 github_api_url: None,
                 git_token: None,
             },
@@ -103,7 +104,12 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
         final_spec(Some(json!(tasks))),
     );
     store
-        .ingest(&sandbox, &[completed], &TaskPolicy::default())
+        .ingest(
+            &sandbox,
+            &[completed],
+            &TaskPolicy::default(),
+            &omoi_coordinator::ingest::Quotas::default(),
+        )
         .await
         .unwrap();
     let spec = store.spec_by_id(&spec.id).await.unwrap().unwrap();

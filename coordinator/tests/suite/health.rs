@@ -40,7 +40,10 @@ async fn metrics_count_specs_sandboxes_and_ingested_events() {
         let server = TestServer::start(&db, provider.clone(), |_| {}).await;
         let (_, api) = server.user("ada").await;
         let (_, project) = api
-            .post("/projects", &json!({"name": "p", "repo_url": "/tmp/repo"}))
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/tmp-repo.git"}),
+            )
             .await;
         let (_, spec) = api
             .post(

@@ -85,7 +85,10 @@ async fn a_silent_sandbox_is_lost_and_the_recovery_limit_fails_the_spec() {
         .await;
         let (_, api) = server.user("ada").await;
         let (_, project) = api
-            .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+            )
             .await;
         let (_, spec) = api
             .post(
@@ -155,12 +158,13 @@ async fn an_executing_spec_without_a_sandbox_gets_one() {
                 &user.id,
                 NewProject {
                     name: "p".into(),
-                    repo_url: "/r".into(),
+                    repo_url: "https://git.example/r.git".into(),
                     base_branch: "main".into(),
                     validation_command: None,
                     provider: "local".into(),
                     image: None,
                     worker_env: BTreeMap::new(),
+                    worker_secrets: BTreeMap::new(),
                     github_api_url: None,
                     git_token: None,
                 },

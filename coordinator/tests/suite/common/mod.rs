@@ -127,6 +127,12 @@ where
     }
 }
 
+/// The key test servers seal project secrets with (one for all, so a restarted server reads
+/// what the first one stored).
+pub fn test_secret_key() -> omoi_coordinator::secret::SecretKey {
+    omoi_coordinator::secret::SecretKey::parse(&"5e".repeat(32), "the test key").unwrap()
+}
+
 /// A coordinator on 127.0.0.1:0.
 pub struct TestServer {
     pub url: String,
@@ -159,9 +165,23 @@ impl TestServer {
             .try_init();
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
-        let store = Store::open(&db.url).await.unwrap();
+        let store = Store::open(&db.url)
+            .await
+            .unwrap()
+            .with_secret_key(test_secret_key());
         let mut settings = Settings::new(url.clone());
         settings.monitor_interval = Duration::from_millis(100);
+        // The fixtures and the temporary repositories tests make are the local ones allowed.
+        settings.allow_local_repos = [
+            std::env::temp_dir(),
+            omoi_tests::fixtures::sample_repo()
+                .parent()
+                .unwrap()
+                .to_path_buf(),
+        ]
+        .iter()
+        .map(|dir| std::fs::canonicalize(dir).unwrap())
+        .collect();
         tune(&mut settings);
         let state = AppState::new(store.clone(), provider, settings);
         let shutdown = CancellationToken::new();
@@ -547,7 +567,7 @@ impl Scenario {
         let (_, project) = api
             .post(
                 "/projects",
-                &serde_json::json!({"name": "p", "repo_url": "/r"}),
+                &serde_json::json!({"name": "p", "repo_url": "https://git.example/r.git"}),
             )
             .await;
         let (_, spec) = api
