@@ -7,6 +7,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use omoi_protocol::phase::Phase;
 
+use super::output;
 use super::serve::parse_env_pairs;
 use super::watch::watch;
 use super::{CliResult, Client, ProjectCommand, SpecCommand};
@@ -25,7 +26,7 @@ pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
     };
     let token = store.create_user_token(&account.id).await?;
     store.close().await;
-    println!("{token}");
+    output::line(format_args!("{token}"))?;
     Ok(0)
 }
 
@@ -50,13 +51,13 @@ pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> 
                 git_token: args.git_token,
             };
             let project: Project = client.post("/projects", &body).await?;
-            println!("{}", project.id);
+            output::line(&project.id)?;
         }
         ProjectCommand::List => {
             let projects: Vec<Project> = client.get("/projects").await?;
             for p in projects {
                 let line = format!("{}  {:<20} {}", p.id, p.name, p.repo_url);
-                println!("{}", escape(&line, Lines::One));
+                output::line(escape(&line, Lines::One))?;
             }
         }
     }
@@ -80,7 +81,7 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
                 stop_after,
             };
             let detail: SpecDetail = client.post("/specs/launch", &body).await?;
-            println!("{}", detail.spec.id);
+            output::line(&detail.spec.id)?;
             if follow {
                 return finish_watch(client, &detail.spec.id).await;
             }
@@ -88,12 +89,12 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
         SpecCommand::List => {
             let specs: Vec<Spec> = client.get("/specs").await?;
             for s in specs {
-                println!("{}", spec_line(&s));
+                output::line(spec_line(&s))?;
             }
         }
         SpecCommand::Show { id } => {
             let detail: SpecDetail = client.get(&format!("/specs/{id}")).await?;
-            print!("{}", render_detail(&detail));
+            output::text(render_detail(&detail))?;
         }
         SpecCommand::Events { id, after, follow } => {
             return events(client, &id, after, follow).await;
@@ -102,7 +103,7 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
             let detail: SpecDetail = client
                 .post(&format!("/specs/{id}/cancel"), &serde_json::json!({}))
                 .await?;
-            println!("{}", spec_line(&detail.spec));
+            output::line(spec_line(&detail.spec))?;
         }
         SpecCommand::Resume {
             id,
@@ -112,7 +113,7 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
             let detail: SpecDetail = client
                 .post(&format!("/specs/{id}/execute"), &ExecuteSpec { stop_after })
                 .await?;
-            println!("{}", spec_line(&detail.spec));
+            output::line(spec_line(&detail.spec))?;
             if follow {
                 return finish_watch(client, &id).await;
             }
@@ -139,7 +140,7 @@ async fn events(client: &Client, id: &str, mut after: i64, follow: bool) -> CliR
                 .get(&format!("/specs/{id}/events?after={after}&limit=1000"))
                 .await?;
             for event in &page.events {
-                println!("{}", serde_json::to_string(event).unwrap_or_default());
+                output::line(serde_json::to_string(event).unwrap_or_default())?;
             }
             after = page.next_cursor;
             if !page.has_more {
@@ -150,7 +151,7 @@ async fn events(client: &Client, id: &str, mut after: i64, follow: bool) -> CliR
     let response = client.event_stream(id, after).await?;
     let mut stream = response.bytes_stream().eventsource();
     while let Some(Ok(message)) = stream.next().await {
-        println!("{}", message.data);
+        output::line(message.data)?;
     }
     Ok(0)
 }

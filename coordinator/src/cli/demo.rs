@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commands::{render_detail, split_request};
 use super::git_daemon::GitDaemon;
+use super::output;
 use super::serve::{ProviderKind, locate_worker};
 use super::watch::watch;
 use super::{CliError, CliResult, Client, DemoArgs};
@@ -377,8 +378,8 @@ async fn drive(
     let spec_id = launched.spec.id;
     let outcome = watch(&client, &spec_id).await?;
     let detail: SpecDetail = client.get(&format!("/specs/{spec_id}")).await?;
-    println!();
-    print!("{}", render_detail(&detail));
+    output::line("")?;
+    output::text(render_detail(&detail))?;
     match (&outcome.status, &detail.spec.branch) {
         (SpecStatus::Completed, Some(branch)) => {
             let log = git(
@@ -391,25 +392,25 @@ async fn drive(
                 ],
             )
             .await?;
-            println!("\nCommits on {branch}:");
+            output::line(format_args!("\nCommits on {branch}:"))?;
             for line in log.lines() {
-                println!("  {line}");
+                output::line(format_args!("  {line}"))?;
             }
             let tests = validate_tip(root, repo, branch).await?;
-            println!(
+            output::line(format_args!(
                 "\nThe spec is complete: {} tasks landed on branch {branch} of {}, and \
                  `sh tests/run.sh` passes at its tip ({tests} checks).",
                 detail.tasks.len(),
                 repo.display()
-            );
+            ))?;
             Ok(0)
         }
         _ => {
-            println!(
+            output::line(format_args!(
                 "\nThe spec ended {}{}",
                 outcome.status,
                 outcome.error.map(|e| format!(": {e}")).unwrap_or_default()
-            );
+            ))?;
             Ok(1)
         }
     }

@@ -5,6 +5,7 @@ mod commands;
 mod demo;
 mod git_daemon;
 mod limits;
+mod output;
 mod scheduling;
 mod secrets;
 mod serve;
@@ -40,6 +41,9 @@ pub enum CliError {
         context: String,
         source: std::io::Error,
     },
+    /// Stdout was closed by its reader (`| head`): the command ends quietly.
+    #[error("stdout closed")]
+    ClosedPipe,
     /// The embedded coordinator failed.
     #[error(transparent)]
     Coordinator(#[from] crate::Error),

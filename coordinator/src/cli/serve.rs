@@ -493,6 +493,40 @@ mod tests {
     }
 
     #[test]
+    fn allowed_local_repository_directories_are_resolved_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        let config = serve_args(&["--allow-local-repos", link.to_str().unwrap()])
+            .validate()
+            .unwrap();
+        assert_eq!(
+            config.settings.allow_local_repos,
+            vec![std::fs::canonicalize(dir.path()).unwrap()]
+        );
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = serve_args(&["--allow-local-repos", file.to_str().unwrap()])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("--allow-local-repos {}: not a directory", file.display())
+        );
+        let missing = dir.path().join("missing");
+        let err = serve_args(&["--allow-local-repos", missing.to_str().unwrap()])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--allow-local-repos {}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+    }
+
+    #[test]
     fn the_docker_provider_takes_its_settings_from_the_flags() {
         let config = ServeArgs {
             worker_bin: Some("/no/worker/needed".into()),
