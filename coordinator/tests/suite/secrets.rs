@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{Connection, Row};
 
-use super::common::{FakeProvider, TestServer, each_backend, error};
+use super::common::{FakeProvider, TestServer, each_backend, error, new_project};
 
 #[tokio::test]
 async fn secrets_are_sealed_in_the_database_given_to_workers_and_served_as_names() {
@@ -122,16 +122,8 @@ async fn secrets_need_a_key_and_a_listed_name() {
         // A store without a key refuses to keep a secret, and cannot read one kept.
         let keyless = Store::open(&db.url).await.unwrap();
         let new = |token: Option<&str>| omoi_coordinator::store::NewProject {
-            name: "p".into(),
-            repo_url: "https://git.example/r.git".into(),
-            base_branch: "main".into(),
-            validation_command: None,
-            provider: "local".into(),
-            image: None,
-            worker_env: BTreeMap::new(),
-            worker_secrets: BTreeMap::new(),
-            github_api_url: None,
             git_token: token.map(omoi_coordinator::model::GitToken::new),
+            ..new_project("p")
         };
         assert_eq!(
             keyless

@@ -127,6 +127,22 @@ where
     }
 }
 
+/// A project named `name` of a plain git remote, with nothing else set, for the store's calls.
+pub fn new_project(name: &str) -> omoi_coordinator::store::NewProject {
+    omoi_coordinator::store::NewProject {
+        name: name.into(),
+        repo_url: "https://git.example/r.git".into(),
+        base_branch: "main".into(),
+        validation_command: None,
+        provider: "local".into(),
+        image: None,
+        worker_env: BTreeMap::new(),
+        worker_secrets: BTreeMap::new(),
+        github_api_url: None,
+        git_token: None,
+    }
+}
+
 /// The key test servers seal project secrets with (one for all, so a restarted server reads
 /// what the first one stored).
 pub fn test_secret_key() -> omoi_coordinator::secret::SecretKey {
