@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
+use crate::ingest::Quotas;
 use crate::metrics::Metrics;
 use crate::sandbox::Provider;
 use crate::store::{Store, TaskPolicy};
@@ -34,6 +36,11 @@ pub struct Settings {
     pub task_policy: TaskPolicy,
     /// How often the scheduler looks for ready tasks (it also runs after task events).
     pub scheduler_interval: Duration,
+    /// Canonical directories under which a project may name a local repository (none: only git
+    /// URLs).
+    pub allow_local_repos: Vec<PathBuf>,
+    /// What one sandbox may store and how far ahead its events may run.
+    pub quotas: Quotas,
 }
 
 impl Settings {
@@ -49,6 +56,8 @@ impl Settings {
             max_running_tasks_per_project: 4,
             task_policy: TaskPolicy::default(),
             scheduler_interval: Duration::from_secs(1),
+            allow_local_repos: Vec::new(),
+            quotas: Quotas::default(),
         }
     }
 

@@ -32,6 +32,13 @@ pub enum Error {
     /// Well-formed but invalid content. Not retryable.
     #[error("{0}")]
     Invalid(String),
+    /// The body is larger than the route accepts. Not retryable.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A sandbox used up one of its quotas (seq window, held-back events, stored bytes). Not
+    /// retryable as it is.
+    #[error("{message}")]
+    Quota { kind: QuotaKind, message: String },
     /// The database failed. Retryable.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -47,6 +54,35 @@ pub enum Error {
     /// Anything else unexpected. Not retryable.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// The quotas of one sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaKind {
+    /// How far its seq may run ahead of the acknowledged one.
+    SeqWindow,
+    /// How many of its events may wait for a gap to fill.
+    HeldEvents,
+    /// How many bytes of event data it may store.
+    StoredBytes,
+}
+
+impl QuotaKind {
+    /// Every kind, in the order `/metrics` lists them.
+    pub const ALL: [QuotaKind; 3] = [
+        QuotaKind::SeqWindow,
+        QuotaKind::HeldEvents,
+        QuotaKind::StoredBytes,
+    ];
+
+    /// The label value in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaKind::SeqWindow => "seq_window",
+            QuotaKind::HeldEvents => "held_events",
+            QuotaKind::StoredBytes => "stored_bytes",
+        }
+    }
 }
 
 /// What a provider failed at.
@@ -86,6 +122,8 @@ impl Error {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::Quota { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded"),
             Error::Database(_)
             | Error::Migrate(_)
             | Error::Sandbox(_)

@@ -7,11 +7,78 @@ use omoi_protocol::artifact::FinalSpec;
 use omoi_protocol::event::{Event, RawEvent};
 use omoi_protocol::phase::Phase;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, QuotaKind, Result};
 use crate::model::Sandbox;
 
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 1000;
+
+/// What one sandbox may store: the limits of `omoi serve --max-seq-ahead`, `--max-held-events`
+/// and `--max-sandbox-bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// How far past the acknowledged seq an event's seq may be.
+    pub seq_window: u64,
+    /// How many events may be held back, waiting for a gap to fill.
+    pub held_events: u64,
+    /// How many bytes of event data a sandbox may store in all.
+    pub stored_bytes: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Quotas {
+        Quotas {
+            seq_window: 10_000,
+            held_events: 2_000,
+            stored_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Quotas {
+    /// Refuses an event whose seq is further than the window past `acked`.
+    pub fn check_seq(&self, acked: u64, seq: u64) -> Result<()> {
+        if seq.saturating_sub(acked) > self.seq_window {
+            return Err(Error::Quota {
+                kind: QuotaKind::SeqWindow,
+                message: format!(
+                    "event seq {seq} is more than {} past the acknowledged seq {acked}",
+                    self.seq_window
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a batch that would leave more than the limit of events held back.
+    pub fn check_held(&self, held: u64) -> Result<()> {
+        if held > self.held_events {
+            return Err(Error::Quota {
+                kind: QuotaKind::HeldEvents,
+                message: format!(
+                    "{held} events would wait for a gap in the seq; at most {} may",
+                    self.held_events
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a batch that would take the sandbox's stored event data past the limit.
+    pub fn check_bytes(&self, stored: u64, adding: u64) -> Result<()> {
+        let total = stored.saturating_add(adding);
+        if total > self.stored_bytes {
+            return Err(Error::Quota {
+                kind: QuotaKind::StoredBytes,
+                message: format!(
+                    "the sandbox's events would take {total} bytes; at most {} may be stored",
+                    self.stored_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// What one event changes.
 #[derive(Debug, Clone, PartialEq)]

@@ -126,6 +126,12 @@ fn base_env(
 ) -> BTreeMap<String, String> {
     let mut vars = settings.worker_env.clone();
     vars.extend(project.worker_env.clone());
+    vars.extend(
+        project
+            .worker_secrets
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().to_string())),
+    );
     for name in RESERVED_ENV {
         vars.remove(name);
     }
@@ -337,6 +343,8 @@ mod tests {
                 ("OMOI_LLM".to_string(), "scripted".to_string()),
                 ("SANDBOX_TOKEN".to_string(), "stolen".to_string()),
             ]),
+            secret_env: Vec::new(),
+            worker_secrets: BTreeMap::new(),
             github_api_url: None,
             has_git_token: false,
             git_token: None,

@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer, from the ground up.
-const LAYERS: [(&str, u8); 21] = [
+const LAYERS: [(&str, u8); 24] = [
     ("error", 0),
+    ("repo", 0),
+    ("secret", 0),
+    ("text", 0),
     ("model", 0),
     ("ingest", 0),
     ("hub", 0),

@@ -16,11 +16,14 @@ pub mod liveness;
 pub mod metrics;
 pub mod model;
 pub mod pull_request;
+pub mod repo;
 pub mod sandbox;
 pub mod scheduler;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod task_context;
+pub mod text;
 pub mod token;
 
 pub use app::{AppState, Settings};

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use omoi_coordinator::cli::{Cli, Command, run};
+use omoi_coordinator::cli::{Cli, CliError, Command, run};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -24,6 +24,8 @@ async fn main() -> ExitCode {
         .init();
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away (`omoi spec list | head -1`): nothing to say.
+        Err(CliError::ClosedPipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("omoi: {e}");
             ExitCode::from(1)

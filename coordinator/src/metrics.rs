@@ -5,6 +5,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::error::QuotaKind;
+
 /// The gauges of one scrape, as the store counts them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gauges {
@@ -29,6 +31,8 @@ pub struct Metrics {
     latency_sum_micros: AtomicU64,
     sandboxes_lost: AtomicU64,
     sandboxes_spawned: AtomicU64,
+    /// Batches refused per quota, in the order of [`QuotaKind::ALL`].
+    quota_refusals: [AtomicU64; QuotaKind::ALL.len()],
 }
 
 impl Metrics {
@@ -52,6 +56,13 @@ impl Metrics {
     /// Counts a sandbox found lost.
     pub fn sandbox_lost(&self) {
         self.sandboxes_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a batch refused for a quota.
+    pub fn quota_refused(&self, kind: QuotaKind) {
+        if let Some(at) = QuotaKind::ALL.iter().position(|k| *k == kind) {
+            self.quota_refusals[at].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a sandbox spawned.
@@ -123,6 +134,20 @@ impl Metrics {
             "New events stored by this process.",
             self.events_ingested.load(Ordering::Relaxed),
         );
+        let name = "omoi_quota_refusals_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Event batches refused because a sandbox reached a quota."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (kind, count) in QuotaKind::ALL.iter().zip(&self.quota_refusals) {
+            let _ = writeln!(
+                out,
+                "{name}{{quota=\"{}\"}} {}",
+                kind.as_str(),
+                count.load(Ordering::Relaxed)
+            );
+        }
         let name = "omoi_ingest_seconds";
         let _ = writeln!(out, "# HELP {name} Time to store one event batch.");
         let _ = writeln!(out, "# TYPE {name} histogram");

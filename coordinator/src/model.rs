@@ -145,9 +145,16 @@ pub struct Project {
     pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Extra worker environment (e.g. `OMOI_LLM`, `MODEL`); wins over the server's.
+    /// Extra worker environment (e.g. `OMOI_LLM`, `MODEL`); wins over the server's. Secret
+    /// values are not here: see `secret_env`.
     #[serde(default)]
     pub worker_env: BTreeMap<String, String>,
+    /// The names of the worker variables whose values are secret (stored sealed, never served).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
+    /// The secret worker variables themselves; never serialized.
+    #[serde(skip)]
+    pub worker_secrets: BTreeMap<String, SecretValue>,
     /// The GitHub REST API of the repository when its URL does not say it (GitHub Enterprise,
     /// a test server); `https://github.com/…` repositories use `https://api.github.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +186,27 @@ impl GitToken {
 impl fmt::Debug for GitToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("GitToken(<redacted>)")
+    }
+}
+
+/// A secret value of a project's worker environment: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn new(value: impl Into<String>) -> SecretValue {
+        SecretValue(value.into())
+    }
+
+    /// The value itself, for the worker's environment and for sealing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
     }
 }
 

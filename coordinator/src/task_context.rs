@@ -151,6 +151,8 @@ mod tests {
             provider: "local".into(),
             image: None,
             worker_env: BTreeMap::new(),
+            secret_env: Vec::new(),
+            worker_secrets: BTreeMap::new(),
             github_api_url: None,
             has_git_token: false,
             git_token: None,

@@ -1,5 +1,7 @@
 //! `POST /projects`, `GET /projects`.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,18 +9,21 @@ use axum::http::StatusCode;
 use super::ApiJson;
 use super::auth::CurrentUser;
 use super::types::CreateProject;
-use crate::app::AppState;
+use crate::app::{AppState, Settings};
 use crate::error::{Error, Result};
 use crate::launch::RESERVED_ENV;
-use crate::model::{GitToken, Project};
+use crate::model::{GitToken, Project, SecretValue};
+use crate::repo::check_repo_url;
+use crate::secret::looks_secret;
 use crate::store::NewProject;
+use crate::text::check_line;
 
 pub(super) async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateProject>,
 ) -> Result<(StatusCode, Json<Project>)> {
-    let new = validate(body, state.provider.name())?;
+    let new = validate(body, &state.settings, state.provider.name())?;
     let project = state.store.create_project(&user.id, new).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
@@ -32,15 +37,14 @@ pub(super) async fn list(
 
 /// Checks a new project: names present, the provider the one this server runs, no reserved
 /// worker variables.
-fn validate(body: CreateProject, server_provider: &str) -> Result<NewProject> {
+fn validate(body: CreateProject, settings: &Settings, server_provider: &str) -> Result<NewProject> {
     let name = body.name.trim().to_string();
     if name.is_empty() {
         return Err(Error::Invalid("name must not be empty".into()));
     }
-    let repo_url = body.repo_url.trim().to_string();
-    if repo_url.is_empty() {
-        return Err(Error::Invalid("repo_url must not be empty".into()));
-    }
+    check_line("name", &name).map_err(Error::Invalid)?;
+    let repo_url =
+        check_repo_url(&body.repo_url, &settings.allow_local_repos).map_err(Error::Invalid)?;
     let base_branch = body
         .base_branch
         .map(|b| b.trim().to_string())
@@ -92,6 +96,23 @@ fn validate(body: CreateProject, server_provider: &str) -> Result<NewProject> {
             "git_token must not contain control characters".into(),
         ));
     }
+    if let Some(name) = body
+        .secret_env
+        .iter()
+        .find(|name| !body.worker_env.contains_key(*name))
+    {
+        return Err(Error::Invalid(format!(
+            "secret_env names {name}, which worker_env does not set"
+        )));
+    }
+    let (secret, plain): (BTreeMap<_, _>, BTreeMap<_, _>) = body
+        .worker_env
+        .into_iter()
+        .partition(|(name, _)| looks_secret(name) || body.secret_env.iter().any(|s| s == name));
+    let worker_secrets = secret
+        .into_iter()
+        .map(|(name, value)| (name, SecretValue::new(value)))
+        .collect();
     Ok(NewProject {
         name,
         repo_url,
@@ -99,7 +120,8 @@ fn validate(body: CreateProject, server_provider: &str) -> Result<NewProject> {
         validation_command: body.validation_command.filter(|c| !c.trim().is_empty()),
         provider,
         image: body.image,
-        worker_env: body.worker_env,
+        worker_env: plain,
+        worker_secrets,
         github_api_url,
         git_token: git_token.map(GitToken::new),
     })

@@ -41,10 +41,24 @@ pub(super) async fn ingest(
     let lock = state.hub.ingest_lock(&stream);
     let _in_order = lock.lock().await;
     let started = Instant::now();
-    let outcome = state
+    let settings = &state.settings;
+    let outcome = match state
         .store
-        .ingest(&sandbox, &batch.events, &state.settings.task_policy)
-        .await?;
+        .ingest(
+            &sandbox,
+            &batch.events,
+            &settings.task_policy,
+            &settings.quotas,
+        )
+        .await
+    {
+        Err(Error::Quota { kind, message }) => {
+            state.metrics.quota_refused(kind);
+            tracing::warn!(sandbox = %sandbox.id, quota = kind.as_str(), %message, "batch refused");
+            return Err(Error::Quota { kind, message });
+        }
+        other => other?,
+    };
     state
         .metrics
         .observe_ingest(outcome.stored, started.elapsed());

@@ -54,6 +54,7 @@ async fn create_spec(state: &AppState, user_id: &str, body: &CreateSpec) -> Resu
     if title.is_empty() {
         return Err(Error::Invalid("title must not be empty".into()));
     }
+    crate::text::check_line("title", title).map_err(Error::Invalid)?;
     if title.chars().count() > MAX_TITLE_CHARS {
         return Err(Error::Invalid(format!(
             "title is longer than {MAX_TITLE_CHARS} characters; put the details in the description"

@@ -29,6 +29,11 @@ pub struct CreateProject {
     /// Extra worker environment, e.g. `OMOI_LLM`, `OMOI_SCRIPT`, `MODEL`, `MAX_ATTEMPTS`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub worker_env: BTreeMap<String, String>,
+    /// The names of `worker_env` entries whose values are secret: stored sealed, given to
+    /// workers, never served back. Names that look like a key, a token or a password
+    /// (`ANTHROPIC_API_KEY`, `GITHUB_TOKEN`) are secret without being listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
     /// The GitHub REST API base URL of the repository's host, when the repository URL does not
     /// say it (`https://github.com/…` uses `https://api.github.com`): GitHub Enterprise
     /// (`https://HOST/api/v3`) or another server that speaks the same API.

@@ -7,6 +7,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use omoi_protocol::phase::Phase;
 
+use super::output;
 use super::serve::parse_env_pairs;
 use super::watch::watch;
 use super::{CliResult, Client, ProjectCommand, SpecCommand};
@@ -14,6 +15,7 @@ use crate::api::types::{CreateProject, CreateSpec, EventPage, ExecuteSpec};
 use crate::model::{Project, Spec, SpecDetail};
 use crate::pull_request::short_sha;
 use crate::store::Store;
+use crate::text::{Lines, escape};
 
 /// `omoi token create`: creates the user when missing and prints a new token.
 pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
@@ -24,7 +26,7 @@ pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
     };
     let token = store.create_user_token(&account.id).await?;
     store.close().await;
-    println!("{token}");
+    output::line(format_args!("{token}"))?;
     Ok(0)
 }
 
@@ -32,6 +34,10 @@ pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
 pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> {
     match command {
         ProjectCommand::Add(args) => {
+            let secrets = parse_env_pairs(&args.secret_env, "--secret-env")?;
+            let mut worker_env = parse_env_pairs(&args.env, "--env")?;
+            let secret_env = secrets.keys().cloned().collect();
+            worker_env.extend(secrets);
             let body = CreateProject {
                 name: args.name,
                 repo_url: args.repo,
@@ -39,17 +45,19 @@ pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> 
                 validation_command: args.validation_command,
                 provider: None,
                 image: None,
-                worker_env: parse_env_pairs(&args.env, "--env")?,
+                worker_env,
+                secret_env,
                 github_api_url: args.github_api_url,
                 git_token: args.git_token,
             };
             let project: Project = client.post("/projects", &body).await?;
-            println!("{}", project.id);
+            output::line(&project.id)?;
         }
         ProjectCommand::List => {
             let projects: Vec<Project> = client.get("/projects").await?;
             for p in projects {
-                println!("{}  {:<20} {}", p.id, p.name, p.repo_url);
+                let line = format!("{}  {:<20} {}", p.id, p.name, p.repo_url);
+                output::line(escape(&line, Lines::One))?;
             }
         }
     }
@@ -73,7 +81,7 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
                 stop_after,
             };
             let detail: SpecDetail = client.post("/specs/launch", &body).await?;
-            println!("{}", detail.spec.id);
+            output::line(&detail.spec.id)?;
             if follow {
                 return finish_watch(client, &detail.spec.id).await;
             }
@@ -81,12 +89,12 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
         SpecCommand::List => {
             let specs: Vec<Spec> = client.get("/specs").await?;
             for s in specs {
-                println!("{}", spec_line(&s));
+                output::line(spec_line(&s))?;
             }
         }
         SpecCommand::Show { id } => {
             let detail: SpecDetail = client.get(&format!("/specs/{id}")).await?;
-            print!("{}", render_detail(&detail));
+            output::text(render_detail(&detail))?;
         }
         SpecCommand::Events { id, after, follow } => {
             return events(client, &id, after, follow).await;
@@ -95,7 +103,7 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
             let detail: SpecDetail = client
                 .post(&format!("/specs/{id}/cancel"), &serde_json::json!({}))
                 .await?;
-            println!("{}", spec_line(&detail.spec));
+            output::line(spec_line(&detail.spec))?;
         }
         SpecCommand::Resume {
             id,
@@ -105,7 +113,7 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
             let detail: SpecDetail = client
                 .post(&format!("/specs/{id}/execute"), &ExecuteSpec { stop_after })
                 .await?;
-            println!("{}", spec_line(&detail.spec));
+            output::line(spec_line(&detail.spec))?;
             if follow {
                 return finish_watch(client, &id).await;
             }
@@ -132,7 +140,7 @@ async fn events(client: &Client, id: &str, mut after: i64, follow: bool) -> CliR
                 .get(&format!("/specs/{id}/events?after={after}&limit=1000"))
                 .await?;
             for event in &page.events {
-                println!("{}", serde_json::to_string(event).unwrap_or_default());
+                output::line(serde_json::to_string(event).unwrap_or_default())?;
             }
             after = page.next_cursor;
             if !page.has_more {
@@ -143,7 +151,7 @@ async fn events(client: &Client, id: &str, mut after: i64, follow: bool) -> CliR
     let response = client.event_stream(id, after).await?;
     let mut stream = response.bytes_stream().eventsource();
     while let Some(Ok(message)) = stream.next().await {
-        println!("{}", message.data);
+        output::line(message.data)?;
     }
     Ok(0)
 }
@@ -168,11 +176,16 @@ pub fn split_request(request: &str) -> (String, String) {
 
 fn spec_line(s: &Spec) -> String {
     let phase = s.current_phase.map_or("-", Phase::as_str);
-    format!("{}  {:<12} {:<13} {}", s.id, s.status, phase, s.title)
+    let line = format!("{}  {:<12} {:<13} {}", s.id, s.status, phase, s.title);
+    escape(&line, Lines::One).into_owned()
 }
 
-/// The text of `omoi spec show`.
+/// The text of `omoi spec show`, stored text escaped for the terminal.
 pub fn render_detail(detail: &SpecDetail) -> String {
+    escape(&render_raw(detail), Lines::Multi).into_owned()
+}
+
+fn render_raw(detail: &SpecDetail) -> String {
     let s = &detail.spec;
     let mut out = String::new();
     let _ = writeln!(out, "{}  {}", s.id, s.title);
@@ -273,6 +286,25 @@ pub fn render_detail(detail: &SpecDetail) -> String {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn a_listed_spec_shows_control_and_bidi_characters_escaped() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "id": "s1",
+            "project_id": "p1",
+            "title": "evil\u{1b}]0;pwned\u{7} \u{202e}gnp.exe",
+            "recoveries": 0,
+            "description": "",
+            "status": "pending",
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        assert_eq!(
+            spec_line(&spec),
+            "s1  pending      -             evil\\u{1b}]0;pwned\\u{7} \\u{202e}gnp.exe"
+        );
+    }
 
     #[test]
     fn a_request_splits_into_title_and_description() {

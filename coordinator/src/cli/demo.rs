@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commands::{render_detail, split_request};
 use super::git_daemon::GitDaemon;
+use super::output;
 use super::serve::{ProviderKind, locate_worker};
 use super::watch::watch;
 use super::{CliError, CliResult, Client, DemoArgs};
@@ -173,6 +174,7 @@ async fn seed_repository(sample: &Path, root: &Path) -> CliResult<PathBuf> {
             "--quiet",
             "--bare",
             "--initial-branch=main",
+            "--",
             &seed_dir,
         ],
     )
@@ -185,7 +187,11 @@ async fn seed_repository(sample: &Path, root: &Path) -> CliResult<PathBuf> {
         &[&in_seed[..], &["commit", "--quiet", "-m", "initial"]].concat(),
     )
     .await?;
-    git(root, &["clone", "--quiet", "--bare", &seed_dir, &bare_dir]).await?;
+    git(
+        root,
+        &["clone", "--quiet", "--bare", "--", &seed_dir, &bare_dir],
+    )
+    .await?;
     Ok(bare)
 }
 
@@ -288,6 +294,8 @@ async fn run_in(
         (env::RETRY_BASE_MS.to_string(), "10".to_string()),
     ]);
     settings.task_policy.retry_base = Duration::from_millis(200);
+    // The demo's own sample is the one local repository it allows.
+    settings.allow_local_repos = super::serve::canonical_dirs(&[repo.to_path_buf()])?;
     settings.scheduler_interval = Duration::from_millis(200);
     let state = AppState::new(store.clone(), provider, settings);
     let shutdown = CancellationToken::new();
@@ -347,6 +355,7 @@ async fn drive(
                 provider: None,
                 image: None,
                 worker_env: BTreeMap::new(),
+                secret_env: Vec::new(),
                 github_api_url: None,
                 git_token: None,
             },
@@ -369,8 +378,8 @@ async fn drive(
     let spec_id = launched.spec.id;
     let outcome = watch(&client, &spec_id).await?;
     let detail: SpecDetail = client.get(&format!("/specs/{spec_id}")).await?;
-    println!();
-    print!("{}", render_detail(&detail));
+    output::line("")?;
+    output::text(render_detail(&detail))?;
     match (&outcome.status, &detail.spec.branch) {
         (SpecStatus::Completed, Some(branch)) => {
             let log = git(
@@ -383,25 +392,25 @@ async fn drive(
                 ],
             )
             .await?;
-            println!("\nCommits on {branch}:");
+            output::line(format_args!("\nCommits on {branch}:"))?;
             for line in log.lines() {
-                println!("  {line}");
+                output::line(format_args!("  {line}"))?;
             }
             let tests = validate_tip(root, repo, branch).await?;
-            println!(
+            output::line(format_args!(
                 "\nThe spec is complete: {} tasks landed on branch {branch} of {}, and \
                  `sh tests/run.sh` passes at its tip ({tests} checks).",
                 detail.tasks.len(),
                 repo.display()
-            );
+            ))?;
             Ok(0)
         }
         _ => {
-            println!(
+            output::line(format_args!(
                 "\nThe spec ended {}{}",
                 outcome.status,
                 outcome.error.map(|e| format!(": {e}")).unwrap_or_default()
-            );
+            ))?;
             Ok(1)
         }
     }
@@ -419,6 +428,7 @@ async fn validate_tip(root: &Path, repo: &Path, branch: &str) -> CliResult<usize
             "--quiet",
             "--branch",
             branch,
+            "--",
             &repo_arg,
             &checkout_arg,
         ],

@@ -4,7 +4,10 @@ mod client;
 mod commands;
 mod demo;
 mod git_daemon;
+mod limits;
+mod output;
 mod scheduling;
+mod secrets;
 mod serve;
 mod watch;
 
@@ -38,6 +41,9 @@ pub enum CliError {
         context: String,
         source: std::io::Error,
     },
+    /// Stdout was closed by its reader (`| head`): the command ends quietly.
+    #[error("stdout closed")]
+    ClosedPipe,
     /// The embedded coordinator failed.
     #[error(transparent)]
     Coordinator(#[from] crate::Error),
@@ -119,6 +125,10 @@ pub struct ProjectAddArgs {
     /// Worker environment for this project's sandboxes, `NAME=VALUE` (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// A secret worker variable, `NAME=VALUE` (repeatable): stored sealed, never shown again.
+    /// Names like `*_KEY` or `*_TOKEN` given with `--env` are secret too.
+    #[arg(long = "secret-env", value_name = "NAME=VALUE")]
+    pub secret_env: Vec<String>,
     /// The GitHub REST API of the repository's host, when its URL does not say it (GitHub
     /// Enterprise: `https://HOST/api/v3`).
     #[arg(long)]

@@ -14,11 +14,12 @@ use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::secrets::{SecretArgs, check_store};
 use super::{CliError, CliResult};
 use crate::app::{AppState, Settings};
 use crate::sandbox::docker::{DEFAULT_IMAGE, DEFAULT_SOCKET, DockerConfig};
 use crate::sandbox::{self, ProviderConfig};
-use crate::server::{router, serve};
+use crate::server::{ServerLimits, accept_loop, router, serve_with};
 use crate::store::Store;
 
 /// The sandbox providers `--provider` names.
@@ -60,10 +61,18 @@ pub struct ServeArgs {
     /// Worker environment for every sandbox, `NAME=VALUE` (repeatable), e.g. `OMOI_LLM=anthropic`.
     #[arg(long = "worker-env", value_name = "NAME=VALUE")]
     pub worker_env: Vec<String>,
+    /// A directory under which projects may name local repositories (repeatable); without it,
+    /// only git URLs (https, ssh, git, `user@host:path`).
+    #[arg(long = "allow-local-repos", value_name = "DIR")]
+    pub allow_local_repos: Vec<PathBuf>,
     #[command(flatten)]
     pub docker: DockerArgs,
     #[command(flatten)]
     pub tasks: super::scheduling::TaskArgs,
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
 }
 
 /// The flags of the docker provider.
@@ -161,6 +170,8 @@ pub struct ServeConfig {
     pub url_source: UrlSource,
     pub data_dir: PathBuf,
     pub settings: Settings,
+    pub limits: ServerLimits,
+    pub secrets: SecretArgs,
 }
 
 impl ServeArgs {
@@ -213,7 +224,9 @@ impl ServeArgs {
         settings.heartbeat_secs = self.heartbeat_secs;
         settings.max_recoveries = self.max_recoveries;
         self.tasks.apply(&mut settings)?;
+        let limits = self.limits.apply(&mut settings)?;
         settings.worker_env = parse_env_pairs(&self.worker_env, "--worker-env")?;
+        settings.allow_local_repos = canonical_dirs(&self.allow_local_repos)?;
         Ok(ServeConfig {
             listen,
             database: self.database,
@@ -221,8 +234,28 @@ impl ServeArgs {
             url_source,
             data_dir: self.data_dir,
             settings,
+            limits,
+            secrets: self.secrets,
         })
     }
+}
+
+/// The `--allow-local-repos` directories, resolved (symlinks included), each an existing
+/// directory.
+pub fn canonical_dirs(dirs: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
+    dirs.iter()
+        .map(|dir| match std::fs::canonicalize(dir) {
+            Ok(path) if path.is_dir() => Ok(path),
+            Ok(_) => Err(CliError::Config(format!(
+                "--allow-local-repos {}: not a directory",
+                dir.display()
+            ))),
+            Err(e) => Err(CliError::Config(format!(
+                "--allow-local-repos {}: {e}",
+                dir.display()
+            ))),
+        })
+        .collect()
 }
 
 /// Parses `NAME=VALUE` pairs.
@@ -265,7 +298,12 @@ pub fn locate_worker(explicit: Option<&Path>) -> Option<PathBuf> {
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> CliResult<u8> {
     let mut config = args.validate()?;
-    let store = Store::open(&config.database).await?;
+    let key = config.secrets.load(&config.database, &config.data_dir)?;
+    let mut store = Store::open(&config.database).await?;
+    check_store(&store, key.as_ref()).await?;
+    if let Some(key) = key {
+        store = store.with_secret_key(key);
+    }
     let provider = sandbox::build(&config.sandboxes)
         .await
         .map_err(crate::Error::from)?;
@@ -313,17 +351,16 @@ pub async fn run(args: ServeArgs) -> CliResult<u8> {
     let state = AppState::new(store.clone(), provider, config.settings);
     if let Some(extra) = sandbox_listener {
         let (router, stop) = (router(state.clone()), shutdown.clone());
+        let limits = config.limits;
         tokio::spawn(async move {
-            let served = axum::serve(extra, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let served = accept_loop(extra, router, limits, stop).await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "serving the sandbox network failed");
             }
         });
     }
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    serve(listener, state, shutdown)
+    serve_with(listener, state, config.limits, shutdown)
         .await
         .map_err(|source| CliError::Io {
             context: "serving".into(),
@@ -389,6 +426,11 @@ mod tests {
                 url_source: UrlSource::Listen,
                 data_dir: "omoi-data".into(),
                 settings,
+                limits: ServerLimits::default(),
+                secrets: SecretArgs {
+                    secret_key_file: None,
+                    secret_key: None,
+                },
             }
         );
     }
@@ -447,6 +489,40 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "omoi-worker not found next to omoi or on PATH; pass --worker-bin"
+        );
+    }
+
+    #[test]
+    fn allowed_local_repository_directories_are_resolved_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        let config = serve_args(&["--allow-local-repos", link.to_str().unwrap()])
+            .validate()
+            .unwrap();
+        assert_eq!(
+            config.settings.allow_local_repos,
+            vec![std::fs::canonicalize(dir.path()).unwrap()]
+        );
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = serve_args(&["--allow-local-repos", file.to_str().unwrap()])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("--allow-local-repos {}: not a directory", file.display())
+        );
+        let missing = dir.path().join("missing");
+        let err = serve_args(&["--allow-local-repos", missing.to_str().unwrap()])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--allow-local-repos {}: No such file or directory (os error 2)",
+                missing.display()
+            )
         );
     }
 

@@ -334,6 +334,8 @@ pub(super) async fn prepare_workspace(repo: &str, workspace: &Path) -> Result<()
         .arg("clone")
         .arg("--quiet")
         .arg("--no-hardlinks")
+        // Whatever the repository is called, git never reads it as an option.
+        .arg("--")
         .arg(repo)
         .arg(workspace)
         .env("GIT_TERMINAL_PROMPT", "0")

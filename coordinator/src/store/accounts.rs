@@ -6,8 +6,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, json_optional_column, new_id, now_ms, to_json};
-use crate::error::{Error, Result};
-use crate::model::{GitToken, Project, User, time_from_ms};
+use crate::error::{Error, Result, corrupt};
+use crate::model::{GitToken, Project, SecretValue, User, time_from_ms};
+use crate::secret::{SecretKey, is_sealed};
 use crate::token::{TokenKind, generate_token, hash_token};
 
 /// A valid token as looked up.
@@ -27,6 +28,8 @@ pub struct NewProject {
     pub provider: String,
     pub image: Option<String>,
     pub worker_env: BTreeMap<String, String>,
+    /// Worker variables whose values are kept sealed and never served.
+    pub worker_secrets: BTreeMap<String, SecretValue>,
     pub github_api_url: Option<String>,
     pub git_token: Option<GitToken>,
 }
@@ -126,16 +129,19 @@ impl Store {
             provider: new.provider,
             image: new.image,
             worker_env: new.worker_env,
+            secret_env: new.worker_secrets.keys().cloned().collect(),
+            worker_secrets: new.worker_secrets,
             github_api_url: new.github_api_url,
             has_git_token: new.git_token.is_some(),
             git_token: new.git_token,
             created_at: time_from_ms(created),
         };
+        let (sealed_env, sealed_token) = self.seal_secrets(&project)?;
         sqlx::query(
             "INSERT INTO projects (id, user_id, name, repo_url, base_branch, validation_command,
                                    provider, image, worker_env, created_ms, github_api_url,
-                                   git_token)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                   git_token, worker_secrets)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&project.id)
         .bind(user_id)
@@ -148,10 +154,60 @@ impl Store {
         .bind(to_json(&project.worker_env)?)
         .bind(created)
         .bind(&project.github_api_url)
-        .bind(project.git_token.as_ref().map(GitToken::expose))
+        .bind(sealed_token)
+        .bind(sealed_env)
         .execute(&self.pool)
         .await?;
         Ok(project)
+    }
+
+    /// The project's secret worker variables (JSON of sealed values) and git token, sealed; an
+    /// error when there are secrets and no key.
+    fn seal_secrets(&self, project: &Project) -> Result<(Option<String>, Option<String>)> {
+        if project.worker_secrets.is_empty() && project.git_token.is_none() {
+            return Ok((None, None));
+        }
+        let key = self.secrets.as_deref().ok_or_else(|| {
+            Error::Invalid(
+                "this coordinator has no secret key to store secrets with; its operator starts \
+                 it with --secret-key-file or OMOI_SECRET_KEY"
+                    .into(),
+            )
+        })?;
+        let seal = |value: &str| key.seal(value).map_err(|e| Error::Internal(e.to_string()));
+        let env = project
+            .worker_secrets
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), seal(value.expose())?)))
+            .collect::<Result<BTreeMap<String, String>>>()?;
+        let env = (!env.is_empty()).then(|| to_json(&env)).transpose()?;
+        let token = project
+            .git_token
+            .as_ref()
+            .map(|token| seal(token.expose()))
+            .transpose()?;
+        Ok((env, token))
+    }
+
+    /// One sealed secret the database holds, if it holds any: what the start checks the key
+    /// against.
+    pub async fn any_sealed_secret(&self) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT git_token, worker_secrets FROM projects
+             WHERE git_token LIKE 'enc:v1:%' OR worker_secrets IS NOT NULL LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if let Some(token) = row.try_get::<Option<String>, _>("git_token")? {
+            if is_sealed(&token) {
+                return Ok(Some(token));
+            }
+        }
+        let env: Option<BTreeMap<String, String>> = json_optional_column(&row, "worker_secrets")?;
+        Ok(env.and_then(|env| env.into_values().next()))
     }
 
     /// The user's projects, oldest first.
@@ -162,7 +218,9 @@ impl Store {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(project_from_row).collect()
+        rows.iter()
+            .map(|r| project_from_row(r, self.secrets.as_deref()))
+            .collect()
     }
 
     /// A project, if it exists and belongs to `user_id`.
@@ -174,7 +232,8 @@ impl Store {
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| project_from_row(&r)).transpose()
+        row.map(|r| project_from_row(&r, self.secrets.as_deref()))
+            .transpose()
     }
 
     /// A project by id, whoever owns it (for the coordinator's own use).
@@ -185,12 +244,14 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| project_from_row(&r)).transpose()
+        row.map(|r| project_from_row(&r, self.secrets.as_deref()))
+            .transpose()
     }
 }
 
 const PROJECT_COLUMNS: &str = "id, name, repo_url, base_branch, validation_command, provider, \
-                               image, worker_env, created_ms, github_api_url, git_token";
+                               image, worker_env, created_ms, github_api_url, git_token, \
+                               worker_secrets";
 
 fn user_from_row(row: &AnyRow) -> Result<User> {
     Ok(User {
@@ -199,8 +260,25 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
     })
 }
 
-fn project_from_row(row: &AnyRow) -> Result<Project> {
-    let git_token: Option<String> = row.try_get("git_token")?;
+/// A project as stored, its secrets opened with `key`. A git token stored in clear (before
+/// secrets were sealed) is read as it is.
+fn project_from_row(row: &AnyRow, key: Option<&SecretKey>) -> Result<Project> {
+    let open = |sealed: String| -> Result<String> {
+        let key = key.ok_or_else(|| {
+            Error::Internal("the database holds sealed secrets and this store has no key".into())
+        })?;
+        key.open(&sealed).map_err(|e| corrupt("project secret", e))
+    };
+    let git_token = match row.try_get::<Option<String>, _>("git_token")? {
+        Some(token) if is_sealed(&token) => Some(open(token)?),
+        other => other,
+    };
+    let sealed_env: BTreeMap<String, String> =
+        json_optional_column(row, "worker_secrets")?.unwrap_or_default();
+    let worker_secrets = sealed_env
+        .into_iter()
+        .map(|(name, sealed)| Ok((name, SecretValue::new(open(sealed)?))))
+        .collect::<Result<BTreeMap<String, SecretValue>>>()?;
     Ok(Project {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -210,6 +288,8 @@ fn project_from_row(row: &AnyRow) -> Result<Project> {
         provider: row.try_get("provider")?,
         image: row.try_get("image")?,
         worker_env: json_optional_column(row, "worker_env")?.unwrap_or_default(),
+        secret_env: worker_secrets.keys().cloned().collect(),
+        worker_secrets,
         github_api_url: row.try_get("github_api_url")?,
         has_git_token: git_token.is_some(),
         git_token: git_token.map(GitToken::new),

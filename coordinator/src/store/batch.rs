@@ -15,6 +15,7 @@ use sqlx::{Any, Row, Transaction};
 use super::events::{EVENT_COLUMNS, event_from_row};
 use super::{Store, to_i64, to_json, to_u64};
 use crate::error::{Error, Result, corrupt};
+use crate::ingest::Quotas;
 use crate::model::{Sandbox, StreamEvent};
 
 /// What storing a batch did.
@@ -64,6 +65,26 @@ pub(super) fn encode_batch(events: &[RawEvent]) -> Result<Vec<EventRow<'_>>> {
     Ok(rows)
 }
 
+/// A batch as it arrives: its encoded rows and the quotas of its sandbox.
+#[derive(Clone, Copy)]
+pub(super) struct Incoming<'a> {
+    pub rows: &'a [EventRow<'a>],
+    pub quotas: &'a Quotas,
+}
+
+/// What a batch that took the general way stored: the new seqs, and how many events still wait
+/// for a gap to fill.
+struct Unreleased {
+    batch: StoredBatch,
+    fresh: HashSet<u64>,
+    held: u64,
+}
+
+/// The bytes a row's data counts against its sandbox's quota.
+fn row_bytes(row: &EventRow<'_>) -> u64 {
+    u64::try_from(row.data.len()).unwrap_or(u64::MAX)
+}
+
 impl Store {
     /// Stores the encoded batch of `sandbox` and releases what became contiguous. Seqs already
     /// stored are left as they are (the first copy wins).
@@ -71,12 +92,14 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         sandbox: &Sandbox,
-        rows: &[EventRow<'_>],
+        incoming: Incoming<'_>,
         now: i64,
     ) -> Result<StoredBatch> {
+        let Incoming { rows, quotas } = incoming;
         let state = sqlx::query(
-            "SELECT acked_seq, (SELECT MIN(seq) FROM events
-                                WHERE sandbox_id = $1 AND seq > sandboxes.acked_seq) AS waiting
+            "SELECT acked_seq, stored_bytes,
+                    (SELECT MIN(seq) FROM events
+                     WHERE sandbox_id = $1 AND seq > sandboxes.acked_seq) AS waiting
              FROM sandboxes WHERE id = $1",
         )
         .bind(&sandbox.id)
@@ -85,6 +108,7 @@ impl Store {
         let acked = to_u64(state.try_get("acked_seq")?, "acked_seq")?;
         // The lowest stored seq past the acknowledged one, if any waits for a gap to fill.
         let waiting = state.try_get::<Option<i64>, _>("waiting")?.is_some();
+        let stored_bytes = to_u64(state.try_get("stored_bytes")?, "stored_bytes")?;
         let batch: Vec<&EventRow> = rows.iter().filter(|r| r.event.seq > acked).collect();
         if batch.is_empty() {
             return Ok(StoredBatch {
@@ -93,15 +117,40 @@ impl Store {
                 acked_seq: acked,
             });
         }
+        if let Some(last) = batch.last() {
+            quotas.check_seq(acked, last.event.seq)?;
+        }
         let continues = batch
             .iter()
             .zip(acked + 1..)
             .all(|(row, seq)| row.event.seq == seq);
-        if continues && !waiting {
-            self.store_released(tx, sandbox, &batch, acked, now).await
+        let (stored, adding) = if continues && !waiting {
+            let adding = batch.iter().map(|row| row_bytes(row)).sum::<u64>();
+            quotas.check_bytes(stored_bytes, adding)?;
+            (
+                self.store_released(tx, sandbox, &batch, acked, now).await?,
+                adding,
+            )
         } else {
-            self.store_unreleased(tx, sandbox, &batch, acked, now).await
-        }
+            let stored = self
+                .store_unreleased(tx, sandbox, &batch, acked, now)
+                .await?;
+            quotas.check_held(stored.held)?;
+            let adding = batch
+                .iter()
+                .filter(|row| stored.fresh.contains(&row.event.seq))
+                .map(|row| row_bytes(row))
+                .sum::<u64>();
+            quotas.check_bytes(stored_bytes, adding)?;
+            (stored.batch, adding)
+        };
+        // A refused batch returns above and its transaction rolls back: nothing of it stays.
+        sqlx::query("UPDATE sandboxes SET stored_bytes = stored_bytes + $2 WHERE id = $1")
+            .bind(&sandbox.id)
+            .bind(to_i64(adding, "stored_bytes")?)
+            .execute(&mut **tx)
+            .await?;
+        Ok(stored)
     }
 
     /// The usual batch: `acked + 1 …` without gaps, nothing waiting. Inserted with its cursors.
@@ -162,7 +211,7 @@ impl Store {
         batch: &[&EventRow<'_>],
         acked: u64,
         now: i64,
-    ) -> Result<StoredBatch> {
+    ) -> Result<Unreleased> {
         let fresh = self.insert(tx, sandbox, batch, now).await?;
         let waiting =
             sqlx::query("SELECT seq FROM events WHERE sandbox_id = $1 AND seq > $2 ORDER BY seq")
@@ -200,10 +249,15 @@ impl Store {
                 released.push(StreamEvent { cursor, event });
             }
         }
-        Ok(StoredBatch {
-            stored: fresh.len(),
-            released,
-            acked_seq: last,
+        let held = (waiting.len() as u64).saturating_sub(last - acked);
+        Ok(Unreleased {
+            batch: StoredBatch {
+                stored: fresh.len(),
+                released,
+                acked_seq: last,
+            },
+            fresh,
+            held,
         })
     }
 

@@ -11,12 +11,12 @@ use omoi_protocol::phase::Phase;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::batch::encode_batch;
+use super::batch::{Incoming, encode_batch};
 use super::bridge::bridge;
 use super::tasks::{self, TaskPolicy};
 use super::{Store, now_ms, to_i64, to_json, to_u64};
 use crate::error::{Result, corrupt};
-use crate::ingest::{Effect, effects};
+use crate::ingest::{Effect, Quotas, effects};
 use crate::model::{PhaseStatus, Sandbox, SandboxStatus, SpecStatus, StreamEvent, spec_branch};
 
 /// How long a sandbox token stays valid after its terminal event, so the worker's last retries of
@@ -39,18 +39,24 @@ pub struct IngestOutcome {
 impl Store {
     /// Stores a validated batch of a sandbox's events, releases what became contiguous, applies
     /// its effects, and answers the new acknowledged seq. One transaction. A task attempt that
-    /// ends failed is retried, and a bridged spec's tasks get their attempts, by `policy`.
+    /// ends failed is retried, and a bridged spec's tasks get their attempts, by `policy`. A
+    /// batch beyond the sandbox's `quotas` is refused whole (`Error::Quota`).
     pub async fn ingest(
         &self,
         sandbox: &Sandbox,
         events: &[RawEvent],
         policy: &TaskPolicy,
+        quotas: &Quotas,
     ) -> Result<IngestOutcome> {
         // Encoding happens before the transaction, which holds the connection.
         let rows = encode_batch(events)?;
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        let batch = self.store_batch(&mut tx, sandbox, &rows, now).await?;
+        let incoming = Incoming {
+            rows: &rows,
+            quotas,
+        };
+        let batch = self.store_batch(&mut tx, sandbox, incoming, now).await?;
         let (stored, released, acked) = (batch.stored, batch.released, batch.acked_seq);
 
         let mut status_changed = false;

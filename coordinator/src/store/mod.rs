@@ -22,9 +22,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 
 use crate::error::{Error, Result, corrupt};
+use crate::secret::SecretKey;
 
 pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
@@ -67,6 +68,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub struct Store {
     pool: AnyPool,
     backend: Arc<dyn Backend>,
+    /// The key project secrets are sealed with; without one, a project with secrets is refused.
+    secrets: Option<Arc<SecretKey>>,
 }
 
 impl Store {
@@ -84,6 +87,13 @@ impl Store {
             )));
         };
         let setup = backend.connection_setup();
+        // One connection first, so a database that cannot be opened (a corrupt file, a refused
+        // login) fails at once with its cause instead of the pool's retries and a timeout.
+        let mut first = AnyConnection::connect(&url).await?;
+        for statement in setup {
+            first.execute(*statement).await?;
+        }
+        first.close().await?;
         let pool = AnyPoolOptions::new()
             .max_connections(backend.max_connections())
             .after_connect(move |conn, _meta| {
@@ -97,7 +107,22 @@ impl Store {
             .connect(&url)
             .await?;
         backend.migrator().run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            secrets: None,
+        })
+    }
+
+    /// This store, sealing and opening project secrets with `key`.
+    pub fn with_secret_key(mut self, key: SecretKey) -> Store {
+        self.secrets = Some(Arc::new(key));
+        self
+    }
+
+    /// Whether this store has a key for project secrets.
+    pub fn has_secret_key(&self) -> bool {
+        self.secrets.is_some()
     }
 
     /// `sqlite` or `postgres`.

@@ -30,6 +30,11 @@ impl Backend for Postgres {
                 "task claims",
                 include_str!("../../migrations/postgres/0003_task_claims.sql"),
             ),
+            (
+                4,
+                "hardening",
+                include_str!("../../migrations/postgres/0004_hardening.sql"),
+            ),
         ])
     }
 

@@ -30,6 +30,11 @@ impl Backend for Sqlite {
                 "task claims",
                 include_str!("../../migrations/sqlite/0003_task_claims.sql"),
             ),
+            (
+                4,
+                "hardening",
+                include_str!("../../migrations/sqlite/0004_hardening.sql"),
+            ),
         ])
     }
 

@@ -36,7 +36,10 @@ async fn user_routes_need_a_user_token() {
 
         let (_, api) = server.user("ada").await;
         let (_, project) = api
-            .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+            )
             .await;
         api.post(
             "/specs/launch",
@@ -63,7 +66,10 @@ async fn a_sandbox_token_works_for_its_own_sandbox_only() {
         let server = TestServer::start(&db, provider.clone(), |_| {}).await;
         let (_, api) = server.user("ada").await;
         let (_, project) = api
-            .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+            )
             .await;
         let (_, first) = api
             .post(

@@ -3,14 +3,11 @@
 //! its own, and for two coordinators claiming at once), a claimed task carries its slice of the
 //! final spec, and gets one sandbox.
 
-use std::collections::BTreeMap;
-
 use omoi_coordinator::model::SandboxStatus;
 use omoi_coordinator::model::SpecSlice;
 use omoi_coordinator::model::SpecStatus;
 use omoi_coordinator::store::{
-    ClaimLimits, ClaimedTask, ExecutionClaim, NewProject, NewSandbox, Store, TaskPolicy,
-    TokenRecord,
+    ClaimLimits, ClaimedTask, ExecutionClaim, NewSandbox, Store, TaskPolicy, TokenRecord,
 };
 use omoi_protocol::artifact::SpecTask;
 use pretty_assertions::assert_eq;
@@ -18,7 +15,7 @@ use serde_json::json;
 use sqlx::Connection;
 
 use super::common::tasks::final_spec;
-use super::common::{TestDb, each_backend, event};
+use super::common::{TestDb, each_backend, event, new_project};
 
 const UNLIMITED: ClaimLimits = ClaimLimits {
     total: 100_000,
@@ -47,20 +44,7 @@ async fn two_projects_with_ready_tasks(db: &TestDb, n: usize) -> (Store, String,
 /// answers the spec's id.
 async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: usize) -> String {
     let project = store
-        .create_project(
-            user_id,
-            NewProject {
-                name: name.into(),
-                repo_url: "/r".into(),
-                base_branch: "main".into(),
-                validation_command: None,
-                provider: "local".into(),
-                image: None,
-                worker_env: BTreeMap::new(),
-                github_api_url: None,
-                git_token: None,
-            },
-        )
+        .create_project(user_id, new_project(name))
         .await
         .unwrap();
     let spec = store
@@ -103,7 +87,12 @@ async fn add_spec_with_ready_tasks(store: &Store, user_id: &str, name: &str, n: 
         final_spec(Some(json!(tasks))),
     );
     store
-        .ingest(&sandbox, &[completed], &TaskPolicy::default())
+        .ingest(
+            &sandbox,
+            &[completed],
+            &TaskPolicy::default(),
+            &omoi_coordinator::ingest::Quotas::default(),
+        )
         .await
         .unwrap();
     let spec = store.spec_by_id(&spec.id).await.unwrap().unwrap();

@@ -261,3 +261,44 @@ fn the_demo_runs_a_spec_end_to_end_offline() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_closed_stdout_ends_a_command_quietly() {
+    let db = super::common::sqlite();
+    let server = TestServer::start(&db, super::common::FakeProvider::new(), |_| {}).await;
+    let (user, api) = server.user("ada").await;
+    let (_, project) = api
+        .post(
+            "/projects",
+            &serde_json::json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+        )
+        .await;
+    for n in 0..3 {
+        let title = format!("spec {n}");
+        let body = serde_json::json!({"project_id": project["id"], "title": title});
+        assert_eq!(
+            api.post("/specs", &body).await.0,
+            reqwest::StatusCode::CREATED
+        );
+    }
+    let token = server.store.create_user_token(&user.id).await.unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_omoi"));
+    command
+        .args(["spec", "list"])
+        .env("OMOI_SERVER", &server.url)
+        .env("OMOI_TOKEN", &token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    // The reader goes away before the first line is written, as `| head -0` would.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        ),
+        (Some(0), String::new())
+    );
+    server.stop().await;
+}

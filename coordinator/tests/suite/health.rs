@@ -40,7 +40,10 @@ async fn metrics_count_specs_sandboxes_and_ingested_events() {
         let server = TestServer::start(&db, provider.clone(), |_| {}).await;
         let (_, api) = server.user("ada").await;
         let (_, project) = api
-            .post("/projects", &json!({"name": "p", "repo_url": "/tmp/repo"}))
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/tmp-repo.git"}),
+            )
             .await;
         let (_, spec) = api
             .post(
@@ -88,4 +91,19 @@ async fn metrics_count_specs_sandboxes_and_ingested_events() {
         server.stop().await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_fails_at_once_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("omoi.db");
+    std::fs::write(&path, vec![0x5a_u8; 64 * 1024]).unwrap();
+    let opened = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        omoi_coordinator::store::Store::open(&format!("sqlite://{}", path.display())),
+    )
+    .await
+    .expect("opening a corrupt database must not wait for the pool's retries");
+    let message = opened.map(|_| ()).unwrap_err().to_string();
+    assert!(message.contains("file is not a database"), "{message}");
 }

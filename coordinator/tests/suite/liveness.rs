@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use omoi_coordinator::sandbox::{ListedSandbox, ProviderStatus, SandboxHandle};
-use omoi_coordinator::store::{ExecutionClaim, NewProject};
+use omoi_coordinator::store::ExecutionClaim;
 use omoi_protocol::phase::Phase;
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
 use super::common::{
-    FakeProvider, Scenario, TestServer, each_backend, event, eventually, phase_completed,
+    FakeProvider, Scenario, TestServer, each_backend, event, eventually, new_project,
+    phase_completed,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -85,7 +86,10 @@ async fn a_silent_sandbox_is_lost_and_the_recovery_limit_fails_the_spec() {
         .await;
         let (_, api) = server.user("ada").await;
         let (_, project) = api
-            .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+            )
             .await;
         let (_, spec) = api
             .post(
@@ -151,20 +155,7 @@ async fn an_executing_spec_without_a_sandbox_gets_one() {
         let store = &server.store;
         let user = store.create_user("ada").await.unwrap();
         let project = store
-            .create_project(
-                &user.id,
-                NewProject {
-                    name: "p".into(),
-                    repo_url: "/r".into(),
-                    base_branch: "main".into(),
-                    validation_command: None,
-                    provider: "local".into(),
-                    image: None,
-                    worker_env: BTreeMap::new(),
-                    github_api_url: None,
-                    git_token: None,
-                },
-            )
+            .create_project(&user.id, new_project("p"))
             .await
             .unwrap();
         let spec = store

@@ -14,7 +14,10 @@ async fn a_user_injects_messages_and_the_sandbox_polls_them() {
         let (_, ada) = server.user("ada").await;
         let (_, bob) = server.user("bob").await;
         let (_, project) = ada
-            .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+            )
             .await;
         let (_, spec) = ada
             .post(
@@ -90,7 +93,10 @@ async fn the_sandbox_reads_its_phase_context() {
         let server = TestServer::start(&db, provider.clone(), |_| {}).await;
         let (_, ada) = server.user("ada").await;
         let (_, project) = ada
-            .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+            )
             .await;
         ada.post(
             "/specs/launch",

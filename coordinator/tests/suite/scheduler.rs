@@ -20,7 +20,7 @@ use super::common::tasks::{
 use super::common::{FakeProvider, TestServer, each_backend, phase_output};
 
 fn sample_project() -> Value {
-    json!({"name": "greet", "repo_url": "/srv/greet", "base_branch": "trunk",
+    json!({"name": "greet", "repo_url": "https://git.example/greet.git", "base_branch": "trunk",
            "validation_command": "sh tests/run.sh", "git_token": "ghs_secret",
            "worker_env": {"OMOI_LLM": "scripted", "MAX_ATTEMPTS": "2"}})
 }
@@ -112,7 +112,7 @@ async fn a_written_spec_is_bridged_once_and_its_ready_tasks_get_sandboxes_with_t
                 spec_description: String::new(),
                 requirements: vec![sample_requirement("REQ-CLI-001")],
                 components: sample_components(&["option parser", "shout function", "output path"]),
-                repo_url: "/srv/greet".into(),
+                repo_url: "https://git.example/greet.git".into(),
                 base_branch: "trunk".into(),
                 branch: format!("omoi/{}", w.spec_id),
                 validation_command: Some("sh tests/run.sh".into()),
@@ -461,7 +461,7 @@ async fn running_tasks_stay_within_the_per_project_and_the_total_limits() {
             .api
             .post(
                 "/projects",
-                &json!({"name": "other", "repo_url": "/srv/other"}),
+                &json!({"name": "other", "repo_url": "https://git.example/other.git"}),
             )
             .await;
         let other_spec = write_spec(

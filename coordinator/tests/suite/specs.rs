@@ -13,7 +13,10 @@ use super::common::{
 
 async fn project(api: &Api) -> String {
     let (status, project) = api
-        .post("/projects", &json!({"name": "p", "repo_url": "/srv/repo"}))
+        .post(
+            "/projects",
+            &json!({"name": "p", "repo_url": "https://git.example/repo.git"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     project["id"].as_str().unwrap().to_string()
@@ -190,7 +193,10 @@ async fn launch_spawns_a_sandbox_at_explore_and_execute_resumes_after_the_last_c
         );
 
         let spawned = &provider.spawned()[0];
-        assert_eq!(spawned.repo.as_deref(), Some("/srv/repo"));
+        assert_eq!(
+            spawned.repo.as_deref(),
+            Some("https://git.example/repo.git")
+        );
         assert_eq!(spawned.labels["omoi.spec"], id);
         let env = provider.env(0);
         assert_eq!(env["SPEC_ID"], id);

@@ -27,7 +27,10 @@ async fn setup(db: &super::common::TestDb) -> (TestServer, Api, String, String, 
     let server = TestServer::start(db, provider.clone(), |_| {}).await;
     let (_, api) = server.user("ada").await;
     let (_, project) = api
-        .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
+        .post(
+            "/projects",
+            &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+        )
         .await;
     let (_, spec) = api
         .post(

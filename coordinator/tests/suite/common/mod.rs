@@ -127,6 +127,28 @@ where
     }
 }
 
+/// A project named `name` of a plain git remote, with nothing else set, for the store's calls.
+pub fn new_project(name: &str) -> omoi_coordinator::store::NewProject {
+    omoi_coordinator::store::NewProject {
+        name: name.into(),
+        repo_url: "https://git.example/r.git".into(),
+        base_branch: "main".into(),
+        validation_command: None,
+        provider: "local".into(),
+        image: None,
+        worker_env: BTreeMap::new(),
+        worker_secrets: BTreeMap::new(),
+        github_api_url: None,
+        git_token: None,
+    }
+}
+
+/// The key test servers seal project secrets with (one for all, so a restarted server reads
+/// what the first one stored).
+pub fn test_secret_key() -> omoi_coordinator::secret::SecretKey {
+    omoi_coordinator::secret::SecretKey::parse(&"5e".repeat(32), "the test key").unwrap()
+}
+
 /// A coordinator on 127.0.0.1:0.
 pub struct TestServer {
     pub url: String,
@@ -159,9 +181,23 @@ impl TestServer {
             .try_init();
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
-        let store = Store::open(&db.url).await.unwrap();
+        let store = Store::open(&db.url)
+            .await
+            .unwrap()
+            .with_secret_key(test_secret_key());
         let mut settings = Settings::new(url.clone());
         settings.monitor_interval = Duration::from_millis(100);
+        // The fixtures and the temporary repositories tests make are the local ones allowed.
+        settings.allow_local_repos = [
+            std::env::temp_dir(),
+            omoi_tests::fixtures::sample_repo()
+                .parent()
+                .unwrap()
+                .to_path_buf(),
+        ]
+        .iter()
+        .map(|dir| std::fs::canonicalize(dir).unwrap())
+        .collect();
         tune(&mut settings);
         let state = AppState::new(store.clone(), provider, settings);
         let shutdown = CancellationToken::new();
@@ -547,7 +583,7 @@ impl Scenario {
         let (_, project) = api
             .post(
                 "/projects",
-                &serde_json::json!({"name": "p", "repo_url": "/r"}),
+                &serde_json::json!({"name": "p", "repo_url": "https://git.example/r.git"}),
             )
             .await;
         let (_, spec) = api

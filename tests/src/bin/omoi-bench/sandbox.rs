@@ -140,6 +140,12 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--heartbeat-secs", "600"])
+            // The benchmarks' projects are the fixtures and repositories in temporary
+            // directories.
+            .arg("--allow-local-repos")
+            .arg(std::env::temp_dir())
+            .arg("--allow-local-repos")
+            .arg(omoi_tests::fixtures::sample_repo())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -1,0 +1,166 @@
+//! Project secrets at rest and in answers: sealed in the database, given to workers, served as
+//! names only.
+
+use std::collections::BTreeMap;
+
+use omoi_coordinator::store::Store;
+use pretty_assertions::assert_eq;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::{Connection, Row};
+
+use super::common::{FakeProvider, TestServer, each_backend, error, new_project};
+
+#[tokio::test]
+async fn secrets_are_sealed_in_the_database_given_to_workers_and_served_as_names() {
+    each_backend(|db| async move {
+        let provider = FakeProvider::new();
+        let server = TestServer::start(&db, provider.clone(), |_| {}).await;
+        let (_, api) = server.user("ada").await;
+        let (status, created) = api
+            .post(
+                "/projects",
+                &json!({
+                    "name": "p",
+                    "repo_url": "https://git.example/r.git",
+                    "worker_env": {
+                        "OMOI_LLM": "anthropic",
+                        "ANTHROPIC_API_KEY": "sk-ant-api-0123",
+                        "SEARCH_ENDPOINT": "https://user:pw-4567@search.example",
+                    },
+                    "secret_env": ["SEARCH_ENDPOINT"],
+                    "git_token": "ghp_89ab",
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let served = json!({
+            "id": created["id"],
+            "name": "p",
+            "repo_url": "https://git.example/r.git",
+            "base_branch": "main",
+            "provider": "local",
+            "worker_env": {"OMOI_LLM": "anthropic"},
+            "secret_env": ["ANTHROPIC_API_KEY", "SEARCH_ENDPOINT"],
+            "has_git_token": true,
+            "created_at": created["created_at"],
+        });
+        assert_eq!(created, served);
+        assert_eq!(
+            api.get("/projects").await,
+            (StatusCode::OK, json!([served]))
+        );
+
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        let row = sqlx::query("SELECT worker_env, worker_secrets, git_token FROM projects")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let stored = [
+            row.get::<String, _>("worker_env"),
+            row.get::<String, _>("worker_secrets"),
+            row.get::<String, _>("git_token"),
+        ]
+        .join("\n");
+        conn.close().await.unwrap();
+        for secret in ["sk-ant-api-0123", "pw-4567", "ghp_89ab"] {
+            assert!(
+                !stored.contains(secret),
+                "{secret} is stored in clear: {stored}"
+            );
+        }
+        assert!(row_is_sealed(&stored), "{stored}");
+
+        let (_, _) = api
+            .post(
+                "/specs/launch",
+                &json!({"project_id": created["id"], "title": "Add --shout"}),
+            )
+            .await;
+        let env = provider.env(0);
+        let given: BTreeMap<&str, &str> = ["OMOI_LLM", "ANTHROPIC_API_KEY", "SEARCH_ENDPOINT"]
+            .into_iter()
+            .map(|name| (name, env.get(name).map_or("", String::as_str)))
+            .collect();
+        assert_eq!(
+            given,
+            BTreeMap::from([
+                ("OMOI_LLM", "anthropic"),
+                ("ANTHROPIC_API_KEY", "sk-ant-api-0123"),
+                ("SEARCH_ENDPOINT", "https://user:pw-4567@search.example"),
+            ])
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+fn row_is_sealed(stored: &str) -> bool {
+    stored.matches("enc:v1:").count() == 3
+}
+
+#[tokio::test]
+async fn secrets_need_a_key_and_a_listed_name() {
+    each_backend(|db| async move {
+        let server = TestServer::start(&db, FakeProvider::new(), |_| {}).await;
+        let (user, api) = server.user("ada").await;
+        assert_eq!(
+            api.post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/r.git",
+                        "worker_env": {"A": "1"}, "secret_env": ["B"]}),
+            )
+            .await,
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                error(
+                    "invalid",
+                    "secret_env names B, which worker_env does not set"
+                )
+            )
+        );
+        // A store without a key refuses to keep a secret, and cannot read one kept.
+        let keyless = Store::open(&db.url).await.unwrap();
+        let new = |token: Option<&str>| omoi_coordinator::store::NewProject {
+            git_token: token.map(omoi_coordinator::model::GitToken::new),
+            ..new_project("p")
+        };
+        assert_eq!(
+            keyless
+                .create_project(&user.id, new(Some("ghp_1")))
+                .await
+                .unwrap_err()
+                .to_string(),
+            "this coordinator has no secret key to store secrets with; its operator starts it \
+             with --secret-key-file or OMOI_SECRET_KEY"
+        );
+        let kept = server
+            .store
+            .create_project(&user.id, new(Some("ghp_2")))
+            .await
+            .unwrap();
+        assert!(keyless.project_by_id(&kept.id).await.is_err());
+        assert_eq!(
+            server
+                .store
+                .project_by_id(&kept.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .git_token
+                .unwrap()
+                .expose(),
+            "ghp_2"
+        );
+        assert!(
+            keyless
+                .any_sealed_secret()
+                .await
+                .unwrap()
+                .is_some_and(|s| s.starts_with("enc:v1:"))
+        );
+        keyless.close().await;
+        server.stop().await;
+    })
+    .await;
+}
