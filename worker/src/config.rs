@@ -16,6 +16,10 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::llm::HttpProviderConfig;
 use crate::llm::pricing::Price;
+use crate::process::Children;
+
+mod children;
+use children::children;
 
 /// The validated configuration of one worker run.
 #[derive(Debug, Clone)]
@@ -29,6 +33,8 @@ pub struct Config {
     pub coordinator: Option<Coordinator>,
     pub llm: LlmConfig,
     pub limits: Limits,
+    /// The environment of every command the worker runs and the masker of secrets.
+    pub children: Children,
 }
 
 /// What the worker was started to do.
@@ -185,6 +191,7 @@ struct RawEnv {
     omoi_price_output_per_mtok: Option<String>,
     omoi_llm_timeout_secs: Option<String>,
     omoi_llm_max_retries: Option<String>,
+    omoi_pass_env: Option<String>,
 }
 
 impl RawEnv {
@@ -234,7 +241,9 @@ impl Config {
 
     /// Reads and validates the given variables (tests build configs this way).
     pub fn from_vars<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Self> {
-        let raw = RawEnv::from_vars(vars)?;
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let raw = RawEnv::from_vars(vars.iter().cloned())?;
+        let children = children(&raw, &vars)?;
         let workspace = workspace(raw.workspace.as_deref())?;
         let coordinator = coordinator(&raw)?;
         let sandbox_id = raw
@@ -251,6 +260,7 @@ impl Config {
             coordinator,
             llm,
             limits,
+            children,
         })
     }
 

@@ -13,5 +13,6 @@ pub mod machine;
 pub mod process;
 pub mod prompts;
 pub mod run;
+pub mod secrets;
 pub mod skill;
 pub mod task;

@@ -49,13 +49,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread starts (capabilities are per thread) and before any child: from
+    // here on the worker's memory and environment are closed to what it runs.
+    let hardened = omoi_worker::secrets::harden();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
     init_tracing();
     let code = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(),
+        Command::Run => match hardened {
+            Ok(()) => run(),
+            Err(err) => fail(&Error::io(
+                "make the worker unreadable by the commands it runs",
+                err,
+            )),
+        },
         Command::Evaluate {
             phase,
             file,
@@ -148,6 +157,13 @@ fn run() -> u8 {
                 return fail(&err);
             }
         };
+        // The configuration holds what the worker needs; what a child may not have goes from
+        // the process's environment block, where `/proc/<worker>/environ` would show it.
+        if let Err(err) =
+            omoi_worker::secrets::erase_environment(|name| config.children.env.has(name))
+        {
+            return fail(&Error::io("erase the secrets from the environment", err));
+        }
         let cancel = CancellationToken::new();
         tokio::spawn(cancel_on_signal(cancel.clone()));
         match omoi_worker::run::run(config, cancel).await {
