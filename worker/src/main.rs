@@ -1,6 +1,7 @@
 //! `omoi-worker`: reads its contract from the environment and runs a spec, a task or the
 //! spec skill; `evaluate` and `schema` serve specs written by hand and CI gates.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -73,10 +74,7 @@ fn main() -> ExitCode {
             threshold,
         } => evaluate(phase, &file, &workspace, context.as_deref(), threshold),
         Command::Schema { phase } => match omoi_worker::cli::schema_command(phase) {
-            Ok(schema) => {
-                println!("{schema}");
-                0
-            }
+            Ok(schema) => print(&schema, 0),
             Err(err) => fail(&err),
         },
     };
@@ -109,6 +107,17 @@ fn init_tracing() {
         .init();
 }
 
+/// Prints `text` and a newline on stdout and returns `code`. A reader that went away (`| head`)
+/// is no error: the command's answer stands, nothing more is said; any other write error is.
+fn print(text: &str, code: u8) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(err) => fail(&Error::io("write to stdout", err)),
+    }
+}
+
 /// Prints one line on stderr and returns the exit code of the error.
 fn fail(err: &Error) -> u8 {
     eprintln!("omoi-worker: {err}");
@@ -124,10 +133,7 @@ fn evaluate(
 ) -> u8 {
     match omoi_worker::cli::evaluate_command(phase, file, workspace, context, threshold) {
         Ok(evaluation) => match serde_json::to_string_pretty(&evaluation) {
-            Ok(json) => {
-                println!("{json}");
-                if evaluation.passed { 0 } else { 1 }
-            }
+            Ok(json) => print(&json, if evaluation.passed { 0 } else { 1 }),
             Err(err) => fail(&Error::json("encode the evaluation", err)),
         },
         Err(err) => fail(&err),
