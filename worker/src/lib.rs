@@ -8,6 +8,7 @@ pub mod error;
 pub mod evaluate;
 pub mod events;
 pub mod inbox;
+pub mod init;
 pub mod llm;
 pub mod machine;
 pub mod process;

@@ -50,21 +50,26 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // First, before any thread starts (capabilities are per thread) and before any child: from
-    // here on the worker's memory and environment are closed to what it runs.
-    let hardened = omoi_worker::secrets::harden();
+    // First, before any thread starts (capabilities are per thread) and before any child.
+    let dropped = omoi_worker::secrets::drop_capabilities();
+    // As a container's first process, the worker runs as its own child and stays as its init.
+    if omoi_worker::init::is_init() {
+        return match (dropped, omoi_worker::init::run()) {
+            (Ok(()), Ok(code)) => ExitCode::from(code),
+            (Err(err), _) | (_, Err(err)) => {
+                ExitCode::from(fail(&Error::io("start the worker under its init", err)))
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
     init_tracing();
     let code = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => match hardened {
+        Command::Run => match dropped {
             Ok(()) => run(),
-            Err(err) => fail(&Error::io(
-                "make the worker unreadable by the commands it runs",
-                err,
-            )),
+            Err(err) => fail(&Error::io("drop the capabilities no command may have", err)),
         },
         Command::Evaluate {
             phase,
@@ -163,12 +168,13 @@ fn run() -> u8 {
                 return fail(&err);
             }
         };
-        // The configuration holds what the worker needs; what a child may not have goes from
-        // the process's environment block, where `/proc/<worker>/environ` would show it.
-        if let Err(err) =
-            omoi_worker::secrets::erase_environment(|name| config.children.env.has(name))
-        {
-            return fail(&Error::io("erase the secrets from the environment", err));
+        // The configuration holds what the worker needs: what a child may not have goes from
+        // the environment block, and the worker's memory closes, before any child starts.
+        if let Err(err) = omoi_worker::secrets::seal(|name| config.children.env.has(name)) {
+            return fail(&Error::io(
+                "close the worker's memory and environment to its commands",
+                err,
+            ));
         }
         let cancel = CancellationToken::new();
         tokio::spawn(cancel_on_signal(cancel.clone()));

@@ -1,5 +1,5 @@
-//! What keeps the worker's secrets from what it runs: [`harden`] makes the worker's own process
-//! unreadable by its children, [`ChildEnv`] is the environment every child starts with (an allow
+//! What keeps the worker's secrets from what it runs: [`drop_capabilities`] and [`seal`] make
+//! the worker's own process unreadable by its children, [`ChildEnv`] is the environment every child starts with (an allow
 //! list), and [`Masker`] replaces any known secret value in command output and events.
 //!
 //! Invariant: a child process never inherits the worker's environment; it gets [`ChildEnv`]
@@ -227,16 +227,14 @@ impl Masker {
     }
 }
 
-/// Makes the worker's process unreadable by the processes it starts: not dumpable (so
-/// `/proc/<worker>/environ` and `mem` and ptrace need `CAP_SYS_PTRACE`), and
-/// `CAP_SYS_PTRACE` and `CAP_SYS_RAWIO` out of the bounding set, so no child gains them (a
-/// child running as root would otherwise get them back at exec). Call it before any thread
-/// starts: the bounding set is per thread and inherited.
+/// Takes `CAP_SYS_PTRACE` and `CAP_SYS_RAWIO` out of the bounding set (and the inheritable and
+/// ambient sets), so no child gains them: with `CAP_SYS_PTRACE` a child reads and traces any
+/// process whatever it is owed, and a child running as root would get it back at exec. Call it
+/// before any thread starts: capability sets are per thread and inherited.
 ///
-/// Fails when the worker stays readable: the dumpable flag cannot be cleared, or a capability
-/// cannot be dropped while a child could hold it (the worker runs as root or holds it).
-pub fn harden() -> std::io::Result<()> {
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+/// Fails when a capability cannot be dropped while a child could hold it (the worker runs as
+/// root or holds it).
+pub fn drop_capabilities() -> std::io::Result<()> {
     // Ambient capabilities pass to children of non-root processes; the worker needs none.
     // EINVAL on kernels without ambient capabilities: then there are none to clear.
     let _ = rustix::thread::clear_ambient_capability_set();
@@ -263,13 +261,24 @@ pub fn harden() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Closes the worker to its children once the configuration has read the environment: erases
+/// from the environment block every variable for which `keep` is false
+/// ([`erase_environment`]), then makes the process undumpable, so that its `/proc/<pid>/mem`,
+/// `environ` and ptrace need `CAP_SYS_PTRACE`. In this order: an undumpable process's `/proc`
+/// files belong to root, and a worker running as another user could no longer open its own
+/// memory to erase.
+pub fn seal(keep: impl Fn(&str) -> bool) -> std::io::Result<()> {
+    erase_environment(keep)?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
 /// Erases from the process's own environment block (the strings `/proc/<worker>/environ`
 /// shows) every variable for which `keep` is false, so that a child reading that file finds
 /// nothing of them. Being undumpable does not close that file to a same-user child on every
 /// kernel (Linux 6.18 lets it read), so the worker does not rely on it for its environment.
 ///
-/// Call it once the configuration has read what it needs: afterwards the erased variables are
-/// gone for this process too. It writes to the process's own memory through `/proc/self/mem`
+/// Afterwards the erased variables are gone for this process too. It writes to the process's own memory through `/proc/self/mem`
 /// (no `unsafe`: the kernel does the write), zeroing each erased `NAME=value` string in place,
 /// which the C library and the standard library then skip as empty entries.
 pub fn erase_environment(keep: impl Fn(&str) -> bool) -> std::io::Result<()> {

@@ -5,6 +5,7 @@ mod claims;
 mod cli;
 mod docker;
 mod docker_faults;
+mod docker_secrets;
 mod docker_support;
 mod health;
 mod ingest;
