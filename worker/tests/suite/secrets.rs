@@ -49,6 +49,7 @@ fn probe(out: &Path, prefix: &str) -> String {
         ("cmdline", "tr '\\0' ' ' < /proc/$PPID/cmdline"),
         ("mem", "head -c 4096 /proc/$PPID/mem"),
         ("all-environ", "cat /proc/*/environ"),
+        ("init-environ", "tr '\\0' '\\n' < /proc/1/environ"),
         ("env", "env"),
         ("caps", "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status"),
         (
@@ -105,13 +106,45 @@ fn bounding_set(caps: &str) -> u64 {
 /// Bit of `CAP_SYS_PTRACE` in a capability set.
 const CAP_SYS_PTRACE: u64 = 1 << 19;
 
+/// How the worker is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// As a child of the test.
+    Child,
+    /// As PID 1 of a new PID namespace (`unshare`), as in a container: its own init.
+    Init,
+}
+
 #[test]
 fn nothing_an_agent_or_a_validation_command_runs_obtains_a_secret() {
+    isolation(Start::Child);
+}
+
+#[test]
+fn nothing_a_command_runs_obtains_a_secret_when_the_worker_is_pid_1() {
+    let usable = std::process::Command::new("unshare")
+        .args(["-p", "-f", "--mount-proc", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !usable && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("unshare cannot make a PID namespace here");
+    }
+    if !usable {
+        eprintln!("skipped: unshare cannot make a PID namespace here (CI=true makes this fail)");
+        return;
+    }
+    isolation(Start::Init);
+}
+
+fn isolation(start: Start) {
     let world = World::new();
     let out = world.dir.path().join("probe");
     std::fs::create_dir_all(&out).unwrap();
-    let secrets = planted("iso");
-    let passed_value = "acme-deploy-iso-0123456789abcdef";
+    // Values of their own: a test running beside this one holds its own in its environment.
+    let tag = format!("{start:?}").to_lowercase();
+    let secrets = planted(&tag);
+    let passed_value = format!("acme-deploy-{tag}-0123456789abcdef");
+    let passed_value = passed_value.as_str();
     let validation = format!("{}sh tests/run.sh", probe(&out, "validation"));
     let context = context(
         "TSK-001",
@@ -128,8 +161,31 @@ fn nothing_an_agent_or_a_validation_command_runs_obtains_a_secret() {
     }
     worker.set(PASSED, passed_value);
     worker.set("OMOI_PASS_ENV", PASSED);
-    let run = worker.run();
-    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let run = match start {
+        Start::Child => worker.run(),
+        Start::Init => {
+            let mut command = std::process::Command::new("unshare");
+            command
+                .args([
+                    "-p",
+                    "-f",
+                    "--mount-proc",
+                    env!("CARGO_BIN_EXE_omoi-worker"),
+                ])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOME", world.dir.path())
+                .envs(worker.env.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null());
+            let output = command.output().unwrap();
+            finished(
+                output.status.code().unwrap_or(-1),
+                output.stdout,
+                output.stderr,
+            )
+        }
+    };
+    assert_eq!(run.code, 0, "{start:?} stderr: {}", run.stderr);
 
     for f in ["run-caps", "run-environ.err", "run-mem.err", "run-cmdline"] {
         eprintln!("DEBUG {f}: {}", read(&out.join(f)));
