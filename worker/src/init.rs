@@ -23,6 +23,8 @@ pub fn is_init() -> bool {
 /// Runs the worker with this process's arguments and environment as its child and stays to
 /// reap; returns the worker's exit code (128 + signal when a signal ended it).
 pub fn run() -> io::Result<u8> {
+    // Listening before the worker exists: a SIGTERM from then on waits for it, not lost.
+    let signals = Signals::listen()?;
     let program = std::env::current_exe()?;
     // The child inherits the environment as it is: nothing here reads it.
     let child = Command::new(program)
@@ -35,7 +37,7 @@ pub fn run() -> io::Result<u8> {
     secrets::seal(|_| false)?;
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || forward_signals(worker))?;
+        .spawn(move || signals.forward(worker))?;
     loop {
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, status))) if pid == worker => return Ok(exit_code(status)),
@@ -54,33 +56,45 @@ fn exit_code(status: WaitStatus) -> u8 {
     }
 }
 
-/// Passes each SIGTERM and SIGINT on to the worker (PID 1 has no default action for them).
-fn forward_signals(worker: Pid) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("omoi-worker: init cannot pass signals on: {err}");
-            return;
-        }
-    };
-    runtime.block_on(async {
+/// SIGTERM and SIGINT, caught from the moment they are created (PID 1 has no default action
+/// for them, so uncaught they would be dropped).
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            eprintln!("omoi-worker: init cannot listen for signals");
-            return;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, int) = {
+            let _context = runtime.enter();
+            (
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            )
         };
-        loop {
-            let passed = tokio::select! {
-                _ = term.recv() => Signal::TERM,
-                _ = int.recv() => Signal::INT,
-            };
-            let _ = rustix::process::kill_process(worker, passed);
-        }
-    });
+        Ok(Signals { runtime, term, int })
+    }
+
+    /// Passes each signal on to the worker, for as long as this process lives.
+    fn forward(self, worker: Pid) {
+        let Signals {
+            runtime,
+            mut term,
+            mut int,
+        } = self;
+        runtime.block_on(async move {
+            loop {
+                let passed = tokio::select! {
+                    _ = term.recv() => Signal::TERM,
+                    _ = int.recv() => Signal::INT,
+                };
+                let _ = rustix::process::kill_process(worker, passed);
+            }
+        });
+    }
 }

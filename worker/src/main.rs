@@ -159,6 +159,7 @@ fn run() -> u8 {
         Err(err) => return fail(&Error::io("start the async runtime", err)),
     };
     runtime.block_on(async {
+        let signals = listen_for_stop();
         let config = match Config::from_env() {
             Ok(config) => config,
             Err(err) => {
@@ -177,7 +178,7 @@ fn run() -> u8 {
             ));
         }
         let cancel = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(cancel.clone()));
+        tokio::spawn(cancel_on_signal(cancel.clone(), signals));
         match omoi_worker::run::run(config, cancel).await {
             Ok(()) => 0,
             Err(err) => fail(&err),
@@ -185,22 +186,42 @@ fn run() -> u8 {
     })
 }
 
-/// Cancels the run on SIGTERM or Ctrl-C; the run then drains its events and exits.
-async fn cancel_on_signal(cancel: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// SIGTERM and SIGINT (Ctrl-C), caught from the moment they are created.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+/// Starts catching SIGTERM and SIGINT; call it first in the runtime, so that a stop that comes
+/// while the run starts cancels it instead of killing the worker before its first event.
+fn listen_for_stop() -> StopSignals {
+    use tokio::signal::unix::{SignalKind, signal};
+    let catch = |kind: SignalKind, name: &str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for {name}");
+            None
         }
     };
+    StopSignals {
+        term: catch(SignalKind::terminate(), "SIGTERM"),
+        int: catch(SignalKind::interrupt(), "SIGINT"),
+    }
+}
+
+/// Cancels the run on SIGTERM or Ctrl-C; the run then drains its events and exits.
+async fn cancel_on_signal(cancel: CancellationToken, signals: StopSignals) {
+    async fn next(signal: Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(mut signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
     tokio::select! {
-        _ = term => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+        _ = next(signals.term) => tracing::info!("SIGTERM: stopping"),
+        _ = next(signals.int) => tracing::info!("interrupted: stopping"),
     }
     cancel.cancel();
 }
