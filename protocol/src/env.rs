@@ -37,6 +37,9 @@ pub const HEARTBEAT_SECS: &str = "HEARTBEAT_SECS";
 pub const RETRY_BASE_MS: &str = "OMOI_RETRY_BASE_MS";
 /// The git token for task mode; handed to git through a credential helper only.
 pub const GIT_TOKEN: &str = "OMOI_GIT_TOKEN";
+/// Comma-separated names of further variables the worker passes on to the commands it runs
+/// (the `run` tool, the validation command, git); every other variable stays with the worker.
+pub const PASS_ENV: &str = "OMOI_PASS_ENV";
 
 /// Linux caps one environment string (`NAME=value`) at 32 pages: 131,072 bytes.
 pub const MAX_ENV_VALUE_BYTES: usize = 131_072;

@@ -16,6 +16,10 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::llm::HttpProviderConfig;
 use crate::llm::pricing::Price;
+use crate::process::Children;
+
+mod children;
+use children::children;
 
 /// The validated configuration of one worker run.
 #[derive(Debug, Clone)]
@@ -29,6 +33,8 @@ pub struct Config {
     pub coordinator: Option<Coordinator>,
     pub llm: LlmConfig,
     pub limits: Limits,
+    /// The environment of every command the worker runs and the masker of secrets.
+    pub children: Children,
 }
 
 /// What the worker was started to do.
@@ -191,6 +197,7 @@ struct RawEnv {
     codex_bin: Option<String>,
     /// Where `claude` and `codex` are looked for when their variables are not set.
     path: Option<String>,
+    omoi_pass_env: Option<String>,
 }
 
 impl RawEnv {
@@ -240,7 +247,9 @@ impl Config {
 
     /// Reads and validates the given variables (tests build configs this way).
     pub fn from_vars<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Self> {
-        let raw = RawEnv::from_vars(vars)?;
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let raw = RawEnv::from_vars(vars.iter().cloned())?;
+        let children = children(&raw, &vars)?;
         let workspace = workspace(raw.workspace.as_deref())?;
         let coordinator = coordinator(&raw)?;
         let sandbox_id = raw
@@ -257,6 +266,7 @@ impl Config {
             coordinator,
             llm,
             limits,
+            children,
         })
     }
 

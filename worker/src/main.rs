@@ -1,6 +1,7 @@
 //! `omoi-worker`: reads its contract from the environment and runs a spec, a task or the
 //! spec skill; `evaluate` and `schema` serve specs written by hand and CI gates.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -58,13 +59,27 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread starts (capabilities are per thread) and before any child.
+    let dropped = omoi_worker::secrets::drop_capabilities();
+    // As a container's first process, the worker runs as its own child and stays as its init.
+    if omoi_worker::init::is_init() {
+        return match (dropped, omoi_worker::init::run()) {
+            (Ok(()), Ok(code)) => ExitCode::from(code),
+            (Err(err), _) | (_, Err(err)) => {
+                ExitCode::from(fail(&Error::io("start the worker under its init", err)))
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
     init_tracing();
     let code = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(),
+        Command::Run => match dropped {
+            Ok(()) => run(),
+            Err(err) => fail(&Error::io("drop the capabilities no command may have", err)),
+        },
         Command::Evaluate {
             phase,
             file,
@@ -73,10 +88,7 @@ fn main() -> ExitCode {
             threshold,
         } => evaluate(phase, &file, &workspace, context.as_deref(), threshold),
         Command::Schema { phase } => match omoi_worker::cli::schema_command(phase) {
-            Ok(schema) => {
-                println!("{schema}");
-                0
-            }
+            Ok(schema) => print(&schema, 0),
             Err(err) => fail(&err),
         },
         Command::Mcp { socket, nonce } => mcp(socket, nonce),
@@ -110,6 +122,17 @@ fn init_tracing() {
         .init();
 }
 
+/// Prints `text` and a newline on stdout and returns `code`. A reader that went away (`| head`)
+/// is no error: the command's answer stands, nothing more is said; any other write error is.
+fn print(text: &str, code: u8) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(err) => fail(&Error::io("write to stdout", err)),
+    }
+}
+
 /// Prints one line on stderr and returns the exit code of the error.
 fn fail(err: &Error) -> u8 {
     eprintln!("omoi-worker: {err}");
@@ -125,10 +148,7 @@ fn evaluate(
 ) -> u8 {
     match omoi_worker::cli::evaluate_command(phase, file, workspace, context, threshold) {
         Ok(evaluation) => match serde_json::to_string_pretty(&evaluation) {
-            Ok(json) => {
-                println!("{json}");
-                if evaluation.passed { 0 } else { 1 }
-            }
+            Ok(json) => print(&json, if evaluation.passed { 0 } else { 1 }),
             Err(err) => fail(&Error::json("encode the evaluation", err)),
         },
         Err(err) => fail(&err),
@@ -170,6 +190,7 @@ fn run() -> u8 {
         Err(err) => return fail(&Error::io("start the async runtime", err)),
     };
     runtime.block_on(async {
+        let signals = listen_for_stop();
         let config = match Config::from_env() {
             Ok(config) => config,
             Err(err) => {
@@ -179,8 +200,16 @@ fn run() -> u8 {
                 return fail(&err);
             }
         };
+        // The configuration holds what the worker needs: what a child may not have goes from
+        // the environment block, and the worker's memory closes, before any child starts.
+        if let Err(err) = omoi_worker::secrets::seal(|name| config.children.env.has(name)) {
+            return fail(&Error::io(
+                "close the worker's memory and environment to its commands",
+                err,
+            ));
+        }
         let cancel = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(cancel.clone()));
+        tokio::spawn(cancel_on_signal(cancel.clone(), signals));
         match omoi_worker::run::run(config, cancel).await {
             Ok(()) => 0,
             Err(err) => fail(&err),
@@ -188,22 +217,42 @@ fn run() -> u8 {
     })
 }
 
-/// Cancels the run on SIGTERM or Ctrl-C; the run then drains its events and exits.
-async fn cancel_on_signal(cancel: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// SIGTERM and SIGINT (Ctrl-C), caught from the moment they are created.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+/// Starts catching SIGTERM and SIGINT; call it first in the runtime, so that a stop that comes
+/// while the run starts cancels it instead of killing the worker before its first event.
+fn listen_for_stop() -> StopSignals {
+    use tokio::signal::unix::{SignalKind, signal};
+    let catch = |kind: SignalKind, name: &str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for {name}");
+            None
         }
     };
+    StopSignals {
+        term: catch(SignalKind::terminate(), "SIGTERM"),
+        int: catch(SignalKind::interrupt(), "SIGINT"),
+    }
+}
+
+/// Cancels the run on SIGTERM or Ctrl-C; the run then drains its events and exits.
+async fn cancel_on_signal(cancel: CancellationToken, signals: StopSignals) {
+    async fn next(signal: Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(mut signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
     tokio::select! {
-        _ = term => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+        _ = next(signals.term) => tracing::info!("SIGTERM: stopping"),
+        _ = next(signals.int) => tracing::info!("interrupted: stopping"),
     }
     cancel.cancel();
 }

@@ -3,44 +3,72 @@
 //! or cancellation, combined output captured within a cap), and the process-group kill.
 //!
 //! Invariant: every child process of the worker (shell commands and git) gets its command from
-//! [`command`], the one place its environment is built: the worker's own secrets never reach it.
+//! [`command`], the one place its environment is built: it starts from an empty environment and
+//! gets the [`ChildEnv`] of the run only, so no variable of the worker reaches it unless allowed.
+//! A shell command's output is masked ([`Masker`]) before anyone sees it.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use omoi_protocol::env as var;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-/// Variables of the worker that no child process may see.
-pub const SECRET_VARIABLES: [&str; 4] = [
-    var::ANTHROPIC_API_KEY,
-    var::OPENAI_API_KEY,
-    var::SANDBOX_TOKEN,
-    var::GIT_TOKEN,
-];
+use crate::secrets::{ChildEnv, Masker};
+
+/// What the children of this run get, set once by the run from its configuration
+/// ([`set_children`]); until then, [`ChildEnv::default`] and no masking.
+static CHILDREN: RwLock<Option<Children>> = RwLock::new(None);
+
+/// The environment of every child and the masker of their output.
+#[derive(Debug, Clone, Default)]
+pub struct Children {
+    pub env: ChildEnv,
+    pub masker: Masker,
+}
+
+/// Sets what every child of this process gets from now on. The run calls it once, before it
+/// starts anything; it is process-wide because children are, whichever part starts them.
+pub fn set_children(children: Children) {
+    let mut slot = CHILDREN
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *slot = Some(children);
+}
+
+/// What children get now.
+pub fn children() -> Children {
+    CHILDREN
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
 
 /// How long the output readers may still run after the command's process group is gone (a
 /// process that left the group may hold the pipes open).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// `program` in `dir`, with the worker's environment minus its secrets, no stdin, stdout and
-/// stderr piped, killed when dropped.
+/// `program` in `dir`, with the children's environment only (nothing of the worker's own), no
+/// stdin, stdout and stderr piped, killed when dropped.
 pub fn command(program: &str, dir: &Path) -> Command {
+    command_with(program, dir, &children().env)
+}
+
+/// `program` in `dir` with exactly `env`, as [`command`].
+pub fn command_with(program: &str, dir: &Path, env: &ChildEnv) -> Command {
     let mut command = Command::new(program);
     command
         .current_dir(dir)
+        .env_clear()
+        .envs(env.vars().iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for variable in SECRET_VARIABLES {
-        command.env_remove(variable);
-    }
     command
 }
 
@@ -89,7 +117,7 @@ pub struct Finished {
 }
 
 /// Runs `script` with `sh -c` in `dir` for at most `timeout`, its combined output going into
-/// `capture`. At the end, whatever is left of its process group is killed.
+/// `capture` and coming back masked. At the end, whatever is left of its process group is killed.
 pub async fn run_shell<C: Capture>(
     script: &str,
     dir: &Path,
@@ -141,7 +169,7 @@ pub async fn run_shell<C: Capture>(
             abort.abort();
         }
     }
-    let output = lock(&output).render();
+    let output = children().masker.mask(&lock(&output).render()).into_owned();
     Finished { end, output }
 }
 
@@ -185,21 +213,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_of_the_worker_are_removed_from_a_childs_environment() {
-        for command in [
-            shell("true", Path::new(".")),
-            command("git", Path::new(".")),
-        ] {
-            let mut removed: Vec<String> = command
-                .as_std()
-                .get_envs()
-                .filter(|(_, value)| value.is_none())
-                .map(|(name, _)| name.to_string_lossy().into_owned())
-                .collect();
-            let mut want: Vec<String> = SECRET_VARIABLES.iter().map(|v| v.to_string()).collect();
-            want.sort();
-            removed.sort();
-            assert_eq!(removed, want);
-        }
+    fn a_child_starts_from_an_empty_environment_and_gets_the_child_env_only() {
+        let vars = [
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            (
+                "ANTHROPIC_API_KEY".to_string(),
+                "sk-ant-0123456789".to_string(),
+            ),
+        ];
+        let env = ChildEnv::from_vars(&vars, &[]);
+        let command = command_with("env", Path::new("."), &env);
+        let std = command.as_std();
+        let set: Vec<(String, Option<String>)> = std
+            .get_envs()
+            .map(|(name, value)| {
+                (
+                    name.to_string_lossy().into_owned(),
+                    value.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            set,
+            [("PATH".to_string(), Some("/usr/bin:/bin".to_string()))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shell_command_sees_nothing_of_the_workers_environment() {
+        // The test process has variables (CARGO_*, RUST_*) that a child must not get.
+        let env = ChildEnv::from_vars(&[("PATH".into(), "/usr/bin:/bin".into())], &[]);
+        let mut child = command_with("sh", Path::new("."), &env);
+        let output = child.arg("-c").arg("env | sort").output().await.unwrap();
+        let printed = String::from_utf8(output.stdout).unwrap();
+        let names: Vec<&str> = printed
+            .lines()
+            .filter_map(|line| line.split('=').next())
+            .filter(|name| !["PWD", "SHLVL", "_", "OLDPWD"].contains(name))
+            .collect();
+        assert_eq!(names, ["PATH"]);
     }
 }

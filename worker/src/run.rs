@@ -23,6 +23,8 @@ use crate::llm::anthropic::AnthropicProvider;
 use crate::llm::openai::OpenAiProvider;
 use crate::llm::scripted::ScriptedProvider;
 use crate::machine::{self, SpecOutcome, SpecRun};
+use crate::process;
+use crate::secrets::Masker;
 use crate::skill::{SkillRequest, run_spec_skill};
 
 /// How long the event sender may take to deliver what is queued when the run ends.
@@ -44,6 +46,7 @@ pub const CAPABILITIES: &[&str] = &[
 
 /// Runs the configured mode to its end. The error, if any, has been reported as `agent.failed`.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<()> {
+    process::set_children(config.children.clone());
     checkpoint::ensure_state_dir(&state_dir(&config.workspace))?;
     let (emitter, delivery) = events::start(events_config(&config)).await?;
     let (mode, start_phase) = match &config.mode {
@@ -215,6 +218,7 @@ fn events_config(config: &Config) -> EventsConfig {
         },
         sink,
         heartbeat: config.limits.heartbeat,
+        masker: config.children.masker.clone(),
     }
 }
 
@@ -299,6 +303,8 @@ pub async fn report_config_failure(report: FailureReport, error: &Error) {
             spool_dir,
         },
         heartbeat: Duration::ZERO,
+        // The config was not read, so its secrets are unknown; the reason names variables only.
+        masker: Masker::default(),
     };
     let Ok((emitter, delivery)) = events::start(config).await else {
         return;

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod docker;
 mod docker_faults;
+mod docker_secrets;
 mod health;
 mod ingest;
 mod liveness;

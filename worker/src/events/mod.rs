@@ -3,6 +3,9 @@
 //!
 //! Invariant: seq order is emission order, without gaps, across worker restarts in one workspace
 //! (HTTP mode: the spool remembers the last seq; see `spool`).
+//!
+//! Invariant: [`Emitter::emit`] is the one masking point of events: every event is masked
+//! ([`Masker`]) before it is spooled or sent, so no known secret value leaves the worker in one.
 
 mod retry;
 pub mod sender;
@@ -21,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
+use crate::secrets::Masker;
 
 /// Ids every event of this run carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +55,8 @@ pub struct EventsConfig {
     pub sink: SinkConfig,
     /// Interval of `agent.heartbeat`; zero disables heartbeats.
     pub heartbeat: Duration,
+    /// Masks the secrets of the run in every event.
+    pub masker: Masker,
 }
 
 /// What the worker is doing now, for heartbeats.
@@ -85,6 +91,7 @@ struct EmitState {
     next_seq: u64,
     tx: mpsc::UnboundedSender<Envelope>,
     spool: Option<spool::SharedSpool>,
+    masker: Masker,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,6 +119,7 @@ impl Emitter {
                     next_seq,
                     tx,
                     spool,
+                    masker: Masker::default(),
                 }),
                 status: Mutex::new(status),
             }),
@@ -128,10 +136,16 @@ impl Emitter {
         &self.inner.ids
     }
 
+    /// Masks `masker`'s secrets in every event emitted from now on.
+    pub fn set_masker(&self, masker: Masker) {
+        lock(&self.inner.emit).masker = masker;
+    }
+
     /// Stamps and sends one event; returns its seq. With a spool, the event is on disk before
     /// this returns, so a killed worker loses no emitted event.
     pub fn emit(&self, event: Event) -> u64 {
         let mut state = lock(&self.inner.emit);
+        let event = mask(&state.masker, event);
         let seq = state.next_seq;
         state.next_seq += 1;
         let envelope = Envelope {
@@ -179,6 +193,27 @@ impl Emitter {
     }
 }
 
+/// `event` with every secret of `masker` replaced. An event that would not read back after
+/// masking (a secret in a tag or a number) is replaced by a message that says so: it is never
+/// let through as it was.
+fn mask(masker: &Masker, event: Event) -> Event {
+    let withheld = || {
+        Event::AgentMessage(omoi_protocol::event::AgentMessage {
+            text: "(an event was withheld: it held a secret that could not be masked)".into(),
+        })
+    };
+    if masker.is_empty() {
+        return event;
+    }
+    let Ok(mut value) = serde_json::to_value(&event) else {
+        return withheld();
+    };
+    if !masker.mask_json(&mut value) {
+        return event;
+    }
+    serde_json::from_value(value).unwrap_or_else(|_| withheld())
+}
+
 /// The running delivery: the sink task and the heartbeat task.
 pub struct Delivery {
     sink: JoinHandle<DeliveryReport>,
@@ -211,6 +246,7 @@ pub async fn start(config: EventsConfig) -> Result<(Emitter, Delivery)> {
     let (emitter, sink) = match config.sink {
         SinkConfig::Stdout => {
             let emitter = Emitter::new(config.ids, 1, tx, None);
+            emitter.set_masker(config.masker);
             (emitter, tokio::spawn(stdout::run(rx, signals.clone())))
         }
         SinkConfig::Http {
@@ -228,6 +264,7 @@ pub async fn start(config: EventsConfig) -> Result<(Emitter, Delivery)> {
             }
             let spool = Arc::new(Mutex::new(recovered.spool));
             let emitter = Emitter::new(config.ids.clone(), next_seq, tx, Some(spool.clone()));
+            emitter.set_masker(config.masker);
             let sender = sender::HttpSender::new(&base_url, &config.ids.sandbox_id, &token, spool)?;
             (emitter, tokio::spawn(sender.run(rx, signals.clone())))
         }

@@ -28,8 +28,9 @@ pub const GIT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Characters of git's stderr kept in an error message.
 const STDERR_TAIL_CHARS: usize = 1200;
 
-/// Variables that would point git at another repository or identity (the worker's secrets are
-/// removed by [`process::command`]).
+/// Variables that would point git at another repository or identity, removed even when the
+/// operator passes them on (`OMOI_PASS_ENV`); [`process::command`] starts git from the children's
+/// environment, which holds none of the worker's own variables.
 const REMOVED_VARIABLES: [&str; 10] = [
     "GIT_DIR",
     "GIT_WORK_TREE",

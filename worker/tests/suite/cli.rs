@@ -223,3 +223,42 @@ fn schema_of_complete_exits_2() {
     let stderr = bad_input(&worker(&["schema", "complete"]));
     assert!(stderr.contains("complete has no output"), "{stderr}");
 }
+
+/// Runs the worker with its stdout a pipe whose reader is already gone (`… | head` after
+/// `head` has exited).
+fn worker_into_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_omoi-worker"))
+        .args(args)
+        .current_dir(data())
+        .env_clear()
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_subcommand_exits_quietly_into_a_closed_pipe() {
+    for (args, code) in [
+        (
+            &["evaluate", "requirements", "requirements_good.json"][..],
+            0,
+        ),
+        (
+            &["evaluate", "requirements", "requirements_bad.json"][..],
+            1,
+        ),
+        (&["schema", "tasks"][..], 0),
+    ] {
+        let output = worker_into_closed_pipe(args);
+        assert_eq!(
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).into_owned()
+            ),
+            (Some(code), String::new()),
+            "{args:?}"
+        );
+    }
+}

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use omoi_protocol::event::{
-    AgentHeartbeat, AgentMessage, Counters, ENVELOPE_VERSION, Envelope, Event, Usage,
+    AgentHeartbeat, AgentMessage, AgentToolResult, Counters, ENVELOPE_VERSION, Envelope, Event,
+    Usage,
 };
 use omoi_protocol::phase::Phase;
 use omoi_tests::sink::{FakeSink, SinkOptions, TOKEN};
 use omoi_worker::error::Error;
 use omoi_worker::events::spool::{SPOOL_FILE, Spool};
 use omoi_worker::events::{self, DeliveryReport, Emitter, EventIds, EventsConfig, SinkConfig};
+use omoi_worker::secrets::Masker;
 use pretty_assertions::assert_eq;
 
 const SANDBOX: &str = "sb-7";
@@ -34,6 +36,7 @@ fn config(sink: &FakeSink, spool_dir: &Path, heartbeat: Duration) -> EventsConfi
             spool_dir: spool_dir.to_path_buf(),
         },
         heartbeat,
+        masker: Masker::default(),
     }
 }
 
@@ -409,6 +412,7 @@ async fn a_bad_url_is_a_config_error() {
             spool_dir: spool.path().to_path_buf(),
         },
         heartbeat: Duration::ZERO,
+        masker: Masker::default(),
     };
     let err = events::start(config).await.err().unwrap();
     assert!(matches!(err, Error::Config { .. }), "{err:?}");
@@ -626,4 +630,36 @@ async fn the_sink_answers_like_the_coordinator_and_records_protocol_errors() {
     );
     assert_eq!(sink.requests(), 8);
     assert_eq!(stored(&sink), expected_messages(1..=3));
+}
+
+#[tokio::test]
+async fn every_event_is_masked_before_it_is_spooled_or_sent() {
+    let key = "sk-ant-api03-masked0123456789";
+    let (emitter, mut rx) = Emitter::channel(ids());
+    emitter.set_masker(Masker::new([key]).unwrap());
+    emitter.emit(Event::AgentToolResult(AgentToolResult {
+        call_id: format!("call-{key}"),
+        ok: true,
+        output_summary: format!("ANTHROPIC_API_KEY={key}\n"),
+    }));
+    emitter.emit(Event::AgentMessage(AgentMessage {
+        text: "nothing to hide".into(),
+    }));
+    let events: Vec<Event> = [rx.recv().await.unwrap(), rx.recv().await.unwrap()]
+        .into_iter()
+        .map(|envelope| envelope.event)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            Event::AgentToolResult(AgentToolResult {
+                call_id: "call-***".into(),
+                ok: true,
+                output_summary: "ANTHROPIC_API_KEY=***\n".into(),
+            }),
+            Event::AgentMessage(AgentMessage {
+                text: "nothing to hide".into(),
+            }),
+        ]
+    );
 }

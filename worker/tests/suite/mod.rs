@@ -8,5 +8,6 @@ mod events;
 mod layers;
 mod providers;
 mod seam;
+mod secrets;
 mod spec;
 mod task;

@@ -114,8 +114,10 @@ pub fn create_body(
             ..Mount::default()
         }]),
         network_mode: Some(network.to_string()),
-        // A small init as PID 1 reaps the processes the agent's commands leave behind.
-        init: Some(true),
+        // No docker-init: it would keep the sandbox's secrets in `/proc/1/environ`, readable by
+        // the agent's commands. The worker is PID 1 and its own init (it reaps what the
+        // commands leave behind, and erases its environment first).
+        init: Some(false),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".to_string()),
             config: Some(HashMap::from([(
@@ -227,7 +229,7 @@ mod tests {
                     ..Mount::default()
                 }]),
                 network_mode: Some("omoi-inst-1".into()),
-                init: Some(true),
+                init: Some(false),
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".into()),
                     config: Some(HashMap::from([("max-size".into(), "50m".into())])),
