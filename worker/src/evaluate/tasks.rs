@@ -6,7 +6,7 @@
 //! covers. Malformed ids, unknown requirement ids, estimates out of bounds and missing acceptance
 //! criteria cost score.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use omoi_protocol::artifact::{RequirementsOutput, TasksOutput};
 use omoi_protocol::eval::Evaluation;
@@ -32,8 +32,12 @@ pub fn evaluate(
 
     let graph = TaskGraph::new(tasks);
     let ordering = graph.ordering();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for task in tasks {
+        *uses.entry(task.id.as_str()).or_default() += 1;
+    }
     for id in &graph.duplicates {
-        let count = tasks.iter().filter(|t| &t.id == id).count();
+        let count = uses.get(id.as_str()).copied().unwrap_or(0);
         card.blocking(
             Some(id),
             format!("id used by {count} tasks: give each its own"),
@@ -41,7 +45,7 @@ pub fn evaluate(
     }
     let mut ids_ok = 0;
     for task in tasks {
-        let unique = !graph.duplicates.contains(&task.id);
+        let unique = uses.get(task.id.as_str()) == Some(&1);
         if !is_task_id(&task.id) {
             card.issue(
                 Some(&task.id),
