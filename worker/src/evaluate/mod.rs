@@ -181,6 +181,7 @@ mod tests {
                 ),
             ],
             warnings: vec!["TSK-002 serves no requirement".into()],
+            ears: vec![],
         };
         assert_eq!(
             feedback(&evaluation),
@@ -211,6 +212,7 @@ mod tests {
             criteria: vec![criterion("summary", 1.0, 0.5, "6 words; 15 expected")],
             issues: vec![],
             warnings: vec![],
+            ears: vec![],
         };
         assert_eq!(
             feedback(&low),
@@ -227,6 +229,7 @@ mod tests {
             criteria: vec![criterion("summary", 1.0, 1.0, "ok")],
             issues: vec![],
             warnings: vec![],
+            ears: vec![],
         };
         assert_eq!(
             feedback(&pass),
@@ -245,6 +248,7 @@ mod tests {
                 .map(|n| issue(true, None, &format!("problem {n}")))
                 .collect(),
             warnings: vec![],
+            ears: vec![],
         };
         let text = feedback(&evaluation);
         assert!(text.contains("- problem 24\n- … and 5 more\n"), "{text}");

@@ -402,6 +402,7 @@ mod tests {
                 ],
                 issues: vec![],
                 warnings: vec![],
+                ears: vec![],
             }
         );
     }

@@ -342,6 +342,7 @@ mod tests {
                 ],
                 issues: vec![],
                 warnings: vec![],
+                ears: vec![],
             }
         );
     }
