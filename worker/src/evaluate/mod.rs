@@ -10,7 +10,7 @@
 pub mod design;
 pub mod ears;
 pub mod explore;
-mod graph;
+pub(crate) mod graph;
 pub mod requirements;
 mod score;
 pub mod sync;
