@@ -36,7 +36,9 @@ pub fn evaluate(
         PhaseOutput::Explore(o) => explore::evaluate(o, workspace, threshold),
         PhaseOutput::Requirements(o) => requirements::evaluate(o, threshold),
         PhaseOutput::Design(o) => design::evaluate(o, ctx.requirements.as_ref(), threshold),
-        PhaseOutput::Tasks(o) => tasks::evaluate(o, ctx.requirements.as_ref(), threshold),
+        PhaseOutput::Tasks(o) => {
+            tasks::evaluate(o, ctx.requirements.as_ref(), Some(workspace), threshold)
+        }
         PhaseOutput::Sync(o) => sync::evaluate(o, ctx, threshold),
     }
 }

@@ -112,6 +112,7 @@ fn read_requirements(
                 notes.push(Note {
                     subject: subject.clone(),
                     message: "has no acceptance criteria: its EARS text is empty".into(),
+                    blocking: false,
                 });
                 (String::new(), Vec::new())
             }
@@ -219,7 +220,11 @@ fn read_tasks(text: &str, numbers: &HashMap<String, String>, notes: &mut Vec<Not
             SpecTask {
                 id,
                 title: title.to_string(),
-                description: d.description.join("\n"),
+                description: if d.description.is_empty() {
+                    title.to_string()
+                } else {
+                    d.description.join("\n")
+                },
                 kind: d.kind.unwrap_or(TaskKind::Implementation),
                 priority: d.priority.unwrap_or(Priority::Medium),
                 estimate_hours: d.estimate.unwrap_or(0.0),

@@ -80,6 +80,8 @@ pub struct Note {
     /// The file (and place in it) the note is about.
     pub subject: String,
     pub message: String,
+    /// Whether the gate must fail on it (an unknown field: data the author meant was lost).
+    pub blocking: bool,
 }
 
 impl Spec {

@@ -10,6 +10,7 @@ use omoi_protocol::context::PhaseContext;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::error::Category;
 
 use super::{Note, Spec, read_optional};
 use crate::error::{Error, Result};
@@ -17,7 +18,12 @@ use crate::error::{Error, Result};
 pub fn read(dir: &Path) -> Result<Spec> {
     let mut spec = Spec::default();
     if let Some(text) = read_optional(dir, "spec.json")? {
-        let ctx: PhaseContext = parse(&text, "spec.json", "a phase context", &mut spec.notes)?;
+        let ctx: PhaseContext = parse(
+            &text,
+            &dir.join("spec.json"),
+            "a phase context",
+            &mut spec.notes,
+        )?;
         spec.title = ctx.title;
         spec.description = ctx.description;
         spec.explore = ctx.explore;
@@ -28,7 +34,7 @@ pub fn read(dir: &Path) -> Result<Spec> {
     if let Some(text) = read_optional(dir, "explore.json")? {
         spec.explore = Some(parse(
             &text,
-            "explore.json",
+            &dir.join("explore.json"),
             "an explore output",
             &mut spec.notes,
         )?);
@@ -36,7 +42,7 @@ pub fn read(dir: &Path) -> Result<Spec> {
     if let Some(text) = read_optional(dir, "requirements.json")? {
         spec.requirements = Some(parse(
             &text,
-            "requirements.json",
+            &dir.join("requirements.json"),
             "a requirements output",
             &mut spec.notes,
         )?);
@@ -44,7 +50,7 @@ pub fn read(dir: &Path) -> Result<Spec> {
     if let Some(text) = read_optional(dir, "design.json")? {
         spec.design = Some(parse(
             &text,
-            "design.json",
+            &dir.join("design.json"),
             "a design output",
             &mut spec.notes,
         )?);
@@ -52,7 +58,7 @@ pub fn read(dir: &Path) -> Result<Spec> {
     if let Some(text) = read_optional(dir, "tasks.json")? {
         spec.tasks = Some(parse(
             &text,
-            "tasks.json",
+            &dir.join("tasks.json"),
             "a tasks output",
             &mut spec.notes,
         )?);
@@ -92,29 +98,44 @@ fn pretty<T: Serialize>(value: &T) -> Result<String> {
         .map_err(|e| Error::json("encode the spec", e))
 }
 
-/// Parses `text` as a `T`, noting every field of the input that `T` does not have.
+/// Parses `text` (read from `path`) as a `T`, noting every field of the input that `T` does not
+/// have. Bad JSON is a config error naming the file, the problem and its position.
 pub fn parse<T: DeserializeOwned + Serialize>(
     text: &str,
-    file: &str,
+    path: &Path,
     what: &str,
     notes: &mut Vec<Note>,
 ) -> Result<T> {
-    let raw: Value = serde_json::from_str(text)
-        .map_err(|e| Error::config(file, format!("is not valid JSON: {e}")))?;
-    let typed: T = serde_json::from_value(raw.clone())
-        .map_err(|e| Error::config(file, format!("is not {what}: {e}")))?;
-    let known = serde_json::to_value(&typed).map_err(|e| Error::json(file, e))?;
-    for path in unknown_fields(&raw, &known) {
-        let name = path.rsplit(['.', ']']).next().unwrap_or(&path).to_string();
-        let hint = match close_field(&name, &known_names(&known, &path)) {
+    let typed: T = serde_json::from_str(text).map_err(|e| {
+        let problem = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => format!("is not valid JSON: {e}"),
+            Category::Data => format!("is not {what}: {e}"),
+        };
+        Error::config(path.display().to_string(), problem)
+    })?;
+    let raw: Value =
+        serde_json::from_str(text).map_err(|e| Error::json(path.display().to_string(), e))?;
+    let known = serde_json::to_value(&typed).map_err(|e| Error::json(what, e))?;
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().to_string(),
+    );
+    for field in unknown_fields(&raw, &known) {
+        let name = field
+            .rsplit(['.', ']'])
+            .next()
+            .unwrap_or(&field)
+            .to_string();
+        let hint = match close_field(&name, &known_names(&known, &field)) {
             Some(close) => format!(" (did you mean {close}?)"),
             None => String::new(),
         };
         notes.push(Note {
-            subject: format!("{file}: {path}"),
+            subject: format!("{file}: {field}"),
             message: format!(
                 "unknown field {name:?}: it is not part of {what} and was ignored{hint}"
             ),
+            blocking: true,
         });
     }
     Ok(typed)

@@ -29,8 +29,10 @@ use crate::error::Result;
 pub fn read(dir: &Path) -> Result<Spec> {
     let mut spec = Spec::default();
     let mut entities = Vec::new();
+    let mut stories = HashMap::new();
     if let Some(text) = read_optional(dir, "spec.md")? {
         entities = read_spec(&text, &mut spec);
+        stories = user_stories(&text);
     }
     if let Some(text) = read_optional(dir, "plan.md")? {
         let mut design = read_plan(&text);
@@ -43,7 +45,7 @@ pub fn read(dir: &Path) -> Result<Spec> {
         spec.design = Some(design);
     }
     if let Some(text) = read_optional(dir, "tasks.md")? {
-        spec.tasks = Some(read_tasks(&text, &mut spec.notes));
+        spec.tasks = Some(read_tasks(&text, &stories, &mut spec.notes));
     }
     if spec.title.is_empty() {
         spec.title = dir
@@ -129,6 +131,7 @@ fn read_spec(text: &str, spec: &mut Spec) -> Vec<DataModel> {
                 spec.notes.push(Note {
                     subject: format!("spec.md: {id}"),
                     message: "is marked [NEEDS CLARIFICATION]: settle it before building".into(),
+                    blocking: false,
                 });
             }
             current = Some((
@@ -248,7 +251,68 @@ fn read_plan(text: &str) -> DesignOutput {
     }
 }
 
-fn read_tasks(text: &str, notes: &mut Vec<Note>) -> TasksOutput {
+/// A user story of `spec.md`: its priority and acceptance scenarios.
+#[derive(Debug, Clone, PartialEq)]
+struct Story {
+    priority: Priority,
+    scenarios: Vec<String>,
+}
+
+/// The user stories by tag (`US1`): `### User Story 1 - Title (Priority: P1)` and the numbered
+/// items under `**Acceptance Scenarios**:`. P1 is high, P2 medium, P3 and later low.
+fn user_stories(text: &str) -> HashMap<String, Story> {
+    let doc = Doc::parse(text);
+    let mut stories = HashMap::new();
+    for section in doc.sections() {
+        let title = section.title();
+        let Some(rest) = title.strip_prefix("User Story ") else {
+            continue;
+        };
+        let number: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if number.is_empty() {
+            continue;
+        }
+        let priority = match title
+            .rsplit_once("Priority: P")
+            .map(|(_, p)| p.trim_end_matches(')'))
+        {
+            Some("1") => Priority::High,
+            Some("2") => Priority::Medium,
+            _ => Priority::Low,
+        };
+        let lines = section.own_lines();
+        let scenarios = lines
+            .iter()
+            .skip_while(|l| labelled(l, "acceptance scenarios").is_none())
+            .skip(1)
+            .filter_map(|l| item(l))
+            .map(|i| i.text.replace("**", ""))
+            .collect();
+        stories.insert(
+            format!("US{number}"),
+            Story {
+                priority,
+                scenarios,
+            },
+        );
+    }
+    stories
+}
+
+/// Words that open a task creating the files it names.
+const CREATING: [&str; 9] = [
+    "create",
+    "add",
+    "write",
+    "scaffold",
+    "initialize",
+    "initialise",
+    "generate",
+    "new",
+    "set",
+];
+
+fn read_tasks(text: &str, stories: &HashMap<String, Story>, notes: &mut Vec<Note>) -> TasksOutput {
     let lines: Vec<&str> = text.lines().collect();
     let mut tasks = Vec::new();
     for entry in entries(&lines) {
@@ -265,8 +329,12 @@ fn read_tasks(text: &str, notes: &mut Vec<Note>) -> TasksOutput {
             _ => (positional_task_id(tasks.len() + 1), entry.text.as_str()),
         };
         // Markers: [P] (parallel), [US1] (user story).
-        while let Some(after) = title.strip_prefix('[').and_then(|t| t.split_once(']')) {
-            title = after.1.trim_start();
+        let mut story = None;
+        while let Some((marker, after)) = title.strip_prefix('[').and_then(|t| t.split_once(']')) {
+            if let Some(s) = stories.get(marker) {
+                story = Some(s);
+            }
+            title = after.trim_start();
         }
         let mut refs = d.requirements.clone();
         refs.extend(ids_in(title, "FR-"));
@@ -278,22 +346,38 @@ fn read_tasks(text: &str, notes: &mut Vec<Note>) -> TasksOutput {
                 requirements.push(id);
             }
         }
+        let creates = title
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| CREATING.contains(&w.to_lowercase().as_str()));
         let files = if d.files.is_empty() {
             paths_in(title)
+                .into_iter()
+                .map(|p| if creates { format!("new:{p}") } else { p })
+                .collect()
         } else {
             d.files
         };
-        let acceptance_criteria = if d.done_when.is_empty() {
-            d.description.clone()
+        let acceptance_criteria = match (d.done_when.is_empty(), story) {
+            (false, _) => d.done_when,
+            (true, Some(story)) if !story.scenarios.is_empty() => story.scenarios.clone(),
+            (true, _) => d.description.clone(),
+        };
+        // spec-kit's task line is its description.
+        let description = if d.description.is_empty() {
+            title.to_string()
         } else {
-            d.done_when
+            d.description.join("\n")
         };
         tasks.push(SpecTask {
             id,
             title: title.to_string(),
-            description: d.description.join("\n"),
+            description,
             kind: d.kind.unwrap_or(TaskKind::Implementation),
-            priority: d.priority.unwrap_or(Priority::Medium),
+            priority: d
+                .priority
+                .or(story.map(|s| s.priority))
+                .unwrap_or(Priority::Medium),
             estimate_hours: d.estimate.unwrap_or(0.0),
             files,
             acceptance_criteria,

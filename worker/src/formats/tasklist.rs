@@ -89,6 +89,7 @@ pub(crate) fn details(bullets: &[String], subject: &str, notes: &mut Vec<Note>) 
                 Err(_) => notes.push(Note {
                     subject: subject.to_string(),
                     message: format!("estimate {v:?} is not a number of hours (e.g. 4h)"),
+                    blocking: false,
                 }),
             }
         } else if let Some(v) = labelled(bullet, "type") {
@@ -118,6 +119,7 @@ pub(crate) fn named<T: DeserializeOwned>(
             notes.push(Note {
                 subject: subject.to_string(),
                 message: format!("{what} {value:?} is not one omoi knows; it was left out"),
+                blocking: false,
             });
             None
         }
@@ -132,7 +134,7 @@ pub(crate) fn name_of<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// Writes a task's detail bullets at `indent`: description lines, `Done when:`, `Files:`,
+/// Writes a task's detail bullets: description lines, `Done when:`, `Files:`,
 /// `Depends on:` (always, `none` when empty), estimate, type and priority when not the default,
 /// and requirements.
 pub(crate) fn write_details(
@@ -142,7 +144,13 @@ pub(crate) fn write_details(
     requirements: &[String],
 ) {
     let pad = "  ";
-    for line in task.description.lines().filter(|l| !l.trim().is_empty()) {
+    // A description that only repeats the title is not written: readers take the title for it.
+    let description = if task.description == task.title {
+        ""
+    } else {
+        task.description.as_str()
+    };
+    for line in description.lines().filter(|l| !l.trim().is_empty()) {
         let _ = writeln!(out, "{pad}- {}", line.trim());
     }
     for criterion in &task.acceptance_criteria {

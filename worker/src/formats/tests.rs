@@ -209,18 +209,29 @@ fn a_speckit_feature_reads_into_requirements_design_and_tasks() {
     );
     let tasks = &spec.tasks.as_ref().unwrap().tasks;
     assert_eq!(
+        tasks[0].files,
+        ids(&["new:migrations/0007_client_limits.sql"])
+    );
+    assert_eq!(
         tasks[2],
         SpecTask {
             id: "TSK-003".into(),
             title: "Implement the window counter and middleware in \
                     src/ratelimit/middleware.rs (FR-001, FR-002, FR-003)"
                 .into(),
-            description: String::new(),
+            description: "Implement the window counter and middleware in \
+                          src/ratelimit/middleware.rs (FR-001, FR-002, FR-003)"
+                .into(),
             kind: TaskKind::Implementation,
-            priority: Priority::Medium,
+            priority: Priority::High,
             estimate_hours: 0.0,
             files: ids(&["src/ratelimit/middleware.rs"]),
-            acceptance_criteria: vec![],
+            acceptance_criteria: ids(&[
+                "Given a client with a limit of 100 per minute, When it sends its 101st request \
+                 in the minute, Then the API answers 429 with Retry-After.",
+                "Given a client under its limit, When it sends a request, Then the response \
+                 carries its remaining quota."
+            ]),
             depends_on: ids(&["TSK-001"]),
             requirements: ids(&["REQ-FR-001", "REQ-FR-002", "REQ-FR-003"]),
         }
@@ -271,19 +282,24 @@ fn omoi_json_notes_unknown_fields_by_path() {
                 message: "unknown field \"extra\": it is not part of a tasks output and was \
                           ignored"
                     .into(),
+                blocking: true,
             },
             Note {
                 subject: "tasks.json: tasks[0].depends-on".into(),
                 message: "unknown field \"depends-on\": it is not part of a tasks output and was \
                           ignored (did you mean depends_on?)"
                     .into(),
+                blocking: true,
             },
         ]
     );
     std::fs::write(dir.path().join("design.json"), "{\"overview\": 1}").unwrap();
     let message = read(dir.path(), None).unwrap_err().to_string();
     assert!(
-        message.starts_with("design.json: is not a design output: invalid type"),
+        message.starts_with(&format!(
+            "{}: is not a design output: invalid type",
+            dir.path().join("design.json").display()
+        )),
         "{message}"
     );
 }

@@ -5,6 +5,7 @@ mod cli;
 mod cli_agent_runs;
 mod cli_agents;
 mod events;
+mod formats;
 mod layers;
 mod providers;
 mod seam;
