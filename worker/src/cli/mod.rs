@@ -284,23 +284,17 @@ mod tests {
     fn bad_input_is_a_config_error_naming_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
+        let tasks_error = |file: &Path| {
+            config_message(evaluate_command(Phase::Tasks, file, options(d, None, 0.7)))
+        };
         let missing = d.join("missing.json");
         assert!(
-            config_message(evaluate_command(
-                Phase::Tasks,
-                &missing,
-                options(d, None, 0.7)
-            ))
-            .starts_with(&format!("{}: cannot read: ", missing.display()))
+            tasks_error(&missing).starts_with(&format!("{}: cannot read: ", missing.display()))
         );
 
         let broken = write(d, "broken.json", "{\"tasks\": [");
         assert_eq!(
-            config_message(evaluate_command(
-                Phase::Tasks,
-                &broken,
-                options(d, None, 0.7)
-            )),
+            tasks_error(&broken),
             format!(
                 "{}: is not valid JSON: EOF while parsing a list at line 1 column 11",
                 broken.display()
@@ -309,11 +303,7 @@ mod tests {
 
         let wrong = write(d, "wrong.json", "{\n  \"requirements\": []\n}");
         assert_eq!(
-            config_message(evaluate_command(
-                Phase::Tasks,
-                &wrong,
-                options(d, None, 0.7)
-            )),
+            tasks_error(&wrong),
             format!(
                 "{}: is not a tasks output: missing field `tasks` at line 3 column 1",
                 wrong.display()

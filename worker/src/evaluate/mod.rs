@@ -12,6 +12,8 @@ pub mod ears;
 pub mod explore;
 pub(crate) mod graph;
 pub mod requirements;
+#[cfg(test)]
+mod robustness;
 mod score;
 pub mod sync;
 pub mod tasks;

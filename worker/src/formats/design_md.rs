@@ -12,6 +12,21 @@ use super::markdown::{Section, item, labelled, prose, values};
 /// Turns references as written (`1.1`, `FR-002`) into requirement ids.
 pub(crate) type Refs<'a> = &'a dyn Fn(&[String]) -> Vec<String>;
 
+/// A design document's sections as omoi's design: the overview from the section titled
+/// `overview` (Kiro's Overview, spec-kit's Summary), components, data models, APIs and the prose
+/// sections.
+pub(crate) fn design(root: &Section<'_, '_>, overview_title: &str, refs: Refs<'_>) -> DesignOutput {
+    DesignOutput {
+        overview: overview(root, overview_title),
+        components: components(root.find("components"), refs),
+        data_models: data_models(root.find("data model")),
+        apis: apis(root.find("apis")),
+        error_handling: whole(root, "error handling"),
+        testing_strategy: whole(root, "testing strategy"),
+        security: whole(root, "security"),
+    }
+}
+
 /// The whole text of the first section whose title starts with `title`, or empty.
 pub(crate) fn whole(root: &Section<'_, '_>, title: &str) -> String {
     root.find(title)

@@ -19,7 +19,7 @@ use omoi_protocol::artifact::{
     TasksOutput,
 };
 
-use super::design_md::{self, Refs, whole};
+use super::design_md::{self, Refs};
 use super::markdown::{Doc, item, labelled};
 use super::tasklist::{details, entries, name_of, named, write_details};
 use super::{
@@ -161,15 +161,7 @@ fn read_design(text: &str, numbers: &HashMap<String, String>) -> DesignOutput {
     let doc = Doc::parse(text);
     let root = doc.root();
     let refs = |found: &[String]| requirement_refs(found, numbers);
-    DesignOutput {
-        overview: design_md::overview(&root, "overview"),
-        components: design_md::components(root.find("components"), &refs),
-        data_models: design_md::data_models(root.find("data model")),
-        apis: design_md::apis(root.find("apis")),
-        error_handling: whole(&root, "error handling"),
-        testing_strategy: whole(&root, "testing strategy"),
-        security: whole(&root, "security"),
-    }
+    design_md::design(&root, "overview", &refs)
 }
 
 fn read_tasks(text: &str, numbers: &HashMap<String, String>, notes: &mut Vec<Note>) -> TasksOutput {

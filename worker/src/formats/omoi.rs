@@ -17,13 +17,7 @@ use crate::error::{Error, Result};
 
 pub fn read(dir: &Path) -> Result<Spec> {
     let mut spec = Spec::default();
-    if let Some(text) = read_optional(dir, "spec.json")? {
-        let ctx: PhaseContext = parse(
-            &text,
-            &dir.join("spec.json"),
-            "a phase context",
-            &mut spec.notes,
-        )?;
+    if let Some(ctx) = file::<PhaseContext>(dir, "spec.json", "a phase context", &mut spec.notes)? {
         spec.title = ctx.title;
         spec.description = ctx.description;
         spec.explore = ctx.explore;
@@ -31,39 +25,32 @@ pub fn read(dir: &Path) -> Result<Spec> {
         spec.design = ctx.design;
         spec.tasks = ctx.tasks;
     }
-    if let Some(text) = read_optional(dir, "explore.json")? {
-        spec.explore = Some(parse(
-            &text,
-            &dir.join("explore.json"),
-            "an explore output",
-            &mut spec.notes,
-        )?);
-    }
-    if let Some(text) = read_optional(dir, "requirements.json")? {
-        spec.requirements = Some(parse(
-            &text,
-            &dir.join("requirements.json"),
-            "a requirements output",
-            &mut spec.notes,
-        )?);
-    }
-    if let Some(text) = read_optional(dir, "design.json")? {
-        spec.design = Some(parse(
-            &text,
-            &dir.join("design.json"),
-            "a design output",
-            &mut spec.notes,
-        )?);
-    }
-    if let Some(text) = read_optional(dir, "tasks.json")? {
-        spec.tasks = Some(parse(
-            &text,
-            &dir.join("tasks.json"),
-            "a tasks output",
-            &mut spec.notes,
-        )?);
-    }
+    spec.explore =
+        file(dir, "explore.json", "an explore output", &mut spec.notes)?.or(spec.explore.take());
+    spec.requirements = file(
+        dir,
+        "requirements.json",
+        "a requirements output",
+        &mut spec.notes,
+    )?
+    .or(spec.requirements.take());
+    spec.design =
+        file(dir, "design.json", "a design output", &mut spec.notes)?.or(spec.design.take());
+    spec.tasks = file(dir, "tasks.json", "a tasks output", &mut spec.notes)?.or(spec.tasks.take());
     Ok(spec)
+}
+
+/// The file `name` of `dir` parsed as `what`, if it exists.
+fn file<T: DeserializeOwned + Serialize>(
+    dir: &Path,
+    name: &str,
+    what: &str,
+    notes: &mut Vec<Note>,
+) -> Result<Option<T>> {
+    match read_optional(dir, name)? {
+        Some(text) => parse(&text, &dir.join(name), what, notes).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// `spec.json` with the title and description, and one file per output present.

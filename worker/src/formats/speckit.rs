@@ -231,24 +231,16 @@ fn read_plan(text: &str) -> DesignOutput {
         }
         out
     };
-    let context = whole(&root, "technical context");
-    let mut testing_strategy = whole(&root, "testing strategy");
-    if testing_strategy.is_empty() {
-        testing_strategy = context
+    let mut design = design_md::design(&root, "summary", &refs);
+    if design.testing_strategy.is_empty() {
+        // spec-kit's Technical Context names the testing tools.
+        design.testing_strategy = whole(&root, "technical context")
             .lines()
             .find_map(|l| labelled(l, "testing"))
             .unwrap_or_default()
             .to_string();
     }
-    DesignOutput {
-        overview: design_md::overview(&root, "summary"),
-        components: design_md::components(root.find("components"), &refs),
-        data_models: design_md::data_models(root.find("data model")),
-        apis: design_md::apis(root.find("apis")),
-        error_handling: whole(&root, "error handling"),
-        testing_strategy,
-        security: whole(&root, "security"),
-    }
+    design
 }
 
 /// A user story of `spec.md`: its priority and acceptance scenarios.

@@ -10,6 +10,8 @@ use omoi_protocol::phase::Phase;
 use omoi_worker::evaluate::evaluate;
 use pretty_assertions::assert_eq;
 
+use super::common::{one_line_error, stdout_json};
+
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/evaluate")
 }
@@ -29,23 +31,12 @@ fn read<T: serde::de::DeserializeOwned>(name: &str) -> T {
 
 /// The evaluation printed on stdout, after checking the exit code.
 fn evaluation(output: &Output, code: i32) -> Evaluation {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap()
+    stdout_json(output, code)
 }
 
 /// Exit code 2, nothing on stdout, and one line on stderr.
 fn bad_input(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
-    stderr
+    one_line_error(output, 2)
 }
 
 #[test]

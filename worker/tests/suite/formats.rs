@@ -11,6 +11,8 @@ use omoi_worker::evaluate::sync::analyze;
 use omoi_worker::formats::{self, Format};
 use pretty_assertions::assert_eq;
 
+use super::common::{one_line_error, stdout_json};
+
 fn specs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/specs")
 }
@@ -24,25 +26,20 @@ fn worker(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// The JSON printed on stdout, after checking the exit code.
 fn printed(output: &Output, code: i32) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap()
+    stdout_json(output, code)
 }
 
-/// Nothing on stdout, one line on stderr, and the exit code.
 fn refused(output: &Output, code: i32) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
-    stderr
+    one_line_error(output, code)
+}
+
+/// The Kiro example converted to omoi's JSON in `dir`.
+fn kiro_as_omoi(dir: &Path) {
+    let kiro = specs().join("kiro/api-rate-limiting");
+    let out = dir.to_str().unwrap();
+    let output = worker(&kiro, &["convert", ".", "--to", "omoi", "--out", out]);
+    assert_eq!(output.status.code(), Some(0));
 }
 
 /// Each evaluation's phase, passed flag and blocking issues.
@@ -185,19 +182,7 @@ fn convert_writes_another_format_that_gates_the_same() {
 #[test]
 fn an_unknown_field_fails_the_spec_gate_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let kiro = specs().join("kiro/api-rate-limiting");
-    let output = worker(
-        &kiro,
-        &[
-            "convert",
-            ".",
-            "--to",
-            "omoi",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0));
+    kiro_as_omoi(dir.path());
     let tasks_file = dir.path().join("tasks.json");
     let text = std::fs::read_to_string(&tasks_file).unwrap().replacen(
         "\"depends_on\"",
@@ -223,18 +208,7 @@ fn an_unknown_field_fails_the_spec_gate_naming_it() {
 #[test]
 fn a_gate_that_cannot_trace_exits_3_unless_told_to_skip_tracing() {
     let dir = tempfile::tempdir().unwrap();
-    let kiro = specs().join("kiro/api-rate-limiting");
-    worker(
-        &kiro,
-        &[
-            "convert",
-            ".",
-            "--to",
-            "omoi",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
-    );
+    kiro_as_omoi(dir.path());
     for phase in ["design", "tasks"] {
         let file = format!("{phase}.json");
         let stderr = refused(&worker(dir.path(), &["evaluate", phase, &file]), 3);
@@ -292,4 +266,41 @@ fn bad_spec_folders_and_flags_exit_2_with_one_line() {
         stderr.contains("--context: a spec folder holds its own"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_readme_context_example_is_a_complete_phase_context() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme.find("For a tasks file:\n\n```json\n").unwrap();
+    let block = &readme[start..];
+    let block = &block[block.find("{").unwrap()..block.find("\n```\n").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("context.json"), block).unwrap();
+    let mut notes = Vec::new();
+    let context: PhaseContext = formats::omoi::parse(
+        block,
+        &dir.path().join("context.json"),
+        "a phase context",
+        &mut notes,
+    )
+    .unwrap();
+    assert_eq!(notes, vec![]);
+    // The design it holds passes its gate against its requirements, the documentation
+    // requirement met by the overview's words.
+    let design = serde_json::to_string(context.design.as_ref().unwrap()).unwrap();
+    std::fs::write(dir.path().join("design.json"), design).unwrap();
+    let output = worker(
+        dir.path(),
+        &[
+            "evaluate",
+            "design",
+            "design.json",
+            "--context",
+            "context.json",
+        ],
+    );
+    let result = printed(&output, 0);
+    assert_eq!(result["issues"], serde_json::json!([]));
 }

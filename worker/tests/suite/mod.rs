@@ -4,6 +4,7 @@ mod agent;
 mod cli;
 mod cli_agent_runs;
 mod cli_agents;
+mod common;
 mod events;
 mod formats;
 mod layers;
