@@ -4,6 +4,7 @@
 //! writer turns a [`Spec`] into that format's files, keeping whatever the format can hold.
 
 mod design_md;
+pub mod fields;
 pub mod kiro;
 mod markdown;
 pub mod omoi;

@@ -278,16 +278,16 @@ fn omoi_json_notes_unknown_fields_by_path() {
         spec.notes,
         vec![
             Note {
-                subject: "tasks.json: extra".into(),
-                message: "unknown field \"extra\": it is not part of a tasks output and was \
-                          ignored"
+                subject: "tasks.json: tasks[0].depends-on".into(),
+                message: "unknown field \"depends-on\": it is not part of a tasks output and was \
+                          ignored (did you mean depends_on?)"
                     .into(),
                 blocking: true,
             },
             Note {
-                subject: "tasks.json: tasks[0].depends-on".into(),
-                message: "unknown field \"depends-on\": it is not part of a tasks output and was \
-                          ignored (did you mean depends_on?)"
+                subject: "tasks.json: extra".into(),
+                message: "unknown field \"extra\": it is not part of a tasks output and was \
+                          ignored"
                     .into(),
                 blocking: true,
             },
