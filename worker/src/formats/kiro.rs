@@ -21,7 +21,7 @@ use omoi_protocol::artifact::{
 
 use super::design_md::{self, Refs};
 use super::markdown::{Doc, item, labelled};
-use super::tasklist::{details, entries, name_of, named, write_details};
+use super::tasklist::{details, entries, name_of, named, renamed, write_details};
 use super::{
     Note, Spec, positional_requirement_id, positional_task_id, read_optional, trailing_id,
 };
@@ -341,12 +341,12 @@ fn render_design(design: &DesignOutput, refs: Refs<'_>) -> String {
 
 fn render_tasks(tasks: &TasksOutput, refs: Refs<'_>) -> String {
     let mut out = String::from("# Implementation Plan\n");
-    let numbers: HashMap<&str, usize> = tasks
+    let numbers: HashMap<&str, String> = tasks
         .tasks
         .iter()
         .enumerate()
         .rev()
-        .map(|(n, t)| (t.id.as_str(), n + 1))
+        .map(|(n, t)| (t.id.as_str(), (n + 1).to_string()))
         .collect();
     for (n, task) in tasks.tasks.iter().enumerate() {
         let number = n + 1;
@@ -356,15 +356,7 @@ fn render_tasks(tasks: &TasksOutput, refs: Refs<'_>) -> String {
             format!(" ({})", task.id)
         };
         let _ = writeln!(out, "\n- [ ] {number}. {}{id}", task.title);
-        let deps: Vec<String> = task
-            .depends_on
-            .iter()
-            .map(|d| {
-                numbers
-                    .get(d.as_str())
-                    .map_or_else(|| d.clone(), |n| n.to_string())
-            })
-            .collect();
+        let deps = renamed(&task.depends_on, &numbers);
         write_details(&mut out, task, &deps, &refs(&task.requirements));
     }
     out

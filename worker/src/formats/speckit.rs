@@ -22,7 +22,7 @@ use omoi_protocol::artifact::{
 
 use super::design_md::{self, Refs, whole};
 use super::markdown::{Doc, item, labelled};
-use super::tasklist::{details, entries, name_of, named, write_details};
+use super::tasklist::{details, entries, name_of, named, renamed, write_details};
 use super::{Note, Spec, ids_in, positional_task_id, read_optional};
 use crate::error::Result;
 
@@ -494,16 +494,7 @@ fn render_tasks(spec: &Spec, tasks: &TasksOutput, refs: Refs<'_>) -> String {
             written_task(&task.id),
             task.title
         );
-        let deps: Vec<String> = task
-            .depends_on
-            .iter()
-            .map(|d| {
-                numbers
-                    .get(d.as_str())
-                    .cloned()
-                    .unwrap_or_else(|| d.clone())
-            })
-            .collect();
+        let deps = renamed(&task.depends_on, &numbers);
         let reqs = refs(&task.requirements);
         let in_title: Vec<String> = ids_in(&task.title, "FR-");
         let reqs: Vec<String> = reqs.into_iter().filter(|r| !in_title.contains(r)).collect();

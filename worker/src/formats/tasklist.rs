@@ -3,6 +3,7 @@
 //! `_Type: test_`, `_Priority: high_`, `_Requirements: 1.1, 2.3_`. Any other bullet is a line of
 //! the task's description.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use omoi_protocol::artifact::{Priority, SpecTask, TaskKind};
@@ -124,6 +125,19 @@ pub(crate) fn named<T: DeserializeOwned>(
             None
         }
     }
+}
+
+/// Task ids as a format writes them (`names`: id → Kiro number or spec-kit `T001`); an id not in
+/// `names` (a dependency on no task) is written as it is.
+pub(crate) fn renamed(ids: &[String], names: &HashMap<&str, String>) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            names
+                .get(id.as_str())
+                .cloned()
+                .unwrap_or_else(|| id.clone())
+        })
+        .collect()
 }
 
 /// The serde name of an enum value (`non_functional`), for writing.
