@@ -53,6 +53,9 @@ median=$(echo "$sorted" | sed -n 3p)
 emit "worker peak memory, scripted full spec" "$(awk "BEGIN{print $median/1024}")" "MiB" 16 \
   "min $(echo "$sorted" | head -n1) KiB … max $(echo "$sorted" | tail -n1) KiB (5 runs)"
 
+log "spec gate: tasks gate on 100,000 tasks (a cycle, a chain), EARS corpus precision and recall"
+scripts/bench-spec-gate.sh "$worker" 3 >> "$figures"
+
 log "coordinator ingest throughput, SQLite (50 senders, batches of 100)"
 "$bench" ingest --omoi "$omoi" --label SQLite --target 50000 >> "$figures"
 log "the same with one event per request (how the original system's reporter sends)"

@@ -56,13 +56,30 @@ pub struct Requirement {
     pub acceptance_criteria: Vec<String>,
 }
 
-/// What kind of requirement it is.
+/// What kind of requirement it is. A documentation, process or constraint requirement may be
+/// met without a code component: the design then says how it is met (naming its id in its text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequirementKind {
     Functional,
     NonFunctional,
     Constraint,
+    /// Documentation to write (a guide, a runbook, API docs).
+    Documentation,
+    /// A way of working: a review, a test campaign, a release step.
+    Process,
+}
+
+impl RequirementKind {
+    /// Whether a requirement of this kind may be met without a code component.
+    pub fn needs_no_component(self) -> bool {
+        match self {
+            RequirementKind::Functional | RequirementKind::NonFunctional => false,
+            RequirementKind::Constraint
+            | RequirementKind::Documentation
+            | RequirementKind::Process => true,
+        }
+    }
 }
 
 /// Priority of a requirement or task.

@@ -3,7 +3,9 @@
 use chrono::{TimeZone, Utc};
 use omoi_protocol::artifact::*;
 use omoi_protocol::context::{Checkpoint, PhaseContext};
-use omoi_protocol::eval::{Criterion, Evaluation, Issue};
+use omoi_protocol::eval::{
+    Criterion, EarsClause, EarsKeyword, EarsPattern, EarsReading, Evaluation, Issue,
+};
 use omoi_protocol::event::*;
 use omoi_protocol::phase::Phase;
 use pretty_assertions::assert_eq;
@@ -128,6 +130,22 @@ fn every_event() -> Vec<Event> {
             message: "bad id".into(),
         }],
         warnings: vec!["vague".into()],
+        ears: vec![EarsReading {
+            requirement: "REQ-X-1".into(),
+            pattern: EarsPattern::Complex,
+            clauses: vec![
+                EarsClause {
+                    keyword: EarsKeyword::While,
+                    text: "offline".into(),
+                },
+                EarsClause {
+                    keyword: EarsKeyword::When,
+                    text: "the user saves".into(),
+                },
+            ],
+            system: "the app".into(),
+            response: "queue the change".into(),
+        }],
     };
     let spec = sample_spec();
     vec![

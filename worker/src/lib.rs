@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod evaluate;
 pub mod events;
+pub mod formats;
 pub mod inbox;
 pub mod init;
 pub mod llm;

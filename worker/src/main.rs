@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use omoi_protocol::phase::Phase;
 use omoi_worker::config::{Config, FailureReport};
 use omoi_worker::error::Error;
 use tokio_util::sync::CancellationToken;
@@ -26,26 +25,18 @@ struct Cli {
 enum Command {
     /// Run what the environment asks for (the default): spec, task or spec-skill mode.
     Run,
-    /// Evaluate a phase output file; prints the result as JSON, exits 0 on pass, 1 on fail.
-    Evaluate {
-        /// explore, requirements, design, tasks or sync.
-        phase: Phase,
-        /// The phase output as JSON.
-        file: PathBuf,
-        /// The repository the output describes (explore checks its key files there).
-        #[arg(long, default_value = ".")]
-        workspace: PathBuf,
-        /// A phase context JSON with the earlier outputs (for traceability checks).
-        #[arg(long)]
-        context: Option<PathBuf>,
-        /// The score needed to pass.
-        #[arg(long, default_value_t = 0.7)]
-        threshold: f64,
-    },
-    /// Print the JSON Schema of a phase's output.
+    /// Evaluate a phase output file, or a whole spec folder (`evaluate spec DIR`); prints the
+    /// result as JSON, exits 0 on pass, 1 on fail, 2 on bad input, 3 when a design, tasks or sync
+    /// gate lacks the earlier outputs it traces to.
+    Evaluate(omoi_worker::cli::args::EvaluateArgs),
+    /// Write a spec folder (omoi JSON, Kiro or spec-kit) in another format.
+    Convert(omoi_worker::cli::args::ConvertArgs),
+    /// Print the SYNC analysis of a spec folder; exits 0 when it is ready for execution, else 1.
+    Sync(omoi_worker::cli::args::SyncArgs),
+    /// Print the JSON Schema of a phase's output, or of the phase context (`schema context`).
     Schema {
-        /// explore, requirements, design, tasks or sync.
-        phase: Phase,
+        /// explore, requirements, design, tasks, sync or context.
+        target: omoi_worker::cli::SchemaTarget,
     },
     /// The MCP server (stdio) through which a CLI agent reaches the running worker's gate.
     Mcp {
@@ -80,14 +71,10 @@ fn main() -> ExitCode {
             Ok(()) => run(),
             Err(err) => fail(&Error::io("drop the capabilities no command may have", err)),
         },
-        Command::Evaluate {
-            phase,
-            file,
-            workspace,
-            context,
-            threshold,
-        } => evaluate(phase, &file, &workspace, context.as_deref(), threshold),
-        Command::Schema { phase } => match omoi_worker::cli::schema_command(phase) {
+        Command::Evaluate(args) => omoi_worker::cli::args::evaluate(args),
+        Command::Convert(args) => omoi_worker::cli::args::convert(args),
+        Command::Sync(args) => omoi_worker::cli::args::sync(args),
+        Command::Schema { target } => match omoi_worker::cli::schema_command(target) {
             Ok(schema) => print(&schema, 0),
             Err(err) => fail(&err),
         },
@@ -137,22 +124,6 @@ fn print(text: &str, code: u8) -> u8 {
 fn fail(err: &Error) -> u8 {
     eprintln!("omoi-worker: {err}");
     u8::try_from(err.exit_code()).unwrap_or(1)
-}
-
-fn evaluate(
-    phase: Phase,
-    file: &std::path::Path,
-    workspace: &std::path::Path,
-    context: Option<&std::path::Path>,
-    threshold: f64,
-) -> u8 {
-    match omoi_worker::cli::evaluate_command(phase, file, workspace, context, threshold) {
-        Ok(evaluation) => match serde_json::to_string_pretty(&evaluation) {
-            Ok(json) => print(&json, if evaluation.passed { 0 } else { 1 }),
-            Err(err) => fail(&Error::json("encode the evaluation", err)),
-        },
-        Err(err) => fail(&err),
-    }
 }
 
 fn mcp(socket: PathBuf, nonce: String) -> u8 {

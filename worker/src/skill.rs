@@ -219,6 +219,7 @@ fn unusable(phase: Phase, path: &str, message: String) -> Evaluation {
             message,
         }],
         warnings: Vec::new(),
+        ears: Vec::new(),
     }
 }
 

@@ -2,12 +2,13 @@
 //! substantive, and every requirement is served by a component.
 //!
 //! Blocking: no components, and a requirement that no component serves (the design would leave it
-//! out). A component naming a requirement that does not exist costs score. Without the
+//! out) — unless it is documentation, process or a constraint and the design's text names it
+//! where it says how it is met. A component naming a requirement that does not exist costs score. Without the
 //! requirements in the context, traceability cannot be checked: a warning says so.
 
 use std::collections::BTreeSet;
 
-use omoi_protocol::artifact::{DesignOutput, RequirementsOutput};
+use omoi_protocol::artifact::{DesignOutput, RequirementKind, RequirementsOutput};
 use omoi_protocol::eval::Evaluation;
 use omoi_protocol::phase::Phase;
 
@@ -123,6 +124,36 @@ fn components(card: &mut Scorecard, output: &DesignOutput) {
     );
 }
 
+/// The requirement ids the design's prose names: where it says how a requirement that needs no
+/// component is met.
+fn stated_ids(output: &DesignOutput) -> BTreeSet<&str> {
+    let mut texts: Vec<&str> = vec![
+        &output.overview,
+        &output.error_handling,
+        &output.testing_strategy,
+        &output.security,
+    ];
+    texts.extend(output.data_models.iter().map(|m| m.description.as_str()));
+    texts.extend(output.apis.iter().map(|a| a.description.as_str()));
+    texts
+        .into_iter()
+        .flat_map(|t| {
+            t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|w| w.starts_with("REQ-"))
+        })
+        .collect()
+}
+
+fn kind_name(kind: RequirementKind) -> &'static str {
+    match kind {
+        RequirementKind::Functional => "functional",
+        RequirementKind::NonFunctional => "non-functional",
+        RequirementKind::Constraint => "constraint",
+        RequirementKind::Documentation => "documentation",
+        RequirementKind::Process => "process",
+    }
+}
+
 fn traceability(
     card: &mut Scorecard,
     output: &DesignOutput,
@@ -148,6 +179,7 @@ fn traceability(
         .iter()
         .flat_map(|c| c.requirements.iter().map(String::as_str))
         .collect();
+    let stated = stated_ids(output);
     let mut unserved = Vec::new();
     let mut seen = BTreeSet::new();
     for r in &requirements.requirements {
@@ -157,10 +189,29 @@ fn traceability(
         if served.contains(r.id.as_str()) {
             continue;
         }
+        if r.kind.needs_no_component() {
+            if stated.contains(r.id.as_str()) {
+                continue;
+            }
+            unserved.push(r.id.as_str());
+            card.blocking(
+                Some(&r.id),
+                format!(
+                    "a {} requirement that the design neither serves with a component nor says \
+                     how it meets: name {} in the overview, error handling, testing strategy or \
+                     security text where the design meets it, or add it to a component",
+                    kind_name(r.kind),
+                    r.id
+                ),
+            );
+            continue;
+        }
         unserved.push(r.id.as_str());
         card.blocking(
             Some(&r.id),
-            "served by no component: add it to the component that meets it",
+            "served by no component: add it to the component that meets it (or, for \
+             documentation, process or a constraint, give the requirement that type and say \
+             in the design how it is met)",
         );
     }
     for component in &output.components {
@@ -281,6 +332,7 @@ mod tests {
                 ],
                 issues: vec![],
                 warnings: vec![],
+                ears: vec![],
             }
         );
     }
@@ -308,7 +360,10 @@ mod tests {
                 Issue {
                     blocking: true,
                     subject: Some("REQ-BUILD-002".into()),
-                    message: "served by no component: add it to the component that meets it".into(),
+                    message: "served by no component: add it to the component that meets it (or, \
+                              for documentation, process or a constraint, give the requirement \
+                              that type and say in the design how it is met)"
+                        .into(),
                 },
                 Issue {
                     blocking: false,
@@ -350,6 +405,40 @@ mod tests {
             vec!["no requirements in the context: traceability was not checked".to_string()]
         );
         assert!(evaluation.passed);
+    }
+
+    #[test]
+    fn a_requirement_that_is_not_code_is_met_by_the_design_text() {
+        let mut reqs = requirements();
+        for (r, kind) in reqs.requirements.iter_mut().zip([
+            omoi_protocol::artifact::RequirementKind::Documentation,
+            omoi_protocol::artifact::RequirementKind::Process,
+        ]) {
+            r.kind = kind;
+        }
+        let mut design = good();
+        design.components = vec![component("renderer", &[])];
+        design.testing_strategy = "Unit tests per component; REQ-BUILD-002 is met by a manual \
+                                   review of the sample site before each release."
+            .into();
+        let evaluation = evaluate(&design, Some(&reqs), 0.7);
+        let blocking: Vec<&Issue> = evaluation.issues.iter().filter(|i| i.blocking).collect();
+        assert_eq!(
+            blocking,
+            vec![&Issue {
+                blocking: true,
+                subject: Some("REQ-BUILD-001".into()),
+                message: "a documentation requirement that the design neither serves with a \
+                          component nor says how it meets: name REQ-BUILD-001 in the overview, \
+                          error handling, testing strategy or security text where the design \
+                          meets it, or add it to a component"
+                    .into(),
+            }]
+        );
+        design
+            .overview
+            .push_str(" The user guide (REQ-BUILD-001) gains a page on builds.");
+        assert!(evaluate(&design, Some(&reqs), 0.7).passed);
     }
 
     #[test]

@@ -257,6 +257,7 @@ mod tests {
                 ],
                 issues: vec![],
                 warnings: vec![],
+                ears: vec![],
             }
         );
     }

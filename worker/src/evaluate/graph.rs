@@ -1,7 +1,7 @@
 //! The dependency graph of a spec's tasks: what is wrong with it (duplicate ids, unknown and self
 //! dependencies, cycles), the order and waves it allows, and its critical path.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use omoi_protocol::artifact::SpecTask;
 
@@ -48,9 +48,10 @@ impl<'a> TaskGraph<'a> {
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         let mut nodes = Vec::new();
         let mut duplicates = Vec::new();
+        let mut repeated: HashSet<&str> = HashSet::new();
         for task in tasks {
             if index.contains_key(task.id.as_str()) {
-                if !duplicates.contains(&task.id) {
+                if repeated.insert(task.id.as_str()) {
                     duplicates.push(task.id.clone());
                 }
             } else {
@@ -61,22 +62,25 @@ impl<'a> TaskGraph<'a> {
         let mut unknown = Vec::new();
         let mut self_dependent = Vec::new();
         let mut deps = Vec::with_capacity(nodes.len());
+        // `added[d] == node` when `d` is already among `node`'s dependencies.
+        let mut added = vec![usize::MAX; nodes.len()];
         for (node, task) in nodes.iter().enumerate() {
             let mut mine: Vec<usize> = Vec::new();
+            let mut on_itself = false;
             for dep in &task.depends_on {
                 match index.get(dep.as_str()) {
-                    Some(&d) if d == node => {
-                        if !self_dependent.contains(&task.id) {
-                            self_dependent.push(task.id.clone());
-                        }
-                    }
+                    Some(&d) if d == node => on_itself = true,
                     Some(&d) => {
-                        if !mine.contains(&d) {
+                        if added[d] != node {
+                            added[d] = node;
                             mine.push(d);
                         }
                     }
                     None => unknown.push((task.id.clone(), dep.clone())),
                 }
+            }
+            if on_itself {
+                self_dependent.push(task.id.clone());
             }
             deps.push(mine);
         }
@@ -156,75 +160,119 @@ impl<'a> TaskGraph<'a> {
         }
     }
 
-    /// The groups of tasks among `stuck` that depend on each other, each with one cycle through it.
+    /// The groups of tasks among `stuck` that depend on each other (the strongly connected
+    /// components with more than one task, found by Tarjan's algorithm without recursion), each
+    /// with one cycle through it. Linear in the tasks and dependencies.
     fn cycles(&self, stuck: &[usize]) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
-        let in_stuck: BTreeSet<usize> = stuck.iter().copied().collect();
-        let reach: BTreeMap<usize, BTreeSet<usize>> = stuck
-            .iter()
-            .map(|&v| (v, self.reachable(v, &in_stuck)))
-            .collect();
-        let reaches = |from: usize, to: usize| reach.get(&from).is_some_and(|r| r.contains(&to));
-        let mut assigned: BTreeSet<usize> = BTreeSet::new();
-        let mut groups: Vec<BTreeSet<usize>> = Vec::new();
-        let mut by_id: Vec<usize> = stuck.to_vec();
-        by_id.sort_by_key(|&v| self.id(v));
-        for &v in &by_id {
-            if assigned.contains(&v) {
-                continue;
-            }
-            let group: BTreeSet<usize> = by_id
-                .iter()
-                .copied()
-                .filter(|&u| u == v || (reaches(v, u) && reaches(u, v)))
-                .collect();
-            assigned.extend(group.iter().copied());
-            if group.len() > 1 {
-                groups.push(group);
-            }
+        let n = self.nodes.len();
+        let mut within = vec![false; n];
+        for &v in stuck {
+            within[v] = true;
         }
+        let mut groups = self.components(stuck, &within);
+        groups.retain(|g| g.len() > 1);
+        for group in &mut groups {
+            group.sort_by_key(|&v| self.id(v));
+        }
+        groups.sort_by_key(|g| g.first().map(|&v| self.id(v)));
+        let mut member = vec![false; n];
         groups
             .iter()
             .map(|group| {
-                let mut members: Vec<String> =
-                    group.iter().map(|&v| self.id(v).to_string()).collect();
-                members.sort();
-                (self.cycle_path(group), members)
+                for &v in group {
+                    member[v] = true;
+                }
+                let path = self.cycle_path(group, &member);
+                for &v in group {
+                    member[v] = false;
+                }
+                let members = group.iter().map(|&v| self.id(v).to_string()).collect();
+                (path, members)
             })
             .unzip()
     }
 
-    /// Nodes reachable from `start` along dependencies, staying within `within`.
-    fn reachable(&self, start: usize, within: &BTreeSet<usize>) -> BTreeSet<usize> {
-        let mut seen = BTreeSet::new();
-        let mut queue = VecDeque::from([start]);
-        while let Some(v) = queue.pop_front() {
-            for &d in &self.deps[v] {
-                if within.contains(&d) && seen.insert(d) {
-                    queue.push_back(d);
+    /// The strongly connected components of the subgraph of the nodes marked in `within`.
+    fn components(&self, roots: &[usize], within: &[bool]) -> Vec<Vec<usize>> {
+        const UNSEEN: usize = usize::MAX;
+        let n = self.nodes.len();
+        let mut index = vec![UNSEEN; n];
+        let mut low = vec![0; n];
+        let mut on_stack = vec![false; n];
+        let mut stack: Vec<usize> = Vec::new();
+        // The depth-first path: a node and the position of the next dependency to look at.
+        let mut path: Vec<(usize, usize)> = Vec::new();
+        let mut next_index = 0;
+        let mut groups = Vec::new();
+        for &root in roots {
+            if index[root] != UNSEEN {
+                continue;
+            }
+            path.push((root, 0));
+            index[root] = next_index;
+            low[root] = next_index;
+            next_index += 1;
+            stack.push(root);
+            on_stack[root] = true;
+            while let Some(&mut (v, ref mut at)) = path.last_mut() {
+                if let Some(&d) = self.deps[v].get(*at) {
+                    *at += 1;
+                    if !within[d] {
+                        continue;
+                    }
+                    if index[d] == UNSEEN {
+                        index[d] = next_index;
+                        low[d] = next_index;
+                        next_index += 1;
+                        stack.push(d);
+                        on_stack[d] = true;
+                        path.push((d, 0));
+                    } else if on_stack[d] {
+                        low[v] = low[v].min(index[d]);
+                    }
+                    continue;
+                }
+                path.pop();
+                if let Some(&(parent, _)) = path.last() {
+                    low[parent] = low[parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut group = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        group.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    groups.push(group);
                 }
             }
         }
-        seen
+        groups
     }
 
-    /// One cycle inside a group whose members all reach each other: from the smallest id, follow
-    /// the smallest dependency inside the group until a task repeats.
-    fn cycle_path(&self, group: &BTreeSet<usize>) -> Vec<String> {
-        let Some(&start) = group.iter().min_by_key(|&&v| self.id(v)) else {
+    /// One cycle inside a group (sorted by id) whose members all reach each other, marked in
+    /// `member`: from the smallest id, follow the smallest dependency inside the group until a task
+    /// repeats. Each step is linear in the task's dependencies, so the walk is linear overall.
+    fn cycle_path(&self, group: &[usize], member: &[bool]) -> Vec<String> {
+        let Some(&start) = group.first() else {
             return Vec::new();
         };
+        let mut position: BTreeMap<usize, usize> = BTreeMap::new();
         let mut path = vec![start];
+        position.insert(start, 0);
         let mut current = start;
         loop {
             let next = self.deps[current]
                 .iter()
                 .copied()
-                .filter(|d| group.contains(d))
+                .filter(|&d| member[d])
                 .min_by_key(|&d| self.id(d));
             let Some(next) = next else {
                 break;
             };
-            if let Some(at) = path.iter().position(|&v| v == next) {
+            if let Some(&at) = position.get(&next) {
                 let mut cycle: Vec<usize> = path[at..].to_vec();
                 let smallest = (0..cycle.len())
                     .min_by_key(|&i| self.id(cycle[i]))
@@ -234,6 +282,7 @@ impl<'a> TaskGraph<'a> {
                 cycle.push(first);
                 return cycle.iter().map(|&v| self.id(v).to_string()).collect();
             }
+            position.insert(next, path.len());
             path.push(next);
             current = next;
         }
@@ -457,5 +506,170 @@ pub(crate) mod tests {
                 hours: 2.0
             }
         );
+    }
+
+    /// A small deterministic generator for the random graphs below (xorshift64*).
+    pub(crate) struct Random(u64);
+
+    impl Random {
+        pub(crate) fn new(seed: u64) -> Self {
+            Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+        }
+    }
+
+    /// A random graph of up to 12 tasks; `acyclic` draws dependencies only on earlier tasks.
+    fn random_tasks(random: &mut Random, acyclic: bool) -> Vec<SpecTask> {
+        let n = 1 + random.below(12);
+        let names: Vec<String> = (0..n)
+            .map(|i| format!("T{:02}", random.below(100) * 100 + i))
+            .collect();
+        (0..n)
+            .map(|i| {
+                let count = random.below(4);
+                let deps: Vec<&str> = (0..count)
+                    .filter_map(|_| {
+                        let d = if acyclic {
+                            (i > 0).then(|| random.below(i))
+                        } else {
+                            Some(random.below(n))
+                        };
+                        d.map(|d| names[d].as_str())
+                    })
+                    .collect();
+                task(&names[i], 1.0 + random.below(5) as f64, &deps)
+            })
+            .collect()
+    }
+
+    /// The reference: `reach[a][b]` when `a` depends on `b` through one or more edges (self
+    /// dependencies excluded), by repeated relaxation.
+    fn reference_reach(tasks: &[SpecTask]) -> Vec<Vec<bool>> {
+        let n = tasks.len();
+        let mut reach = vec![vec![false; n]; n];
+        for (a, t) in tasks.iter().enumerate() {
+            for d in &t.depends_on {
+                if let Some(b) = tasks.iter().position(|u| &u.id == d) {
+                    if a != b {
+                        reach[a][b] = true;
+                    }
+                }
+            }
+        }
+        for k in 0..n {
+            for a in 0..n {
+                if reach[a][k] {
+                    let through = reach[k].clone();
+                    for (b, reached) in through.into_iter().enumerate() {
+                        reach[a][b] |= reached;
+                    }
+                }
+            }
+        }
+        reach
+    }
+
+    #[test]
+    fn random_graphs_agree_with_a_simple_reference() {
+        let mut random = Random::new(7);
+        for round in 0..2000 {
+            let tasks = random_tasks(&mut random, round % 2 == 0);
+            let graph = TaskGraph::new(&tasks);
+            let ordering = graph.ordering();
+            let reach = reference_reach(&tasks);
+            let n = tasks.len();
+            let id = |v: usize| tasks[v].id.clone();
+            let cyclic: BTreeSet<usize> = (0..n).filter(|&v| reach[v][v]).collect();
+            let mut unordered: Vec<String> = (0..n)
+                .filter(|&v| cyclic.contains(&v) || cyclic.iter().any(|&c| reach[v][c]))
+                .map(id)
+                .collect();
+            unordered.sort();
+            assert_eq!(ordering.unordered, unordered, "{tasks:?}");
+            if round % 2 == 0 {
+                assert!(ordering.cycles.is_empty(), "{tasks:?}");
+            }
+            // The groups are the classes of mutual reachability, sorted by their smallest id.
+            let mut groups: Vec<Vec<String>> = Vec::new();
+            for &v in &cyclic {
+                let mut group: Vec<String> = cyclic
+                    .iter()
+                    .filter(|&&u| u == v || (reach[v][u] && reach[u][v]))
+                    .map(|&u| id(u))
+                    .collect();
+                group.sort();
+                if !groups.contains(&group) {
+                    groups.push(group);
+                }
+            }
+            groups.sort();
+            assert_eq!(ordering.cycle_members, groups, "{tasks:?}");
+            // Each cycle is a real one inside its group.
+            for (cycle, members) in ordering.cycles.iter().zip(&ordering.cycle_members) {
+                assert_eq!(cycle.first(), cycle.last());
+                assert_eq!(
+                    cycle.first(),
+                    cycle.iter().min(),
+                    "starts at its smallest id"
+                );
+                for pair in cycle.windows(2) {
+                    let task = tasks.iter().find(|t| t.id == pair[0]).unwrap();
+                    assert!(task.depends_on.contains(&pair[1]), "{cycle:?} in {tasks:?}");
+                    assert!(members.contains(&pair[1]));
+                }
+            }
+            // The order holds every other task once, each after its dependencies.
+            let mut ordered: Vec<String> = ordering.order.clone();
+            ordered.sort();
+            let expected: Vec<String> = {
+                let mut all: Vec<String> =
+                    (0..n).map(id).filter(|i| !unordered.contains(i)).collect();
+                all.sort();
+                all
+            };
+            assert_eq!(ordered, expected, "{tasks:?}");
+            for (at, name) in ordering.order.iter().enumerate() {
+                let task = tasks.iter().find(|t| &t.id == name).unwrap();
+                for d in task.depends_on.iter().filter(|d| *d != name) {
+                    let before = ordering.order[..at].contains(d);
+                    assert!(
+                        before,
+                        "{name} before its dependency {d}: {:?}",
+                        ordering.order
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_long_cycle_and_one_long_chain_are_handled_in_linear_time() {
+        let n = 200_000;
+        let name = |i: usize| format!("TSK-{i:06}");
+        let cycle: Vec<SpecTask> = (0..n)
+            .map(|i| task(&name(i), 1.0, &[&name((i + 1) % n)]))
+            .collect();
+        let ordering = TaskGraph::new(&cycle).ordering();
+        assert_eq!(ordering.cycles.len(), 1);
+        assert_eq!(ordering.cycles[0].len(), n + 1);
+        assert_eq!(ordering.unordered.len(), n);
+        let chain: Vec<SpecTask> = (0..n)
+            .map(|i| {
+                let deps: Vec<String> = (i > 0).then(|| name(i - 1)).into_iter().collect();
+                let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+                task(&name(i), 1.0, &deps)
+            })
+            .collect();
+        let graph = TaskGraph::new(&chain);
+        let ordering = graph.ordering();
+        assert_eq!(ordering.order.len(), n);
+        assert_eq!(ordering.waves.len(), n);
+        assert_eq!(graph.critical_path(&ordering).hours, n as f64);
     }
 }

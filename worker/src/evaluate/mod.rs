@@ -10,8 +10,10 @@
 pub mod design;
 pub mod ears;
 pub mod explore;
-mod graph;
+pub(crate) mod graph;
 pub mod requirements;
+#[cfg(test)]
+mod robustness;
 mod score;
 pub mod sync;
 pub mod tasks;
@@ -36,7 +38,9 @@ pub fn evaluate(
         PhaseOutput::Explore(o) => explore::evaluate(o, workspace, threshold),
         PhaseOutput::Requirements(o) => requirements::evaluate(o, threshold),
         PhaseOutput::Design(o) => design::evaluate(o, ctx.requirements.as_ref(), threshold),
-        PhaseOutput::Tasks(o) => tasks::evaluate(o, ctx.requirements.as_ref(), threshold),
+        PhaseOutput::Tasks(o) => {
+            tasks::evaluate(o, ctx.requirements.as_ref(), Some(workspace), threshold)
+        }
         PhaseOutput::Sync(o) => sync::evaluate(o, ctx, threshold),
     }
 }
@@ -181,6 +185,7 @@ mod tests {
                 ),
             ],
             warnings: vec!["TSK-002 serves no requirement".into()],
+            ears: vec![],
         };
         assert_eq!(
             feedback(&evaluation),
@@ -211,6 +216,7 @@ mod tests {
             criteria: vec![criterion("summary", 1.0, 0.5, "6 words; 15 expected")],
             issues: vec![],
             warnings: vec![],
+            ears: vec![],
         };
         assert_eq!(
             feedback(&low),
@@ -227,6 +233,7 @@ mod tests {
             criteria: vec![criterion("summary", 1.0, 1.0, "ok")],
             issues: vec![],
             warnings: vec![],
+            ears: vec![],
         };
         assert_eq!(
             feedback(&pass),
@@ -245,6 +252,7 @@ mod tests {
                 .map(|n| issue(true, None, &format!("problem {n}")))
                 .collect(),
             warnings: vec![],
+            ears: vec![],
         };
         let text = feedback(&evaluation);
         assert!(text.contains("- problem 24\n- … and 5 more\n"), "{text}");

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use omoi_protocol::artifact::RequirementsOutput;
-use omoi_protocol::eval::Evaluation;
+use omoi_protocol::eval::{EarsReading, Evaluation};
 use omoi_protocol::phase::Phase;
 
 use super::ears;
@@ -65,8 +65,17 @@ pub fn evaluate(output: &RequirementsOutput, threshold: f64) -> Evaluation {
             titled += 1;
         }
 
-        match ears::classify(&r.text) {
-            Ok(_) => ears_ok += 1,
+        match ears::read(&r.text) {
+            Ok(reading) => {
+                ears_ok += 1;
+                card.ears(EarsReading {
+                    requirement: r.id.clone(),
+                    pattern: reading.pattern,
+                    clauses: reading.clauses,
+                    system: reading.system,
+                    response: reading.response,
+                });
+            }
             Err(error) => card.issue(Some(id), format!("text is not EARS: {error}")),
         }
 
@@ -161,7 +170,7 @@ pub fn is_requirement_id(id: &str) -> bool {
 pub(crate) mod tests {
     use super::*;
     use omoi_protocol::artifact::{Priority, Requirement, RequirementKind};
-    use omoi_protocol::eval::{Criterion, Issue};
+    use omoi_protocol::eval::{Criterion, EarsClause, EarsKeyword, EarsPattern, Issue};
     use pretty_assertions::assert_eq;
 
     /// A requirement that passes every check.
@@ -258,6 +267,18 @@ pub(crate) mod tests {
                 ],
                 issues: vec![],
                 warnings: vec![],
+                ears: ["REQ-BUILD-001", "REQ-BUILD-002"]
+                    .map(|id| EarsReading {
+                        requirement: id.into(),
+                        pattern: EarsPattern::EventDriven,
+                        clauses: vec![EarsClause {
+                            keyword: EarsKeyword::When,
+                            text: "the user runs `notes build`".into(),
+                        }],
+                        system: "the CLI".into(),
+                        response: "write one HTML page per note".into(),
+                    })
+                    .to_vec(),
             }
         );
     }

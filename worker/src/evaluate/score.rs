@@ -1,7 +1,7 @@
 //! The scoring machinery every evaluator shares: named weighted criteria, issues and warnings,
 //! finished into an [`Evaluation`] against a threshold.
 
-use omoi_protocol::eval::{Criterion, Evaluation, Issue};
+use omoi_protocol::eval::{Criterion, EarsReading, Evaluation, Issue};
 use omoi_protocol::phase::Phase;
 
 /// Collects the findings of one evaluator run.
@@ -11,6 +11,7 @@ pub(crate) struct Scorecard {
     criteria: Vec<Criterion>,
     issues: Vec<Issue>,
     warnings: Vec<String>,
+    ears: Vec<EarsReading>,
 }
 
 impl Scorecard {
@@ -20,6 +21,7 @@ impl Scorecard {
             criteria: Vec::new(),
             issues: Vec::new(),
             warnings: Vec::new(),
+            ears: Vec::new(),
         }
     }
 
@@ -49,6 +51,11 @@ impl Scorecard {
         self.push_issue(false, subject, message.into());
     }
 
+    /// Records how a requirement reads as EARS.
+    pub(crate) fn ears(&mut self, reading: EarsReading) {
+        self.ears.push(reading);
+    }
+
     pub(crate) fn warn(&mut self, warning: impl Into<String>) {
         self.warnings.push(warning.into());
     }
@@ -74,6 +81,7 @@ impl Scorecard {
             criteria: self.criteria,
             issues: self.issues,
             warnings: self.warnings,
+            ears: self.ears,
         }
     }
 }
@@ -182,6 +190,7 @@ mod tests {
                 ],
                 issues: vec![],
                 warnings: vec!["careful".into()],
+                ears: vec![],
             }
         );
     }

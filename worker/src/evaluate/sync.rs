@@ -1,7 +1,7 @@
 //! SYNC: the analysis computed from requirements and tasks (coverage, order, waves, critical
 //! path), and its evaluator, which passes only a spec that is ready for execution.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use omoi_protocol::artifact::{CoverageEntry, RequirementsOutput, SyncOutput, TasksOutput};
 use omoi_protocol::context::PhaseContext;
@@ -21,6 +21,19 @@ const NO_REQUIREMENTS: &str = "there are no requirements to cover";
 pub fn analyze(requirements: &RequirementsOutput, tasks: &TasksOutput) -> SyncOutput {
     let mut issues = Vec::new();
 
+    // For each requirement id, the tasks serving it, each once, in the order of the tasks.
+    let mut serving_by_requirement: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut counted: HashSet<(&str, &str)> = HashSet::new();
+    for t in &tasks.tasks {
+        for r in &t.requirements {
+            if counted.insert((r.as_str(), t.id.as_str())) {
+                serving_by_requirement
+                    .entry(r.as_str())
+                    .or_default()
+                    .push(t.id.as_str());
+            }
+        }
+    }
     let mut seen = BTreeSet::new();
     let mut coverage = Vec::new();
     let mut uncovered = Vec::new();
@@ -28,16 +41,10 @@ pub fn analyze(requirements: &RequirementsOutput, tasks: &TasksOutput) -> SyncOu
         if !seen.insert(r.id.as_str()) {
             continue;
         }
-        let mut serving: Vec<String> = Vec::new();
-        for t in tasks
-            .tasks
-            .iter()
-            .filter(|t| t.requirements.contains(&r.id))
-        {
-            if !serving.contains(&t.id) {
-                serving.push(t.id.clone());
-            }
-        }
+        let serving: Vec<String> = serving_by_requirement
+            .get(r.id.as_str())
+            .map(|ids| ids.iter().map(|id| id.to_string()).collect())
+            .unwrap_or_default();
         if serving.is_empty() {
             uncovered.push(r.id.clone());
         }
@@ -395,6 +402,7 @@ mod tests {
                 ],
                 issues: vec![],
                 warnings: vec![],
+                ears: vec![],
             }
         );
     }

@@ -6,7 +6,8 @@
 //! covers. Malformed ids, unknown requirement ids, estimates out of bounds and missing acceptance
 //! criteria cost score.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 
 use omoi_protocol::artifact::{RequirementsOutput, TasksOutput};
 use omoi_protocol::eval::Evaluation;
@@ -18,9 +19,16 @@ use super::score::{Scorecard, list, non_blank, share};
 /// The largest estimate of one task, in hours; a larger task should be split.
 pub const MAX_ESTIMATE_HOURS: f64 = 40.0;
 
+/// A path in a task's `files` written `new:path` or `path (new)` is a file the task creates.
+const NEW_PREFIX: &str = "new:";
+const NEW_SUFFIX: &str = "(new)";
+
+/// Scores a tasks output. With the requirements, coverage is checked; with a workspace, every file
+/// a task names must exist there unless it is marked as new.
 pub fn evaluate(
     output: &TasksOutput,
     requirements: Option<&RequirementsOutput>,
+    workspace: Option<&Path>,
     threshold: f64,
 ) -> Evaluation {
     let mut card = Scorecard::new(Phase::Tasks);
@@ -32,8 +40,12 @@ pub fn evaluate(
 
     let graph = TaskGraph::new(tasks);
     let ordering = graph.ordering();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for task in tasks {
+        *uses.entry(task.id.as_str()).or_default() += 1;
+    }
     for id in &graph.duplicates {
-        let count = tasks.iter().filter(|t| &t.id == id).count();
+        let count = uses.get(id.as_str()).copied().unwrap_or(0);
         card.blocking(
             Some(id),
             format!("id used by {count} tasks: give each its own"),
@@ -41,7 +53,7 @@ pub fn evaluate(
     }
     let mut ids_ok = 0;
     for task in tasks {
-        let unique = !graph.duplicates.contains(&task.id);
+        let unique = uses.get(task.id.as_str()) == Some(&1);
         if !is_task_id(&task.id) {
             card.issue(
                 Some(&task.id),
@@ -53,7 +65,7 @@ pub fn evaluate(
     }
     card.criterion(
         "ids",
-        0.1,
+        0.05,
         share(ids_ok, total, 0.0),
         format!("{ids_ok} of {total} ids well formed and unique"),
     );
@@ -156,11 +168,59 @@ pub fn evaluate(
     );
     card.criterion(
         "descriptions",
-        0.1,
+        0.05,
         share(described, total, 0.0),
         format!("{described} of {total} tasks have a title and a description"),
     );
+    files(&mut card, output, workspace);
     card.finish(threshold)
+}
+
+/// Every file a task names exists in the workspace, unless marked as new (`new:path`,
+/// `path (new)`); a missing one costs score and is named.
+fn files(card: &mut Scorecard, output: &TasksOutput, workspace: Option<&Path>) {
+    let Some(workspace) = workspace else {
+        card.criterion("files", 0.1, 1.0, "not checked: no workspace");
+        return;
+    };
+    let mut named = 0;
+    let mut found = 0;
+    for task in &output.tasks {
+        let mut missing: Vec<&str> = Vec::new();
+        for file in &task.files {
+            let file = file.trim();
+            if file.starts_with(NEW_PREFIX) || file.ends_with(NEW_SUFFIX) {
+                continue;
+            }
+            named += 1;
+            let relative = Path::new(file);
+            let inside = relative.is_relative()
+                && !relative
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir));
+            if inside && workspace.join(relative).exists() {
+                found += 1;
+            } else {
+                missing.push(file);
+            }
+        }
+        if !missing.is_empty() {
+            card.issue(
+                Some(&task.id),
+                format!(
+                    "names files that are not in the workspace: {}; fix the paths, or mark a \
+                     file the task creates as new (\"{NEW_PREFIX}path\" or \"path {NEW_SUFFIX}\")",
+                    list(&missing)
+                ),
+            );
+        }
+    }
+    card.criterion(
+        "files",
+        0.1,
+        share(found, named, 1.0),
+        format!("{found} of {named} existing files found in the workspace"),
+    );
 }
 
 fn coverage(card: &mut Scorecard, output: &TasksOutput, requirements: Option<&RequirementsOutput>) {
@@ -298,13 +358,13 @@ mod tests {
             ],
         };
         assert_eq!(
-            evaluate(&output, Some(&requirements()), 0.7),
+            evaluate(&output, Some(&requirements()), None, 0.7),
             Evaluation {
                 phase: Phase::Tasks,
                 score: 1.0,
                 passed: true,
                 criteria: vec![
-                    criterion("ids", 0.1, 1.0, "2 of 2 ids well formed and unique"),
+                    criterion("ids", 0.05, 1.0, "2 of 2 ids well formed and unique"),
                     criterion(
                         "dependencies",
                         0.25,
@@ -331,13 +391,15 @@ mod tests {
                     ),
                     criterion(
                         "descriptions",
-                        0.1,
+                        0.05,
                         1.0,
                         "2 of 2 tasks have a title and a description"
                     ),
+                    criterion("files", 0.1, 1.0, "not checked: no workspace"),
                 ],
                 issues: vec![],
                 warnings: vec![],
+                ears: vec![],
             }
         );
     }
@@ -351,7 +413,7 @@ mod tests {
                 serving(task("TSK-003", 1.0, &["TSK-002"]), &[]),
             ],
         };
-        let evaluation = evaluate(&output, Some(&requirements()), 0.7);
+        let evaluation = evaluate(&output, Some(&requirements()), None, 0.7);
         assert_eq!(
             evaluation.issues,
             vec![blocking(
@@ -389,7 +451,7 @@ mod tests {
                 serving(task("T-4", 1.0, &[]), &["REQ-BUILD-001"]),
             ],
         };
-        let evaluation = evaluate(&output, Some(&requirements()), 0.0);
+        let evaluation = evaluate(&output, Some(&requirements()), None, 0.0);
         assert_eq!(
             evaluation.issues,
             vec![
@@ -431,7 +493,7 @@ mod tests {
 
     #[test]
     fn no_tasks_blocks() {
-        let evaluation = evaluate(&TasksOutput { tasks: vec![] }, None, 0.0);
+        let evaluation = evaluate(&TasksOutput { tasks: vec![] }, None, None, 0.0);
         assert_eq!(
             evaluation.issues,
             vec![blocking("tasks", "no tasks: break the design into tasks")]
@@ -441,5 +503,57 @@ mod tests {
             vec!["no requirements in the context: coverage was not checked".to_string()]
         );
         assert!(!evaluation.passed);
+    }
+
+    #[test]
+    fn files_must_exist_in_the_workspace_unless_marked_new() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
+        let mut first = serving(task("TSK-001", 4.0, &[]), &["REQ-BUILD-001"]);
+        first.files = [
+            "src/lib.rs",
+            "src/limit.rs (new)",
+            "new:src/store.rs",
+            "src/gone.rs",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut second = serving(task("TSK-002", 2.0, &["TSK-001"]), &["REQ-BUILD-002"]);
+        second.files = vec!["../outside.rs".into(), "/etc/passwd".into()];
+        let output = TasksOutput {
+            tasks: vec![first, second],
+        };
+        let evaluation = evaluate(&output, Some(&requirements()), Some(dir.path()), 0.7);
+        assert_eq!(
+            evaluation.issues,
+            vec![
+                Issue {
+                    blocking: false,
+                    subject: Some("TSK-001".into()),
+                    message: "names files that are not in the workspace: src/gone.rs; fix the \
+                              paths, or mark a file the task creates as new (\"new:path\" or \
+                              \"path (new)\")"
+                        .into(),
+                },
+                Issue {
+                    blocking: false,
+                    subject: Some("TSK-002".into()),
+                    message: "names files that are not in the workspace: ../outside.rs, \
+                              /etc/passwd; fix the paths, or mark a file the task creates as new \
+                              (\"new:path\" or \"path (new)\")"
+                        .into(),
+                },
+            ]
+        );
+        assert_eq!(
+            evaluation.criteria.last(),
+            Some(&criterion(
+                "files",
+                0.1,
+                0.25,
+                "1 of 4 existing files found in the workspace"
+            ))
+        );
     }
 }

@@ -10,6 +10,8 @@ use omoi_protocol::phase::Phase;
 use omoi_worker::evaluate::evaluate;
 use pretty_assertions::assert_eq;
 
+use super::common::{one_line_error, stdout_json};
+
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/evaluate")
 }
@@ -29,23 +31,12 @@ fn read<T: serde::de::DeserializeOwned>(name: &str) -> T {
 
 /// The evaluation printed on stdout, after checking the exit code.
 fn evaluation(output: &Output, code: i32) -> Evaluation {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap()
+    stdout_json(output, code)
 }
 
 /// Exit code 2, nothing on stdout, and one line on stderr.
 fn bad_input(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
-    stderr
+    one_line_error(output, 2)
 }
 
 #[test]
@@ -108,14 +99,24 @@ fn a_dependency_cycle_fails_the_tasks_gate_with_the_context() {
     let printed = evaluation(&output, 1);
     assert_eq!(
         printed.issues,
-        vec![Issue {
-            blocking: true,
-            subject: Some("TSK-001".into()),
-            message: "dependency cycle among TSK-001, TSK-002, TSK-003: TSK-001 → TSK-003 → \
+        vec![
+            Issue {
+                blocking: true,
+                subject: Some("TSK-001".into()),
+                message: "dependency cycle among TSK-001, TSK-002, TSK-003: TSK-001 → TSK-003 → \
                       TSK-002 → TSK-001 (each depends on the next); break it by removing a \
                       dependency"
-                .into(),
-        }]
+                    .into(),
+            },
+            Issue {
+                blocking: false,
+                subject: Some("TSK-001".into()),
+                message: "names files that are not in the workspace: src/render.rs; fix the \
+                          paths, or mark a file the task creates as new (\"new:path\" or \
+                          \"path (new)\")"
+                    .into(),
+            }
+        ]
     );
     let expected = evaluate(
         &PhaseOutput::Tasks(read::<TasksOutput>("tasks_cycle.json")),
@@ -151,7 +152,14 @@ fn a_missing_key_file_fails_explore_in_the_given_workspace() {
 
 #[test]
 fn the_threshold_flag_moves_the_gate() {
-    let output = worker(&["evaluate", "tasks", "tasks_cycle.json", "--threshold", "0"]);
+    let output = worker(&[
+        "evaluate",
+        "tasks",
+        "tasks_cycle.json",
+        "--threshold",
+        "0",
+        "--no-traceability",
+    ]);
     // Without a context the cycle still blocks, whatever the threshold.
     assert!(!evaluation(&output, 1).passed);
 
@@ -200,7 +208,13 @@ fn unreadable_invalid_and_mistyped_files_exit_2_with_one_line() {
 #[test]
 fn an_unknown_phase_exits_2_with_one_line() {
     let stderr = bad_input(&worker(&["evaluate", "planning", "tasks_cycle.json"]));
-    assert!(stderr.contains("unknown phase \"planning\""), "{stderr}");
+    assert!(
+        stderr.contains(
+            "unknown target \"planning\": expected explore, requirements, design, tasks, sync or \
+             spec"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -55,7 +55,7 @@ fn the_ground_names_no_agent_provider_or_mode() {
         "crate::config",
     ];
     assert_eq!(
-        violations(&["error.rs", "process.rs"], &above),
+        violations(&["error.rs", "process.rs", "evaluate", "formats"], &above),
         Vec::<String>::new()
     );
 }

@@ -1,0 +1,407 @@
+//! Round trips of the spec formats on folders written the way Kiro and spec-kit write them, what
+//! each reader makes of them, and readers fed arbitrary input.
+
+use std::path::{Path, PathBuf};
+
+use omoi_protocol::artifact::{Priority, Requirement, RequirementKind, SpecTask, TaskKind};
+use pretty_assertions::assert_eq;
+
+use super::*;
+use crate::evaluate::graph::tests::Random;
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/specs")
+        .join(path)
+}
+
+fn kiro_fixture() -> PathBuf {
+    fixture("kiro/api-rate-limiting")
+}
+
+fn speckit_fixture() -> PathBuf {
+    fixture("spec-kit/003-api-rate-limiting")
+}
+
+/// Writes `spec` in `format` into a fresh folder named `name` and reads it back.
+fn round_trip(spec: &Spec, format: Format, name: &str) -> Spec {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(name);
+    write(spec, format, &out).unwrap();
+    let (detected, back) = read(&out, None).unwrap();
+    assert_eq!(detected, format);
+    back
+}
+
+fn ids(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn formats_are_detected_from_their_files() {
+    assert_eq!(detect(&kiro_fixture()).unwrap(), Format::Kiro);
+    assert_eq!(detect(&speckit_fixture()).unwrap(), Format::SpecKit);
+    let dir = tempfile::tempdir().unwrap();
+    let message = detect(dir.path()).unwrap_err().to_string();
+    assert!(message.contains("holds no spec"), "{message}");
+    std::fs::write(dir.path().join("tasks.md"), "- [ ] 1. x").unwrap();
+    let message = detect(dir.path()).unwrap_err().to_string();
+    assert!(
+        message.ends_with("pass --format kiro or --format spec-kit"),
+        "{message}"
+    );
+    let missing = dir.path().join("missing");
+    assert_eq!(
+        detect(&missing).unwrap_err().to_string(),
+        format!("{}: is not a directory", missing.display())
+    );
+    assert_eq!("speckit".parse::<Format>(), Ok(Format::SpecKit));
+    assert_eq!(
+        "yaml".parse::<Format>(),
+        Err("unknown format \"yaml\": expected omoi, kiro or spec-kit".into())
+    );
+}
+
+#[test]
+fn a_kiro_spec_reads_into_requirements_design_and_tasks() {
+    let (_, spec) = read(&kiro_fixture(), None).unwrap();
+    assert_eq!(spec.title, "api-rate-limiting");
+    assert!(spec.description.starts_with("The public API has no limit"));
+    let requirements = &spec.requirements.as_ref().unwrap().requirements;
+    assert_eq!(requirements.len(), 3);
+    assert_eq!(
+        requirements[1],
+        Requirement {
+            id: "REQ-SPEC-002".into(),
+            title: "As a client developer, I want to see my remaining quota on every response, \
+                    so that I can slow down before I am throttled."
+                .into(),
+            text: "WHEN the API answers a request THEN the API SHALL include the headers \
+                   X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset"
+                .into(),
+            kind: RequirementKind::Functional,
+            priority: Priority::Medium,
+            acceptance_criteria: vec![
+                "IF the client is not identified by an API key THEN the API SHALL count its \
+                 requests by source IP address"
+                    .into()
+            ],
+        }
+    );
+    let design = spec.design.as_ref().unwrap();
+    let served: Vec<(&str, Vec<String>)> = design
+        .components
+        .iter()
+        .map(|c| (c.name.as_str(), c.requirements.clone()))
+        .collect();
+    assert_eq!(
+        served,
+        vec![
+            (
+                "RateLimitMiddleware",
+                ids(&["REQ-SPEC-001", "REQ-SPEC-002"])
+            ),
+            ("LimitStore", ids(&["REQ-SPEC-003"])),
+            ("AdminLimitsEndpoint", ids(&["REQ-SPEC-003"])),
+        ]
+    );
+    assert_eq!(
+        design.components[0].interfaces,
+        ids(&[
+            "`fn check(client: &ClientId, now: Instant) -> Decision`",
+            "`fn headers(decision: &Decision) -> HeaderMap`"
+        ])
+    );
+    assert!(
+        design
+            .overview
+            .contains("\n\n## Architecture\n\n```mermaid")
+    );
+    assert_eq!(design.data_models[0].fields.len(), 4);
+    assert!(design.security.is_empty());
+    let tasks = &spec.tasks.as_ref().unwrap().tasks;
+    let shape: Vec<(&str, &str, Vec<String>, Vec<String>)> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t.id.as_str(),
+                t.title.as_str(),
+                t.depends_on.clone(),
+                t.requirements.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (
+                "TSK-001",
+                "Add the client limit table and store",
+                vec![],
+                ids(&["REQ-SPEC-003"])
+            ),
+            (
+                "TSK-002",
+                "Count requests per client in a fixed window",
+                ids(&["TSK-001"]),
+                ids(&["REQ-SPEC-001", "REQ-SPEC-002"])
+            ),
+            (
+                "TSK-003",
+                "Answer 429 and add quota headers",
+                ids(&["TSK-002"]),
+                ids(&["REQ-SPEC-001", "REQ-SPEC-002"])
+            ),
+            (
+                "TSK-004",
+                "Add the admin endpoint for limits",
+                ids(&["TSK-003"]),
+                ids(&["REQ-SPEC-003"])
+            ),
+            (
+                "TSK-005",
+                "Write integration tests against Redis",
+                ids(&["TSK-004"]),
+                ids(&["REQ-SPEC-001", "REQ-SPEC-003"])
+            ),
+        ]
+    );
+    assert_eq!(
+        tasks[0].acceptance_criteria,
+        ids(&[
+            "Create the migration for the `client_limits` table",
+            "Implement `LimitStore` with a 10 second cache"
+        ])
+    );
+    assert_eq!(spec.notes, vec![]);
+}
+
+#[test]
+fn a_speckit_feature_reads_into_requirements_design_and_tasks() {
+    let (_, spec) = read(&speckit_fixture(), None).unwrap();
+    assert_eq!(spec.title, "API rate limiting");
+    assert!(spec.description.starts_with("Limit each API client"));
+    let requirements = &spec.requirements.as_ref().unwrap().requirements;
+    assert_eq!(requirements.len(), 5);
+    assert_eq!(
+        requirements[2],
+        Requirement {
+            id: "REQ-FR-003".into(),
+            title: "System MUST count requests without an API key by source IP".into(),
+            text: "System SHALL count requests without an API key by source IP address.".into(),
+            kind: RequirementKind::Functional,
+            priority: Priority::Medium,
+            acceptance_criteria: ids(&[
+                "two keyless clients on different addresses have separate counters",
+                "a keyless client is limited like a keyed one"
+            ]),
+        }
+    );
+    let design = spec.design.as_ref().unwrap();
+    assert_eq!(
+        design.components[1].requirements,
+        ids(&["REQ-FR-004", "REQ-FR-005"])
+    );
+    assert_eq!(design.data_models[0].name, "ClientLimit");
+    assert_eq!(
+        design.testing_strategy,
+        "cargo test; integration tests against Redis and PostgreSQL in containers"
+    );
+    let tasks = &spec.tasks.as_ref().unwrap().tasks;
+    assert_eq!(
+        tasks[0].files,
+        ids(&["new:migrations/0007_client_limits.sql"])
+    );
+    assert_eq!(
+        tasks[2],
+        SpecTask {
+            id: "TSK-003".into(),
+            title: "Implement the window counter and middleware in \
+                    src/ratelimit/middleware.rs (FR-001, FR-002, FR-003)"
+                .into(),
+            description: "Implement the window counter and middleware in \
+                          src/ratelimit/middleware.rs (FR-001, FR-002, FR-003)"
+                .into(),
+            kind: TaskKind::Implementation,
+            priority: Priority::High,
+            estimate_hours: 0.0,
+            files: ids(&["src/ratelimit/middleware.rs"]),
+            acceptance_criteria: ids(&[
+                "Given a client with a limit of 100 per minute, When it sends its 101st request \
+                 in the minute, Then the API answers 429 with Retry-After.",
+                "Given a client under its limit, When it sends a request, Then the response \
+                 carries its remaining quota."
+            ]),
+            depends_on: ids(&["TSK-001"]),
+            requirements: ids(&["REQ-FR-001", "REQ-FR-002", "REQ-FR-003"]),
+        }
+    );
+}
+
+#[test]
+fn each_format_round_trips_what_it_holds() {
+    let (_, kiro) = read(&kiro_fixture(), None).unwrap();
+    assert_eq!(round_trip(&kiro, Format::Kiro, "api-rate-limiting"), kiro);
+    assert_eq!(round_trip(&kiro, Format::Omoi, "x"), kiro);
+    let (_, speckit) = read(&speckit_fixture(), None).unwrap();
+    assert_eq!(round_trip(&speckit, Format::SpecKit, "y"), speckit);
+    assert_eq!(round_trip(&speckit, Format::Omoi, "y"), speckit);
+}
+
+#[test]
+fn a_spec_crosses_formats_and_comes_back_whole() {
+    let (_, kiro) = read(&kiro_fixture(), None).unwrap();
+    let via_speckit = round_trip(&kiro, Format::SpecKit, "api-rate-limiting");
+    let back = round_trip(&via_speckit, Format::Kiro, "api-rate-limiting");
+    assert_eq!(back, kiro);
+
+    let (_, speckit) = read(&speckit_fixture(), None).unwrap();
+    let via_kiro = round_trip(&speckit, Format::Kiro, "API rate limiting");
+    let back = round_trip(&via_kiro, Format::SpecKit, "z");
+    assert_eq!(back, speckit);
+}
+
+#[test]
+fn omoi_json_notes_unknown_fields_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tasks.json"),
+        r#"{"tasks": [{"id": "TSK-001", "title": "t", "description": "d",
+            "type": "implementation", "priority": "low", "estimate_hours": 1,
+            "acceptance_criteria": ["a"], "requirements": [], "depends-on": ["TSK-002"]}],
+            "extra": 1}"#,
+    )
+    .unwrap();
+    let (format, spec) = read(dir.path(), None).unwrap();
+    assert_eq!(format, Format::Omoi);
+    assert_eq!(
+        spec.notes,
+        vec![
+            Note {
+                subject: "tasks.json: tasks[0].depends-on".into(),
+                message: "unknown field \"depends-on\": it is not part of a tasks output and was \
+                          ignored (did you mean depends_on?)"
+                    .into(),
+                blocking: true,
+            },
+            Note {
+                subject: "tasks.json: extra".into(),
+                message: "unknown field \"extra\": it is not part of a tasks output and was \
+                          ignored"
+                    .into(),
+                blocking: true,
+            },
+        ]
+    );
+    std::fs::write(dir.path().join("design.json"), "{\"overview\": 1}").unwrap();
+    let message = read(dir.path(), None).unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!(
+            "{}: is not a design output: invalid type",
+            dir.path().join("design.json").display()
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn markdown_readers_note_what_they_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("requirements.md"),
+        "# Requirements Document\n\n### Requirement 1\n\n**Priority:** urgent\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tasks.md"),
+        "- [ ] 1. Do it\n  - _Estimate: soon_\n",
+    )
+    .unwrap();
+    let (_, spec) = read(dir.path(), Some(Format::Kiro)).unwrap();
+    let notes: Vec<String> = spec
+        .notes
+        .iter()
+        .map(|n| format!("{}: {}", n.subject, n.message))
+        .collect();
+    assert_eq!(
+        notes,
+        vec![
+            "requirements.md: Requirement 1: priority \"urgent\" is not one omoi knows; it was \
+             left out",
+            "requirements.md: Requirement 1: has no acceptance criteria: its EARS text is empty",
+            "tasks.md: line 1: estimate \"soon\" is not a number of hours (e.g. 4h)",
+        ]
+    );
+}
+
+/// Text made of the pieces spec documents are made of, in random order and nesting.
+fn random_markdown(random: &mut Random, lines: usize) -> String {
+    const PIECES: [&str; 24] = [
+        "# ",
+        "## ",
+        "### Requirement ",
+        "#### Acceptance Criteria",
+        "- [ ] ",
+        "  - [ ] 2.",
+        "- ",
+        "    - ",
+        "1. ",
+        "**FR-0",
+        "**: ",
+        "_Requirements: ",
+        "Depends on: ",
+        "_Estimate: ",
+        "```",
+        "WHEN x THEN the system SHALL y",
+        "T00",
+        "REQ-",
+        "(TSK-",
+        ")",
+        "é😀",
+        ", ",
+        "h_",
+        "**Input**: ",
+    ];
+    let mut text = String::new();
+    for _ in 0..lines {
+        for _ in 0..random.below(5) {
+            text.push_str(PIECES[random.below(PIECES.len())]);
+            text.push_str(&random.below(20).to_string());
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn readers_survive_arbitrary_input() {
+    let mut random = Random::new(11);
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..300 {
+        let lines = if round % 50 == 0 {
+            20_000
+        } else {
+            1 + random.below(40)
+        };
+        for name in [
+            "requirements.md",
+            "design.md",
+            "tasks.md",
+            "spec.md",
+            "plan.md",
+        ] {
+            std::fs::write(dir.path().join(name), random_markdown(&mut random, lines)).unwrap();
+        }
+        for format in [Format::Kiro, Format::SpecKit] {
+            let (_, spec) = read(dir.path(), Some(format)).unwrap();
+            // Whatever was read renders in every format, and evaluates.
+            for target in Format::ALL {
+                render(&spec, target).unwrap();
+            }
+            let context = spec.context();
+            if let (Some(r), Some(t)) = (&context.requirements, &context.tasks) {
+                crate::evaluate::sync::analyze(r, t);
+            }
+        }
+    }
+}
