@@ -34,6 +34,9 @@ pub struct Settings {
     pub task_policy: TaskPolicy,
     /// How often the scheduler looks for ready tasks (it also runs after task events).
     pub scheduler_interval: Duration,
+    /// This coordinator's name among the replicas on one database (metrics, sandbox ownership,
+    /// its own notices); a fresh id unless given.
+    pub replica_id: String,
 }
 
 impl Settings {
@@ -49,6 +52,7 @@ impl Settings {
             max_running_tasks_per_project: 4,
             task_policy: TaskPolicy::default(),
             scheduler_interval: Duration::from_secs(1),
+            replica_id: crate::store::new_id(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! The coordinator server: the router, and `serve` with graceful shutdown and the liveness
-//! monitor and the scheduler running beside it.
+//! monitor, the scheduler and the relay between replicas running beside it.
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api;
 use crate::app::AppState;
 use crate::liveness;
+use crate::relay;
 use crate::scheduler;
 
 /// The HTTP routes of the coordinator.
@@ -25,6 +26,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let monitor = tokio::spawn(liveness::run(state.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.clone()));
+    let relay = tokio::spawn(relay::run(state.clone(), shutdown.clone()));
     let stop = state.shutdown.clone();
     let linked = shutdown.clone();
     tokio::spawn(async move {
@@ -43,5 +45,6 @@ pub async fn serve(
     state.shutdown.cancel();
     let _ = monitor.await;
     let _ = scheduler.await;
+    let _ = relay.await;
     result
 }

@@ -104,4 +104,6 @@ pub struct Health {
     /// `sqlite` or `postgres`.
     pub database: String,
     pub provider: String,
+    /// This coordinator's replica id.
+    pub replica: String,
 }

@@ -30,6 +30,11 @@ impl Backend for Sqlite {
                 "task claims",
                 include_str!("../../migrations/sqlite/0003_task_claims.sql"),
             ),
+            (
+                4,
+                "replicas",
+                include_str!("../../migrations/sqlite/0004_replicas.sql"),
+            ),
         ])
     }
 
@@ -75,6 +80,15 @@ impl Backend for Sqlite {
 
     fn claim_serialize(&self) -> Option<&'static str> {
         // BEGIN IMMEDIATE already makes one writer at a time.
+        None
+    }
+
+    fn stream_lock_sql(&self) -> Option<&'static str> {
+        // One writer at a time already.
+        None
+    }
+
+    fn notify_sql(&self) -> Option<&'static str> {
         None
     }
 }

@@ -4,6 +4,8 @@
 //! the docker suites.
 
 pub mod docker;
+pub mod replicas;
+pub mod sse;
 pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
