@@ -13,6 +13,7 @@ mod local_provider;
 mod messages;
 mod projects;
 mod pull_requests;
+mod replica_loss;
 mod replicas;
 mod scheduler;
 mod schema;
