@@ -132,9 +132,16 @@ pub async fn cancel(state: &AppState, spec: &Spec) -> Result<()> {
 /// Replaces the lost sandbox of an executing spec, or fails the spec once it has been replaced
 /// `max_recoveries` times.
 pub async fn recover(state: &AppState, spec_id: &str, reason: &str) -> Result<()> {
-    let Some(spec) = state.store.spec_by_id(spec_id).await? else {
-        return Ok(());
-    };
+    match state.store.spec_by_id(spec_id).await? {
+        Some(spec) => recover_seen(state, &spec, reason).await,
+        None => Ok(()),
+    }
+}
+
+/// [`recover`] as decided from `spec` as the caller read it: the recovery claim holds only if
+/// nobody recovered the spec since (so of several replicas that saw it, one acts).
+pub async fn recover_seen(state: &AppState, spec: &Spec, reason: &str) -> Result<()> {
+    let spec_id = spec.id.as_str();
     if spec.status != SpecStatus::Executing {
         return Ok(());
     }
@@ -146,7 +153,7 @@ pub async fn recover(state: &AppState, spec_id: &str, reason: &str) -> Result<()
         return fail(state, spec_id, &reason).await;
     }
     tracing::warn!(spec = %spec_id, %reason, "replacing a lost sandbox");
-    match execute(state, &spec, Start::Recovery).await {
+    match execute(state, spec, Start::Recovery).await {
         Ok(_) | Err(Error::Conflict(_)) => Ok(()),
         // `execute` failed the spec already.
         Err(Error::Sandbox(_)) => Ok(()),

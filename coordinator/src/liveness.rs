@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::error::Result;
-use crate::execution::{recover, stop_sandbox};
+use crate::execution::{recover, recover_seen, stop_sandbox};
 use crate::model::{SandboxStatus, SpecStatus};
 use crate::sandbox::{OWNER, OWNER_LABEL, ProviderStatus, SandboxHandle};
 use crate::scheduler;
@@ -130,7 +130,7 @@ pub async fn check(state: &AppState, started: DateTime<Utc>) -> Result<()> {
         if !live_specs.contains(&spec.id)
             && silent_for(now, spec.updated_at.max(started)) >= lost_after
         {
-            recover(state, &spec.id, "the spec had no live sandbox").await?;
+            recover_seen(state, &spec, "the spec had no live sandbox").await?;
         }
     }
     Ok(())

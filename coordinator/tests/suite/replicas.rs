@@ -20,7 +20,7 @@ use super::common::replicas::{postgres_db, replica};
 use super::common::sse::{connect, next};
 use super::common::tasks::{
     failed, landed, quick, send, states, task_sandboxes, task_states, wait_for_spec,
-    wait_for_task_sandboxes, written,
+    wait_for_task_sandboxes, written, written_batch,
 };
 use super::common::{
     Api, FakeProvider, TestServer, event, eventually, phase_completed, sandbox_of,
@@ -287,6 +287,50 @@ async fn three_replicas_retry_a_failed_task_once_and_open_one_pull_request() {
         .count();
     assert_eq!((fake.pulls().len(), posts), (1, 1));
     for server in [w.server, b, c] {
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_final_spec_posted_to_three_replicas_at_once_is_bridged_once() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    let provider = FakeProvider::new();
+    // No task starts: the test counts what the bridge made.
+    let idle = |s: &mut omoi_coordinator::Settings| s.max_running_tasks = 0;
+    let a = replica(&db, provider.clone(), "a", idle).await;
+    let b = replica(&db, provider.clone(), "b", idle).await;
+    let c = replica(&db, provider.clone(), "c", idle).await;
+    let (api, _, project_id) = project(&a).await;
+    let spec = launch(&api, &project_id).await;
+    let (sandbox, token) = sandbox_of(&provider, 0);
+    let batch = written_batch(&sandbox, &spec, None);
+    // A worker's retry of a batch whose answer it lost, through a balancer: three at once.
+    let (to_a, to_b, to_c) = (
+        a.api(Some(&token)),
+        b.api(Some(&token)),
+        c.api(Some(&token)),
+    );
+    let acks = tokio::join!(
+        to_a.ingest(&sandbox, &batch),
+        to_b.ingest(&sandbox, &batch),
+        to_c.ingest(&sandbox, &batch)
+    );
+    let ok = (StatusCode::OK, json!({"acked_seq": 2}));
+    assert_eq!(acks, (ok.clone(), ok.clone(), ok));
+    assert_eq!(
+        task_states(&api, &spec).await,
+        states(&[
+            ("TSK-001", "ready", 0),
+            ("TSK-002", "ready", 0),
+            ("TSK-003", "pending", 0),
+            ("TSK-004", "pending", 0),
+        ])
+    );
+    let (_, page) = api.get(&format!("/specs/{spec}/events")).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    for server in [a, b, c] {
         server.stop().await;
     }
 }
