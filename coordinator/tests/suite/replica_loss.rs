@@ -20,7 +20,7 @@ use super::common::replicas::postgres_db;
 use super::common::{Api, eventually};
 use super::worker_e2e::{
     all_completed, assert_contiguous, detail, phase_summary, script_with_design_command,
-    wait_for_design, wait_for_status, worker_bin,
+    stream_seqs, wait_for_design, wait_for_status, worker_bin,
 };
 
 /// A free local address (bound, then released for the process to take).
@@ -141,16 +141,10 @@ async fn a_replica_killed_mid_spec_costs_nothing_and_rejoins_without_acting_twic
     assert_eq!(summary(&done), (json!(0), vec![json!("completed")]));
     let sandbox = done["sandboxes"][0]["id"].as_str().unwrap().to_string();
     let n = assert_contiguous(&store, &sandbox).await;
-    let (_, page) = api
-        .get(&format!("/specs/{spec_id}/events?limit=1000"))
-        .await;
-    let seqs: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"]["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+    assert_eq!(
+        stream_seqs(&api, &spec_id).await,
+        (1..=n).collect::<Vec<_>>()
+    );
 
     // A comes back under its name: it reconciles and watches, and decides nothing again.
     let _a = serve(&replica("a", addr_a)).await;

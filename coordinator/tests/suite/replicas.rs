@@ -4,8 +4,10 @@
 //! replicas start together, and a newer replica's migrations do not stop an older one.
 //! PostgreSQL only: these tests do nothing without `OMOI_TEST_POSTGRES_URL`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use omoi_coordinator::Settings;
 use omoi_coordinator::sandbox::ProviderStatus;
 use omoi_coordinator::store::{ExecutionClaim, Store};
 use omoi_protocol::event::RawEvent;
@@ -23,22 +25,26 @@ use super::common::tasks::{
     wait_for_task_sandboxes, written, written_batch,
 };
 use super::common::{
-    Api, FakeProvider, TestServer, event, eventually, phase_completed, sandbox_of,
+    Api, FakeProvider, TestDb, TestServer, event, eventually, phase_completed, sandbox_of,
 };
 use super::pull_requests::{push_notes, seeded};
+use super::stream::message;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// Long enough for every replica's monitor and scheduler to run many passes.
 const SETTLE: Duration = Duration::from_millis(1500);
 
-fn message(sandbox: &str, spec: &str, seq: u64) -> RawEvent {
-    event(
-        sandbox,
-        spec,
-        seq,
-        "agent.message",
-        json!({"text": format!("m{seq}")}),
-    )
+/// Replicas `a`, `b` and `c` over `db`, sharing `provider` (one Docker Engine, one cluster).
+async fn three(
+    db: &TestDb,
+    provider: &Arc<FakeProvider>,
+    tune: impl Fn(&mut Settings) + Copy,
+) -> [TestServer; 3] {
+    [
+        replica(db, provider.clone(), "a", tune).await,
+        replica(db, provider.clone(), "b", tune).await,
+        replica(db, provider.clone(), "c", tune).await,
+    ]
 }
 
 fn data(event: &RawEvent) -> Value {
@@ -140,9 +146,7 @@ async fn three_replicas_replace_a_lost_sandbox_once() {
     };
     // One provider seen by all (one Docker Engine, one cluster).
     let provider = FakeProvider::new();
-    let a = replica(&db, provider.clone(), "a", |_| {}).await;
-    let b = replica(&db, provider.clone(), "b", |_| {}).await;
-    let c = replica(&db, provider.clone(), "c", |_| {}).await;
+    let [a, b, c] = three(&db, &provider, |_| {}).await;
     let (api, _, project_id) = project(&a).await;
     let spec = launch(&api, &project_id).await;
     let (sandbox, token) = sandbox_of(&provider, 0);
@@ -186,10 +190,8 @@ async fn three_replicas_give_an_executing_spec_without_a_sandbox_one() {
         return;
     };
     let provider = FakeProvider::new();
-    let fast = |s: &mut omoi_coordinator::Settings| s.heartbeat_secs = 1;
-    let a = replica(&db, provider.clone(), "a", fast).await;
-    let b = replica(&db, provider.clone(), "b", fast).await;
-    let c = replica(&db, provider.clone(), "c", fast).await;
+    let fast = |s: &mut Settings| s.heartbeat_secs = 1;
+    let [a, b, c] = three(&db, &provider, fast).await;
     let (api, user, project_id) = project(&a).await;
     let spec = a
         .store
@@ -298,10 +300,8 @@ async fn a_final_spec_posted_to_three_replicas_at_once_is_bridged_once() {
     };
     let provider = FakeProvider::new();
     // No task starts: the test counts what the bridge made.
-    let idle = |s: &mut omoi_coordinator::Settings| s.max_running_tasks = 0;
-    let a = replica(&db, provider.clone(), "a", idle).await;
-    let b = replica(&db, provider.clone(), "b", idle).await;
-    let c = replica(&db, provider.clone(), "c", idle).await;
+    let idle = |s: &mut Settings| s.max_running_tasks = 0;
+    let [a, b, c] = three(&db, &provider, idle).await;
     let (api, _, project_id) = project(&a).await;
     let spec = launch(&api, &project_id).await;
     let (sandbox, token) = sandbox_of(&provider, 0);

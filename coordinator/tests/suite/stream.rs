@@ -9,7 +9,8 @@ use serde_json::json;
 use super::common::sse::{connect, next};
 use super::common::{Api, FakeProvider, TestServer, each_backend, error, event, sandbox_of};
 
-fn message(sandbox: &str, spec: &str, seq: u64) -> RawEvent {
+/// An `agent.message` event of a spec sandbox.
+pub(super) fn message(sandbox: &str, spec: &str, seq: u64) -> RawEvent {
     event(
         sandbox,
         spec,

@@ -188,6 +188,19 @@ pub(super) async fn assert_contiguous(store: &Store, sandbox_id: &str) -> u64 {
     n
 }
 
+/// The seqs of a spec's stream, in cursor order (the first 1000).
+pub(super) async fn stream_seqs(api: &Api, spec_id: &str) -> Vec<u64> {
+    let (_, page) = api
+        .get(&format!("/specs/{spec_id}/events?limit=1000"))
+        .await;
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_spec_runs_end_to_end_with_the_real_worker() {
     each_backend(|db| async move {
@@ -301,16 +314,10 @@ async fn a_coordinator_restarted_mid_phase_loses_and_repeats_no_event() {
         assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
         assert_eq!(sandboxes[0]["status"], "completed");
         let n = assert_contiguous(&server.store, sandboxes[0]["id"].as_str().unwrap()).await;
-        let (_, page) = api
-            .get(&format!("/specs/{}/events?limit=1000", setup.spec_id))
-            .await;
-        let seqs: Vec<u64> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event"]["seq"].as_u64().unwrap())
-            .collect();
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+        assert_eq!(
+            stream_seqs(&api, &setup.spec_id).await,
+            (1..=n).collect::<Vec<_>>()
+        );
         server.stop().await;
     })
     .await;
