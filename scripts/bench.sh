@@ -63,20 +63,27 @@ log "the same with one event per request (how the original system's reporter sen
   --runs 3 >> "$figures"
 
 if [ "${BENCH_SKIP_POSTGRES:-0}" != 1 ]; then
-  log "coordinator ingest throughput, PostgreSQL (50 senders, batches of 100)"
   pg_url=$(scripts/start-postgres.sh)
-  database="omoi_bench_$$"
-  psql "$pg_url" -qc "CREATE DATABASE $database" >&2
-  status=0
-  "$bench" ingest --omoi "$omoi" --database "${pg_url%/*}/$database" --label PostgreSQL \
-    >> "$figures" || status=$?
-  # No FORCE: the server has stopped, and a plain DROP also ends an autovacuum worker busy on
-  # the fresh rows, which FORCE may not (it is the superuser's process).
-  for _ in 1 2 3 4 5; do
-    psql "$pg_url" -qc "DROP DATABASE IF EXISTS $database" >&2 && break
-    sleep 1
-  done
-  [ "$status" = 0 ] || exit "$status"
+  # Runs omoi-bench with `--database URL` of a fresh database, dropped afterwards.
+  on_fresh_database() {
+    local database="omoi_bench_$$_$1" status=0
+    shift
+    psql "$pg_url" -qc "CREATE DATABASE $database" >&2
+    "$bench" "$@" --database "${pg_url%/*}/$database" >> "$figures" || status=$?
+    # No FORCE: the servers have stopped, and a plain DROP also ends an autovacuum worker busy
+    # on the fresh rows, which FORCE may not (it is the superuser's process).
+    for _ in 1 2 3 4 5; do
+      psql "$pg_url" -qc "DROP DATABASE IF EXISTS $database" >&2 && break
+      sleep 1
+    done
+    return "$status"
+  }
+  log "coordinator ingest throughput, PostgreSQL (50 senders, batches of 100)"
+  on_fresh_database one ingest --omoi "$omoi" --label PostgreSQL
+  log "the same on two replicas sharing the database (senders alternate)"
+  on_fresh_database two ingest --omoi "$omoi" --replicas 2 --label "PostgreSQL, two replicas"
+  log "SSE latency across replicas, ingest on A → 100 subscribers on B"
+  on_fresh_database stream stream --omoi "$omoi" --replicas 2
 fi
 
 log "SSE latency, ingest → 100 subscribers"

@@ -41,6 +41,9 @@ pub struct Settings {
     pub allow_local_repos: Vec<PathBuf>,
     /// What one sandbox may store and how far ahead its events may run.
     pub quotas: Quotas,
+    /// This coordinator's name among the replicas on one database (metrics, sandbox ownership,
+    /// its own notices); a fresh id unless given.
+    pub replica_id: String,
 }
 
 impl Settings {
@@ -58,6 +61,7 @@ impl Settings {
             scheduler_interval: Duration::from_secs(1),
             allow_local_repos: Vec::new(),
             quotas: Quotas::default(),
+            replica_id: crate::store::new_id(),
         }
     }
 

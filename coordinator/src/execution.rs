@@ -6,7 +6,7 @@ use omoi_protocol::phase::Phase;
 
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use crate::hub::{StatusNotice, StreamItem};
+use crate::hub::{Notice, StatusNotice, StreamItem};
 use crate::launch::spawn_for_phase;
 use crate::model::{Sandbox, SandboxStatus, Spec, SpecStatus};
 use crate::sandbox::SandboxHandle;
@@ -65,7 +65,14 @@ pub async fn execute(state: &AppState, spec: &Spec, start: Start) -> Result<Opti
         Start::Recovery => {
             state
                 .store
-                .claim_execution(&spec.id, phase, spec.stop_after, ExecutionClaim::Recovery)
+                .claim_execution(
+                    &spec.id,
+                    phase,
+                    spec.stop_after,
+                    ExecutionClaim::Recovery {
+                        seen: spec.recoveries,
+                    },
+                )
                 .await?
         }
     };
@@ -80,7 +87,7 @@ pub async fn execute(state: &AppState, spec: &Spec, start: Start) -> Result<Opti
         .spec_by_id(&spec.id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no spec {}", spec.id)))?;
-    publish_status(state, &spec);
+    publish_status(state, &spec).await?;
     match spawn_for_phase(state, &spec, &project, phase, context).await {
         Ok(sandbox) => Ok(Some(sandbox)),
         Err(e) => {
@@ -125,9 +132,16 @@ pub async fn cancel(state: &AppState, spec: &Spec) -> Result<()> {
 /// Replaces the lost sandbox of an executing spec, or fails the spec once it has been replaced
 /// `max_recoveries` times.
 pub async fn recover(state: &AppState, spec_id: &str, reason: &str) -> Result<()> {
-    let Some(spec) = state.store.spec_by_id(spec_id).await? else {
-        return Ok(());
-    };
+    match state.store.spec_by_id(spec_id).await? {
+        Some(spec) => recover_seen(state, &spec, reason).await,
+        None => Ok(()),
+    }
+}
+
+/// [`recover`] as decided from `spec` as the caller read it: the recovery claim holds only if
+/// nobody recovered the spec since (so of several replicas that saw it, one acts).
+pub async fn recover_seen(state: &AppState, spec: &Spec, reason: &str) -> Result<()> {
+    let spec_id = spec.id.as_str();
     if spec.status != SpecStatus::Executing {
         return Ok(());
     }
@@ -139,7 +153,7 @@ pub async fn recover(state: &AppState, spec_id: &str, reason: &str) -> Result<()
         return fail(state, spec_id, &reason).await;
     }
     tracing::warn!(spec = %spec_id, %reason, "replacing a lost sandbox");
-    match execute(state, &spec, Start::Recovery).await {
+    match execute(state, spec, Start::Recovery).await {
         Ok(_) | Err(Error::Conflict(_)) => Ok(()),
         // `execute` failed the spec already.
         Err(Error::Sandbox(_)) => Ok(()),
@@ -185,13 +199,21 @@ pub async fn fail(state: &AppState, spec_id: &str, reason: &str) -> Result<()> {
 /// Sends the spec's current status to its watchers.
 pub async fn refresh_status(state: &AppState, spec_id: &str) -> Result<()> {
     if let Some(spec) = state.store.spec_by_id(spec_id).await? {
-        publish_status(state, &spec);
+        publish_status(state, &spec).await?;
     }
     Ok(())
 }
 
-fn publish_status(state: &AppState, spec: &Spec) {
+/// Sends a spec's status to this replica's streams and tells the other replicas.
+async fn publish_status(state: &AppState, spec: &Spec) -> Result<()> {
     state
         .hub
         .publish(&spec.id, StreamItem::Status(StatusNotice::from(spec)));
+    state
+        .store
+        .notify(&Notice::Status {
+            spec_id: spec.id.clone(),
+            replica: state.settings.replica_id.clone(),
+        })
+        .await
 }

@@ -2,6 +2,11 @@
 //!
 //! Invariant: an event reaches the hub only after it is stored; a stream that falls behind
 //! re-reads the store, so the hub may drop messages but the stream never skips one.
+//!
+//! Several replicas: what another replica stored arrives as a [`Notice`] (PostgreSQL
+//! `LISTEN/NOTIFY`, carrying ids and cursors only) and enters the hub as [`StreamItem::Stored`]
+//! or [`StreamItem::Reread`]: the streams read the events themselves from the store, in cursor
+//! order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,6 +55,31 @@ impl From<&Spec> for StatusNotice {
 pub enum StreamItem {
     Event(StreamEvent),
     Status(StatusNotice),
+    /// The store holds the spec's events up to this cursor (stored by another replica): a
+    /// stream that has not sent it reads the store.
+    Stored(i64),
+    /// Notices may have been missed (the listener reconnected): every stream reads the store.
+    Reread,
+}
+
+/// What one replica tells the others through the database: small, so it fits a notification
+/// payload whatever the events were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A spec's stream grew up to `cursor`.
+    Events { spec_id: String, cursor: i64 },
+    /// A spec's status changed on `replica`.
+    Status { spec_id: String, replica: String },
+}
+
+impl Notice {
+    /// The spec it is about.
+    pub fn spec_id(&self) -> &str {
+        match self {
+            Notice::Events { spec_id, .. } | Notice::Status { spec_id, .. } => spec_id,
+        }
+    }
 }
 
 /// The channels of every spec that has a subscriber, and the per-spec ingest locks.
@@ -77,6 +107,20 @@ impl Hub {
                 channels.remove(spec_id);
             }
         }
+    }
+
+    /// Whether anyone subscribes to a spec's stream here.
+    pub fn has_subscribers(&self, spec_id: &str) -> bool {
+        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        channels
+            .get(spec_id)
+            .is_some_and(|sender| sender.receiver_count() > 0)
+    }
+
+    /// Sends `item` to every stream (after a gap in what this replica heard of the others).
+    pub fn publish_all(&self, item: &StreamItem) {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        channels.retain(|_, sender| sender.send(item.clone()).is_ok());
     }
 
     /// The lock that keeps one spec's ingests (and so its stream releases) in order within this

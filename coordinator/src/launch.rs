@@ -247,7 +247,10 @@ pub async fn spawn_for_phase(
     };
     match state.provider.spawn(request).await {
         Ok(SandboxHandle(handle)) => {
-            state.store.set_sandbox_handle(&sandbox_id, &handle).await?;
+            state
+                .store
+                .set_sandbox_handle(&sandbox_id, &handle, &state.settings.replica_id)
+                .await?;
             state.metrics.sandbox_spawned();
             tracing::info!(spec = %spec.id, sandbox = %sandbox_id, %phase, "spec sandbox spawned");
             Ok(Sandbox {

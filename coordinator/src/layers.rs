@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer, from the ground up.
-const LAYERS: [(&str, u8); 24] = [
+const LAYERS: [(&str, u8); 25] = [
     ("error", 0),
     ("repo", 0),
     ("secret", 0),
@@ -25,6 +25,7 @@ const LAYERS: [(&str, u8); 24] = [
     ("pull_request", 3),
     ("task_context", 3),
     ("launch", 3),
+    ("relay", 3),
     ("api", 4),
     ("server", 5),
     ("cli", 6),

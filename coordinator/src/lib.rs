@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod pull_request;
 pub mod repo;
+pub mod relay;
 pub mod sandbox;
 pub mod scheduler;
 pub mod secret;

@@ -4,6 +4,12 @@
 //! reconciles with the provider on start.
 //!
 //! Invariant: after each pass, no spec is `executing` without a live sandbox.
+//!
+//! Several replicas: every replica watches every sandbox. A provider's "exited" counts wherever
+//! it is heard; its "not found" only on the replica that spawned the sandbox (another replica's
+//! provider may not know it, as with local processes), elsewhere the silence decides. Each
+//! decision is a compare-and-set in the store (`end_sandbox`, the recovery claim), so of the
+//! replicas that see one loss, one acts.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::error::Result;
-use crate::execution::{recover, stop_sandbox};
+use crate::execution::{recover, recover_seen, stop_sandbox};
 use crate::model::{SandboxStatus, SpecStatus};
 use crate::sandbox::{OWNER, OWNER_LABEL, ProviderStatus, SandboxHandle};
 use crate::scheduler;
@@ -66,10 +72,15 @@ pub async fn reconcile(state: &AppState, started: DateTime<Utc>) -> Result<()> {
 pub async fn check(state: &AppState, started: DateTime<Utc>) -> Result<()> {
     let lost_after = state.settings.lost_after();
     let now = Utc::now();
+    let own = state
+        .store
+        .live_sandboxes_of_replica(&state.settings.replica_id)
+        .await?;
     for sandbox in state.store.live_sandboxes().await? {
         let reason = match &sandbox.handle {
             Some(handle) => match state.provider.status(&SandboxHandle(handle.clone())).await {
                 Ok(ProviderStatus::Running) => None,
+                Ok(ProviderStatus::NotFound) if !own.contains(&sandbox.id) => None,
                 Ok(
                     status @ (ProviderStatus::Exited { .. }
                     | ProviderStatus::OutOfMemory { .. }
@@ -119,7 +130,7 @@ pub async fn check(state: &AppState, started: DateTime<Utc>) -> Result<()> {
         if !live_specs.contains(&spec.id)
             && silent_for(now, spec.updated_at.max(started)) >= lost_after
         {
-            recover(state, &spec.id, "the spec had no live sandbox").await?;
+            recover_seen(state, &spec, "the spec had no live sandbox").await?;
         }
     }
     Ok(())

@@ -16,6 +16,8 @@ pub struct Gauges {
     pub tasks: Vec<(String, u64)>,
     /// Sandboxes starting or running.
     pub sandboxes_alive: u64,
+    /// The replica that answers the scrape.
+    pub replica: String,
 }
 
 /// Upper bounds of the ingest latency buckets, in seconds.
@@ -77,7 +79,15 @@ impl Metrics {
             specs,
             tasks,
             sandboxes_alive: alive,
+            replica,
         } = gauges;
+        let _ = writeln!(out, "# HELP omoi_replica_info The replica that answers.");
+        let _ = writeln!(out, "# TYPE omoi_replica_info gauge");
+        let _ = writeln!(
+            out,
+            "omoi_replica_info{{replica=\"{}\"}} 1",
+            label_value(replica)
+        );
         let _ = writeln!(out, "# HELP omoi_specs Specs by status.");
         let _ = writeln!(out, "# TYPE omoi_specs gauge");
         for status in [
@@ -165,6 +175,14 @@ impl Metrics {
         let _ = writeln!(out, "{name}_count {batches}");
         out
     }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {

@@ -109,7 +109,10 @@ async fn dispatch(state: &AppState) -> Result<usize> {
             }
         }
         started += handles.len();
-        state.store.set_sandbox_handles(&handles).await?;
+        state
+            .store
+            .set_sandbox_handles(&handles, &state.settings.replica_id)
+            .await?;
         for (task, e) in failed {
             // The sandbox keeps the provider's own words; the attempt says what failed.
             let cause = match &e {

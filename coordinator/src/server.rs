@@ -1,6 +1,6 @@
-//! The coordinator server: the router, and `serve` with graceful shutdown, the liveness monitor
-//! and the scheduler running beside it, and the limits that protect it from its clients
-//! (header-read and idle timeouts, a connection limit).
+//! The coordinator server: the router, and `serve` with graceful shutdown, the liveness monitor,
+//! the scheduler and the relay between replicas running beside it, and the limits that protect
+//! it from its clients (header-read and idle timeouts, a connection limit).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api;
 use crate::app::AppState;
 use crate::liveness;
+use crate::relay;
 use crate::scheduler;
 
 /// What the server allows one client: `omoi serve --header-timeout-secs`, `--idle-timeout-secs`,
@@ -69,6 +70,7 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let monitor = tokio::spawn(liveness::run(state.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.clone()));
+    let relay = tokio::spawn(relay::run(state.clone(), shutdown.clone()));
     let stop = state.shutdown.clone();
     let linked = shutdown.clone();
     tokio::spawn(async move {
@@ -79,6 +81,7 @@ pub async fn serve_with(
     state.shutdown.cancel();
     let _ = monitor.await;
     let _ = scheduler.await;
+    let _ = relay.await;
     result
 }
 

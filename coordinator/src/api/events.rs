@@ -3,7 +3,8 @@
 //!
 //! The stream subscribes to the hub first, then reads the store after the client's cursor, then
 //! forwards live events it has not sent; when it falls behind the hub it reads the store again.
-//! So a reconnecting client gets exactly what it missed.
+//! So a reconnecting client gets exactly what it missed. Events another replica stored arrive as
+//! a cursor only; the stream reads them from the store the same way.
 
 use std::convert::Infallible;
 
@@ -153,6 +154,8 @@ impl LiveStream {
             match item {
                 Ok(StreamItem::Event(event)) => self.backlog.push_back(event),
                 Ok(StreamItem::Status(notice)) => return Some(status_event(&notice)),
+                Ok(StreamItem::Stored(cursor)) => self.catching_up = cursor > self.last,
+                Ok(StreamItem::Reread) => self.catching_up = true,
                 Err(RecvError::Lagged(_)) => self.catching_up = true,
                 Err(RecvError::Closed) => return None,
             }

@@ -55,13 +55,23 @@ pub fn routes() -> Router<AppState> {
         .fallback(not_found)
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<Health>> {
-    state.store.ping().await?;
-    Ok(Json(Health {
-        status: "ok".into(),
+/// 200 `ok` when this replica reaches its database, else 503 `unavailable` (so a load balancer
+/// takes it out of rotation).
+async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let (code, status) = match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok"),
+        Err(e) => {
+            tracing::warn!(error = %e, "the database does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+    };
+    let health = Health {
+        status: status.into(),
         database: state.store.backend_name().into(),
         provider: state.provider.name().into(),
-    }))
+        replica: state.settings.replica_id.clone(),
+    };
+    (code, Json(health))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
@@ -69,6 +79,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
         specs: state.store.spec_counts().await?,
         tasks: state.store.task_counts().await?,
         sandboxes_alive: state.store.count_live_sandboxes().await?,
+        replica: state.settings.replica_id.clone(),
     };
     let text = state.metrics.render(&gauges);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))

@@ -109,4 +109,6 @@ pub struct Health {
     /// `sqlite` or `postgres`.
     pub database: String,
     pub provider: String,
+    /// This coordinator's replica id.
+    pub replica: String,
 }

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// How many times a lost sandbox is replaced before its spec fails.
     #[arg(long, env = "OMOI_MAX_RECOVERIES", default_value_t = 3)]
     pub max_recoveries: u32,
+    /// This replica's name among the coordinators on one database (letters, digits, `.`, `_`,
+    /// `-`; at most 63), e.g. the pod name; a fresh id when unset.
+    #[arg(long, env = "OMOI_REPLICA_ID")]
+    pub replica_id: Option<String>,
     /// Worker environment for every sandbox, `NAME=VALUE` (repeatable), e.g. `OMOI_LLM=anthropic`.
     #[arg(long = "worker-env", value_name = "NAME=VALUE")]
     pub worker_env: Vec<String>,
@@ -223,6 +227,9 @@ impl ServeArgs {
         let mut settings = Settings::new(public_url);
         settings.heartbeat_secs = self.heartbeat_secs;
         settings.max_recoveries = self.max_recoveries;
+        if let Some(id) = self.replica_id {
+            settings.replica_id = replica_id(id)?;
+        }
         self.tasks.apply(&mut settings)?;
         let limits = self.limits.apply(&mut settings)?;
         settings.worker_env = parse_env_pairs(&self.worker_env, "--worker-env")?;
@@ -256,6 +263,22 @@ pub fn canonical_dirs(dirs: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
             ))),
         })
         .collect()
+}
+
+/// A replica id as given, when it is one.
+fn replica_id(id: String) -> CliResult<String> {
+    let fits = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if fits {
+        Ok(id)
+    } else {
+        Err(CliError::Config(format!(
+            "--replica-id {id:?}: use 1 to 63 letters, digits, '.', '_' or '-'"
+        )))
+    }
 }
 
 /// Parses `NAME=VALUE` pairs.
@@ -414,6 +437,9 @@ mod tests {
             .unwrap();
         let mut settings = Settings::new("http://127.0.0.1:8080");
         settings.worker_env = BTreeMap::from([("OMOI_LLM".into(), "scripted".into())]);
+        // Unset, the replica id is a fresh UUID.
+        assert!(uuid::Uuid::parse_str(&config.settings.replica_id).is_ok());
+        settings.replica_id = config.settings.replica_id.clone();
         assert_eq!(
             config,
             ServeConfig {
@@ -433,6 +459,21 @@ mod tests {
                 },
             }
         );
+    }
+
+    #[test]
+    fn a_replica_id_is_taken_as_given_when_it_fits_a_label() {
+        let config = serve_args(&["--replica-id", "omoi-0.pod_a"])
+            .validate()
+            .unwrap();
+        assert_eq!(config.settings.replica_id, "omoi-0.pod_a");
+        for bad in ["", "a b", "a\"b", &"x".repeat(64)] {
+            let err = serve_args(&["--replica-id", bad]).validate().unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("--replica-id {bad:?}: use 1 to 63 letters, digits, '.', '_' or '-'")
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::bridge::bridge;
 use super::tasks::{self, TaskPolicy};
 use super::{Store, now_ms, to_i64, to_json, to_u64};
 use crate::error::{Result, corrupt};
+use crate::hub::Notice;
 use crate::ingest::{Effect, Quotas, effects};
 use crate::model::{PhaseStatus, Sandbox, SandboxStatus, SpecStatus, StreamEvent, spec_branch};
 
@@ -51,6 +52,9 @@ impl Store {
         // Encoding happens before the transaction, which holds the connection.
         let rows = encode_batch(events)?;
         let mut tx = self.pool.begin().await?;
+        if let (Some(sql), Some(spec_id)) = (self.backend.stream_lock_sql(), &sandbox.spec_id) {
+            sqlx::query(sql).bind(spec_id).execute(&mut *tx).await?;
+        }
         let now = now_ms();
         let incoming = Incoming {
             rows: &rows,
@@ -95,6 +99,21 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        // Sent when the transaction commits, so a replica that hears it finds the events.
+        if let (Some(sql), Some(spec_id), Some(cursor)) = (
+            self.backend.notify_sql(),
+            &sandbox.spec_id,
+            released.iter().map(|e| e.cursor).max(),
+        ) {
+            let notice = Notice::Events {
+                spec_id: spec_id.clone(),
+                cursor,
+            };
+            sqlx::query(sql)
+                .bind(to_json(&notice)?)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(IngestOutcome {
             acked_seq: acked,

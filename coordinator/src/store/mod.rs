@@ -26,6 +26,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 
 use crate::error::{Error, Result, corrupt};
 use crate::secret::SecretKey;
+use crate::hub::Notice;
 
 pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
@@ -61,6 +62,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// coordinators take turns (PostgreSQL: a transaction-scoped advisory lock), so the limits
     /// each claim reads count every task claimed before it.
     fn claim_serialize(&self) -> Option<&'static str>;
+    /// A statement run first in an ingest's transaction that makes the ingests of one stream
+    /// (`$1`, the spec id) take turns across coordinators (PostgreSQL: a transaction-scoped
+    /// advisory lock), so a stream's cursors commit in increasing order.
+    fn stream_lock_sql(&self) -> Option<&'static str>;
+    /// The statement that tells the other coordinators a [`Notice`] (`$1`, its JSON) when the
+    /// transaction it runs in commits (PostgreSQL: `pg_notify`); `None` for a single coordinator.
+    fn notify_sql(&self) -> Option<&'static str>;
 }
 
 /// The coordinator's database.
@@ -70,6 +78,8 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     /// The key project secrets are sealed with; without one, a project with secrets is refused.
     secrets: Option<Arc<SecretKey>>,
+    /// The database URL, kept to open the notification listener (PostgreSQL only).
+    listen_url: Option<String>,
 }
 
 impl Store {
@@ -77,15 +87,20 @@ impl Store {
     /// and runs the migrations.
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let (backend, url): (Arc<dyn Backend>, String) = if url.starts_with("sqlite:") {
-            (Arc::new(sqlite::Sqlite), sqlite::connect_url(url))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Arc::new(postgres::Postgres), url.to_string())
-        } else {
-            return Err(Error::Invalid(format!(
-                "unsupported database URL {url:?}: expected sqlite://PATH or postgres://…"
-            )));
-        };
+        let (backend, url, listen_url): (Arc<dyn Backend>, String, _) =
+            if url.starts_with("sqlite:") {
+                (Arc::new(sqlite::Sqlite), sqlite::connect_url(url), None)
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                (
+                    Arc::new(postgres::Postgres),
+                    url.to_string(),
+                    Some(url.to_string()),
+                )
+            } else {
+                return Err(Error::Invalid(format!(
+                    "unsupported database URL {url:?}: expected sqlite://PATH or postgres://…"
+                )));
+            };
         let setup = backend.connection_setup();
         // One connection first, so a database that cannot be opened (a corrupt file, a refused
         // login) fails at once with its cause instead of the pool's retries and a timeout.
@@ -106,11 +121,14 @@ impl Store {
             })
             .connect(&url)
             .await?;
+        // On PostgreSQL sqlx's migrator holds a session advisory lock while it migrates, so
+        // replicas starting together migrate once (tested in the replicas suite).
         backend.migrator().run(&pool).await?;
         Ok(Store {
             pool,
             backend,
             secrets: None,
+            listen_url,
         })
     }
 
@@ -123,6 +141,26 @@ impl Store {
     /// Whether this store has a key for project secrets.
     pub fn has_secret_key(&self) -> bool {
         self.secrets.is_some()
+    }
+
+    /// Tells the other coordinators `notice` (nothing on SQLite, where there are none).
+    pub async fn notify(&self, notice: &Notice) -> Result<()> {
+        if let Some(sql) = self.backend.notify_sql() {
+            sqlx::query(sql)
+                .bind(to_json(notice)?)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A listener for the other coordinators' notices, on a connection of its own; `None` on
+    /// SQLite.
+    pub async fn listener(&self) -> Result<Option<postgres::Listener>> {
+        match &self.listen_url {
+            Some(url) => Ok(Some(postgres::Listener::connect(url).await?)),
+            None => Ok(None),
+        }
     }
 
     /// `sqlite` or `postgres`.
@@ -159,6 +197,9 @@ fn embedded_migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrat
                 })
                 .collect(),
         ),
+        // Rolling upgrade: a replica of the previous release starts beside one that applied a
+        // newer (additive) migration, so migrations it does not know are not an error.
+        ignore_missing: true,
         ..Migrator::DEFAULT
     }
 }

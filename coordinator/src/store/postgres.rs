@@ -1,8 +1,15 @@
-//! The PostgreSQL backend, for several coordinator replicas on one database.
+//! The PostgreSQL backend, for several coordinator replicas on one database, and the listener
+//! that hears the other replicas' notices.
 
 use sqlx::migrate::Migrator;
+use sqlx::postgres::PgListener;
 
 use super::Backend;
+use crate::error::Result;
+use crate::hub::Notice;
+
+/// The notification channel of omoi's notices.
+pub const CHANNEL: &str = "omoi_stream";
 
 /// A PostgreSQL server.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +41,11 @@ impl Backend for Postgres {
                 4,
                 "hardening",
                 include_str!("../../migrations/postgres/0004_hardening.sql"),
+            ),
+            (
+                5,
+                "replicas",
+                include_str!("../../migrations/postgres/0005_replicas.sql"),
             ),
         ])
     }
@@ -77,5 +89,85 @@ impl Backend for Postgres {
         // Held until the claim commits; the claim's statement starts after it is granted, so
         // under READ COMMITTED it sees every claim committed before. The key is omoi's own.
         Some("SELECT pg_advisory_xact_lock(7006001)")
+    }
+
+    fn stream_lock_sql(&self) -> Option<&'static str> {
+        // Two 32-bit keys: a key space apart from the claims' 64-bit one.
+        Some("SELECT pg_advisory_xact_lock(7006002, hashtext($1))")
+    }
+
+    fn notify_sql(&self) -> Option<&'static str> {
+        Some("SELECT pg_notify('omoi_stream', $1)")
+    }
+}
+
+/// What the listener heard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Heard {
+    Notice(Notice),
+    /// The connection was lost and is opened again by the next `recv`: notices sent meanwhile
+    /// are missed.
+    Gap,
+}
+
+/// A dedicated connection listening on [`CHANNEL`] (sqlx's listener needs the PostgreSQL
+/// driver itself, not `Any`).
+#[derive(Debug)]
+pub struct Listener(PgListener);
+
+impl Listener {
+    /// Connects to `url` and listens.
+    pub async fn connect(url: &str) -> Result<Listener> {
+        let mut listener = PgListener::connect(url).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Listener(listener))
+    }
+
+    /// The next notice, or a gap. A payload that is not a notice is skipped (and logged).
+    pub async fn recv(&mut self) -> Result<Heard> {
+        loop {
+            let Some(notification) = self.0.try_recv().await? else {
+                return Ok(Heard::Gap);
+            };
+            match parse_notice(notification.payload()) {
+                Some(notice) => return Ok(Heard::Notice(notice)),
+                None => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring a notification that is not a notice"
+                ),
+            }
+        }
+    }
+}
+
+/// A notice from a notification payload; `None` when it is not one.
+pub fn parse_notice(payload: &str) -> Option<Notice> {
+    serde_json::from_str(payload).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn notices_travel_as_small_json_and_anything_else_is_refused() {
+        let notice = Notice::Events {
+            spec_id: "s-1".into(),
+            cursor: 42,
+        };
+        let payload = serde_json::to_string(&notice).unwrap();
+        assert_eq!(payload, r#"{"kind":"events","spec_id":"s-1","cursor":42}"#);
+        assert_eq!(parse_notice(&payload), Some(notice));
+        assert_eq!(
+            parse_notice(r#"{"kind":"status","spec_id":"s-1","replica":"r-a"}"#),
+            Some(Notice::Status {
+                spec_id: "s-1".into(),
+                replica: "r-a".into()
+            })
+        );
+        assert_eq!(parse_notice("s-1 42"), None);
+        assert_eq!(parse_notice(r#"{"kind":"events","spec_id":"s-1"}"#), None);
+        assert_eq!(parse_notice(r#"{"kind":"deleted","spec_id":"s-1"}"#), None);
     }
 }

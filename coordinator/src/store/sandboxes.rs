@@ -1,5 +1,7 @@
 //! Sandboxes: what was spawned for which spec, its liveness and how it ended.
 
+use std::collections::HashSet;
+
 use omoi_protocol::context::PhaseContext;
 use omoi_protocol::phase::Phase;
 use sqlx::any::AnyRow;
@@ -26,7 +28,7 @@ pub struct NewSandbox {
     pub context: Option<PhaseContext>,
 }
 
-const SET_HANDLE: &str = "UPDATE sandboxes SET handle = $2 WHERE id = $1";
+const SET_HANDLE: &str = "UPDATE sandboxes SET handle = $2, replica_id = $3 WHERE id = $1";
 
 const SANDBOX_COLUMNS: &str = "id, spec_id, task_id, provider, handle, status, start_phase, \
                                acked_seq, terminal, reason, created_ms, last_seen_ms, ended_ms";
@@ -49,24 +51,30 @@ impl Store {
         Ok((starting_sandbox(new, now), token))
     }
 
-    /// Stores the provider's handle of a spawned sandbox.
-    pub async fn set_sandbox_handle(&self, id: &str, handle: &str) -> Result<()> {
+    /// Stores the provider's handle of a sandbox `replica` spawned.
+    pub async fn set_sandbox_handle(&self, id: &str, handle: &str, replica: &str) -> Result<()> {
         sqlx::query(SET_HANDLE)
             .bind(id)
             .bind(handle)
+            .bind(replica)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Stores the providers' handles of several spawned sandboxes (`(sandbox id, handle)`) in
-    /// one transaction.
-    pub async fn set_sandbox_handles(&self, handles: &[(String, String)]) -> Result<()> {
+    /// Stores the providers' handles of several sandboxes `replica` spawned (`(sandbox id,
+    /// handle)`) in one transaction.
+    pub async fn set_sandbox_handles(
+        &self,
+        handles: &[(String, String)],
+        replica: &str,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (id, handle) in handles {
             sqlx::query(SET_HANDLE)
                 .bind(id)
                 .bind(handle)
+                .bind(replica)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -119,6 +127,18 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(sandbox_from_row).collect()
+    }
+
+    /// The ids of the live sandboxes `replica` spawned.
+    pub async fn live_sandboxes_of_replica(&self, replica: &str) -> Result<HashSet<String>> {
+        let rows =
+            sqlx::query("SELECT id FROM sandboxes WHERE status IN ($1, $2) AND replica_id = $3")
+                .bind(SandboxStatus::Starting.as_str())
+                .bind(SandboxStatus::Running.as_str())
+                .bind(replica)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
     }
 
     /// Ends a live sandbox with `status` and `reason`, and revokes its tokens: at once for a lost

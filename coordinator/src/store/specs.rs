@@ -24,8 +24,9 @@ const SPEC_COLUMNS: &str = "id, project_id, title, description, status, current_
 pub enum ExecutionClaim {
     /// A user's execute, launch or resume: the spec must not be executing.
     Start,
-    /// A replacement for a lost sandbox: the spec must still be executing.
-    Recovery,
+    /// A replacement for a lost sandbox: the spec must still be executing, replaced `seen`
+    /// times as the claimer read it — so of several coordinators that saw one loss, one wins.
+    Recovery { seen: u32 },
 }
 
 impl Store {
@@ -141,10 +142,10 @@ impl Store {
     ) -> Result<bool> {
         // The statuses bound after the four common parameters, from `$5` on.
         let (sql, statuses): (&str, &[SpecStatus]) = match claim {
-            ExecutionClaim::Recovery => (
+            ExecutionClaim::Recovery { .. } => (
                 "UPDATE specs SET current_phase = $2, stop_after = $3, updated_ms = $4,
                         recoveries = recoveries + 1
-                 WHERE id = $1 AND status = $5",
+                 WHERE id = $1 AND status = $5 AND recoveries = $6",
                 &[SpecStatus::Executing],
             ),
             ExecutionClaim::Start => (
@@ -166,6 +167,9 @@ impl Store {
             .bind(now_ms());
         for status in statuses {
             query = query.bind(status.as_str());
+        }
+        if let ExecutionClaim::Recovery { seen } = claim {
+            query = query.bind(i64::from(seen));
         }
         let done = query.execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)

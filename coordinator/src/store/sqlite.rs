@@ -35,6 +35,11 @@ impl Backend for Sqlite {
                 "hardening",
                 include_str!("../../migrations/sqlite/0004_hardening.sql"),
             ),
+            (
+                5,
+                "replicas",
+                include_str!("../../migrations/sqlite/0005_replicas.sql"),
+            ),
         ])
     }
 
@@ -80,6 +85,15 @@ impl Backend for Sqlite {
 
     fn claim_serialize(&self) -> Option<&'static str> {
         // BEGIN IMMEDIATE already makes one writer at a time.
+        None
+    }
+
+    fn stream_lock_sql(&self) -> Option<&'static str> {
+        // One writer at a time already.
+        None
+    }
+
+    fn notify_sql(&self) -> Option<&'static str> {
         None
     }
 }

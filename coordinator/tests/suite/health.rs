@@ -7,14 +7,15 @@ use serde_json::json;
 use super::common::{FakeProvider, TestServer, each_backend, error, event};
 
 #[tokio::test]
-async fn healthz_names_the_database_and_the_provider() {
+async fn healthz_names_the_database_the_provider_and_the_replica() {
     each_backend(|db| async move {
-        let server = TestServer::start(&db, FakeProvider::new(), |_| {}).await;
+        let server =
+            TestServer::start(&db, FakeProvider::new(), |s| s.replica_id = "omoi-0".into()).await;
         let (status, body) = server.api(None).get("/healthz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
-            json!({"status": "ok", "database": db.backend, "provider": "local"})
+            json!({"status": "ok", "database": db.backend, "provider": "local", "replica": "omoi-0"})
         );
         server.stop().await;
     })
@@ -37,7 +38,8 @@ async fn unknown_routes_answer_a_json_404() {
 async fn metrics_count_specs_sandboxes_and_ingested_events() {
     each_backend(|db| async move {
         let provider = FakeProvider::new();
-        let server = TestServer::start(&db, provider.clone(), |_| {}).await;
+        let server =
+            TestServer::start(&db, provider.clone(), |s| s.replica_id = "omoi-1".into()).await;
         let (_, api) = server.user("ada").await;
         let (_, project) = api
             .post(
@@ -75,6 +77,7 @@ async fn metrics_count_specs_sandboxes_and_ingested_events() {
         );
         let text = response.text().await.unwrap();
         for line in [
+            "omoi_replica_info{replica=\"omoi-1\"} 1",
             "omoi_specs{status=\"executing\"} 1",
             "omoi_specs{status=\"completed\"} 0",
             "omoi_sandboxes_alive 1",

@@ -15,6 +15,8 @@ mod messages;
 mod projects;
 mod pull_requests;
 mod quotas;
+mod replica_loss;
+mod replicas;
 mod scheduler;
 mod schema;
 mod secrets;

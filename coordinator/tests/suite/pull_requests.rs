@@ -17,36 +17,42 @@ const TOKEN: &str = "ghs_0123456789abcdef";
 
 /// `<dir>/acme/greet.git`, seeded from the sample repository, with `branch` one commit ahead of
 /// `main` when given.
-fn seeded(dir: &Path, branch: Option<&str>) -> PathBuf {
+pub(super) fn seeded(dir: &Path, branch: Option<&str>) -> PathBuf {
     let bare = remote::seed_bare_repo(
         &omoi_tests::fixtures::sample_repo(),
         &dir.join("acme/greet.git"),
     );
     if let Some(branch) = branch {
-        let work = dir.join("work");
-        remote::git(
-            dir,
-            &[
-                "clone",
-                "--quiet",
-                bare.to_str().unwrap(),
-                work.to_str().unwrap(),
-            ],
-        );
-        std::fs::write(work.join("NOTES.md"), "loud\n").unwrap();
-        remote::git(&work, &["add", "NOTES.md"]);
-        remote::git(&work, &["commit", "--quiet", "-m", "TSK-001: notes"]);
-        remote::git(
-            &work,
-            &[
-                "push",
-                "--quiet",
-                "origin",
-                &format!("HEAD:refs/heads/{branch}"),
-            ],
-        );
+        push_notes(dir, &bare, branch);
     }
     bare
+}
+
+/// Pushes to `branch` of `bare` one commit (a task's, as a worker would have pushed it),
+/// through a clone in `<dir>/work`.
+pub(super) fn push_notes(dir: &Path, bare: &Path, branch: &str) {
+    let work = dir.join("work");
+    remote::git(
+        dir,
+        &[
+            "clone",
+            "--quiet",
+            bare.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(work.join("NOTES.md"), "loud\n").unwrap();
+    remote::git(&work, &["add", "NOTES.md"]);
+    remote::git(&work, &["commit", "--quiet", "-m", "TSK-001: notes"]);
+    remote::git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("HEAD:refs/heads/{branch}"),
+        ],
+    );
 }
 
 fn new_pull_request(head: &str) -> NewPullRequest {
@@ -201,28 +207,7 @@ async fn when_every_task_completed_one_pull_request_is_opened_with_the_checklist
         let w = written(&db, project, None, |_| {}).await;
         let branch = format!("omoi/{}", w.spec_id);
         // The tasks' commits (the workers would have pushed them).
-        let work = dir.path().join("work");
-        remote::git(
-            dir.path(),
-            &[
-                "clone",
-                "--quiet",
-                bare.to_str().unwrap(),
-                work.to_str().unwrap(),
-            ],
-        );
-        std::fs::write(work.join("NOTES.md"), "loud\n").unwrap();
-        remote::git(&work, &["add", "NOTES.md"]);
-        remote::git(&work, &["commit", "--quiet", "-m", "TSK-001: notes"]);
-        remote::git(
-            &work,
-            &[
-                "push",
-                "--quiet",
-                "origin",
-                &format!("HEAD:refs/heads/{branch}"),
-            ],
-        );
+        push_notes(dir.path(), &bare, &branch);
 
         let shas = [
             "1111111111111111",

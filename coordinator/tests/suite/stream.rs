@@ -1,18 +1,16 @@
 //! The event history (cursor pages) and the live SSE stream with `Last-Event-ID` resume.
 
-use std::time::Duration;
-
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use omoi_coordinator::model::StreamEvent;
 use omoi_protocol::event::RawEvent;
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use super::common::sse::{connect, next};
 use super::common::{Api, FakeProvider, TestServer, each_backend, error, event, sandbox_of};
 
-fn message(sandbox: &str, spec: &str, seq: u64) -> RawEvent {
+/// An `agent.message` event of a spec sandbox.
+pub(super) fn message(sandbox: &str, spec: &str, seq: u64) -> RawEvent {
     event(
         sandbox,
         spec,
@@ -110,36 +108,6 @@ async fn history_pages_by_cursor() {
         server.stop().await;
     })
     .await;
-}
-
-/// One SSE message: `(event name, id, data)`.
-type Message = (String, String, serde_json::Value);
-
-async fn connect(
-    api: &Api,
-    spec: &str,
-    last_event_id: Option<&str>,
-) -> impl futures_util::Stream<Item = Message> + Unpin {
-    let mut request = api
-        .raw(reqwest::Method::GET, &format!("/specs/{spec}/events"))
-        .header("accept", "text/event-stream");
-    if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    Box::pin(response.bytes_stream().eventsource().map(|m| {
-        let m = m.unwrap();
-        (m.event, m.id, serde_json::from_str(&m.data).unwrap())
-    }))
-}
-
-async fn next(stream: &mut (impl futures_util::Stream<Item = Message> + Unpin)) -> Message {
-    tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("an SSE message within 10 s")
-        .expect("the stream is open")
 }
 
 #[tokio::test]

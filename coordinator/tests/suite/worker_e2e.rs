@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use omoi_coordinator::sandbox::SandboxHandle;
 use omoi_coordinator::sandbox::local::LocalProvider;
+use omoi_coordinator::store::Store;
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -41,7 +42,7 @@ pub fn worker_bin() -> PathBuf {
 }
 
 /// The sample script with a shell command run at the start of DESIGN.
-fn script_with_design_command(dir: &Path, command: &str) -> PathBuf {
+pub(super) fn script_with_design_command(dir: &Path, command: &str) -> PathBuf {
     let mut script = omoi_tests::fixtures::sample_script_json();
     let turns = script["design"][0].as_array_mut().unwrap();
     turns.insert(
@@ -121,11 +122,11 @@ pub fn tune(settings: &mut omoi_coordinator::Settings, script: &Path) {
     }
 }
 
-async fn detail(api: &Api, spec_id: &str) -> Value {
+pub(super) async fn detail(api: &Api, spec_id: &str) -> Value {
     api.get(&format!("/specs/{spec_id}")).await.1
 }
 
-async fn wait_for_status(api: &Api, spec_id: &str, status: &str) -> Value {
+pub(super) async fn wait_for_status(api: &Api, spec_id: &str, status: &str) -> Value {
     eventually(WAIT, &format!("the spec to be {status}"), || async {
         let d = detail(api, spec_id).await;
         assert!(
@@ -140,7 +141,7 @@ async fn wait_for_status(api: &Api, spec_id: &str, status: &str) -> Value {
     detail(api, spec_id).await
 }
 
-async fn wait_for_design(api: &Api, spec_id: &str) {
+pub(super) async fn wait_for_design(api: &Api, spec_id: &str) {
     eventually(WAIT, "DESIGN to start", || async {
         let d = detail(api, spec_id).await;
         d["phases"]
@@ -150,7 +151,7 @@ async fn wait_for_design(api: &Api, spec_id: &str) {
     .await;
 }
 
-fn phase_summary(detail: &Value) -> Vec<(String, String)> {
+pub(super) fn phase_summary(detail: &Value) -> Vec<(String, String)> {
     detail["phases"]
         .as_array()
         .unwrap()
@@ -164,7 +165,7 @@ fn phase_summary(detail: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn all_completed() -> Vec<(String, String)> {
+pub(super) fn all_completed() -> Vec<(String, String)> {
     ["explore", "requirements", "design", "tasks", "sync"]
         .iter()
         .map(|p| (p.to_string(), "completed".to_string()))
@@ -172,9 +173,8 @@ fn all_completed() -> Vec<(String, String)> {
 }
 
 /// The stored seqs of a sandbox are exactly 1..=acked, each once.
-async fn assert_contiguous(server: &TestServer, sandbox_id: &str) -> u64 {
-    let seqs: Vec<u64> = server
-        .store
+pub(super) async fn assert_contiguous(store: &Store, sandbox_id: &str) -> u64 {
+    let seqs: Vec<u64> = store
         .sandbox_events(sandbox_id)
         .await
         .unwrap()
@@ -183,9 +183,22 @@ async fn assert_contiguous(server: &TestServer, sandbox_id: &str) -> u64 {
         .collect();
     let n = seqs.len() as u64;
     assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
-    let sandbox = server.store.sandbox(sandbox_id).await.unwrap().unwrap();
+    let sandbox = store.sandbox(sandbox_id).await.unwrap().unwrap();
     assert_eq!(sandbox.acked_seq, n);
     n
+}
+
+/// The seqs of a spec's stream, in cursor order (the first 1000).
+pub(super) async fn stream_seqs(api: &Api, spec_id: &str) -> Vec<u64> {
+    let (_, page) = api
+        .get(&format!("/specs/{spec_id}/events?limit=1000"))
+        .await;
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["seq"].as_u64().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -206,7 +219,7 @@ async fn a_spec_runs_end_to_end_with_the_real_worker() {
         let sandbox = done["sandboxes"][0]["id"].as_str().unwrap();
         assert_eq!(done["sandboxes"][0]["status"], "completed");
         assert_eq!(done["sandboxes"][0]["terminal"], "agent.completed");
-        let n = assert_contiguous(&setup.server, sandbox).await;
+        let n = assert_contiguous(&setup.server.store, sandbox).await;
         let (_, page) = setup
             .api
             .get(&format!("/specs/{}/events?limit=1000", setup.spec_id))
@@ -271,7 +284,7 @@ async fn a_worker_killed_in_design_is_replaced_at_design_and_the_spec_completes(
             (&sandboxes[1]["status"], &sandboxes[1]["start_phase"]),
             (&json!("completed"), &json!("design"))
         );
-        assert_contiguous(&setup.server, sandboxes[1]["id"].as_str().unwrap()).await;
+        assert_contiguous(&setup.server.store, sandboxes[1]["id"].as_str().unwrap()).await;
         setup.server.stop().await;
     })
     .await;
@@ -300,17 +313,11 @@ async fn a_coordinator_restarted_mid_phase_loses_and_repeats_no_event() {
         let sandboxes = done["sandboxes"].as_array().unwrap();
         assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
         assert_eq!(sandboxes[0]["status"], "completed");
-        let n = assert_contiguous(&server, sandboxes[0]["id"].as_str().unwrap()).await;
-        let (_, page) = api
-            .get(&format!("/specs/{}/events?limit=1000", setup.spec_id))
-            .await;
-        let seqs: Vec<u64> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event"]["seq"].as_u64().unwrap())
-            .collect();
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+        let n = assert_contiguous(&server.store, sandboxes[0]["id"].as_str().unwrap()).await;
+        assert_eq!(
+            stream_seqs(&api, &setup.spec_id).await,
+            (1..=n).collect::<Vec<_>>()
+        );
         server.stop().await;
     })
     .await;

@@ -4,6 +4,9 @@
 //! the docker suites.
 
 pub mod docker;
+pub mod proxy;
+pub mod replicas;
+pub mod sse;
 pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};

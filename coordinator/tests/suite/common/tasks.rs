@@ -100,19 +100,25 @@ pub async fn write_spec(
         .unwrap()
         .env;
     let (sandbox, token) = (env["SANDBOX_ID"].clone(), env["SANDBOX_TOKEN"].clone());
-    let batch = vec![
+    let batch = written_batch(&sandbox, &spec_id, tasks);
+    let (status, ack) = server.api(Some(&token)).ingest(&sandbox, &batch).await;
+    assert_eq!((status, ack), (StatusCode::OK, json!({"acked_seq": 2})));
+    spec_id
+}
+
+/// What a spec sandbox sends when it wrote the spec: the final spec (`tasks`, or the sample's),
+/// then its end.
+pub fn written_batch(sandbox: &str, spec_id: &str, tasks: Option<Value>) -> Vec<RawEvent> {
+    vec![
         event(
-            &sandbox,
-            &spec_id,
+            sandbox,
+            spec_id,
             1,
             "spec.execution_completed",
             final_spec(tasks),
         ),
-        event(&sandbox, &spec_id, 2, "agent.completed", completed_data()),
-    ];
-    let (status, ack) = server.api(Some(&token)).ingest(&sandbox, &batch).await;
-    assert_eq!((status, ack), (StatusCode::OK, json!({"acked_seq": 2})));
-    spec_id
+        event(sandbox, spec_id, 2, "agent.completed", completed_data()),
+    ]
 }
 
 pub fn completed_data() -> Value {

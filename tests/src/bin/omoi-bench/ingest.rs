@@ -3,7 +3,9 @@
 //! `omoi serve` process on SQLite or PostgreSQL.
 //!
 //! The senders are tasks of this process, not of the server; their request bodies are encoded
-//! before the clock starts, so the load generator spends its CPU on HTTP only.
+//! before the clock starts, so the load generator spends its CPU on HTTP only. With
+//! `--replicas 2` (PostgreSQL) two `omoi serve` share the database and the senders alternate
+//! between them; the server CPU is the sum of both.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,9 +56,10 @@ pub fn batch_body(sandbox: &Sandbox, first: u64, size: u64, at: DateTime<Utc>) -
     Ok(serde_json::to_vec(&json!({ "events": events }))?)
 }
 
-/// `omoi-bench ingest [--omoi PATH] [--database URL] [--label NAME] [--senders 50] [--batch 100]
-/// [--batches 20] [--runs 5] [--target EVENTS_PER_S] [--wrap "COMMAND ARGS"]`; `--wrap` runs the
-/// server under another program, e.g. `valgrind --tool=callgrind` to profile the ingest path.
+/// `omoi-bench ingest [--omoi PATH] [--database URL] [--replicas 1|2] [--label NAME]
+/// [--senders 50] [--batch 100] [--batches 20] [--runs 5] [--target EVENTS_PER_S]
+/// [--wrap "COMMAND ARGS"]`; `--wrap` runs the server under another program, e.g.
+/// `valgrind --tool=callgrind` to profile the ingest path.
 pub fn run(args: &[String]) -> Result<()> {
     let omoi = omoi_binary(flag(args, "--omoi"))?;
     let database = flag(args, "--database").map(str::to_string);
@@ -67,6 +70,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let runs: usize = flag(args, "--runs").unwrap_or("5").parse()?;
     let target: f64 = flag(args, "--target").map_or(Ok(f64::NAN), str::parse)?;
     let wrap = crate::server::wrap_flag(args);
+    let replicas: usize = flag(args, "--replicas").unwrap_or("1").parse()?;
+    if !(1..=2).contains(&replicas) || (replicas == 2 && database.is_none()) {
+        return Err("--replicas is 1, or 2 with --database postgres://…".into());
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let scratch = tempfile::tempdir()?;
@@ -77,18 +84,31 @@ pub fn run(args: &[String]) -> Result<()> {
         let sandboxes =
             stand_in::open(&api, &coordinator.data_dir, &scratch.path().join("repo"), senders)
                 .await?;
+        let mut servers = vec![coordinator];
+        if replicas == 2 {
+            servers.push(Coordinator::start(&options).await?);
+        }
+        let apis = servers
+            .iter()
+            .map(Coordinator::api)
+            .collect::<Result<Vec<_>>>()?;
+        let cluster = Cluster {
+            apis: &apis,
+            servers: &servers,
+        };
+        let log_tail = || servers[0].log_tail();
         let mut next_seq = vec![1u64; senders];
         // A warm-up round: connections, statement caches, the first pages of every table.
-        measure(&api, &coordinator, &sandboxes, &mut next_seq, batch, 2)
+        measure(cluster, &sandboxes, &mut next_seq, batch, 2)
             .await
-            .map_err(|e| format!("{e}\nserver log:\n{}", coordinator.log_tail()))?;
+            .map_err(|e| format!("{e}\nserver log:\n{}", log_tail()))?;
         let mut rates = Vec::new();
         let mut server_cpu = Vec::new();
         let mut p99 = Vec::new();
         for _ in 0..runs {
-            let run = measure(&api, &coordinator, &sandboxes, &mut next_seq, batch, batches)
+            let run = measure(cluster, &sandboxes, &mut next_seq, batch, batches)
                 .await
-                .map_err(|e| format!("{e}\nserver log:\n{}", coordinator.log_tail()))?;
+                .map_err(|e| format!("{e}\nserver log:\n{}", log_tail()))?;
             eprintln!(
                 "bench: ingest {label}: {:.0} events/s, server CPU {:.2} s, bench CPU {:.2} s over {:.2} s",
                 run.events_per_sec, run.server_cpu_secs, run.bench_cpu_secs, run.wall_secs
@@ -98,7 +118,9 @@ pub fn run(args: &[String]) -> Result<()> {
             p99.push(run.request_p99_ms);
         }
         stand_in::close(&api, &sandboxes).await?;
-        coordinator.stop().await?;
+        for server in servers {
+            server.stop().await?;
+        }
         let shape = format!("{senders} senders × batches of {batch}");
         figure(&format!("coordinator ingest, {label} ({shape})"), rates, "events/s", target);
         figure(
@@ -127,10 +149,24 @@ struct Round {
     request_p99_ms: f64,
 }
 
-/// Every sender posts `batches` batches of `batch` events, one request at a time.
+/// The coordinators under load and a client of each.
+#[derive(Clone, Copy)]
+struct Cluster<'a> {
+    apis: &'a [api::Api],
+    servers: &'a [Coordinator],
+}
+
+impl Cluster<'_> {
+    /// CPU time all the servers have used so far, in seconds.
+    fn cpu_secs(&self) -> Result<f64> {
+        self.servers.iter().map(Coordinator::cpu_secs).sum()
+    }
+}
+
+/// Every sender posts `batches` batches of `batch` events, one request at a time; sender `i`
+/// posts to replica `i mod replicas`.
 async fn measure(
-    api: &api::Api,
-    coordinator: &Coordinator,
+    cluster: Cluster<'_>,
     sandboxes: &[Sandbox],
     next_seq: &mut [u64],
     batch: u64,
@@ -138,7 +174,8 @@ async fn measure(
 ) -> Result<Round> {
     let at = Utc::now();
     let mut work = Vec::with_capacity(sandboxes.len());
-    for (sandbox, next) in sandboxes.iter().zip(next_seq.iter_mut()) {
+    for (i, (sandbox, next)) in sandboxes.iter().zip(next_seq.iter_mut()).enumerate() {
+        let api = &cluster.apis[i % cluster.apis.len()];
         let mut bodies = Vec::with_capacity(batches as usize);
         for _ in 0..batches {
             bodies.push(batch_body(sandbox, *next, batch, at)?);
@@ -147,8 +184,8 @@ async fn measure(
         let url = api.url(&format!("/sandboxes/{}/events", sandbox.sandbox_id));
         work.push((url, sandbox.bearer(), bodies, *next - 1));
     }
-    let http = Arc::new(api.http().clone());
-    let server_before = coordinator.cpu_secs()?;
+    let http = Arc::new(cluster.apis[0].http().clone());
+    let server_before = cluster.cpu_secs()?;
     let bench_before = cpu_secs(std::process::id())?;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -175,7 +212,7 @@ async fn measure(
         latencies.extend(task.await??);
     }
     let wall_secs = started.elapsed().as_secs_f64();
-    let server_cpu_secs = coordinator.cpu_secs()? - server_before;
+    let server_cpu_secs = cluster.cpu_secs()? - server_before;
     let bench_cpu_secs = cpu_secs(std::process::id())? - bench_before;
     let events = sandboxes.len() as u64 * batches * batch;
     latencies.sort_by(f64::total_cmp);

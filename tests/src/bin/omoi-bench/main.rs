@@ -30,9 +30,10 @@ fn main() {
         Some("sandbox-start") => sandbox::run(&args[1..]),
         Some("table") => table(&args[1..]),
         _ => Err("usage: omoi-bench worker --worker PATH [--runs N] | \
-                  ingest [--database URL] [--label NAME] [--senders N] [--batch N] [--batches N] \
-                  [--runs N] [--target N] | \
-                  stream [--subscribers N] [--events N] [--batch N] [--interval-ms N] [--runs N] | \
+                  ingest [--database URL] [--replicas 1|2] [--label NAME] [--senders N] \
+                  [--batch N] [--batches N] [--runs N] [--target N] | \
+                  stream [--database URL] [--replicas 1|2] [--subscribers N] [--events N] \
+                  [--batch N] [--interval-ms N] [--runs N] | \
                   execute --worker PATH [--runs N] | memory [--specs N] [--runs N] | \
                   scheduler --worker PATH [--tasks N] [--running N] [--runs N] | \
                   table FIGURES.jsonl RESULTS.json"

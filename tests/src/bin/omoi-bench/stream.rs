@@ -2,7 +2,9 @@
 //! of many SSE subscribers of that spec has read the event, against an `omoi serve` process.
 //!
 //! The sender and the subscribers are tasks of this one process, separate from the server, so
-//! both ends read the same clock; each event's `at` is the instant its POST began.
+//! both ends read the same clock; each event's `at` is the instant its POST began. With
+//! `--replicas 2` (PostgreSQL) a second `omoi serve` shares the database: the sender posts to the
+//! first, the subscribers read the second, so every event crosses replicas (LISTEN/NOTIFY).
 
 use std::time::{Duration, Instant};
 
@@ -14,10 +16,15 @@ use crate::server::{Coordinator, omoi_binary};
 use crate::stand_in::{self, Sandbox};
 use crate::{Result, figure, flag, quantile};
 
-/// `omoi-bench stream [--omoi PATH] [--subscribers 100] [--events 2000] [--batch 10]
-/// [--interval-ms 20] [--runs 3]`.
+/// `omoi-bench stream [--omoi PATH] [--database URL] [--replicas 1|2] [--subscribers 100]
+/// [--events 2000] [--batch 10] [--interval-ms 20] [--runs 3]`.
 pub fn run(args: &[String]) -> Result<()> {
     let omoi = omoi_binary(flag(args, "--omoi"))?;
+    let database = flag(args, "--database").map(str::to_string);
+    let replicas: usize = flag(args, "--replicas").unwrap_or("1").parse()?;
+    if !(1..=2).contains(&replicas) || (replicas == 2 && database.is_none()) {
+        return Err("--replicas is 1, or 2 with --database postgres://…".into());
+    }
     let subscribers: usize = flag(args, "--subscribers").unwrap_or("100").parse()?;
     let events: u64 = flag(args, "--events").unwrap_or("2000").parse()?;
     let batch: u64 = flag(args, "--batch").unwrap_or("10").parse()?;
@@ -29,9 +36,17 @@ pub fn run(args: &[String]) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let scratch = tempfile::tempdir()?;
-        let options = stand_in::serve_options(scratch.path(), omoi, None)?;
+        let options = stand_in::serve_options(scratch.path(), omoi, database)?;
         let coordinator = Coordinator::start(&options).await?;
         let api = coordinator.api()?;
+        let second = match replicas {
+            2 => Some(Coordinator::start(&options).await?),
+            _ => None,
+        };
+        let readers = match &second {
+            Some(other) => other.api()?,
+            None => api.clone(),
+        };
         let sandboxes = stand_in::open(
             &api,
             &coordinator.data_dir,
@@ -41,7 +56,11 @@ pub fn run(args: &[String]) -> Result<()> {
         .await?;
         let (mut p50s, mut p99s, mut maxes) = (Vec::new(), Vec::new(), Vec::new());
         for sandbox in &sandboxes {
-            let mut sample = one_run(&api, sandbox, subscribers, events, batch, interval).await?;
+            let ends = Ends {
+                sender: &api,
+                readers: &readers,
+            };
+            let mut sample = one_run(ends, sandbox, subscribers, events, batch, interval).await?;
             sample.sort_by(f64::total_cmp);
             let (p50, p99, max) = (
                 quantile(&sample, 0.5),
@@ -57,35 +76,37 @@ pub fn run(args: &[String]) -> Result<()> {
             maxes.push(max);
         }
         stand_in::close(&api, &sandboxes).await?;
+        if let Some(other) = second {
+            other.stop().await?;
+        }
         coordinator.stop().await?;
         let rate = batch as f64 * 1000.0 / interval.as_millis().max(1) as f64;
         let shape = format!("{subscribers} subscribers, {rate:.0} events/s in batches of {batch}");
-        figure(
-            &format!("SSE latency ingest → subscriber p50 ({shape})"),
-            p50s,
-            "ms",
-            f64::NAN,
-        );
-        figure(
-            &format!("SSE latency ingest → subscriber p99 ({shape})"),
-            p99s,
-            "ms",
-            20.0,
-        );
-        figure(
-            &format!("SSE latency ingest → subscriber max ({shape})"),
-            maxes,
-            "ms",
-            f64::NAN,
-        );
+        let (what, p99_target) = match replicas {
+            2 => ("SSE latency ingest on A → subscriber on B", 50.0),
+            _ => ("SSE latency ingest → subscriber", 20.0),
+        };
+        figure(&format!("{what} p50 ({shape})"), p50s, "ms", f64::NAN);
+        figure(&format!("{what} p99 ({shape})"), p99s, "ms", p99_target);
+        figure(&format!("{what} max ({shape})"), maxes, "ms", f64::NAN);
         Ok(())
     })
+}
+
+/// Where the events go in and where they are read.
+#[derive(Clone, Copy)]
+struct Ends<'a> {
+    sender: &'a Api,
+    readers: &'a Api,
 }
 
 /// Connects the subscribers, sends `events` events, and answers every (event, subscriber)
 /// latency in milliseconds.
 async fn one_run(
-    api: &Api,
+    Ends {
+        sender: api,
+        readers: read_on,
+    }: Ends<'_>,
     sandbox: &Sandbox,
     subscribers: usize,
     events: u64,
@@ -94,7 +115,7 @@ async fn one_run(
 ) -> Result<Vec<f64>> {
     let mut readers = Vec::with_capacity(subscribers);
     for _ in 0..subscribers {
-        let mut reader = api.subscribe(&sandbox.spec_id).await?;
+        let mut reader = read_on.subscribe(&sandbox.spec_id).await?;
         // The first message is the spec's status: the stream is live from here on.
         match reader.next().await? {
             Some(message) if message.event == "status" => {}
