@@ -16,6 +16,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod model;
 pub mod pull_request;
+pub mod review;
 pub mod sandbox;
 pub mod scheduler;
 pub mod server;

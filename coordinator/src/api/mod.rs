@@ -4,6 +4,7 @@
 pub mod auth;
 mod events;
 mod projects;
+mod review;
 mod sandboxes;
 mod specs;
 pub mod types;
@@ -14,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Requ
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
@@ -35,6 +36,11 @@ pub fn routes() -> Router<AppState> {
         .route("/specs/{id}", get(specs::show))
         .route("/specs/{id}/execute", post(specs::execute))
         .route("/specs/{id}/cancel", post(specs::cancel))
+        .route("/specs/{id}/approve", post(review::approve))
+        .route(
+            "/specs/{id}/phases/{phase}/output",
+            put(review::replace_output),
+        )
         .route("/specs/{id}/events", get(events::spec_events))
         .route("/specs/{id}/tasks", get(specs::tasks))
         .route("/tasks/{id}", get(specs::task))

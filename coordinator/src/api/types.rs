@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use omoi_protocol::api::ErrorDetail;
+use omoi_protocol::eval::Evaluation;
 use omoi_protocol::phase::Phase;
 use serde::{Deserialize, Serialize};
 
@@ -104,4 +106,20 @@ pub struct Health {
     /// `sqlite` or `postgres`.
     pub database: String,
     pub provider: String,
+}
+
+/// The answer to `PUT /api/v1/specs/{id}/phases/{phase}/output` that was accepted: the
+/// evaluator's result and the feedback text built from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputReview {
+    pub evaluation: Evaluation,
+    pub feedback: String,
+}
+
+/// The 422 answer to a replaced output the evaluator did not pass: the usual error (code
+/// `rejected`, the feedback as its message) and the evaluator's whole result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRejected {
+    pub error: ErrorDetail,
+    pub evaluation: Evaluation,
 }

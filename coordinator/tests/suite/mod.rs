@@ -13,6 +13,7 @@ mod local_provider;
 mod messages;
 mod projects;
 mod pull_requests;
+mod review;
 mod scheduler;
 mod schema;
 mod specs;
