@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod events;
+pub mod openapi;
 mod projects;
 mod review;
 mod sandboxes;
@@ -49,6 +50,7 @@ pub fn routes() -> Router<AppState> {
             post(sandboxes::ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)),
         )
         .route("/sandboxes/{id}/context", get(sandboxes::context))
+        .route("/openapi.json", get(openapi_document))
         .route(
             "/sandboxes/{id}/messages",
             post(sandboxes::post_message).get(sandboxes::messages),
@@ -77,6 +79,10 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
     };
     let text = state.metrics.render(&gauges);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
+async fn openapi_document() -> Json<serde_json::Value> {
+    Json(openapi::document())
 }
 
 async fn not_found() -> Error {

@@ -1,4 +1,4 @@
-//! `/healthz`, `/metrics` and unknown routes.
+//! `/healthz`, `/metrics`, the OpenAPI document and unknown routes.
 
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
@@ -85,6 +85,21 @@ async fn metrics_count_specs_sandboxes_and_ingested_events() {
                 "missing {line:?} in:\n{text}"
             );
         }
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_to_anyone_and_is_the_committed_one() {
+    each_backend(|db| async move {
+        let server = TestServer::start(&db, FakeProvider::new(), |_| {}).await;
+        let (status, body) = server.api(None).get("/api/v1/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        let committed: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        assert_eq!(body, committed);
+        assert_eq!(body["openapi"], "3.1.0");
         server.stop().await;
     })
     .await;
