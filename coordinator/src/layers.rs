@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer, from the ground up.
-const LAYERS: [(&str, u8); 22] = [
+const LAYERS: [(&str, u8); 23] = [
     ("error", 0),
     ("model", 0),
     ("ingest", 0),
@@ -24,6 +24,7 @@ const LAYERS: [(&str, u8); 22] = [
     ("launch", 3),
     ("review", 3),
     ("api", 4),
+    ("dashboard", 4),
     ("server", 5),
     ("cli", 6),
     // Test-only, like `lib.rs` and `main.rs` it sits above everything.

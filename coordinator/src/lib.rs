@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod dashboard;
 pub mod error;
 pub mod execution;
 pub mod github;

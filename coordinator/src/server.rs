@@ -7,12 +7,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::app::AppState;
+use crate::dashboard;
 use crate::liveness;
 use crate::scheduler;
 
 /// The HTTP routes of the coordinator.
 pub fn router(state: AppState) -> Router {
-    api::routes().with_state(state)
+    api::routes().merge(dashboard::routes()).with_state(state)
 }
 
 /// Serves `state` on `listener` until `shutdown` is cancelled, with the liveness monitor (it

@@ -4,6 +4,7 @@ mod auth;
 mod claims;
 mod cli;
 mod common;
+mod dashboard;
 mod docker;
 mod docker_faults;
 mod health;

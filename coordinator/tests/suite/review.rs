@@ -14,7 +14,10 @@ use super::common::{
 };
 
 /// A spec of `ada` launched with `--stop-after requirements` whose worker stopped there.
-async fn stopped_after_requirements(server: &TestServer, provider: &FakeProvider) -> (Api, String) {
+pub(super) async fn stopped_after_requirements(
+    server: &TestServer,
+    provider: &FakeProvider,
+) -> (Api, String) {
     let (_, ada) = server.user("ada").await;
     let (_, project) = ada
         .post("/projects", &json!({"name": "p", "repo_url": "/srv/repo"}))

@@ -1,0 +1,195 @@
+//! The web dashboard: sign-in and its cookie, escaped output, other users' specs, CSRF.
+
+use pretty_assertions::assert_eq;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use super::common::{FakeProvider, TestServer, each_backend};
+use super::review::stopped_after_requirements;
+
+/// A browser without redirects or a cookie jar: the test carries the cookie itself.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The type of a form's body (the values sent here need no escaping: tokens and hex).
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The value of `name="csrf"` in a page.
+fn csrf_in(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    page[at..at + 64].to_string()
+}
+
+#[tokio::test]
+async fn a_user_signs_in_sees_escaped_specs_and_approves_with_the_csrf_token() {
+    each_backend(|db| async move {
+        let provider = FakeProvider::new();
+        let server = TestServer::start(&db, provider.clone(), |_| {}).await;
+        let (ada, stopped) = stopped_after_requirements(&server, &provider).await;
+        let token = ada.token.clone().unwrap();
+        let (_, project) = ada.get("/projects").await;
+        let (_, hostile) = ada
+            .post(
+                "/specs",
+                &json!({"project_id": project[0]["id"], "title": "<script>alert(1)</script>"}),
+            )
+            .await;
+        let web = browser();
+        let url = |path: &str| format!("{}{path}", server.url);
+
+        // Signed out: the sign-in form; a wrong token is refused.
+        let page = web.get(url("/")).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.text().await.unwrap().contains("action=\"/sign-in\""));
+        let refused = web
+            .post(url("/sign-in"))
+            .header(CONTENT_TYPE, FORM)
+            .body("token=omoi_u_nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert!(refused.headers().get(SET_COOKIE).is_none());
+        assert!(
+            refused
+                .text()
+                .await
+                .unwrap()
+                .contains("That is not a user token.")
+        );
+
+        let signed = web
+            .post(url("/sign-in"))
+            .header(CONTENT_TYPE, FORM)
+            .body(format!("token={}", token.as_str()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+        assert_eq!(signed.headers()[LOCATION], "/");
+        assert_eq!(
+            signed.headers()[SET_COOKIE],
+            format!("omoi_session={token}; Path=/; HttpOnly; SameSite=Strict").as_str()
+        );
+        let cookie = format!("omoi_session={token}");
+
+        // The list: the hostile title is text, not markup.
+        let list = web
+            .get(url("/"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(list.status(), StatusCode::OK);
+        let list = list.text().await.unwrap();
+        assert!(
+            list.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{list}"
+        );
+        assert!(!list.contains("<script>"), "{list}");
+        assert!(
+            list.contains(&format!("href=\"/specs/{stopped}\"")),
+            "{list}"
+        );
+        let hostile_page = web
+            .get(url(&format!("/specs/{}", hostile["id"].as_str().unwrap())))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!hostile_page.contains("<script>"), "{hostile_page}");
+
+        // The stopped spec: requirements with their EARS pattern and an approve form.
+        let page = web
+            .get(url(&format!("/specs/{stopped}")))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("REQ-CLI-001"), "{page}");
+        assert!(page.contains("[event-driven]"), "{page}");
+        assert!(page.contains("Stopped after requirements."), "{page}");
+        let csrf = csrf_in(&page);
+
+        // A forged POST (no token, or another session's) is refused and nothing moves.
+        for forged in [String::new(), "0".repeat(64)] {
+            let answer = web
+                .post(url(&format!("/specs/{stopped}/approve")))
+                .header(COOKIE, &cookie)
+                .header(CONTENT_TYPE, FORM)
+                .body(format!("csrf={}", forged.as_str()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        }
+        let without_session = web
+            .post(url(&format!("/specs/{stopped}/approve")))
+            .header(CONTENT_TYPE, FORM)
+            .body(format!("csrf={}", csrf.as_str()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(without_session.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(provider.spawned().len(), 1);
+
+        let approved = web
+            .post(url(&format!("/specs/{stopped}/approve")))
+            .header(COOKIE, &cookie)
+            .header(CONTENT_TYPE, FORM)
+            .body(format!("csrf={}", csrf.as_str()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(approved.status(), StatusCode::SEE_OTHER);
+        assert_eq!(provider.env(1)["SPEC_PHASE"], "design");
+        let (_, detail) = ada.get(&format!("/specs/{stopped}")).await;
+        assert_eq!(detail["status"], "executing");
+
+        // Another user's spec is not found; sign-out needs the token too.
+        let (_, bob) = server.user("bob").await;
+        let bob_cookie = format!("omoi_session={}", bob.token.unwrap());
+        let foreign = web
+            .get(url(&format!("/specs/{stopped}")))
+            .header(COOKIE, &bob_cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+        let out = web
+            .post(url("/sign-out"))
+            .header(COOKIE, &cookie)
+            .header(CONTENT_TYPE, FORM)
+            .body("csrf=")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), StatusCode::FORBIDDEN);
+        let out = web
+            .post(url("/sign-out"))
+            .header(COOKIE, &cookie)
+            .header(CONTENT_TYPE, FORM)
+            .body(format!("csrf={}", csrf.as_str()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            out.headers()[SET_COOKIE],
+            "omoi_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+        );
+        server.stop().await;
+    })
+    .await;
+}
