@@ -95,6 +95,20 @@ pub async fn replace_output(
     Ok(Verdict::Accepted(evaluation))
 }
 
+/// The message of a rejected edit: the evaluator's feedback, after a first line saying why
+/// when the edit would have passed the gate but brings new issues.
+pub fn rejection_message(evaluation: &Evaluation) -> String {
+    let feedback = omoi_worker::evaluate::feedback(evaluation);
+    if evaluation.passed {
+        format!(
+            "The edit is refused: it brings issues the stored {} output did not have.\n{feedback}",
+            evaluation.phase
+        )
+    } else {
+        feedback
+    }
+}
+
 /// Whether a person's output may replace the stored one: it passes the gate and brings no issue
 /// the stored output did not have (an edit must not add what the evaluator would send an agent
 /// back to fix, such as a requirement that is not EARS; issues already there stay the

@@ -51,7 +51,7 @@ pub(super) async fn replace_output(
                 Json(OutputRejected {
                     error: ErrorDetail {
                         code: "rejected".into(),
-                        message: omoi_worker::evaluate::feedback(&evaluation),
+                        message: review::rejection_message(&evaluation),
                     },
                     evaluation,
                 }),

@@ -12,13 +12,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use omoi_protocol::phase::Phase;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::model::User;
-use crate::review;
+use crate::review::{self, Verdict};
 use crate::store::TokenRecord;
 
 /// The session cookie's name.
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sign-out", post(sign_out))
         .route("/specs/{id}", get(spec_page))
         .route("/specs/{id}/approve", post(approve))
+        .route("/specs/{id}/edit", post(edit))
 }
 
 /// A signed-in browser: the user and the token of its session.
@@ -179,20 +181,63 @@ async fn spec_page(
     Signed(session): Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let page = async {
-        let spec = state.store.spec(&session.user.id, &id).await?;
-        let phases = state.store.phases(&id).await?;
-        let tasks = state.store.tasks_of_spec(&id).await?;
-        Ok::<_, Error>(pages::spec(&pages::SpecView {
-            csrf: &session.csrf(),
-            stopped: review::stopped_after(&spec).ok(),
-            spec: &spec,
-            phases: &phases,
-            tasks: &tasks,
-        }))
-    };
-    match page.await {
+    match render_spec(&state, &session, &id, None).await {
         Ok(body) => html(StatusCode::OK, body),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// The spec page, with the evaluator's feedback on a rejected edit when there is one.
+async fn render_spec(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    feedback: Option<&str>,
+) -> Result<String> {
+    let spec = state.store.spec(&session.user.id, id).await?;
+    let phases = state.store.phases(id).await?;
+    let tasks = state.store.tasks_of_spec(id).await?;
+    Ok(pages::spec(&pages::SpecView {
+        csrf: &session.csrf(),
+        stopped: review::stopped_after(&spec).ok(),
+        feedback,
+        spec: &spec,
+        phases: &phases,
+        tasks: &tasks,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    phase: Phase,
+    output: String,
+}
+
+/// Replaces the output of the phase the spec stopped after; a rejection shows the spec page
+/// with the evaluator's feedback (422) and changes nothing.
+async fn edit(
+    State(state): State<AppState>,
+    Signed(session): Signed,
+    Path(id): Path<String>,
+    Form(form): Form<EditForm>,
+) -> Response {
+    let verdict = async {
+        session.check(&form.csrf)?;
+        let spec = state.store.spec(&session.user.id, &id).await?;
+        let document: serde_json::Value = serde_json::from_str(&form.output)
+            .map_err(|e| Error::Invalid(format!("the output is not JSON: {e}")))?;
+        review::replace_output(&state, &spec, form.phase, document).await
+    };
+    let rejected = match verdict.await {
+        Ok(Verdict::Accepted(_)) => return redirect(&format!("/specs/{id}")),
+        Ok(Verdict::Rejected(evaluation)) => review::rejection_message(&evaluation),
+        Err(e @ (Error::Invalid(_) | Error::Conflict(_))) => e.to_string(),
+        Err(e) => return error_page(&e),
+    };
+    match render_spec(&state, &session, &id, Some(&rejected)).await {
+        Ok(body) => html(StatusCode::UNPROCESSABLE_ENTITY, body),
         Err(e) => error_page(&e),
     }
 }

@@ -107,6 +107,8 @@ pub struct SpecView<'a> {
     pub csrf: &'a str,
     /// The phase the spec is stopped after, when it waits for approval.
     pub stopped: Option<Phase>,
+    /// The evaluator's feedback on an edit it rejected.
+    pub feedback: Option<&'a str>,
     pub spec: &'a Spec,
     pub phases: &'a [PhaseRecord],
     pub tasks: &'a [TaskRecord],
@@ -135,6 +137,34 @@ pub fn spec(view: &SpecView<'_>) -> String {
             escape(&s.id),
             escape(view.csrf)
         );
+    }
+    if let Some(feedback) = view.feedback {
+        let _ = write!(
+            body,
+            "<h2>Edit rejected</h2><pre class=\"error\" id=\"feedback\">{}</pre>",
+            escape(feedback)
+        );
+    }
+    if let Some(stopped) = view.stopped {
+        let current = view
+            .phases
+            .iter()
+            .find(|p| p.phase == stopped)
+            .and_then(|p| p.output.as_ref())
+            .and_then(edit_document);
+        if let Some(document) = current {
+            let _ = write!(
+                body,
+                "<h2>Edit the {stopped} output</h2><form method=\"post\" \
+                 action=\"/specs/{}/edit\"><input type=\"hidden\" name=\"csrf\" \
+                 value=\"{}\"><input type=\"hidden\" name=\"phase\" value=\"{stopped}\">\
+                 <textarea name=\"output\" rows=\"16\" style=\"width:100%\">{}</textarea>\
+                 <button>Save</button></form>",
+                escape(&s.id),
+                escape(view.csrf),
+                escape(&document)
+            );
+        }
     }
     body.push_str("<h2>Phases</h2><table><tr><th>phase</th><th>status</th><th>attempts</th><th>score</th></tr>");
     for p in view.phases {
@@ -173,6 +203,17 @@ pub fn spec(view: &SpecView<'_>) -> String {
         body.push_str(&graph_svg(view.tasks));
     }
     layout(&s.title, &body)
+}
+
+/// The editable document of a phase output (what `PUT …/phases/{phase}/output` takes), pretty.
+fn edit_document(output: &PhaseOutput) -> Option<String> {
+    let inner = match output {
+        PhaseOutput::Requirements(o) => serde_json::to_string_pretty(o),
+        PhaseOutput::Design(o) => serde_json::to_string_pretty(o),
+        PhaseOutput::Tasks(o) => serde_json::to_string_pretty(o),
+        PhaseOutput::Explore(_) | PhaseOutput::Sync(_) => return None,
+    };
+    inner.ok()
 }
 
 /// The width and height of a task's box in the graph, and the gaps between boxes.

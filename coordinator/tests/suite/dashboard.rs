@@ -1,5 +1,6 @@
 //! The web dashboard: sign-in and its cookie, escaped output, other users' specs, CSRF.
 
+use omoi_coordinator::review::rejection_message;
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
@@ -18,6 +19,26 @@ fn browser() -> reqwest::Client {
 
 /// The type of a form's body (the values sent here need no escaping: tokens and hex).
 const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Text as the pages escape it.
+fn html_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A form value, percent-encoded.
+fn percent(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
 
 /// The value of `name="csrf"` in a page.
 fn csrf_in(page: &str) -> String {
@@ -121,6 +142,41 @@ async fn a_user_signs_in_sees_escaped_specs_and_approves_with_the_csrf_token() {
         assert!(page.contains("[event-driven]"), "{page}");
         assert!(page.contains("Stopped after requirements."), "{page}");
         let csrf = csrf_in(&page);
+
+        // An edit that makes a requirement no EARS sentence: the evaluator's message, 422.
+        let not_ears = super::review::requirements_with(|d| {
+            d["requirements"][0]["text"] = json!("Make the greeting loud.");
+        });
+        let rejected = web
+            .post(url(&format!("/specs/{stopped}/edit")))
+            .header(COOKIE, &cookie)
+            .header(CONTENT_TYPE, FORM)
+            .body(format!(
+                "csrf={csrf}&phase=requirements&output={}",
+                percent(&not_ears.to_string())
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let rejected = rejected.text().await.unwrap();
+        let message = rejection_message(&super::review::judged(&not_ears));
+        assert!(message.starts_with("The edit is refused: it brings issues"));
+        assert!(
+            rejected.contains(&format!(
+                "<pre class=\"error\" id=\"feedback\">{}</pre>",
+                html_text(&message)
+            )),
+            "{rejected}"
+        );
+        let (_, still) = ada.get(&format!("/specs/{stopped}")).await;
+        assert_eq!(
+            (&still["status"], &still["phases"][1]["output"]),
+            (
+                &json!("pending"),
+                &super::common::phase_output("requirements")
+            )
+        );
 
         // A forged POST (no token, or another session's) is refused and nothing moves.
         for forged in [String::new(), "0".repeat(64)] {

@@ -1,6 +1,7 @@
 //! Review between phases: a spec stopped after REQUIREMENTS is edited (the worker's evaluator
 //! judges the edit) and approved; the next sandbox starts from the edited output.
 
+use omoi_coordinator::review::rejection_message;
 use omoi_protocol::artifact::PhaseOutput;
 use omoi_protocol::context::PhaseContext;
 use pretty_assertions::assert_eq;
@@ -79,7 +80,7 @@ async fn put(api: &Api, path: &str, body: &str) -> (StatusCode, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn requirements_with(edit: impl FnOnce(&mut Value)) -> Value {
+pub(super) fn requirements_with(edit: impl FnOnce(&mut Value)) -> Value {
     let mut document = phase_output("requirements")["requirements"].clone();
     edit(&mut document);
     document
@@ -87,7 +88,7 @@ fn requirements_with(edit: impl FnOnce(&mut Value)) -> Value {
 
 /// What the worker's evaluator says of a requirements document at the default threshold (it
 /// reads no earlier phase).
-fn judged(document: &Value) -> omoi_protocol::eval::Evaluation {
+pub(super) fn judged(document: &Value) -> omoi_protocol::eval::Evaluation {
     let output = PhaseOutput::Requirements(serde_json::from_value(document.clone()).unwrap());
     omoi_worker::evaluate::evaluate(
         &output,
@@ -129,7 +130,7 @@ async fn an_edit_is_judged_by_the_evaluator_and_approval_starts_from_it() {
             body,
             json!({
                 "error": {"code": "rejected",
-                          "message": omoi_worker::evaluate::feedback(&expected)},
+                          "message": rejection_message(&expected)},
                 "evaluation": expected,
             })
         );
@@ -377,7 +378,7 @@ async fn the_command_line_edits_and_approves() {
             String::from_utf8_lossy(&output.stderr),
             format!(
                 "omoi: {} (422 rejected)\n",
-                omoi_worker::evaluate::feedback(&judged(&not_ears))
+                rejection_message(&judged(&not_ears))
             )
         );
 
