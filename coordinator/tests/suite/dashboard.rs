@@ -20,6 +20,20 @@ fn browser() -> reqwest::Client {
 /// The type of a form's body (the values sent here need no escaping: tokens and hex).
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// Posts a form body, with the session cookie when given.
+async fn post_form(
+    web: &reqwest::Client,
+    url: String,
+    cookie: Option<&str>,
+    body: impl Into<String>,
+) -> reqwest::Response {
+    let mut request = web.post(url).header(CONTENT_TYPE, FORM);
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    request.body(body.into()).send().await.unwrap()
+}
+
 /// Text as the pages escape it.
 fn html_text(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -67,13 +81,7 @@ async fn a_user_signs_in_sees_escaped_specs_and_approves_with_the_csrf_token() {
         let page = web.get(url("/")).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::OK);
         assert!(page.text().await.unwrap().contains("action=\"/sign-in\""));
-        let refused = web
-            .post(url("/sign-in"))
-            .header(CONTENT_TYPE, FORM)
-            .body("token=omoi_u_nope")
-            .send()
-            .await
-            .unwrap();
+        let refused = post_form(&web, url("/sign-in"), None, "token=omoi_u_nope").await;
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         assert!(refused.headers().get(SET_COOKIE).is_none());
         assert!(
@@ -84,13 +92,13 @@ async fn a_user_signs_in_sees_escaped_specs_and_approves_with_the_csrf_token() {
                 .contains("That is not a user token.")
         );
 
-        let signed = web
-            .post(url("/sign-in"))
-            .header(CONTENT_TYPE, FORM)
-            .body(format!("token={}", token.as_str()))
-            .send()
-            .await
-            .unwrap();
+        let signed = post_form(
+            &web,
+            url("/sign-in"),
+            None,
+            format!("token={}", token.as_str()),
+        )
+        .await;
         assert_eq!(signed.status(), StatusCode::SEE_OTHER);
         assert_eq!(signed.headers()[LOCATION], "/");
         assert_eq!(
@@ -147,17 +155,16 @@ async fn a_user_signs_in_sees_escaped_specs_and_approves_with_the_csrf_token() {
         let not_ears = super::review::requirements_with(|d| {
             d["requirements"][0]["text"] = json!("Make the greeting loud.");
         });
-        let rejected = web
-            .post(url(&format!("/specs/{stopped}/edit")))
-            .header(COOKIE, &cookie)
-            .header(CONTENT_TYPE, FORM)
-            .body(format!(
+        let rejected = post_form(
+            &web,
+            url(&format!("/specs/{stopped}/edit")),
+            Some(&cookie),
+            format!(
                 "csrf={csrf}&phase=requirements&output={}",
                 percent(&not_ears.to_string())
-            ))
-            .send()
-            .await
-            .unwrap();
+            ),
+        )
+        .await;
         assert_eq!(rejected.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let rejected = rejected.text().await.unwrap();
         let message = rejection_message(&super::review::judged(&not_ears));
@@ -180,34 +187,32 @@ async fn a_user_signs_in_sees_escaped_specs_and_approves_with_the_csrf_token() {
 
         // A forged POST (no token, or another session's) is refused and nothing moves.
         for forged in [String::new(), "0".repeat(64)] {
-            let answer = web
-                .post(url(&format!("/specs/{stopped}/approve")))
-                .header(COOKIE, &cookie)
-                .header(CONTENT_TYPE, FORM)
-                .body(format!("csrf={}", forged.as_str()))
-                .send()
-                .await
-                .unwrap();
+            let answer = post_form(
+                &web,
+                url(&format!("/specs/{stopped}/approve")),
+                Some(&cookie),
+                format!("csrf={}", forged.as_str()),
+            )
+            .await;
             assert_eq!(answer.status(), StatusCode::FORBIDDEN);
         }
-        let without_session = web
-            .post(url(&format!("/specs/{stopped}/approve")))
-            .header(CONTENT_TYPE, FORM)
-            .body(format!("csrf={}", csrf.as_str()))
-            .send()
-            .await
-            .unwrap();
+        let without_session = post_form(
+            &web,
+            url(&format!("/specs/{stopped}/approve")),
+            None,
+            format!("csrf={}", csrf.as_str()),
+        )
+        .await;
         assert_eq!(without_session.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(provider.spawned().len(), 1);
 
-        let approved = web
-            .post(url(&format!("/specs/{stopped}/approve")))
-            .header(COOKIE, &cookie)
-            .header(CONTENT_TYPE, FORM)
-            .body(format!("csrf={}", csrf.as_str()))
-            .send()
-            .await
-            .unwrap();
+        let approved = post_form(
+            &web,
+            url(&format!("/specs/{stopped}/approve")),
+            Some(&cookie),
+            format!("csrf={}", csrf.as_str()),
+        )
+        .await;
         assert_eq!(approved.status(), StatusCode::SEE_OTHER);
         assert_eq!(provider.env(1)["SPEC_PHASE"], "design");
         let (_, detail) = ada.get(&format!("/specs/{stopped}")).await;
@@ -223,23 +228,15 @@ async fn a_user_signs_in_sees_escaped_specs_and_approves_with_the_csrf_token() {
             .await
             .unwrap();
         assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
-        let out = web
-            .post(url("/sign-out"))
-            .header(COOKIE, &cookie)
-            .header(CONTENT_TYPE, FORM)
-            .body("csrf=")
-            .send()
-            .await
-            .unwrap();
+        let out = post_form(&web, url("/sign-out"), Some(&cookie), "csrf=").await;
         assert_eq!(out.status(), StatusCode::FORBIDDEN);
-        let out = web
-            .post(url("/sign-out"))
-            .header(COOKIE, &cookie)
-            .header(CONTENT_TYPE, FORM)
-            .body(format!("csrf={}", csrf.as_str()))
-            .send()
-            .await
-            .unwrap();
+        let out = post_form(
+            &web,
+            url("/sign-out"),
+            Some(&cookie),
+            format!("csrf={}", csrf.as_str()),
+        )
+        .await;
         assert_eq!(out.status(), StatusCode::SEE_OTHER);
         assert_eq!(
             out.headers()[SET_COOKIE],

@@ -325,6 +325,15 @@ async fn the_command_line_edits_and_approves() {
                 omoi(&args, &url, Some(&token)).await
             }
         };
+        let spec_edit = |file: String| {
+            edit(vec![
+                "spec".into(),
+                "edit".into(),
+                id.clone(),
+                "requirements".into(),
+                file,
+            ])
+        };
         let file = |name: &str, text: &str| {
             let path = dir.path().join(name);
             std::fs::write(&path, text).unwrap();
@@ -332,14 +341,7 @@ async fn the_command_line_edits_and_approves() {
         };
 
         let missing = dir.path().join("missing.json").display().to_string();
-        let output = edit(vec![
-            "spec".into(),
-            "edit".into(),
-            id.clone(),
-            "requirements".into(),
-            missing.clone(),
-        ])
-        .await;
+        let output = spec_edit(missing.clone()).await;
         assert_eq!(output.status.code(), Some(1));
         assert!(
             String::from_utf8_lossy(&output.stderr)
@@ -347,14 +349,7 @@ async fn the_command_line_edits_and_approves() {
             "{output:?}"
         );
         let not_json = file("bad.json", "requirements: all");
-        let output = edit(vec![
-            "spec".into(),
-            "edit".into(),
-            id.clone(),
-            "requirements".into(),
-            not_json.clone(),
-        ])
-        .await;
+        let output = spec_edit(not_json.clone()).await;
         assert_eq!(output.status.code(), Some(1));
         assert!(
             String::from_utf8_lossy(&output.stderr)
@@ -365,14 +360,7 @@ async fn the_command_line_edits_and_approves() {
             d["requirements"][0]["text"] = json!("Make the greeting loud.");
         });
         let rejected = file("not-ears.json", &not_ears.to_string());
-        let output = edit(vec![
-            "spec".into(),
-            "edit".into(),
-            id.clone(),
-            "requirements".into(),
-            rejected,
-        ])
-        .await;
+        let output = spec_edit(rejected).await;
         assert_eq!(output.status.code(), Some(1));
         assert_eq!(
             String::from_utf8_lossy(&output.stderr),
@@ -386,14 +374,7 @@ async fn the_command_line_edits_and_approves() {
             d["requirements"][0]["title"] = json!("Shout in capitals");
         });
         let accepted = file("retitled.json", &retitled.to_string());
-        let output = edit(vec![
-            "spec".into(),
-            "edit".into(),
-            id.clone(),
-            "requirements".into(),
-            accepted,
-        ])
-        .await;
+        let output = spec_edit(accepted).await;
         assert_eq!(
             stdout(&output),
             omoi_worker::evaluate::feedback(&judged(&retitled))
