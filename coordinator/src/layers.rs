@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer, from the ground up.
-const LAYERS: [(&str, u8); 25] = [
+const LAYERS: [(&str, u8); 27] = [
     ("error", 0),
     ("repo", 0),
     ("secret", 0),
@@ -26,7 +26,9 @@ const LAYERS: [(&str, u8); 25] = [
     ("task_context", 3),
     ("launch", 3),
     ("relay", 3),
+    ("review", 3),
     ("api", 4),
+    ("dashboard", 4),
     ("server", 5),
     ("cli", 6),
     // Test-only, like `lib.rs` and `main.rs` it sits above everything.
@@ -43,6 +45,11 @@ const ROOT_EXPORTS: [(&str, &str); 6] = [
     ("router", "server"),
     ("serve", "server"),
 ];
+
+/// What the coordinator may use of the worker's library: its pure evaluators (the review API
+/// judges an edited phase output with them) and the default limits; never an agent, a provider
+/// or the runtime.
+const WORKER_PATHS: [&str; 2] = ["omoi_worker::evaluate::", "omoi_worker::config::Limits"];
 
 /// Plug-in and storage modules that must not know the application state.
 const NO_APP_STATE: [&str; 2] = ["store", "sandbox"];
@@ -158,6 +165,19 @@ fn violations(module: &str, source: &str) -> Vec<String> {
     if NO_APP_STATE.contains(&module) && code_of(source).contains("AppState") {
         faults.push(format!("{module} names AppState"));
     }
+    let code = code_of(source);
+    for (at, _) in code.match_indices("omoi_worker") {
+        let path = &code[at..];
+        if !WORKER_PATHS.iter().any(|allowed| path.starts_with(allowed)) {
+            let shown: String = path
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            faults.push(format!(
+                "{module} names {shown}, not a pure part of the worker"
+            ));
+        }
+    }
     faults
 }
 
@@ -215,7 +235,9 @@ fn the_check_finds_an_upward_import_a_stray_app_state_and_an_unknown_module() {
                   // crate::cli in a comment does not count\n\
                   use crate::{model::Spec, app::{AppState, Settings}};\n\
                   fn f(_: crate::server::Router) {}\n\
-                  use crate::nowhere::Thing;\n";
+                  use crate::nowhere::Thing;\n\
+                  use omoi_worker::evaluate::feedback;\n\
+                  use omoi_worker::agent::Agent;\n";
     assert_eq!(
         violations("store", source),
         vec![
@@ -223,11 +245,15 @@ fn the_check_finds_an_upward_import_a_stray_app_state_and_an_unknown_module() {
             "store names crate::nowhere, which is in no layer".to_string(),
             "store (layer 1) names crate::server (layer 5)".to_string(),
             "store names AppState".to_string(),
+            "store names omoi_worker::agent::Agent, not a pure part of the worker".to_string(),
         ]
     );
     assert_eq!(
         violations("cli", source),
-        vec!["cli names crate::nowhere, which is in no layer".to_string()]
+        vec![
+            "cli names crate::nowhere, which is in no layer".to_string(),
+            "cli names omoi_worker::agent::Agent, not a pure part of the worker".to_string(),
+        ]
     );
     assert_eq!(
         violations("gadget", ""),

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod dashboard;
 pub mod error;
 pub mod execution;
 pub mod github;
@@ -18,6 +19,7 @@ pub mod model;
 pub mod pull_request;
 pub mod repo;
 pub mod relay;
+pub mod review;
 pub mod sandbox;
 pub mod scheduler;
 pub mod secret;

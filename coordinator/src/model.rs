@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use omoi_protocol::artifact::{Component, FinalSpec, PhaseOutput, Requirement, SpecTask};
 use omoi_protocol::event::RawEvent;
 use omoi_protocol::phase::Phase;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The error of parsing a stored status name.
@@ -23,7 +24,7 @@ pub struct UnknownName {
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($variant),+
@@ -125,14 +126,14 @@ named_enum!(
 );
 
 /// A person who calls the API with a bearer token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct User {
     pub id: String,
     pub name: String,
 }
 
 /// A repository that specs are written for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Project {
     pub id: String,
     pub name: String,
@@ -211,7 +212,7 @@ impl fmt::Debug for SecretValue {
 }
 
 /// A spec as listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Spec {
     pub id: String,
     pub project_id: String,
@@ -240,14 +241,14 @@ pub struct Spec {
 }
 
 /// A pull request as the coordinator keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PullRequestRef {
     pub url: String,
     pub number: u64,
 }
 
 /// One phase of a spec: its attempts, its score and, once passed, its output (the checkpoint).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PhaseRecord {
     pub phase: Phase,
     pub status: PhaseStatus,
@@ -261,7 +262,7 @@ pub struct PhaseRecord {
 }
 
 /// A sandbox the coordinator spawned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Sandbox {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,7 +291,7 @@ pub struct Sandbox {
 }
 
 /// A task bridged from a finished spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskRecord {
     pub id: String,
     pub spec_id: String,
@@ -313,7 +314,7 @@ pub struct TaskRecord {
 }
 
 /// A spec with everything known about it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SpecDetail {
     #[serde(flatten)]
     pub spec: Spec,
@@ -325,7 +326,7 @@ pub struct SpecDetail {
 }
 
 /// A stored event with its position in the spec's stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StreamEvent {
     /// Position in the stream; `after=` and `Last-Event-ID` take it.
     pub cursor: i64,
@@ -335,7 +336,7 @@ pub struct StreamEvent {
 /// The part of the final spec one task works from: the requirements it serves, in full, and the
 /// design components that serve them. The bridge cuts it once per task and stores it with the
 /// task, so starting a task does not read and parse the whole final spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SpecSlice {
     pub requirements: Vec<Requirement>,
     pub components: Vec<Component>,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::app::AppState;
+use crate::dashboard;
 use crate::liveness;
 use crate::relay;
 use crate::scheduler;
@@ -47,7 +48,7 @@ impl Default for ServerLimits {
 
 /// The HTTP routes of the coordinator.
 pub fn router(state: AppState) -> Router {
-    api::routes().with_state(state)
+    api::routes().merge(dashboard::routes()).with_state(state)
 }
 
 /// Serves `state` on `listener` with the default limits until `shutdown` is cancelled.

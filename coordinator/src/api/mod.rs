@@ -3,7 +3,9 @@
 
 pub mod auth;
 mod events;
+pub mod openapi;
 mod projects;
+mod review;
 mod sandboxes;
 mod specs;
 pub mod types;
@@ -15,7 +17,7 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
@@ -36,6 +38,11 @@ pub fn routes() -> Router<AppState> {
         .route("/specs/{id}", get(specs::show))
         .route("/specs/{id}/execute", post(specs::execute))
         .route("/specs/{id}/cancel", post(specs::cancel))
+        .route("/specs/{id}/approve", post(review::approve))
+        .route(
+            "/specs/{id}/phases/{phase}/output",
+            put(review::replace_output),
+        )
         .route("/specs/{id}/events", get(events::spec_events))
         .route("/specs/{id}/tasks", get(specs::tasks))
         .route("/tasks/{id}", get(specs::task))
@@ -44,6 +51,7 @@ pub fn routes() -> Router<AppState> {
             post(sandboxes::ingest).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)),
         )
         .route("/sandboxes/{id}/context", get(sandboxes::context))
+        .route("/openapi.json", get(openapi_document))
         .route(
             "/sandboxes/{id}/messages",
             post(sandboxes::post_message).get(sandboxes::messages),
@@ -83,6 +91,10 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse> {
     };
     let text = state.metrics.render(&gauges);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
+async fn openapi_document() -> Json<serde_json::Value> {
+    Json(openapi::document())
 }
 
 async fn not_found() -> Error {

@@ -135,7 +135,7 @@ pub(super) async fn task(
 }
 
 /// A spec of the user with its phases, sandboxes, tasks and final spec.
-async fn detail(state: &AppState, user_id: &str, id: &str) -> Result<SpecDetail> {
+pub(super) async fn detail(state: &AppState, user_id: &str, id: &str) -> Result<SpecDetail> {
     let spec = state.store.spec(user_id, id).await?;
     Ok(SpecDetail {
         phases: state.store.phases(id).await?,

@@ -4,13 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use omoi_protocol::api::ErrorDetail;
+use omoi_protocol::eval::Evaluation;
 use omoi_protocol::phase::Phase;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::StreamEvent;
 
 /// `POST /api/v1/projects`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     pub name: String,
@@ -46,7 +49,7 @@ pub struct CreateProject {
 }
 
 /// `POST /api/v1/specs` and, with `stop_after`, `POST /api/v1/specs/launch`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSpec {
     pub project_id: String,
@@ -59,7 +62,7 @@ pub struct CreateSpec {
 }
 
 /// The optional body of `POST /api/v1/specs/{id}/execute`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,7 +70,7 @@ pub struct ExecuteSpec {
 }
 
 /// Query of `GET /api/v1/specs/{id}/events`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventsQuery {
     /// The cursor after which to start (exclusive); default the beginning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,7 +81,7 @@ pub struct EventsQuery {
 }
 
 /// One page of a spec's event history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventPage {
     pub events: Vec<StreamEvent>,
     /// Pass as `after` for the next page (the last cursor returned, or the one given).
@@ -88,7 +91,7 @@ pub struct EventPage {
 }
 
 /// Query of `GET /api/v1/sandboxes/{id}/messages`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessagesQuery {
     /// The last message id seen; default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,14 +99,14 @@ pub struct MessagesQuery {
 }
 
 /// `POST /api/v1/sandboxes/{id}/messages`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
     pub text: String,
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     pub status: String,
     /// `sqlite` or `postgres`.
@@ -111,4 +114,20 @@ pub struct Health {
     pub provider: String,
     /// This coordinator's replica id.
     pub replica: String,
+}
+
+/// The answer to `PUT /api/v1/specs/{id}/phases/{phase}/output` that was accepted: the
+/// evaluator's result and the feedback text built from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OutputReview {
+    pub evaluation: Evaluation,
+    pub feedback: String,
+}
+
+/// The 422 answer to a replaced output the evaluator did not pass: the usual error (code
+/// `rejected`, the feedback as its message) and the evaluator's whole result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OutputRejected {
+    pub error: ErrorDetail,
+    pub evaluation: Evaluation,
 }

@@ -10,8 +10,8 @@ use omoi_protocol::phase::Phase;
 use super::output;
 use super::serve::parse_env_pairs;
 use super::watch::watch;
-use super::{CliResult, Client, ProjectCommand, SpecCommand};
-use crate::api::types::{CreateProject, CreateSpec, EventPage, ExecuteSpec};
+use super::{CliError, CliResult, Client, ProjectCommand, SpecCommand};
+use crate::api::types::{CreateProject, CreateSpec, EventPage, ExecuteSpec, OutputReview};
 use crate::model::{Project, Spec, SpecDetail};
 use crate::pull_request::short_sha;
 use crate::store::Store;
@@ -104,6 +104,31 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
                 .post(&format!("/specs/{id}/cancel"), &serde_json::json!({}))
                 .await?;
             output::line(spec_line(&detail.spec))?;
+        }
+        SpecCommand::Approve {
+            id,
+            stop_after,
+            watch: follow,
+        } => {
+            let detail: SpecDetail = client
+                .post(&format!("/specs/{id}/approve"), &ExecuteSpec { stop_after })
+                .await?;
+            println!("{}", spec_line(&detail.spec));
+            if follow {
+                return finish_watch(client, &id).await;
+            }
+        }
+        SpecCommand::Edit { id, phase, file } => {
+            let text = std::fs::read_to_string(&file).map_err(|source| CliError::Io {
+                context: format!("reading {}", file.display()),
+                source,
+            })?;
+            let document: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::Config(format!("{} is not JSON: {e}", file.display())))?;
+            let review: OutputReview = client
+                .put(&format!("/specs/{id}/phases/{phase}/output"), &document)
+                .await?;
+            print!("{}", review.feedback);
         }
         SpecCommand::Resume {
             id,

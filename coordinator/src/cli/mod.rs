@@ -170,6 +170,23 @@ pub enum SpecCommand {
     },
     /// Cancels a spec.
     Cancel { id: String },
+    /// Continues a spec stopped after a phase (`--stop-after`).
+    Approve {
+        id: String,
+        /// Stop again after this later phase.
+        #[arg(long)]
+        stop_after: Option<Phase>,
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Replaces the output of the phase a spec stopped after with the JSON document in FILE
+    /// (the phase's output, as `omoi-worker schema PHASE` describes it); the evaluator judges it
+    /// first, and the spec goes on from it when approved.
+    Edit {
+        id: String,
+        phase: Phase,
+        file: PathBuf,
+    },
     /// Runs a spec again from the phase after its last checkpoint.
     Resume {
         id: String,

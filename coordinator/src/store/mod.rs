@@ -9,6 +9,7 @@ mod batch;
 mod bridge;
 mod events;
 pub mod postgres;
+mod review;
 mod sandboxes;
 mod specs;
 pub mod sqlite;
@@ -30,6 +31,7 @@ use crate::hub::Notice;
 
 pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
+pub use review::ReviewedOutput;
 pub use sandboxes::NewSandbox;
 pub use specs::ExecutionClaim;
 pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};

@@ -12,7 +12,7 @@ use super::common::{TestServer, each_backend};
 use super::worker_e2e::{tune, worker_bin};
 
 /// Runs `omoi` without blocking the runtime the test server runs on.
-async fn omoi(args: &[&str], server: &str, token: Option<&str>) -> Output {
+pub(super) async fn omoi(args: &[&str], server: &str, token: Option<&str>) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_omoi"));
     command
         .args(args)
@@ -25,7 +25,7 @@ async fn omoi(args: &[&str], server: &str, token: Option<&str>) -> Output {
     command.output().await.unwrap()
 }
 
-fn stdout(output: &Output) -> String {
+pub(super) fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",

@@ -1,4 +1,4 @@
-//! `/healthz`, `/metrics` and unknown routes.
+//! `/healthz`, `/metrics`, the OpenAPI document and unknown routes.
 
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
@@ -109,4 +109,19 @@ async fn a_database_that_cannot_be_opened_fails_at_once_with_its_cause() {
     .expect("opening a corrupt database must not wait for the pool's retries");
     let message = opened.map(|_| ()).unwrap_err().to_string();
     assert!(message.contains("file is not a database"), "{message}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_to_anyone_and_is_the_committed_one() {
+    each_backend(|db| async move {
+        let server = TestServer::start(&db, FakeProvider::new(), |_| {}).await;
+        let (status, body) = server.api(None).get("/api/v1/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        let committed: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        assert_eq!(body, committed);
+        assert_eq!(body["openapi"], "3.1.0");
+        server.stop().await;
+    })
+    .await;
 }

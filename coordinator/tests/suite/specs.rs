@@ -158,7 +158,7 @@ async fn spec_creation_refuses_foreign_projects_and_bad_bodies() {
     .await;
 }
 
-fn decode_context(env: &std::collections::BTreeMap<String, String>) -> PhaseContext {
+pub(super) fn decode_context(env: &std::collections::BTreeMap<String, String>) -> PhaseContext {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(&env["PHASE_CONTEXT_B64"])
         .unwrap();
