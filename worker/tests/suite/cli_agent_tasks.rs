@@ -1,7 +1,13 @@
 //! Task mode through the real CLIs: the built `omoi-worker` with `OMOI_LLM=claude-code` or
 //! `codex` clones the greet repository, the CLI edits it against a wire-true fake model, hands
 //! the task in through the gate's `submit` (which runs the validation command), and the worker
-//! commits and pushes to the spec branch.
+//! commits and pushes to the spec branch. Each run is traced (`strace -f`): every connection
+//! the worker and the CLI's whole process tree open or send to must be the model proxy or,
+//! from the worker, the model API.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use omoi_protocol::event::{AgentFileEdited, Envelope, Event};
 use omoi_tests::fake_anthropic::FakeAnthropic;
@@ -25,20 +31,124 @@ fn submit_turn() -> Reply {
     ))
 }
 
-/// Runs the task with `vars` on top of the harness's, off the async runtime.
-async fn run_task(world: &World, vars: Vec<(&'static str, String)>) -> (Worker, Finished) {
+/// Runs the task with `vars` on top of the harness's under `strace`, off the async runtime;
+/// returns the worker, how it ended and the connections the run made.
+async fn run_task(
+    world: &World,
+    vars: Vec<(&'static str, String)>,
+) -> (Worker, Finished, Connections) {
     let context = context("TSK-001", TITLE, &world.file_url(), Some(VALIDATION));
     let mut worker = world.worker("ws", &context, "task-version-flag.json");
     worker.set("MODEL", "test-model").set("MAX_ATTEMPTS", "1");
     for (name, value) in &vars {
         worker.set(name, value);
     }
+    let trace = world.dir.path().join("connections.trace");
     tokio::task::spawn_blocking(move || {
-        let run = worker.run();
-        (worker, run)
+        let plain = worker.command();
+        let mut traced = Command::new(strace());
+        traced
+            .env_clear()
+            .envs(plain.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null())
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=connect,sendto,sendmsg,getsockname",
+            ])
+            .arg("-o")
+            .arg(&trace)
+            .arg(plain.get_program());
+        let output = traced.output().unwrap();
+        let run = finished(
+            output.status.code().unwrap_or(-1),
+            output.stdout,
+            output.stderr,
+        );
+        let connections = Connections::parse(&std::fs::read_to_string(&trace).unwrap());
+        (worker, run, connections)
     })
     .await
     .unwrap()
+}
+
+/// `strace`, which these tests need.
+fn strace() -> &'static Path {
+    let path = Path::new("/usr/bin/strace");
+    assert!(
+        path.is_file(),
+        "the CLI task tests need strace (apt-get install strace)"
+    );
+    path
+}
+
+/// What a traced run did on the network.
+#[derive(Debug, Default)]
+struct Connections {
+    /// Every IPv4/IPv6 address and port connected or sent to.
+    destinations: BTreeSet<(String, u16)>,
+    /// The ports of the run's own sockets (`getsockname`): its listeners among them.
+    own_ports: BTreeSet<u16>,
+}
+
+impl Connections {
+    fn parse(trace: &str) -> Self {
+        let mut connections = Connections::default();
+        for line in trace.lines() {
+            let Some(address) = inet_address(line) else {
+                continue;
+            };
+            if line.contains("getsockname") {
+                connections.own_ports.insert(address.1);
+            } else {
+                connections.destinations.insert(address);
+            }
+        }
+        connections
+    }
+
+    /// Each destination named by what it is: the model API, the run's own model proxy, or
+    /// (anything else) its address.
+    fn named(&self, api_port: u16) -> BTreeSet<String> {
+        self.destinations
+            .iter()
+            .map(|(address, port)| match (address.as_str(), *port) {
+                ("127.0.0.1", p) if p == api_port => "the model API".to_string(),
+                ("127.0.0.1", p) if self.own_ports.contains(&p) => "the model proxy".to_string(),
+                (address, port) => format!("{address} port {port}"),
+            })
+            .collect()
+    }
+}
+
+/// The IPv4 or IPv6 address and port in a line of `strace`, if any.
+fn inet_address(line: &str) -> Option<(String, u16)> {
+    let between = |start: &str, end: &str| {
+        let from = line.find(start)? + start.len();
+        let len = line[from..].find(end)?;
+        Some(line[from..from + len].to_string())
+    };
+    let port = between("sin_port=htons(", ")").or_else(|| between("sin6_port=htons(", ")"))?;
+    let address =
+        between("inet_addr(\"", "\"").or_else(|| between("inet_pton(AF_INET6, \"", "\""))?;
+    Some((address, port.parse().ok()?))
+}
+
+/// The port of a fake's base URL.
+fn port_of(base_url: &str) -> u16 {
+    let url = reqwest::Url::parse(base_url).unwrap();
+    url.port().unwrap()
+}
+
+/// The run talked to the model API (the worker's proxy upstream) and to its model proxy, and
+/// to nothing else.
+fn assert_only_the_proxy(connections: &Connections, api_base_url: &str) {
+    assert_eq!(
+        connections.named(port_of(api_base_url)),
+        BTreeSet::from(["the model API".to_string(), "the model proxy".to_string()]),
+        "{connections:?}"
+    );
 }
 
 /// The task was validated, committed as one commit on the spec branch and pushed; the
@@ -126,7 +236,7 @@ async fn a_task_with_claude_code_edits_validates_commits_and_pushes() {
         submit_turn(),
     ])
     .await;
-    let (worker, run) = run_task(
+    let (worker, run, connections) = run_task(
         &world,
         vec![
             ("OMOI_LLM", "claude-code".into()),
@@ -141,6 +251,7 @@ async fn a_task_with_claude_code_edits_validates_commits_and_pushes() {
     .await;
     assert_pushed(&world, &worker, &run);
     assert_eq!(fake.violations(), Vec::<String>::new());
+    assert_only_the_proxy(&connections, &fake.base_url());
     assert_eq!(
         tools_used(&run.events),
         ["Read", "Read", "Edit", "Edit", "mcp__omoi__submit"]
@@ -190,7 +301,7 @@ async fn a_task_with_codex_edits_validates_commits_and_pushes() {
         submit_turn(),
     ])
     .await;
-    let (worker, run) = run_task(
+    let (worker, run, connections) = run_task(
         &world,
         vec![
             ("OMOI_LLM", "codex".into()),
@@ -202,8 +313,29 @@ async fn a_task_with_codex_edits_validates_commits_and_pushes() {
     .await;
     assert_pushed(&world, &worker, &run);
     assert_eq!(fake.violations(), Vec::<String>::new());
+    assert_only_the_proxy(&connections, &fake.base_url());
     assert_eq!(
         tools_used(&run.events),
         ["command_execution", "mcp__omoi__submit"]
+    );
+}
+
+#[test]
+fn the_trace_names_every_destination_but_the_api_and_the_proxy_by_its_address() {
+    let trace = r#"7 getsockname(9, {sa_family=AF_INET, sin_port=htons(40479), sin_addr=inet_addr("127.0.0.1")}, [16]) = 0
+8 connect(5, {sa_family=AF_INET, sin_port=htons(40479), sin_addr=inet_addr("127.0.0.1")}, 16) = -1 EINPROGRESS (Operation now in progress)
+7 connect(6, {sa_family=AF_INET, sin_port=htons(33639), sin_addr=inet_addr("127.0.0.1")}, 16) = 0
+8 connect(3, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT (No such file or directory)
+8 connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.255.255.53")}, 16) = 0
+9 connect(4, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "2607:6bc0::10", &sin6_addr), sin6_scope_id=0}, 28 <unfinished ...>
+not a line of strace"#;
+    assert_eq!(
+        Connections::parse(trace).named(33639),
+        BTreeSet::from([
+            "the model API".to_string(),
+            "the model proxy".to_string(),
+            "10.255.255.53 port 53".to_string(),
+            "2607:6bc0::10 port 443".to_string(),
+        ])
     );
 }
