@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use omoi_protocol::event::{AgentFileEdited, Envelope, Event};
+use omoi_protocol::event::{AgentFileEdited, Event};
 use omoi_tests::fake_anthropic::FakeAnthropic;
 use omoi_tests::fake_llm::{Reply, Turn};
 use omoi_tests::fake_responses::FakeResponses;
@@ -17,7 +17,8 @@ use omoi_tests::git::{self as remote, LoggedCommit};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
-use super::cli_agents::cli_binary;
+use super::cli_agent_runs::tools_used;
+use super::cli_agents::{claude_vars, cli_binary, codex_vars};
 use super::task::harness::*;
 
 const TITLE: &str = "Add a --version flag";
@@ -33,10 +34,7 @@ fn submit_turn() -> Reply {
 
 /// Runs the task with `vars` on top of the harness's under `strace`, off the async runtime;
 /// returns the worker, how it ended and the connections the run made.
-async fn run_task(
-    world: &World,
-    vars: Vec<(&'static str, String)>,
-) -> (Worker, Finished, Connections) {
+async fn run_task(world: &World, vars: Vec<(&'static str, String)>) -> TaskRun {
     let context = context("TSK-001", TITLE, &world.file_url(), Some(VALIDATION));
     let mut worker = world.worker("ws", &context, "task-version-flag.json");
     worker.set("MODEL", "test-model").set("MAX_ATTEMPTS", "1");
@@ -67,7 +65,11 @@ async fn run_task(
             output.stderr,
         );
         let connections = Connections::parse(&std::fs::read_to_string(&trace).unwrap());
-        (worker, run, connections)
+        TaskRun {
+            worker,
+            finished: run,
+            connections,
+        }
     })
     .await
     .unwrap()
@@ -141,18 +143,35 @@ fn port_of(base_url: &str) -> u16 {
     url.port().unwrap()
 }
 
-/// The run talked to the model API (the worker's proxy upstream) and to its model proxy, and
-/// to nothing else.
-fn assert_only_the_proxy(connections: &Connections, api_base_url: &str) {
-    assert_eq!(
-        connections.named(port_of(api_base_url)),
-        BTreeSet::from(["the model API".to_string(), "the model proxy".to_string()]),
-        "{connections:?}"
-    );
+/// A traced task run.
+struct TaskRun {
+    worker: Worker,
+    finished: Finished,
+    connections: Connections,
 }
 
-/// The task was validated, committed as one commit on the spec branch and pushed; the
-/// workspace is a clean checkout of it.
+impl TaskRun {
+    /// The task was validated, committed as one commit on the spec branch and pushed (the
+    /// workspace a clean checkout of it); the fake saw nothing the real API would reject; and
+    /// the run talked to the model API at `api_base_url` (the worker's proxy upstream) and to
+    /// its model proxy, and to nothing else.
+    fn assert_pushed_only_through_the_proxy(
+        &self,
+        world: &World,
+        violations: &[String],
+        api_base_url: &str,
+    ) {
+        assert_pushed(world, &self.worker, &self.finished);
+        assert_eq!(violations, Vec::<String>::new());
+        assert_eq!(
+            self.connections.named(port_of(api_base_url)),
+            BTreeSet::from(["the model API".to_string(), "the model proxy".to_string()]),
+            "{:?}",
+            self.connections
+        );
+    }
+}
+
 fn assert_pushed(world: &World, worker: &Worker, run: &Finished) {
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
     let log = remote::log(&world.bare, BRANCH);
@@ -185,16 +204,6 @@ fn assert_pushed(world: &World, worker: &Worker, run: &Finished) {
         remote::git(&worker.workspace, &["status", "--porcelain"]),
         ""
     );
-}
-
-fn tools_used(events: &[Envelope]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::AgentToolUse(t) => Some(t.tool.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,22 +245,9 @@ async fn a_task_with_claude_code_edits_validates_commits_and_pushes() {
         submit_turn(),
     ])
     .await;
-    let (worker, run, connections) = run_task(
-        &world,
-        vec![
-            ("OMOI_LLM", "claude-code".into()),
-            ("CLAUDE_BIN", bin.display().to_string()),
-            (
-                "ANTHROPIC_API_KEY",
-                omoi_tests::fake_anthropic::API_KEY.into(),
-            ),
-            ("ANTHROPIC_BASE_URL", fake.base_url()),
-        ],
-    )
-    .await;
-    assert_pushed(&world, &worker, &run);
-    assert_eq!(fake.violations(), Vec::<String>::new());
-    assert_only_the_proxy(&connections, &fake.base_url());
+    let run = run_task(&world, claude_vars(&bin, fake.base_url())).await;
+    run.assert_pushed_only_through_the_proxy(&world, &fake.violations(), &fake.base_url());
+    let run = run.finished;
     assert_eq!(
         tools_used(&run.events),
         ["Read", "Read", "Edit", "Edit", "mcp__omoi__submit"]
@@ -301,19 +297,9 @@ async fn a_task_with_codex_edits_validates_commits_and_pushes() {
         submit_turn(),
     ])
     .await;
-    let (worker, run, connections) = run_task(
-        &world,
-        vec![
-            ("OMOI_LLM", "codex".into()),
-            ("CODEX_BIN", bin.display().to_string()),
-            ("OPENAI_API_KEY", omoi_tests::fake_responses::API_KEY.into()),
-            ("OPENAI_BASE_URL", fake.base_url()),
-        ],
-    )
-    .await;
-    assert_pushed(&world, &worker, &run);
-    assert_eq!(fake.violations(), Vec::<String>::new());
-    assert_only_the_proxy(&connections, &fake.base_url());
+    let run = run_task(&world, codex_vars(&bin, fake.base_url())).await;
+    run.assert_pushed_only_through_the_proxy(&world, &fake.violations(), &fake.base_url());
+    let run = run.finished;
     assert_eq!(
         tools_used(&run.events),
         ["command_execution", "mcp__omoi__submit"]
