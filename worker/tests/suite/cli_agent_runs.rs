@@ -13,7 +13,7 @@ use omoi_tests::fake_responses::FakeResponses;
 use omoi_tests::fixtures;
 use pretty_assertions::assert_eq;
 
-use super::cli_agents::cli_binary;
+use super::cli_agents::{claude_vars, cli_binary, codex_vars};
 
 /// The built worker with a clean environment and `vars`.
 fn worker(vars: &[(&str, &str)]) -> Command {
@@ -85,7 +85,7 @@ fn outcome(events: &[Envelope]) -> (Vec<String>, bool) {
 }
 
 /// The tools the agent called, in order.
-fn tools_used(events: &[Envelope]) -> Vec<String> {
+pub(super) fn tools_used(events: &[Envelope]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match &e.event {
@@ -126,16 +126,7 @@ async fn a_full_spec_with_claude_code() {
         return;
     };
     let fake = FakeAnthropic::start(spec_turns()).await;
-    let (code, events, stderr) = spec_on_sample(vec![
-        ("OMOI_LLM", "claude-code".into()),
-        ("CLAUDE_BIN", bin.display().to_string()),
-        (
-            "ANTHROPIC_API_KEY",
-            omoi_tests::fake_anthropic::API_KEY.into(),
-        ),
-        ("ANTHROPIC_BASE_URL", fake.base_url()),
-    ])
-    .await;
+    let (code, events, stderr) = spec_on_sample(claude_vars(&bin, fake.base_url())).await;
     assert_full_spec(code, &events, &stderr);
     assert_eq!(fake.violations(), Vec::<String>::new());
     let usage = events
@@ -164,13 +155,7 @@ async fn a_full_spec_with_codex() {
         return;
     };
     let fake = FakeResponses::start(spec_turns()).await;
-    let (code, events, stderr) = spec_on_sample(vec![
-        ("OMOI_LLM", "codex".into()),
-        ("CODEX_BIN", bin.display().to_string()),
-        ("OPENAI_API_KEY", omoi_tests::fake_responses::API_KEY.into()),
-        ("OPENAI_BASE_URL", fake.base_url()),
-    ])
-    .await;
+    let (code, events, stderr) = spec_on_sample(codex_vars(&bin, fake.base_url())).await;
     assert_full_spec(code, &events, &stderr);
     assert_eq!(fake.violations(), Vec::<String>::new());
     for request in fake.requests() {
@@ -253,16 +238,8 @@ async fn explore_with_claude(
 ) -> Option<(Option<i32>, Vec<Envelope>, String, FakeAnthropic)> {
     let bin = cli_binary("OMOI_TEST_CLAUDE_BIN")?;
     let fake = FakeAnthropic::start(replies).await;
-    let mut all = vec![
-        ("OMOI_LLM", "claude-code".to_string()),
-        ("CLAUDE_BIN", bin.display().to_string()),
-        (
-            "ANTHROPIC_API_KEY",
-            omoi_tests::fake_anthropic::API_KEY.to_string(),
-        ),
-        ("ANTHROPIC_BASE_URL", fake.base_url()),
-        ("SPEC_STOP_AFTER", "explore".to_string()),
-    ];
+    let mut all = claude_vars(&bin, fake.base_url());
+    all.push(("SPEC_STOP_AFTER", "explore".to_string()));
     all.extend(vars.iter().map(|(k, v)| (*k, v.to_string())));
     let (code, events, stderr) = spec_on_sample(all).await;
     Some((code, events, stderr, fake))

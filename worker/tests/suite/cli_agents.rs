@@ -34,6 +34,29 @@ pub fn cli_binary(variable: &str) -> Option<PathBuf> {
     }
 }
 
+/// The worker's variables for Claude Code at `bin` against the Anthropic fake at `base_url`.
+pub fn claude_vars(bin: &Path, base_url: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("OMOI_LLM", "claude-code".into()),
+        ("CLAUDE_BIN", bin.display().to_string()),
+        (
+            "ANTHROPIC_API_KEY",
+            omoi_tests::fake_anthropic::API_KEY.into(),
+        ),
+        ("ANTHROPIC_BASE_URL", base_url),
+    ]
+}
+
+/// The worker's variables for Codex at `bin` against the Responses fake at `base_url`.
+pub fn codex_vars(bin: &Path, base_url: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("OMOI_LLM", "codex".into()),
+        ("CODEX_BIN", bin.display().to_string()),
+        ("OPENAI_API_KEY", omoi_tests::fake_responses::API_KEY.into()),
+        ("OPENAI_BASE_URL", base_url),
+    ]
+}
+
 /// Accepts `{"title": "good"}` and remembers every submission.
 #[derive(Default)]
 pub struct TitleGate {

@@ -322,7 +322,8 @@ fn expected_body(api: Api) -> Value {
         Api::Anthropic => json!({
             "model": MODEL,
             "max_tokens": 4096,
-            "system": "You are a careful engineer.",
+            "system": [{"type": "text", "text": "You are a careful engineer.",
+                        "cache_control": {"type": "ephemeral"}}],
             "messages": [
                 {"role": "user", "content": [{"type": "text", "text": "Add a greeting."}]},
                 {"role": "assistant", "content": [
@@ -335,12 +336,14 @@ fn expected_body(api: Api) -> Value {
                     {"type": "tool_result", "tool_use_id": "call_1", "content": "fn main() {}"},
                     {"type": "tool_result", "tool_use_id": "call_2",
                      "content": "the input is not valid JSON", "is_error": true},
-                    {"type": "text", "text": "Please also add a test."}
+                    {"type": "text", "text": "Please also add a test.",
+                     "cache_control": {"type": "ephemeral"}}
                 ]}
             ],
             "tools": [
                 {"name": "read_file", "description": "Reads a file.", "input_schema": read_schema},
-                {"name": "write_file", "description": "Writes a file.", "input_schema": write_schema}
+                {"name": "write_file", "description": "Writes a file.", "input_schema": write_schema,
+                 "cache_control": {"type": "ephemeral"}}
             ],
             "stream": true
         }),
