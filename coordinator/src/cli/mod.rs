@@ -74,7 +74,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the coordinator.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manages API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -221,7 +221,7 @@ pub struct DemoArgs {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> CliResult<u8> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Token(TokenCommand::Create { user, database }) => {
             commands::token_create(&database, &user).await

@@ -425,7 +425,7 @@ mod tests {
         let mut argv = vec!["omoi", "serve", "--worker-bin", "/bin/sh"];
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("parsed {other:?}"),
         }
     }

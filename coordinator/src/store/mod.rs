@@ -26,8 +26,8 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
 
 use crate::error::{Error, Result, corrupt};
-use crate::secret::SecretKey;
 use crate::hub::Notice;
+use crate::secret::SecretKey;
 
 pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
