@@ -54,6 +54,9 @@ async fn serve(how: &Serve<'_>) -> Child {
         .arg(how.dir.join(format!("data-{}", how.name)))
         .args(["--heartbeat-secs", "1", "--max-running-tasks", "0"])
         .args(["--replica-id", how.name])
+        // The sample repository is the one local repository the replicas accept.
+        .arg("--allow-local-repos")
+        .arg(omoi_tests::fixtures::sample_repo())
         .args(["--worker-env", "OMOI_LLM=scripted"])
         .arg("--worker-env")
         .arg(format!("OMOI_SCRIPT={}", how.script.display()))

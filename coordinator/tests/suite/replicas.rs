@@ -55,7 +55,10 @@ fn data(event: &RawEvent) -> Value {
 async fn project(server: &TestServer) -> (Api, String, String) {
     let (user, api) = server.user("ada").await;
     let (status, project) = api
-        .post("/projects", &json!({"name": "p", "repo_url": "/r"}))
+        .post(
+            "/projects",
+            &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{project}");
     (api, user.id, project["id"].as_str().unwrap().to_string())

@@ -21,7 +21,10 @@ pub(super) async fn stopped_after_requirements(
 ) -> (Api, String) {
     let (_, ada) = server.user("ada").await;
     let (_, project) = ada
-        .post("/projects", &json!({"name": "p", "repo_url": "/srv/repo"}))
+        .post(
+            "/projects",
+            &json!({"name": "p", "repo_url": "https://git.example/r.git"}),
+        )
         .await;
     let (status, launched) = ada
         .post(
