@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use omoi_protocol::env;
@@ -24,9 +23,8 @@ use super::{CliError, CliResult, Client, DemoArgs};
 use crate::api::types::{CreateProject, CreateSpec};
 use crate::app::{AppState, Settings};
 use crate::model::{Project, SpecDetail, SpecStatus};
-use crate::sandbox::Provider;
-use crate::sandbox::docker::{DockerConfig, DockerProvider, SandboxFile};
-use crate::sandbox::local::LocalProvider;
+use crate::sandbox::docker::{DockerConfig, SandboxFile};
+use crate::sandbox::{self, ProviderConfig};
 use crate::server::serve;
 use crate::store::Store;
 
@@ -239,12 +237,12 @@ async fn run_in(
 ) -> CliResult<u8> {
     let database = format!("sqlite://{}", root.join("omoi.db").display());
     let store = Store::open(&database).await?;
-    // Docker: the coordinator and the git remote listen on the sandbox network's gateway.
-    let (provider, docker, ip, script): (Arc<dyn Provider>, _, IpAddr, String) = match sandboxes {
+    let (config, script) = match sandboxes {
         DemoSandboxes::Local(worker) => (
-            Arc::new(LocalProvider::new(worker.clone(), &root.join("data"))),
-            None,
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ProviderConfig::Local {
+                worker_bin: worker.clone(),
+                data_dir: root.join("data"),
+            },
             fixtures.script.display().to_string(),
         ),
         DemoSandboxes::Docker(image) => {
@@ -254,21 +252,18 @@ async fn run_in(
                 source: fixtures.script.clone(),
                 name: SCRIPT_IN_SANDBOX.into(),
             }];
-            let docker = Arc::new(
-                DockerProvider::connect(config)
-                    .await
-                    .map_err(crate::Error::from)?,
-            );
-            let gateway = docker.gateway();
             (
-                docker.clone(),
-                Some(docker),
-                gateway,
+                ProviderConfig::Docker(config),
                 format!("/work/{SCRIPT_IN_SANDBOX}"),
             )
         }
     };
-    let git_daemon = match &docker {
+    let provider = sandbox::build(&config).await.map_err(crate::Error::from)?;
+    // Sandboxes on another network (docker) reach the coordinator and the git remote at that
+    // network's gateway: both listen there.
+    let remote_host = provider.sandbox_host();
+    let ip = remote_host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let git_daemon = match remote_host {
         Some(_) => Some(GitDaemon::start(ip, root).await?),
         None => None,
     };
@@ -297,7 +292,7 @@ async fn run_in(
     // The demo's own sample is the one local repository it allows.
     settings.allow_local_repos = super::serve::canonical_dirs(&[repo.to_path_buf()])?;
     settings.scheduler_interval = Duration::from_millis(200);
-    let state = AppState::new(store.clone(), provider, settings);
+    let state = AppState::new(store.clone(), provider.clone(), settings);
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(serve(listener, state, shutdown.clone()));
 
@@ -319,12 +314,10 @@ async fn run_in(
     shutdown.cancel();
     let _ = server.await;
     store.close().await;
-    if let Some(docker) = docker {
-        match docker.close(Duration::from_secs(30)).await {
-            Ok(left) if left.is_empty() => {}
-            Ok(left) => eprintln!("containers still running: {}", left.join(", ")),
-            Err(e) => eprintln!("cleaning up the sandbox network: {e}"),
-        }
+    match provider.close(Duration::from_secs(30)).await {
+        Ok(left) if left.is_empty() => {}
+        Ok(left) => eprintln!("sandboxes still running: {}", left.join(", ")),
+        Err(e) => eprintln!("cleaning up the {} sandboxes: {e}", provider.name()),
     }
     if let Some(daemon) = git_daemon {
         daemon.stop().await;

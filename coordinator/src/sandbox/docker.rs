@@ -448,6 +448,10 @@ impl Provider for DockerProvider {
     fn sandbox_host(&self) -> Option<IpAddr> {
         Some(self.gateway())
     }
+
+    fn close(&self, grace: Duration) -> BoxFuture<'_, Result<Vec<String>, SandboxError>> {
+        DockerProvider::close(self, grace).boxed()
+    }
 }
 
 /// The container of a sandbox.

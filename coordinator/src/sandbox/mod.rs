@@ -11,7 +11,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use self::docker::{DockerConfig, DockerProvider};
@@ -127,6 +129,15 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// network's gateway): the server also listens there. `None` for sandboxes on the host.
     fn sandbox_host(&self) -> Option<IpAddr> {
         None
+    }
+
+    /// Waits up to `grace` for the sandboxes still running to end, then frees what the provider
+    /// set up for all of them (the docker provider's network); answers the sandboxes still
+    /// running. For a coordinator that goes away with its sandboxes (the demo): `omoi serve`
+    /// leaves its sandboxes running, to be adopted when it starts again.
+    fn close(&self, grace: Duration) -> BoxFuture<'_, Result<Vec<String>, SandboxError>> {
+        let _ = grace;
+        futures_util::future::ready(Ok(Vec::new())).boxed()
     }
 }
 
