@@ -47,6 +47,16 @@ enum Command {
         #[arg(long, env = "OMOI_MCP_NONCE", hide_env_values = true)]
         nonce: String,
     },
+    /// Git's credential helper during a push or fetch of a task: asks the running worker for
+    /// the token over the socket it serves for that git command.
+    #[command(name = "git-credential", hide = true)]
+    GitCredential {
+        /// The socket of the git command.
+        #[arg(long)]
+        socket: PathBuf,
+        /// What git asks: get, store or erase.
+        action: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +89,7 @@ fn main() -> ExitCode {
             Err(err) => fail(&err),
         },
         Command::Mcp { socket, nonce } => mcp(socket, nonce),
+        Command::GitCredential { socket, action } => git_credential(&socket, &action),
     };
     ExitCode::from(code)
 }
@@ -124,6 +135,19 @@ fn print(text: &str, code: u8) -> u8 {
 fn fail(err: &Error) -> u8 {
     eprintln!("omoi-worker: {err}");
     u8::try_from(err.exit_code()).unwrap_or(1)
+}
+
+fn git_credential(socket: &std::path::Path, action: &str) -> u8 {
+    let answered = omoi_worker::task::credential::helper(
+        socket,
+        action,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+    );
+    match answered {
+        Ok(()) => 0,
+        Err(err) => fail(&Error::io("answer git's credential request", err)),
+    }
 }
 
 fn mcp(socket: PathBuf, nonce: String) -> u8 {
