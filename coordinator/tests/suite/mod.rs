@@ -22,6 +22,7 @@ mod review;
 mod scheduler;
 mod schema;
 mod secrets;
+mod serve_secrets;
 mod server_limits;
 mod specs;
 mod stream;
