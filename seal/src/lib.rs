@@ -9,6 +9,10 @@
 //!
 //! The worker (`omoi-worker`, and its init in a container) and the coordinator (`omoi serve`,
 //! whose local sandboxes run as its user) use it once their configuration has been read.
+//!
+//! Beside it, [`open_standard_streams`]: a process started with stdin, stdout or stderr closed
+//! would otherwise hand that number to the next file it opens (a database, a socket), and its
+//! log lines would be written there.
 
 use std::io;
 use std::ops::Range;
@@ -31,6 +35,25 @@ pub fn seal_with_arguments(
 ) -> io::Result<()> {
     erase_arguments(kept)?;
     seal(keep)
+}
+
+/// Opens `/dev/null` on whichever of the descriptors 0, 1 and 2 is closed, so that none of them
+/// is handed to a file the process opens later. Call it first, before anything opens a file.
+pub fn open_standard_streams() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // The lowest free descriptor is handed out: while one of 0–2 is free, /dev/null takes it.
+    for _ in 0..3 {
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        if null.as_raw_fd() > 2 {
+            return Ok(());
+        }
+        // It is the standard stream now: kept open for the life of the process.
+        std::mem::forget(null);
+    }
+    Ok(())
 }
 
 /// Makes the process undumpable: its `/proc/<pid>/mem`, its other private `/proc` files and

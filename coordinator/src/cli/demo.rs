@@ -87,7 +87,7 @@ async fn worker_for_demo(explicit: Option<&Path>) -> CliResult<PathBuf> {
     }
     if explicit.is_none() {
         if let Some(cargo) = std::env::var_os("CARGO") {
-            eprintln!("building omoi-worker (first run) …");
+            output::note(format_args!("building omoi-worker (first run) …"));
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
             let status = tokio::process::Command::new(cargo)
                 .args(["build", "--quiet", "-p", "omoi-worker", "--manifest-path"])
@@ -156,7 +156,7 @@ pub async fn run(args: DemoArgs) -> CliResult<u8> {
     };
     if args.keep {
         let kept = dir.keep();
-        eprintln!("demo files kept in {}", kept.display());
+        output::note(format_args!("demo files kept in {}", kept.display()));
     }
     result
 }
@@ -322,8 +322,11 @@ async fn run_in(
     if let Some(docker) = docker {
         match docker.close(Duration::from_secs(30)).await {
             Ok(left) if left.is_empty() => {}
-            Ok(left) => eprintln!("containers still running: {}", left.join(", ")),
-            Err(e) => eprintln!("cleaning up the sandbox network: {e}"),
+            Ok(left) => output::note(format_args!(
+                "containers still running: {}",
+                left.join(", ")
+            )),
+            Err(e) => output::note(format_args!("cleaning up the sandbox network: {e}")),
         }
     }
     if let Some(daemon) = git_daemon {
@@ -362,8 +365,10 @@ async fn drive(
         )
         .await?;
     let (title, description) = split_request(request);
-    eprintln!("omoi demo: coordinator on http://{addr}, SQLite, {sandboxes}, scripted model");
-    eprintln!("request: {title}");
+    output::note(format_args!(
+        "omoi demo: coordinator on http://{addr}, SQLite, {sandboxes}, scripted model"
+    ));
+    output::note(format_args!("request: {title}"));
     let launched: SpecDetail = client
         .post(
             "/specs/launch",

@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use omoi_protocol::phase::Phase;
 
 pub use client::Client;
+pub use output::note;
 pub use serve::{DockerArgs, ProviderKind, ServeArgs, ServeConfig, UrlSource, locate_worker};
 pub use watch::{Outcome, watch};
 

@@ -235,6 +235,12 @@ impl ServeArgs {
         self.tasks.apply(&mut settings)?;
         let limits = self.limits.apply(&mut settings)?;
         settings.worker_env = parse_env_pairs(&self.worker_env, "--worker-env")?;
+        for (name, value) in &settings.worker_env {
+            if crate::secret::looks_secret(name) {
+                crate::secret::check_length(&format!("--worker-env {name}"), value)
+                    .map_err(CliError::Config)?;
+            }
+        }
         settings.allow_local_repos = canonical_dirs(&self.allow_local_repos)?;
         Ok(ServeConfig {
             listen,
@@ -583,6 +589,14 @@ mod tests {
             err.to_string(),
             "--worker-env OMOI_TEST_UNSET_ANYWHERE: the variable OMOI_TEST_UNSET_ANYWHERE is not \
              set (give NAME=VALUE, or set NAME in the environment)"
+        );
+        let err = serve_args(&["--worker-env", "ACME_TOKEN=short"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--worker-env ACME_TOKEN is a secret of 5 bytes; secrets must be at least 8 bytes, \
+             or the sandbox could not mask them in what its commands print"
         );
         let err = serve_args(&["--public-url", "example.com"])
             .validate()

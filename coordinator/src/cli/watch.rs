@@ -12,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use omoi_protocol::event::{Event, RawEvent};
 use omoi_protocol::phase::Phase;
 
-use super::{CliResult, Client};
+use super::{CliResult, Client, output};
 use crate::hub::StatusNotice;
 use crate::model::{PullRequestRef, SpecStatus};
 use crate::pull_request::short_sha;
@@ -266,7 +266,7 @@ impl Display {
                 });
                 bar.set_message(message);
             }
-            None => eprintln!("{:<13} {message}", line.label()),
+            None => output::note(format_args!("{:<13} {message}", line.label())),
         }
     }
 
@@ -282,7 +282,7 @@ impl Display {
             Some(multi) => {
                 let _ = multi.println(message);
             }
-            None => eprintln!("{message}"),
+            None => output::note(format_args!("{message}")),
         }
     }
 

@@ -100,6 +100,53 @@ fn row_is_sealed(stored: &str) -> bool {
 }
 
 #[tokio::test]
+async fn secrets_shorter_than_eight_bytes_are_refused_with_the_reason() {
+    each_backend(|db| async move {
+        let server = TestServer::start(&db, FakeProvider::new(), |_| {}).await;
+        let (_, api) = server.user("ada").await;
+        let refusal = |what: &str, bytes: usize| {
+            error(
+                "invalid",
+                &format!(
+                    "{what} is a secret of {bytes} bytes; secrets must be at least 8 bytes, or \
+                     the sandbox could not mask them in what its commands print"
+                ),
+            )
+        };
+        for (body, expected) in [
+            (
+                json!({"worker_env": {"NPM_TOKEN": "abc"}}),
+                refusal("worker_env NPM_TOKEN", 3),
+            ),
+            (
+                json!({"worker_env": {"PIN": "1234567"}, "secret_env": ["PIN"]}),
+                refusal("worker_env PIN", 7),
+            ),
+            (json!({"git_token": "ghs_e2e"}), refusal("git_token", 7)),
+        ] {
+            let mut project = json!({"name": "p", "repo_url": "https://git.example/r.git"});
+            project
+                .as_object_mut()
+                .unwrap()
+                .extend(body.as_object().unwrap().clone());
+            assert_eq!(
+                api.post("/projects", &project).await,
+                (StatusCode::UNPROCESSABLE_ENTITY, expected),
+                "{project}"
+            );
+        }
+        // Eight bytes, or a plain variable of any length, or an empty (unset) secret, are fine.
+        let fine = json!({"name": "p", "repo_url": "https://git.example/r.git",
+                          "worker_env": {"NPM_TOKEN": "12345678", "MODE": "x", "EMPTY_KEY": ""},
+                          "git_token": "ghs_1234"});
+        assert_eq!(api.post("/projects", &fine).await.0, StatusCode::CREATED);
+        assert_eq!(api.get("/projects").await.1.as_array().unwrap().len(), 1);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn secrets_need_a_key_and_a_listed_name() {
     each_backend(|db| async move {
         let server = TestServer::start(&db, FakeProvider::new(), |_| {}).await;

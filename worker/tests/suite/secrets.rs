@@ -290,7 +290,7 @@ fn isolation(start: Start) {
 }
 
 #[test]
-fn a_secret_of_the_worker_cannot_be_passed_to_commands() {
+fn a_secret_of_the_worker_or_a_short_one_cannot_be_passed_to_commands() {
     let world = World::new();
     let context = context("TSK-001", "Add a --version flag", &world.file_url(), None);
     let mut worker = world.worker("ws", &context, "task-version-flag.json");
@@ -301,6 +301,15 @@ fn a_secret_of_the_worker_cannot_be_passed_to_commands() {
         run.stderr.trim(),
         "omoi-worker: OMOI_PASS_ENV: OMOI_GIT_TOKEN is a secret of the worker and is never \
          passed to commands"
+    );
+    worker.set("OMOI_PASS_ENV", "NPM_TOKEN");
+    worker.set("NPM_TOKEN", "npm-123");
+    let run = worker.run();
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr.trim(),
+        "omoi-worker: OMOI_PASS_ENV: NPM_TOKEN is a secret of 7 bytes; secrets passed to \
+         commands must be at least 8 bytes, or what the commands print could not be masked"
     );
     worker.set("OMOI_PASS_ENV", "GOOD,bad-name");
     let run = worker.run();
