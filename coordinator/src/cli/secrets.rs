@@ -210,6 +210,26 @@ pub async fn check_store(store: &Store, key: Option<&SecretKey>) -> CliResult<()
     }
 }
 
+/// Seals the project secrets the database still holds in clear (stored before secrets were
+/// sealed), and says so; without a key, warns that they stay in clear.
+pub async fn seal_clear_secrets(store: &Store) -> CliResult<()> {
+    let found = store.seal_clear_secrets().await?;
+    if found.sealed > 0 {
+        tracing::info!(
+            projects = found.sealed,
+            "sealed project secrets stored in clear before secrets were sealed"
+        );
+    }
+    if found.left_in_clear > 0 {
+        tracing::warn!(
+            projects = found.left_in_clear,
+            "projects hold secrets in clear and there is no key to seal them with: pass \
+             --secret-key-file or set OMOI_SECRET_KEY"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -365,6 +365,7 @@ pub async fn run(args: ServeArgs) -> CliResult<u8> {
     if let Some(key) = key {
         store = store.with_secret_key(key);
     }
+    super::secrets::seal_clear_secrets(&store).await?;
     let provider = sandbox::build(&config.sandboxes)
         .await
         .map_err(crate::Error::from)?;
