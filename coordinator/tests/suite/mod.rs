@@ -7,6 +7,7 @@ mod common;
 mod dashboard;
 mod docker;
 mod docker_faults;
+mod docker_repos;
 mod docker_secrets;
 mod health;
 mod ingest;
