@@ -149,7 +149,11 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
 
 async fn finish_watch(client: &Client, spec_id: &str) -> CliResult<u8> {
     let outcome = watch(client, spec_id).await?;
-    match (&outcome.error, outcome.result()) {
+    let escaped = |text: &str| escape(text, Lines::Multi).into_owned();
+    match (
+        &outcome.error.as_deref().map(escaped),
+        outcome.result().as_deref().map(escaped),
+    ) {
         (Some(error), _) => {
             output::note(format_args!("spec {spec_id} {}: {error}", outcome.status))
         }
