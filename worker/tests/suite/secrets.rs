@@ -128,6 +128,13 @@ fn nothing_an_agent_or_a_validation_command_runs_obtains_a_secret() {
 
 #[test]
 fn nothing_a_command_runs_obtains_a_secret_when_the_worker_is_pid_1() {
+    if pid_namespaces() {
+        isolation(Start::Init);
+    }
+}
+
+/// Whether `unshare` can make a PID namespace here; a failure under `CI=true`.
+fn pid_namespaces() -> bool {
     let usable = std::process::Command::new("unshare")
         .args(["-p", "-f", "--mount-proc", "true"])
         .status()
@@ -137,9 +144,36 @@ fn nothing_a_command_runs_obtains_a_secret_when_the_worker_is_pid_1() {
     }
     if !usable {
         eprintln!("skipped: unshare cannot make a PID namespace here (CI=true makes this fail)");
-        return;
     }
-    isolation(Start::Init);
+    usable
+}
+
+/// Runs `worker` as a child of the test, or as PID 1 of a new PID namespace.
+fn run_as(world: &World, worker: &Worker, start: Start) -> Finished {
+    match start {
+        Start::Child => worker.run(),
+        Start::Init => {
+            let mut command = std::process::Command::new("unshare");
+            command
+                .args([
+                    "-p",
+                    "-f",
+                    "--mount-proc",
+                    env!("CARGO_BIN_EXE_omoi-worker"),
+                ])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOME", world.dir.path())
+                .envs(worker.env.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null());
+            let output = command.output().unwrap();
+            finished(
+                output.status.code().unwrap_or(-1),
+                output.stdout,
+                output.stderr,
+            )
+        }
+    }
 }
 
 fn isolation(start: Start) {
@@ -167,30 +201,7 @@ fn isolation(start: Start) {
     }
     worker.set(PASSED, passed_value);
     worker.set("OMOI_PASS_ENV", PASSED);
-    let run = match start {
-        Start::Child => worker.run(),
-        Start::Init => {
-            let mut command = std::process::Command::new("unshare");
-            command
-                .args([
-                    "-p",
-                    "-f",
-                    "--mount-proc",
-                    env!("CARGO_BIN_EXE_omoi-worker"),
-                ])
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("HOME", world.dir.path())
-                .envs(worker.env.iter().map(|(k, v)| (k, v)))
-                .stdin(std::process::Stdio::null());
-            let output = command.output().unwrap();
-            finished(
-                output.status.code().unwrap_or(-1),
-                output.stdout,
-                output.stderr,
-            )
-        }
-    };
+    let run = run_as(&world, &worker, start);
     assert_eq!(run.code, 0, "{start:?} stderr: {}", run.stderr);
 
     // No secret anywhere: events, logs, what the commands wrote, the workspace, the remote.
@@ -344,8 +355,26 @@ echo started"#;
 
 #[test]
 fn a_process_left_by_the_agent_finds_the_git_token_in_no_environment_or_command_line() {
+    sweep(Start::Child);
+}
+
+#[test]
+fn a_process_left_by_the_agent_finds_no_git_token_when_the_worker_is_pid_1() {
+    if pid_namespaces() {
+        sweep(Start::Init);
+    }
+}
+
+fn sweep(start: Start) {
     let world = World::new();
-    let token = "ghs_sweep0123456789abcdef";
+    // A token of its own: the other start's test runs beside this one, and under `unshare` the
+    // token sits in the environment of the `unshare` process the test starts, outside the
+    // worker's PID namespace but inside this sweep's view when this one runs as a child.
+    let token = format!(
+        "ghs_sweep{}0123456789abcdef",
+        format!("{start:?}").to_lowercase()
+    );
+    let token = token.as_str();
     let server = omoi_tests::git::GitHttpServer::start(world.dir.path(), &basic_auth(token));
     let url = server.url("greet.git");
     let watch = world.dir.path().join("watch");
@@ -372,10 +401,14 @@ fn a_process_left_by_the_agent_finds_the_git_token_in_no_environment_or_command_
     let mut worker = world.worker("ws", &context, "task-version-flag.json");
     worker.set("OMOI_SCRIPT", &script_file.display().to_string());
     worker.set("OMOI_GIT_TOKEN", token);
-    let run = worker.run();
+    let run = run_as(&world, &worker, start);
     std::fs::write(watch.join("stop"), "").unwrap();
     let ended = std::time::Instant::now();
-    while !watch.join("ended").exists() && ended.elapsed() < std::time::Duration::from_secs(10) {
+    // As PID 1 the worker took every process of its namespace with it, the sweeper too.
+    while start == Start::Child
+        && !watch.join("ended").exists()
+        && ended.elapsed() < std::time::Duration::from_secs(10)
+    {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
