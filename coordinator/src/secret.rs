@@ -114,6 +114,25 @@ impl SecretKey {
     }
 }
 
+/// The shortest secret value a project may hold: the worker masks secret values in command
+/// output and events only from this length on (a shorter one would garble ordinary text and
+/// protects little), so a shorter one could leave a sandbox in clear. The same bound as the
+/// worker's `secrets::MIN_MASKED_LEN`.
+pub const MIN_SECRET_BYTES: usize = 8;
+
+/// Refuses a secret value that is set (not empty) and shorter than [`MIN_SECRET_BYTES`]; `what`
+/// names it in the message.
+pub fn check_length(what: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() >= MIN_SECRET_BYTES {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} is a secret of {} bytes; secrets must be at least {MIN_SECRET_BYTES} bytes, or \
+         the sandbox could not mask them in what its commands print",
+        value.len()
+    ))
+}
+
 /// Whether a stored value is sealed.
 pub fn is_sealed(value: &str) -> bool {
     value.starts_with(SEALED_PREFIX)
@@ -172,6 +191,20 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn secrets_shorter_than_eight_bytes_are_refused() {
+        assert_eq!(check_length("git_token", "12345678"), Ok(()));
+        assert_eq!(check_length("git_token", ""), Ok(()));
+        assert_eq!(
+            check_length("git_token", "ghs_e2e"),
+            Err(
+                "git_token is a secret of 7 bytes; secrets must be at least 8 bytes, or the \
+                 sandbox could not mask them in what its commands print"
+                    .into()
+            )
+        );
     }
 
     #[test]

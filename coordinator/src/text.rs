@@ -48,6 +48,27 @@ pub fn escape(value: &str, lines: Lines) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// JSON text as a terminal may show it: every control character but the whitespace JSON allows
+/// between tokens, and every bidirectional formatting character, becomes a `\uXXXX` escape.
+/// serde escapes the C0 controls inside strings already, but not DEL, the C1 controls or the
+/// bidi characters; all of these are in the Basic Multilingual Plane and can only stand inside a
+/// string of valid JSON, where the escape reads back as the same character.
+pub fn escape_json(json: &str) -> Cow<'_, str> {
+    let escaped = |c: char| is_unsafe(c) && !matches!(c, '\n' | '\t' | '\r');
+    if !json.chars().any(escaped) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if escaped(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Whether escaped text keeps its line breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lines {
@@ -82,6 +103,27 @@ mod tests {
                 "{value:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_keeps_its_meaning_and_loses_its_raw_controls() {
+        let value = serde_json::json!({
+            "text": "a\u{1b}[2J\u{7}b\u{202E}c\u{7f}d\u{85}e\nf «g»",
+            "n": 1
+        });
+        let json = serde_json::to_string(&value).unwrap();
+        let escaped = escape_json(&json);
+        assert_eq!(
+            escaped,
+            r#"{"n":1,"text":"a\u001b[2J\u0007b\u202ec\u007fd\u0085e\nf «g»"}"#
+        );
+        assert!(!escaped.chars().any(is_unsafe));
+        let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back, value);
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        assert!(matches!(escape_json("{\n  \"a\": 1\n}"), Cow::Borrowed(_)));
+        let back: serde_json::Value = serde_json::from_str(&escape_json(&pretty)).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use omoi_worker::cli::say;
 use omoi_worker::config::{Config, FailureReport};
 use omoi_worker::error::Error;
 use tokio_util::sync::CancellationToken;
@@ -47,9 +48,22 @@ enum Command {
         #[arg(long, env = "OMOI_MCP_NONCE", hide_env_values = true)]
         nonce: String,
     },
+    /// Git's credential helper during a push or fetch of a task: asks the running worker for
+    /// the token over the socket it serves for that git command.
+    #[command(name = "git-credential", hide = true)]
+    GitCredential {
+        /// The socket of the git command.
+        #[arg(long)]
+        socket: PathBuf,
+        /// What git asks: get, store or erase.
+        action: String,
+    },
 }
 
 fn main() -> ExitCode {
+    // A closed stdin, stdout or stderr gets /dev/null, before anything opens a file that would
+    // take its number (and receive the log lines).
+    let streams = omoi_seal::open_standard_streams();
     // First, before any thread starts (capabilities are per thread) and before any child.
     let dropped = omoi_worker::secrets::drop_capabilities();
     // As a container's first process, the worker runs as its own child and stays as its init.
@@ -66,6 +80,9 @@ fn main() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     init_tracing();
+    if let Err(err) = streams {
+        tracing::warn!(%err, "cannot open /dev/null for a closed standard stream");
+    }
     let code = match cli.command.unwrap_or(Command::Run) {
         Command::Run => match dropped {
             Ok(()) => run(),
@@ -79,6 +96,7 @@ fn main() -> ExitCode {
             Err(err) => fail(&err),
         },
         Command::Mcp { socket, nonce } => mcp(socket, nonce),
+        Command::GitCredential { socket, action } => git_credential(&socket, &action),
     };
     ExitCode::from(code)
 }
@@ -95,7 +113,10 @@ fn usage_error(err: clap::Error) -> ExitCode {
     }
     let text = err.to_string();
     let first = text.lines().next().unwrap_or("bad arguments");
-    eprintln!("omoi-worker: {}", first.trim_start_matches("error: "));
+    say(format_args!(
+        "omoi-worker: {}",
+        first.trim_start_matches("error: ")
+    ));
     ExitCode::from(2)
 }
 
@@ -106,6 +127,9 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A log line that cannot be written (stderr closed, its reader gone) is dropped;
+        // reporting it would `eprintln!`, which panics on a broken pipe.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -122,8 +146,21 @@ fn print(text: &str, code: u8) -> u8 {
 
 /// Prints one line on stderr and returns the exit code of the error.
 fn fail(err: &Error) -> u8 {
-    eprintln!("omoi-worker: {err}");
+    say(format_args!("omoi-worker: {err}"));
     u8::try_from(err.exit_code()).unwrap_or(1)
+}
+
+fn git_credential(socket: &std::path::Path, action: &str) -> u8 {
+    let answered = omoi_worker::task::credential::helper(
+        socket,
+        action,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+    );
+    match answered {
+        Ok(()) => 0,
+        Err(err) => fail(&Error::io("answer git's credential request", err)),
+    }
 }
 
 fn mcp(socket: PathBuf, nonce: String) -> u8 {

@@ -262,68 +262,13 @@ pub fn drop_capabilities() -> std::io::Result<()> {
 }
 
 /// Closes the worker to its children once the configuration has read the environment: erases
-/// from the environment block every variable for which `keep` is false
-/// ([`erase_environment`]), then makes the process undumpable, so that its `/proc/<pid>/mem`,
-/// `environ` and ptrace need `CAP_SYS_PTRACE`. In this order: an undumpable process's `/proc`
-/// files belong to root, and a worker running as another user could no longer open its own
-/// memory to erase.
+/// from the environment block every variable for which `keep` is false, then makes the process
+/// undumpable, so that its `/proc/<pid>/mem`, `environ` and ptrace need `CAP_SYS_PTRACE`
+/// ([`omoi_seal::seal`], which the coordinator shares). The worker relies on the erasure for its
+/// environment, not on being undumpable: Linux 6.18 lets a same-user child read the `environ` of
+/// an undumpable process. Afterwards the erased variables are gone for the worker too.
 pub fn seal(keep: impl Fn(&str) -> bool) -> std::io::Result<()> {
-    erase_environment(keep)?;
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
-    Ok(())
-}
-
-/// Erases from the process's own environment block (the strings `/proc/<worker>/environ`
-/// shows) every variable for which `keep` is false, so that a child reading that file finds
-/// nothing of them. Being undumpable does not close that file to a same-user child on every
-/// kernel (Linux 6.18 lets it read), so the worker does not rely on it for its environment.
-///
-/// Afterwards the erased variables are gone for this process too. It writes to the process's own memory through `/proc/self/mem`
-/// (no `unsafe`: the kernel does the write), zeroing each erased `NAME=value` string in place,
-/// which the C library and the standard library then skip as empty entries.
-pub fn erase_environment(keep: impl Fn(&str) -> bool) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-
-    let (start, end) = environment_block()?;
-    let mem = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/proc/self/mem")?;
-    let length = usize::try_from(end.saturating_sub(start))
-        .map_err(|_| std::io::Error::other("the environment block is too large"))?;
-    let mut block = vec![0u8; length];
-    mem.read_exact_at(&mut block, start)?;
-    let mut offset = 0usize;
-    for entry in block.split(|byte| *byte == 0) {
-        let name = entry.split(|byte| *byte == b'=').next().unwrap_or_default();
-        let kept = std::str::from_utf8(name).is_ok_and(&keep);
-        if !entry.is_empty() && !kept {
-            let at = start + offset as u64;
-            mem.write_all_at(&vec![0u8; entry.len()], at)?;
-        }
-        offset += entry.len() + 1;
-    }
-    Ok(())
-}
-
-/// Start and end address of the process's environment strings (`env_start`, `env_end`, the
-/// 50th and 51st fields of `/proc/self/stat`).
-fn environment_block() -> std::io::Result<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let bad = || std::io::Error::other("/proc/self/stat has no environment addresses");
-    // Fields after the command name, which may hold spaces, start at the third.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or_else(bad)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> std::io::Result<u64> {
-        fields
-            .get(n - 3)
-            .and_then(|value| value.parse().ok())
-            .ok_or_else(bad)
-    };
-    Ok((field(50)?, field(51)?))
+    omoi_seal::seal(keep)
 }
 
 #[cfg(test)]

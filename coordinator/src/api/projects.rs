@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::launch::RESERVED_ENV;
 use crate::model::{GitToken, Project, SecretValue};
 use crate::repo::check_repo_url;
-use crate::secret::looks_secret;
+use crate::secret::{check_length, looks_secret};
 use crate::store::NewProject;
 use crate::text::check_line;
 
@@ -109,6 +109,12 @@ fn validate(body: CreateProject, settings: &Settings, server_provider: &str) -> 
         .worker_env
         .into_iter()
         .partition(|(name, _)| looks_secret(name) || body.secret_env.iter().any(|s| s == name));
+    if let Some(token) = &git_token {
+        check_length("git_token", token).map_err(Error::Invalid)?;
+    }
+    for (name, value) in &secret {
+        check_length(&format!("worker_env {name}"), value).map_err(Error::Invalid)?;
+    }
     let worker_secrets = secret
         .into_iter()
         .map(|(name, value)| (name, SecretValue::new(value)))

@@ -15,7 +15,7 @@ use crate::api::types::{CreateProject, CreateSpec, EventPage, ExecuteSpec, Outpu
 use crate::model::{Project, Spec, SpecDetail};
 use crate::pull_request::short_sha;
 use crate::store::Store;
-use crate::text::{Lines, escape};
+use crate::text::{Lines, escape, escape_json};
 
 /// `omoi token create`: creates the user when missing and prints a new token.
 pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
@@ -113,7 +113,7 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
             let detail: SpecDetail = client
                 .post(&format!("/specs/{id}/approve"), &ExecuteSpec { stop_after })
                 .await?;
-            println!("{}", spec_line(&detail.spec));
+            output::line(spec_line(&detail.spec))?;
             if follow {
                 return finish_watch(client, &id).await;
             }
@@ -128,7 +128,7 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
             let review: OutputReview = client
                 .put(&format!("/specs/{id}/phases/{phase}/output"), &document)
                 .await?;
-            print!("{}", review.feedback);
+            output::text(escape(&review.feedback, Lines::Multi))?;
         }
         SpecCommand::Resume {
             id,
@@ -149,15 +149,24 @@ pub async fn spec(client: &Client, command: SpecCommand) -> CliResult<u8> {
 
 async fn finish_watch(client: &Client, spec_id: &str) -> CliResult<u8> {
     let outcome = watch(client, spec_id).await?;
-    match (&outcome.error, outcome.result()) {
-        (Some(error), _) => eprintln!("spec {spec_id} {}: {error}", outcome.status),
-        (None, Some(result)) => eprintln!("spec {spec_id} {}: {result}", outcome.status),
-        (None, None) => eprintln!("spec {spec_id} {}", outcome.status),
+    let escaped = |text: &str| escape(text, Lines::Multi).into_owned();
+    match (
+        &outcome.error.as_deref().map(escaped),
+        outcome.result().as_deref().map(escaped),
+    ) {
+        (Some(error), _) => {
+            output::note(format_args!("spec {spec_id} {}: {error}", outcome.status))
+        }
+        (None, Some(result)) => {
+            output::note(format_args!("spec {spec_id} {}: {result}", outcome.status))
+        }
+        (None, None) => output::note(format_args!("spec {spec_id} {}", outcome.status)),
     }
     Ok(outcome.exit_code())
 }
 
-/// Prints the history as JSON lines, then (with `follow`) the live stream.
+/// Prints the history as JSON lines, then (with `follow`) the live stream; control and bidi
+/// characters inside them escaped ([`escape_json`]).
 async fn events(client: &Client, id: &str, mut after: i64, follow: bool) -> CliResult<u8> {
     if !follow {
         loop {
@@ -165,7 +174,8 @@ async fn events(client: &Client, id: &str, mut after: i64, follow: bool) -> CliR
                 .get(&format!("/specs/{id}/events?after={after}&limit=1000"))
                 .await?;
             for event in &page.events {
-                output::line(serde_json::to_string(event).unwrap_or_default())?;
+                let json = serde_json::to_string(event).unwrap_or_default();
+                output::line(escape_json(&json))?;
             }
             after = page.next_cursor;
             if !page.has_more {
@@ -176,7 +186,7 @@ async fn events(client: &Client, id: &str, mut after: i64, follow: bool) -> CliR
     let response = client.event_stream(id, after).await?;
     let mut stream = response.bytes_stream().eventsource();
     while let Some(Ok(message)) = stream.next().await {
-        output::line(message.data)?;
+        output::line(escape_json(&message.data))?;
     }
     Ok(0)
 }

@@ -85,7 +85,7 @@ async fn worker_for_demo(explicit: Option<&Path>) -> CliResult<PathBuf> {
     }
     if explicit.is_none() {
         if let Some(cargo) = std::env::var_os("CARGO") {
-            eprintln!("building omoi-worker (first run) …");
+            output::note(format_args!("building omoi-worker (first run) …"));
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
             let status = tokio::process::Command::new(cargo)
                 .args(["build", "--quiet", "-p", "omoi-worker", "--manifest-path"])
@@ -154,7 +154,7 @@ pub async fn run(args: DemoArgs) -> CliResult<u8> {
     };
     if args.keep {
         let kept = dir.keep();
-        eprintln!("demo files kept in {}", kept.display());
+        output::note(format_args!("demo files kept in {}", kept.display()));
     }
     result
 }
@@ -316,8 +316,11 @@ async fn run_in(
     store.close().await;
     match provider.close(Duration::from_secs(30)).await {
         Ok(left) if left.is_empty() => {}
-        Ok(left) => eprintln!("sandboxes still running: {}", left.join(", ")),
-        Err(e) => eprintln!("cleaning up the {} sandboxes: {e}", provider.name()),
+        Ok(left) => output::note(format_args!("sandboxes still running: {}", left.join(", "))),
+        Err(e) => output::note(format_args!(
+            "cleaning up the {} sandboxes: {e}",
+            provider.name()
+        )),
     }
     if let Some(daemon) = git_daemon {
         daemon.stop().await;
@@ -355,8 +358,10 @@ async fn drive(
         )
         .await?;
     let (title, description) = split_request(request);
-    eprintln!("omoi demo: coordinator on http://{addr}, SQLite, {sandboxes}, scripted model");
-    eprintln!("request: {title}");
+    output::note(format_args!(
+        "omoi demo: coordinator on http://{addr}, SQLite, {sandboxes}, scripted model"
+    ));
+    output::note(format_args!("request: {title}"));
     let launched: SpecDetail = client
         .post(
             "/specs/launch",

@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use omoi_protocol::phase::Phase;
 
 pub use client::Client;
+pub use output::note;
 pub use serve::{DockerArgs, ProviderKind, ServeArgs, ServeConfig, UrlSource, locate_worker};
 pub use watch::{Outcome, watch};
 
@@ -122,12 +123,14 @@ pub struct ProjectAddArgs {
     /// Shell command that must pass before a task commits, e.g. `cargo test`.
     #[arg(long)]
     pub validation_command: Option<String>,
-    /// Worker environment for this project's sandboxes, `NAME=VALUE` (repeatable).
-    #[arg(long = "env", value_name = "NAME=VALUE")]
+    /// Worker environment for this project's sandboxes, `NAME=VALUE` (repeatable); a bare
+    /// `NAME` takes the value of that variable here.
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,
-    /// A secret worker variable, `NAME=VALUE` (repeatable): stored sealed, never shown again.
-    /// Names like `*_KEY` or `*_TOKEN` given with `--env` are secret too.
-    #[arg(long = "secret-env", value_name = "NAME=VALUE")]
+    /// A secret worker variable, `NAME=VALUE` (repeatable): stored sealed, never shown again; a
+    /// bare `NAME` takes the value of that variable here, off the command line. Names like
+    /// `*_KEY` or `*_TOKEN` given with `--env` are secret too.
+    #[arg(long = "secret-env", value_name = "NAME[=VALUE]")]
     pub secret_env: Vec<String>,
     /// The GitHub REST API of the repository's host, when its URL does not say it (GitHub
     /// Enterprise: `https://HOST/api/v3`).

@@ -1,6 +1,9 @@
 //! The key `omoi serve` seals project secrets with: `--secret-key-file`, `OMOI_SECRET_KEY`, or
 //! for the embedded SQLite default a key file generated in the data directory on first start;
-//! and the start check that the database's sealed secrets open with it.
+//! the start check that the database's sealed secrets open with it; and the server's own
+//! sealing ([`seal_server`]): once its flags are read, its secret variables and the secret values
+//! of its command line are erased and it turns undumpable, so that the commands of local
+//! sandboxes, which run as its user, find nothing in `/proc/<server>/`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,8 +11,101 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::{CliError, CliResult};
-use crate::secret::SecretKey;
+use crate::secret::{self, SecretKey};
 use crate::store::Store;
+
+/// Variables whose names look secret and that `omoi serve` keeps: paths the PostgreSQL client
+/// reads again at every new connection.
+const KEPT_PATHS: [&str; 3] = ["PGSSLKEY", "PGSSLCERT", "PGSSLROOTCERT"];
+
+/// Flags whose value is a secret, erased from the command line whole.
+const SECRET_FLAGS: [&str; 1] = ["--secret-key"];
+
+/// Flags whose value may hold credentials (`postgres://user:password@…`): erased when it has
+/// a user part.
+const URL_FLAGS: [&str; 1] = ["--database"];
+
+/// Flags whose `NAME=VALUE` value loses its value when the name looks secret.
+const ENV_FLAGS: [&str; 1] = ["--worker-env"];
+
+/// Closes `omoi serve` to the processes it starts (the local provider's sandboxes run as its
+/// user, and their commands could read `/proc/<server>/environ`, `cmdline` and `mem`): erases
+/// from its environment block every variable whose name looks secret ([`keeps_variable`]),
+/// `DATABASE_URL` among them, and from its command line the secret values
+/// ([`argument_kept`]), then makes it undumpable. Call it once the flags are read, before any
+/// sandbox starts; a server that cannot do this does not start.
+///
+/// `PGPASSWORD` is refused: the PostgreSQL client reads it again at every new connection, so
+/// erasing it would break the pool later, and keeping it would show it to every sandbox.
+pub fn seal_server() -> CliResult<()> {
+    if std::env::var_os("PGPASSWORD").is_some_and(|value| !value.is_empty()) {
+        return Err(CliError::Config(
+            "PGPASSWORD: give the password in --database / DATABASE_URL instead; the server \
+             erases its secret variables once read (its local sandboxes run as its user), and \
+             the PostgreSQL client would look for this one at every new connection"
+                .into(),
+        ));
+    }
+    let previous = std::cell::RefCell::new(Vec::new());
+    let kept = |argument: &[u8]| {
+        let kept = argument_kept(&previous.borrow(), argument);
+        *previous.borrow_mut() = argument.to_vec();
+        kept
+    };
+    omoi_seal::seal_with_arguments(keeps_variable, kept).map_err(|source| CliError::Io {
+        context: "erasing the server's secrets from its environment and command line".into(),
+        source,
+    })
+}
+
+/// Whether `omoi serve` keeps the variable `name` in its environment block once started: not
+/// when its name looks like a key, token, password… ([`secret::looks_secret`], or `PRIVATE`), nor
+/// `DATABASE_URL`; paths the PostgreSQL client reads again are kept ([`KEPT_PATHS`]).
+pub fn keeps_variable(name: &str) -> bool {
+    if KEPT_PATHS.contains(&name) {
+        return true;
+    }
+    let secret = secret::looks_secret(name)
+        || name.to_ascii_uppercase().contains("PRIVATE")
+        || name == "DATABASE_URL";
+    !secret
+}
+
+/// How many leading bytes of `argument` stay on the command line, given the argument before it:
+/// all, but for the value of `--secret-key` (none of it), of `--database` when it holds a user
+/// part (none), and of `--worker-env NAME=VALUE` when `NAME` looks secret (`NAME=` stays). The
+/// `--flag=value` spelling keeps the flag.
+pub fn argument_kept(previous: &[u8], argument: &[u8]) -> usize {
+    let value_kept = |flag: &str, value: &[u8]| -> usize {
+        let secret_url = URL_FLAGS.contains(&flag) && value.contains(&b'@');
+        if SECRET_FLAGS.contains(&flag) || secret_url {
+            0
+        } else if ENV_FLAGS.contains(&flag) {
+            match value.iter().position(|byte| *byte == b'=') {
+                Some(at)
+                    if std::str::from_utf8(&value[..at])
+                        .is_ok_and(|name| !keeps_variable(name)) =>
+                {
+                    at + 1
+                }
+                _ => value.len(),
+            }
+        } else {
+            value.len()
+        }
+    };
+    let flags = SECRET_FLAGS.iter().chain(&URL_FLAGS).chain(&ENV_FLAGS);
+    for flag in flags {
+        if previous == flag.as_bytes() {
+            return value_kept(flag, argument);
+        }
+        let joined = format!("{flag}=");
+        if let Some(value) = argument.strip_prefix(joined.as_bytes()) {
+            return joined.len() + value_kept(flag, value);
+        }
+    }
+    argument.len()
+}
 
 /// The name of the key file generated in the data directory.
 pub const GENERATED_KEY_FILE: &str = "secret.key";
@@ -114,6 +210,26 @@ pub async fn check_store(store: &Store, key: Option<&SecretKey>) -> CliResult<()
     }
 }
 
+/// Seals the project secrets the database still holds in clear (stored before secrets were
+/// sealed), and says so; without a key, warns that they stay in clear.
+pub async fn seal_clear_secrets(store: &Store) -> CliResult<()> {
+    let found = store.seal_clear_secrets().await?;
+    if found.sealed > 0 {
+        tracing::info!(
+            projects = found.sealed,
+            "sealed project secrets stored in clear before secrets were sealed"
+        );
+    }
+    if found.left_in_clear > 0 {
+        tracing::warn!(
+            projects = found.left_in_clear,
+            "projects hold secrets in clear and there is no key to seal them with: pass \
+             --secret-key-file or set OMOI_SECRET_KEY"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +240,83 @@ mod tests {
             secret_key_file: file,
             secret_key: text.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn the_server_erases_secret_variables_and_keeps_the_rest() {
+        let erased = [
+            "OMOI_SECRET_KEY",
+            "OMOI_SECRET_KEY_FILE",
+            "ANTHROPIC_API_KEY",
+            "GITHUB_TOKEN",
+            "OMOI_GIT_TOKEN",
+            "DATABASE_URL",
+            "ACME_PRIVATE_PEM",
+            "db_password",
+        ];
+        let kept = [
+            "PATH",
+            "HOME",
+            "LANG",
+            "RUST_LOG",
+            "OMOI_LISTEN",
+            "PGSSLKEY",
+            "PGHOST",
+        ];
+        assert_eq!(erased.map(keeps_variable), [false; 8]);
+        assert_eq!(kept.map(keeps_variable), [true; 7]);
+    }
+
+    #[test]
+    fn secret_values_leave_the_command_line_and_the_flags_stay() {
+        let argv: [&[u8]; 16] = [
+            b"omoi",
+            b"serve",
+            b"--worker-env",
+            b"ANTHROPIC_API_KEY=sk-ant-0123456789",
+            b"--worker-env",
+            b"OMOI_LLM=anthropic",
+            b"--worker-env=ACME_TOKEN=t-0123456789",
+            b"--worker-env",
+            b"ACME_TOKEN",
+            b"--secret-key",
+            b"00ff",
+            b"--secret-key=00ff",
+            b"--database",
+            b"postgres://omoi:pw@db/omoi",
+            b"--database=sqlite://omoi.db",
+            b"--listen",
+        ];
+        let mut previous: &[u8] = b"";
+        let kept: Vec<String> = argv
+            .iter()
+            .map(|argument| {
+                let kept = argument_kept(previous, argument);
+                previous = argument;
+                String::from_utf8_lossy(&argument[..kept]).into_owned()
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "omoi",
+                "serve",
+                "--worker-env",
+                "ANTHROPIC_API_KEY=",
+                "--worker-env",
+                "OMOI_LLM=anthropic",
+                "--worker-env=ACME_TOKEN=",
+                "--worker-env",
+                "ACME_TOKEN",
+                "--secret-key",
+                "",
+                "--secret-key=",
+                "--database",
+                "",
+                "--database=sqlite://omoi.db",
+                "--listen",
+            ]
+        );
     }
 
     #[test]

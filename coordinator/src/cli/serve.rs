@@ -62,8 +62,10 @@ pub struct ServeArgs {
     /// `-`; at most 63), e.g. the pod name; a fresh id when unset.
     #[arg(long, env = "OMOI_REPLICA_ID")]
     pub replica_id: Option<String>,
-    /// Worker environment for every sandbox, `NAME=VALUE` (repeatable), e.g. `OMOI_LLM=anthropic`.
-    #[arg(long = "worker-env", value_name = "NAME=VALUE")]
+    /// Worker environment for every sandbox, `NAME=VALUE` (repeatable), e.g. `OMOI_LLM=anthropic`;
+    /// a bare `NAME` takes the value of that variable of this process (for keys: the server
+    /// erases them from its environment and command line once read).
+    #[arg(long = "worker-env", value_name = "NAME[=VALUE]")]
     pub worker_env: Vec<String>,
     /// A directory under which projects may name local repositories (repeatable); without it,
     /// only git URLs (https, ssh, git, `user@host:path`).
@@ -233,6 +235,12 @@ impl ServeArgs {
         self.tasks.apply(&mut settings)?;
         let limits = self.limits.apply(&mut settings)?;
         settings.worker_env = parse_env_pairs(&self.worker_env, "--worker-env")?;
+        for (name, value) in &settings.worker_env {
+            if crate::secret::looks_secret(name) {
+                crate::secret::check_length(&format!("--worker-env {name}"), value)
+                    .map_err(CliError::Config)?;
+            }
+        }
         settings.allow_local_repos = canonical_dirs(&self.allow_local_repos)?;
         Ok(ServeConfig {
             listen,
@@ -281,17 +289,44 @@ fn replica_id(id: String) -> CliResult<String> {
     }
 }
 
-/// Parses `NAME=VALUE` pairs.
+/// Parses `NAME=VALUE` pairs; a bare `NAME` takes its value from this process's environment
+/// (so that a key need not be on a command line, which every process may read), and is an error
+/// when the variable is unset.
 pub fn parse_env_pairs(pairs: &[String], flag: &str) -> CliResult<BTreeMap<String, String>> {
+    parse_env_pairs_from(pairs, flag, |name| std::env::var(name).ok())
+}
+
+/// [`parse_env_pairs`] with the environment given as `lookup`.
+pub fn parse_env_pairs_from(
+    pairs: &[String],
+    flag: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> CliResult<BTreeMap<String, String>> {
     pairs
         .iter()
         .map(|pair| match pair.split_once('=') {
             Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+            None if is_variable_name(pair) => match lookup(pair) {
+                Some(value) => Ok((pair.clone(), value)),
+                None => Err(CliError::Config(format!(
+                    "{flag} {pair}: the variable {pair} is not set (give NAME=VALUE, or set \
+                     NAME in the environment)"
+                ))),
+            },
             _ => Err(CliError::Config(format!(
-                "{flag} {pair:?}: expected NAME=VALUE"
+                "{flag} {pair:?}: expected NAME=VALUE or the NAME of a variable that is set"
             ))),
         })
         .collect()
+}
+
+/// Whether `name` is usable as a variable name (`[A-Za-z_][A-Za-z0-9_]*`).
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The worker binary: `explicit` when it exists, else `omoi-worker` next to this executable,
@@ -321,12 +356,16 @@ pub fn locate_worker(explicit: Option<&Path>) -> Option<PathBuf> {
 /// Runs the server until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> CliResult<u8> {
     let mut config = args.validate()?;
+    // Every flag and variable is read: the secrets go from the environment block and the
+    // command line, and the server's memory closes, before any sandbox starts.
+    super::secrets::seal_server()?;
     let key = config.secrets.load(&config.database, &config.data_dir)?;
     let mut store = Store::open(&config.database).await?;
     check_store(&store, key.as_ref()).await?;
     if let Some(key) = key {
         store = store.with_secret_key(key);
     }
+    super::secrets::seal_clear_secrets(&store).await?;
     let provider = sandbox::build(&config.sandboxes)
         .await
         .map_err(crate::Error::from)?;
@@ -477,6 +516,43 @@ mod tests {
     }
 
     #[test]
+    fn env_pairs_are_name_value_or_a_name_read_from_the_environment() {
+        let env = |name: &str| (name == "ACME_KEY").then(|| "sk-acme-0123456789".to_string());
+        let pairs = ["A=1", "B=", "ACME_KEY", "C=x=y"].map(String::from);
+        assert_eq!(
+            parse_env_pairs_from(&pairs, "--env", env).unwrap(),
+            BTreeMap::from([
+                ("A".into(), "1".into()),
+                ("ACME_KEY".into(), "sk-acme-0123456789".into()),
+                ("B".into(), String::new()),
+                ("C".into(), "x=y".into()),
+            ])
+        );
+        for (bad, message) in [
+            (
+                "MISSING",
+                "--env MISSING: the variable MISSING is not set (give NAME=VALUE, or set NAME \
+                 in the environment)",
+            ),
+            (
+                "=v",
+                "--env \"=v\": expected NAME=VALUE or the NAME of a variable that is set",
+            ),
+            (
+                "not a name",
+                "--env \"not a name\": expected NAME=VALUE or the NAME of a variable that is set",
+            ),
+            (
+                "",
+                "--env \"\": expected NAME=VALUE or the NAME of a variable that is set",
+            ),
+        ] {
+            let err = parse_env_pairs_from(&[bad.to_string()], "--env", env).unwrap_err();
+            assert_eq!(err.to_string(), message, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn unavailable_providers_and_bad_flags_are_refused_with_a_reason() {
         let err = serve_args(&["--provider", "kubernetes"])
             .validate()
@@ -507,12 +583,21 @@ mod tests {
             err.to_string()
                 .starts_with("--listen \"nowhere\" is not an address")
         );
-        let err = serve_args(&["--worker-env", "JUSTANAME"])
+        let err = serve_args(&["--worker-env", "OMOI_TEST_UNSET_ANYWHERE"])
             .validate()
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--worker-env \"JUSTANAME\": expected NAME=VALUE"
+            "--worker-env OMOI_TEST_UNSET_ANYWHERE: the variable OMOI_TEST_UNSET_ANYWHERE is not \
+             set (give NAME=VALUE, or set NAME in the environment)"
+        );
+        let err = serve_args(&["--worker-env", "ACME_TOKEN=short"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--worker-env ACME_TOKEN is a secret of 5 bytes; secrets must be at least 8 bytes, \
+             or the sandbox could not mask them in what its commands print"
         );
         let err = serve_args(&["--public-url", "example.com"])
             .validate()

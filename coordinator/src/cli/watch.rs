@@ -12,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use omoi_protocol::event::{Event, RawEvent};
 use omoi_protocol::phase::Phase;
 
-use super::{CliResult, Client};
+use super::{CliResult, Client, output};
 use crate::hub::StatusNotice;
 use crate::model::{PullRequestRef, SpecStatus};
 use crate::pull_request::short_sha;
@@ -251,6 +251,7 @@ impl Display {
     }
 
     fn line(&mut self, line: Line, message: String) {
+        let message = shown(&message);
         match &self.multi {
             Some(multi) => {
                 let label = line.label().to_string();
@@ -266,23 +267,24 @@ impl Display {
                 });
                 bar.set_message(message);
             }
-            None => eprintln!("{:<13} {message}", line.label()),
+            None => output::note(format_args!("{:<13} {message}", line.label())),
         }
     }
 
     fn done(&mut self, line: Line, message: String) {
         self.line(line.clone(), message.clone());
         if let Some(bar) = self.bars.get(&line) {
-            bar.finish_with_message(message);
+            bar.finish_with_message(shown(&message));
         }
     }
 
     fn note(&self, message: String) {
+        let message = shown(&message);
         match &self.multi {
             Some(multi) => {
                 let _ = multi.println(message);
             }
-            None => eprintln!("{message}"),
+            None => output::note(format_args!("{message}")),
         }
     }
 
@@ -292,5 +294,28 @@ impl Display {
                 bar.abandon();
             }
         }
+    }
+}
+
+/// A progress message as the terminal shows it: what agents and users wrote into it (titles,
+/// errors, commands) has its control and bidi characters escaped (line breaks and tabs stay).
+fn shown(message: &str) -> String {
+    crate::text::escape(message, crate::text::Lines::Multi).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn progress_messages_show_controls_and_bidi_escaped() {
+        assert_eq!(
+            super::shown("failed: \u{1b}[2Jgone\u{202e}txt\nnext\u{7}"),
+            "failed: \\u{1b}[2Jgone\\u{202e}txt\nnext\\u{7}"
+        );
+        assert_eq!(
+            super::shown("attempt 1 running: «x»"),
+            "attempt 1 running: «x»"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod events;
 pub mod postgres;
 mod review;
 mod sandboxes;
+mod sealing;
 mod specs;
 pub mod sqlite;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
 pub use review::ReviewedOutput;
 pub use sandboxes::NewSandbox;
+pub use sealing::ClearSecrets;
 pub use specs::ExecutionClaim;
 pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};
 

@@ -302,3 +302,165 @@ async fn a_closed_stdout_ends_a_command_quietly() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn spec_events_prints_control_and_bidi_characters_escaped_in_its_json() {
+    let db = super::common::sqlite();
+    let super::common::Scenario {
+        server,
+        api,
+        spec,
+        sandbox,
+        sandbox_api,
+        ..
+    } = super::common::Scenario::launched(&db).await;
+    let text = "ok\u{202e}dlrow\u{1b}[2J\u{7f}\u{85} «fine»";
+    let message = super::common::event(
+        &sandbox,
+        &spec,
+        1,
+        "agent.message",
+        serde_json::json!({ "text": text }),
+    );
+    assert_eq!(
+        sandbox_api.ingest(&sandbox, &[message]).await.0,
+        reqwest::StatusCode::OK
+    );
+    let printed = stdout(
+        &omoi(
+            &["spec", "events", &spec],
+            &server.url,
+            api.token.as_deref(),
+        )
+        .await,
+    );
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 1, "{printed}");
+    assert!(
+        !printed.chars().any(|c| (c.is_control() && c != '\n')
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)),
+        "{printed:?}"
+    );
+    assert!(
+        lines[0].contains(r#""text":"ok\u202edlrow\u001b[2J\u007f\u0085 «fine»""#),
+        "{printed}"
+    );
+    let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(event["event"]["data"]["text"], text);
+    server.stop().await;
+}
+
+/// How stdout and stderr are closed.
+#[derive(Debug, Clone, Copy)]
+enum Closed {
+    /// Pipes whose readers are gone: writes fail with EPIPE.
+    Pipe,
+    /// No descriptors 1 and 2 at all (`>&- 2>&-`).
+    Descriptor,
+}
+
+/// `omoi args` with stdout and stderr closed the `closed` way, started.
+fn omoi_closed(args: &[&str], envs: &[(&str, &str)], closed: Closed) -> std::process::Child {
+    let mut command = match closed {
+        Closed::Pipe => Command::new(env!("CARGO_BIN_EXE_omoi")),
+        Closed::Descriptor => {
+            let mut shell = Command::new("sh");
+            shell
+                .args(["-c", "exec \"$0\" \"$@\" >&- 2>&-"])
+                .arg(env!("CARGO_BIN_EXE_omoi"));
+            shell
+        }
+    };
+    command
+        .args(args)
+        .env_remove("OMOI_TOKEN")
+        .env_remove("DATABASE_URL")
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null());
+    if let Closed::Pipe = closed {
+        let (reader, writer) = rustix::pipe::pipe().unwrap();
+        drop(reader);
+        let (out_reader, out_writer) = rustix::pipe::pipe().unwrap();
+        drop(out_reader);
+        command
+            .stdout(std::process::Stdio::from(out_writer))
+            .stderr(std::process::Stdio::from(writer));
+    }
+    command.spawn().unwrap()
+}
+
+#[test]
+fn commands_and_the_server_end_as_usual_with_stdout_and_stderr_closed() {
+    let nowhere = "http://127.0.0.1:9";
+    for closed in [Closed::Pipe, Closed::Descriptor] {
+        for (args, envs, code) in [
+            (&["project", "list"][..], &[("OMOI_SERVER", nowhere)][..], 1),
+            (
+                &["spec", "list"][..],
+                &[("OMOI_SERVER", nowhere), ("OMOI_TOKEN", "omoi_u_x")][..],
+                1,
+            ),
+            (&["serve", "--provider", "kubernetes"][..], &[][..], 1),
+            (&["--no-such-flag"][..], &[][..], 2),
+        ] {
+            let status = omoi_closed(args, envs, closed).wait().unwrap();
+            assert_eq!(status.code(), Some(code), "{closed:?} {args:?}");
+        }
+        // The server logs at debug as it starts and serves, with nowhere to write.
+        let tmp = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let database = format!("sqlite://{}?mode=rwc", tmp.path().join("o.db").display());
+        let data = tmp.path().join("data").display().to_string();
+        let worker = worker_bin().display().to_string();
+        let mut server = omoi_closed(
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--database",
+                &database,
+                "--data-dir",
+                &data,
+                "--worker-bin",
+                &worker,
+            ],
+            &[("RUST_LOG", "debug")],
+            closed,
+        );
+        let started = std::time::Instant::now();
+        let mut answered = false;
+        while !answered && started.elapsed() < std::time::Duration::from_secs(30) {
+            assert_eq!(
+                server.try_wait().unwrap(),
+                None,
+                "{closed:?}: the server ended"
+            );
+            answered = std::net::TcpStream::connect(&listen).is_ok_and(|mut stream| {
+                use std::io::{Read, Write};
+                let mut answer = String::new();
+                write!(
+                    stream,
+                    "GET /api/v1/projects HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                .and_then(|()| stream.read_to_string(&mut answer))
+                .is_ok()
+                    && answer.starts_with("HTTP/1.1 401")
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(answered, "{closed:?}: the server did not answer");
+        assert_eq!(
+            server.try_wait().unwrap(),
+            None,
+            "{closed:?}: the server ended"
+        );
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}

@@ -136,6 +136,81 @@ async fn held_back_events_and_stored_bytes_are_bounded() {
     .await;
 }
 
+/// The bytes a sandbox's events count against its quota, as the store keeps them.
+async fn stored_bytes(db_url: &str, sandbox: &str) -> i64 {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::AnyConnection::connect(db_url).await.unwrap();
+    let bytes = sqlx::query("SELECT stored_bytes FROM sandboxes WHERE id = $1")
+        .bind(sandbox)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get::<i64, _>("stored_bytes");
+    conn.close().await.unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn an_event_sent_again_counts_once_toward_the_stored_bytes() {
+    each_backend(|db| async move {
+        let Scenario {
+            server,
+            spec,
+            sandbox,
+            sandbox_api: sb,
+            ..
+        } = Scenario::launched_with(&db, |settings| {
+            settings.quotas = Quotas {
+                seq_window: 100,
+                held_events: 10,
+                stored_bytes: 2000,
+            };
+        })
+        .await;
+        // 811 bytes of data: `{"text":"…"}` around 800 characters.
+        let held = message(&sandbox, &spec, 3, &"h".repeat(800));
+        let bytes = 811;
+        // Held back for the gap, then sent again alone, and twice within one batch.
+        for batch in [
+            vec![held.clone()],
+            vec![held.clone()],
+            vec![held.clone(), held.clone()],
+        ] {
+            assert_eq!(
+                sb.ingest(&sandbox, &batch).await,
+                (StatusCode::OK, json!({"acked_seq": 0}))
+            );
+            assert_eq!(stored_bytes(&db.url, &sandbox).await, bytes);
+        }
+        // The gap fills, with the held event sent once more beside it.
+        let gap = vec![
+            message(&sandbox, &spec, 1, "g"),
+            message(&sandbox, &spec, 2, "g"),
+            held.clone(),
+        ];
+        assert_eq!(
+            sb.ingest(&sandbox, &gap).await,
+            (StatusCode::OK, json!({"acked_seq": 3}))
+        );
+        assert_eq!(stored_bytes(&db.url, &sandbox).await, bytes + 2 * 12);
+        // Acknowledged events sent again are ignored, and count nothing.
+        assert_eq!(
+            sb.ingest(&sandbox, &gap).await,
+            (StatusCode::OK, json!({"acked_seq": 3}))
+        );
+        // A contiguous batch with a seq twice counts it once.
+        let fourth = message(&sandbox, &spec, 4, &"f".repeat(800));
+        assert_eq!(
+            sb.ingest(&sandbox, &[fourth.clone(), fourth]).await,
+            (StatusCode::OK, json!({"acked_seq": 4}))
+        );
+        assert_eq!(stored_bytes(&db.url, &sandbox).await, 2 * bytes + 2 * 12);
+        assert_eq!(refusals(&server).await, refused(0, 0, 0));
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_body_beyond_the_route_limit_answers_413() {
     each_backend(|db| async move {

@@ -372,9 +372,9 @@ async fn a_task_failing_validation_twice_is_retried_and_its_dependents_wait_for_
 async fn a_spec_on_a_github_remote_ends_with_one_pull_request_from_its_branch() {
     each_backend(|db| async move {
         let tmp = tempfile::tempdir().unwrap();
-        let fake = FakeGitHub::start("ghs_e2e").await;
+        let fake = FakeGitHub::start("ghs_e2e_token").await;
         let script = omoi_tests::fixtures::sample_script_json();
-        let project = json!({"github_api_url": fake.url(), "git_token": "ghs_e2e"});
+        let project = json!({"github_api_url": fake.url(), "git_token": "ghs_e2e_token"});
         let run = launch(&db, tmp.path(), &script, project, |_| {}).await;
         fake.add_repo("acme", "greet", &run.bare);
         let done = completed(&run).await;

@@ -143,7 +143,10 @@ pub fn convert(args: ConvertArgs) -> u8 {
     match convert_command(&args.dir, options) {
         Ok((written, spec)) => {
             for note in &spec.notes {
-                eprintln!("omoi-worker: {}: {}", note.subject, note.message);
+                crate::cli::say(format_args!(
+                    "omoi-worker: {}: {}",
+                    note.subject, note.message
+                ));
             }
             let mut out = std::io::stdout().lock();
             for path in written {
@@ -176,6 +179,6 @@ fn print<T: Serialize>(value: &T, passed: bool) -> u8 {
 }
 
 fn fail(err: &CliError) -> u8 {
-    eprintln!("omoi-worker: {err}");
+    crate::cli::say(format_args!("omoi-worker: {err}"));
     err.exit_code()
 }

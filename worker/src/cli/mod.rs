@@ -23,6 +23,14 @@ pub use spec::{
     sync_command,
 };
 
+/// Writes one line on stderr. A stderr that is closed or whose reader went away loses the line
+/// and nothing else (`eprintln!` would panic on a broken pipe).
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
+}
+
 /// Exit code of a design or tasks gate run without the earlier outputs it traces to.
 pub const EXIT_UNTRACEABLE: u8 = 3;
 

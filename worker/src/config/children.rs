@@ -39,6 +39,22 @@ pub(super) fn children(raw: &RawEnv, vars: &[(String, String)]) -> Result<Childr
         }
         passed.push(name.to_string());
     }
+    // A secret that reaches commands must be long enough to be masked in what they print.
+    for (name, value) in vars {
+        let secret = secrets::looks_secret(name) && passed.iter().any(|p| p == name);
+        let value = value.trim();
+        if secret && !value.is_empty() && value.len() < secrets::MIN_MASKED_LEN {
+            return Err(Error::config(
+                var::PASS_ENV,
+                format!(
+                    "{name} is a secret of {} bytes; secrets passed to commands must be at least \
+                     {} bytes, or what the commands print could not be masked",
+                    value.len(),
+                    secrets::MIN_MASKED_LEN
+                ),
+            ));
+        }
+    }
     let masked = vars
         .iter()
         .filter(|(name, _)| NEVER_PASSED.contains(&name.as_str()) || secrets::looks_secret(name))

@@ -1,22 +1,19 @@
 //! Git for task mode: the checkout of the spec branch, the task's commit, and pushing it.
 //!
-//! Invariant: the git token reaches git only through a credential helper that reads it from
-//! the environment of the git process; it is never in a remote URL, a config file or a
-//! message (every message is scrubbed of it anyway).
+//! Invariant: the git token reaches git only through its credential helper, the worker binary,
+//! which asks the worker over a socket served for that one git command ([`credential`]); it is
+//! never in a process's environment or arguments, a remote URL, a config file or a message
+//! (every message is scrubbed of it anyway).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use omoi_protocol::env as var;
 use tokio_util::sync::CancellationToken;
 
+use super::credential::CredentialSocket;
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::process;
-
-/// The credential helper: answers `get` with the token from the git process's environment.
-pub const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get || exit 0; \
-echo username=x-access-token; echo \"password=$OMOI_GIT_TOKEN\"; }; f";
 
 /// Author and committer of every commit the worker makes.
 pub const IDENTITY_NAME: &str = "omoi";
@@ -61,6 +58,8 @@ const FIXED_CONFIG: [&str; 7] = [
 pub struct Git {
     dir: PathBuf,
     token: Option<Secret>,
+    /// The credential helper's program: the worker binary.
+    helper: Option<PathBuf>,
     cancel: CancellationToken,
 }
 
@@ -89,13 +88,21 @@ pub enum Rebase {
 }
 
 impl Git {
-    /// Git in `dir`; `token`, when set and not empty, is offered to remotes that ask.
+    /// Git in `dir`; `token`, when set and not empty, is offered to remotes that ask, through
+    /// this very binary as the credential helper.
     pub fn new(dir: &Path, token: Option<Secret>, cancel: CancellationToken) -> Self {
         Git {
             dir: dir.to_path_buf(),
             token: token.filter(|t| !t.expose().is_empty()),
+            helper: std::env::current_exe().ok(),
             cancel,
         }
+    }
+
+    /// The same, with `program` (an `omoi-worker` binary) as the credential helper.
+    pub fn with_helper(mut self, program: &Path) -> Self {
+        self.helper = Some(program.to_path_buf());
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -110,9 +117,9 @@ impl Git {
         }
     }
 
-    /// The git command with the fixed config and a clean environment. A `network` command
-    /// gets the credential helper and the token in its environment.
-    pub fn command(&self, args: &[&str], network: bool) -> tokio::process::Command {
+    /// The git command with the fixed config and a clean environment, and `helper` as its
+    /// credential helper when given.
+    pub fn command(&self, args: &[&str], helper: Option<&str>) -> tokio::process::Command {
         let mut command = process::command("git", &self.dir);
         for setting in FIXED_CONFIG {
             command.arg("-c").arg(setting);
@@ -120,11 +127,8 @@ impl Git {
         for variable in REMOVED_VARIABLES {
             command.env_remove(variable);
         }
-        if let (true, Some(token)) = (network, &self.token) {
-            command
-                .arg("-c")
-                .arg(format!("credential.helper={CREDENTIAL_HELPER}"))
-                .env(var::GIT_TOKEN, token.expose());
+        if let Some(helper) = helper {
+            command.arg("-c").arg(format!("credential.helper={helper}"));
         }
         command
             .args(args)
@@ -138,13 +142,41 @@ impl Git {
         command
     }
 
-    /// Runs git and returns what it printed, whatever its exit code.
+    /// Runs git and returns what it printed, whatever its exit code. A `network` command of a
+    /// git with a token gets the credential helper, and the token is served to it (and to
+    /// nothing else) while the command runs.
     pub async fn output(&self, args: &[&str], network: bool) -> Result<GitOutput> {
         let command_line = self.scrub(&args.join(" "));
-        let mut command = self.command(args, network);
+        let served = match (network, &self.token) {
+            (true, Some(token)) => {
+                let program = self.helper.as_deref().ok_or_else(|| {
+                    Error::Workspace("cannot find the worker binary to hand git its token".into())
+                })?;
+                let socket = CredentialSocket::bind()?;
+                let helper = socket.helper(program);
+                Some((socket, helper, token))
+            }
+            _ => None,
+        };
+        let mut command = self.command(args, served.as_ref().map(|(_, h, _)| h.as_str()));
+        let child = command
+            .spawn()
+            .map_err(|err| Error::Workspace(format!("cannot run git {command_line}: {err}")))?;
+        let git = child.id();
+        let serve = async {
+            match (&served, git) {
+                (Some((socket, _, token)), Some(git)) => socket.serve(git, token).await,
+                _ => std::future::pending().await,
+            }
+        };
         let output = tokio::select! {
             _ = self.cancel.cancelled() => return Err(Error::Cancelled),
-            output = tokio::time::timeout(GIT_TIMEOUT, command.output()) => match output {
+            () = serve => {
+                return Err(Error::Workspace(format!(
+                    "git {command_line}: the credential socket stopped"
+                )));
+            }
+            output = tokio::time::timeout(GIT_TIMEOUT, child.wait_with_output()) => match output {
                 Err(_) => {
                     return Err(Error::Workspace(format!(
                         "git {command_line} did not finish within {} s",

@@ -6,6 +6,7 @@
 //! `task.failed`.
 
 pub mod checkout;
+pub mod credential;
 pub mod gate;
 pub mod git;
 pub mod prompt;

@@ -348,56 +348,37 @@ async fn a_rejected_push_rebases_cleanly_or_names_the_conflicts() {
 }
 
 #[tokio::test]
-async fn the_credential_helper_hands_git_the_token_from_its_environment_only() {
+async fn git_never_gets_the_token_in_its_environment_or_arguments_and_never_prompts() {
     let dir = tempfile::tempdir().unwrap();
     let git = Git::new(
         dir.path(),
         Some(Secret::new(TOKEN)),
         CancellationToken::new(),
     );
-    let fill = |network: bool| {
-        let mut command = git.command(&["credential", "fill"], network);
-        command.stdin(Stdio::piped());
-        command
-    };
-    let mut with_helper = fill(true);
-    let args: Vec<String> = with_helper
-        .as_std()
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    assert!(!args.iter().any(|a| a.contains(TOKEN)), "{args:?}");
-    let mut child = with_helper.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"protocol=https\nhost=git.example.com\n\n")
-        .await
-        .unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().await.unwrap();
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        format!(
-            "protocol=https\nhost=git.example.com\nusername=x-access-token\npassword={TOKEN}\n"
-        )
-    );
-
-    // Local commands get neither the helper nor the token, and git never prompts.
-    let mut without = fill(false);
-    let envs: Vec<(String, Option<String>)> = without
-        .as_std()
-        .get_envs()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.map(|v| v.to_string_lossy().into_owned()),
-            )
-        })
-        .collect();
-    assert!(
-        !envs.iter().any(|(name, _)| name == "OMOI_GIT_TOKEN"),
-        "{envs:?}"
-    );
+    let socket = super::credential::CredentialSocket::bind_in(dir.path()).unwrap();
+    let helper = socket.helper(Path::new("/usr/local/bin/omoi-worker"));
+    for helper in [Some(helper.as_str()), None] {
+        let command = git.command(&["credential", "fill"], helper);
+        let args: Vec<String> = command
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args.iter().any(|a| a.contains(TOKEN)), "{args:?}");
+        let envs: Vec<String> = command
+            .as_std()
+            .get_envs()
+            .map(|(k, v)| format!("{}={:?}", k.to_string_lossy(), v))
+            .collect();
+        assert!(!envs.iter().any(|e| e.contains(TOKEN)), "{envs:?}");
+        assert!(
+            !envs.iter().any(|e| e.starts_with("OMOI_GIT_TOKEN=")),
+            "{envs:?}"
+        );
+    }
+    // Without the helper git has no credential and does not prompt.
+    let mut without = git.command(&["credential", "fill"], None);
+    without.stdin(Stdio::piped());
     let mut child = without.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin

@@ -276,3 +276,94 @@ fn every_subcommand_exits_quietly_into_a_closed_pipe() {
         );
     }
 }
+
+/// How stderr is closed.
+#[derive(Debug, Clone, Copy)]
+enum Closed {
+    /// A pipe whose reader is gone (`2>&1 | head` after `head` exited): writes fail with EPIPE.
+    Pipe,
+    /// No descriptor 2 at all (`2>&-`).
+    Descriptor,
+}
+
+/// `command` with its stdout and stderr closed the `closed` way; its exit code.
+fn exit_with_closed_output(mut command: Command, closed: Closed) -> Option<i32> {
+    match closed {
+        Closed::Pipe => {
+            let (reader, writer) = rustix::pipe::pipe().unwrap();
+            drop(reader);
+            let (out_reader, out_writer) = rustix::pipe::pipe().unwrap();
+            drop(out_reader);
+            command
+                .stdout(std::process::Stdio::from(out_writer))
+                .stderr(std::process::Stdio::from(writer))
+                .status()
+                .unwrap()
+                .code()
+        }
+        Closed::Descriptor => {
+            let program = command.get_program().to_owned();
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg("exec \"$0\" \"$@\" >&- 2>&-")
+                .arg(program)
+                .args(command.get_args())
+                .env_clear()
+                .envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+            if let Some(dir) = command.get_current_dir() {
+                shell.current_dir(dir);
+            }
+            shell.status().unwrap().code()
+        }
+    }
+}
+
+#[test]
+fn every_subcommand_and_a_run_end_as_usual_with_stdout_and_stderr_closed() {
+    for closed in [Closed::Pipe, Closed::Descriptor] {
+        // Errors, verdicts and a usage error, each said on stderr.
+        for (args, code) in [
+            (&["evaluate", "requirements", "no-such-file.json"][..], 2),
+            (
+                &["evaluate", "requirements", "requirements_bad.json"][..],
+                1,
+            ),
+            (&["convert", "nowhere", "--to", "kiro", "--out", "x"][..], 2),
+            (&["--no-such-flag"][..], 2),
+        ] {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_omoi-worker"));
+            command.args(args).current_dir(data()).env_clear();
+            assert_eq!(
+                exit_with_closed_output(command, closed),
+                Some(code),
+                "{closed:?} {args:?}"
+            );
+        }
+        // A whole task run logging at debug, and a run refused for its configuration.
+        let world = super::task::harness::World::new();
+        let context = super::task::harness::context(
+            "TSK-001",
+            "Add a --version flag",
+            &world.file_url(),
+            Some(super::task::harness::VALIDATION),
+        );
+        let mut worker = world.worker("ws", &context, "task-version-flag.json");
+        worker.set("OMOI_LOG", "debug");
+        assert_eq!(
+            exit_with_closed_output(worker.command(), closed),
+            Some(0),
+            "{closed:?} run"
+        );
+        assert_eq!(
+            omoi_tests::git::subjects(&world.bare, super::task::harness::BRANCH),
+            ["TSK-001: Add a --version flag", "initial"]
+        );
+        worker.set("OMOI_PASS_ENV", "bad-name");
+        assert_eq!(
+            exit_with_closed_output(worker.command(), closed),
+            Some(2),
+            "{closed:?} config"
+        );
+    }
+}

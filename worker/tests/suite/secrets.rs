@@ -73,6 +73,15 @@ fn probe(out: &Path, prefix: &str) -> String {
 /// The script of the agent: the probe through the `run` tool, an echo of the passed secret,
 /// then the version flag of the sample task, and submit.
 fn script(out: &Path) -> serde_json::Value {
+    script_running(vec![
+        json!({"name": "run", "input": {"command": probe(out, "run")}}),
+        json!({"name": "run", "input": {"command": format!("echo \"passed: ${PASSED}\"")}}),
+    ])
+}
+
+/// The script of the agent: `first` tool calls, then the version flag of the sample task, and
+/// submit.
+fn script_running(first: Vec<serde_json::Value>) -> serde_json::Value {
     let edit_greet = json!({"name": "edit_file", "input": {
         "path": "bin/greet",
         "old": "    -h|--help)\n      echo \"usage: greet [--name NAME]\"\n      exit 0\n      ;;\n",
@@ -84,10 +93,7 @@ fn script(out: &Path) -> serde_json::Value {
         "new": "check \"greet: unknown option: --bogus\" --bogus\ncheck \"greet 1.0.0\" --version\n"
     }});
     json!({"task:TSK-001": [[
-        {"tool_calls": [
-            {"name": "run", "input": {"command": probe(out, "run")}},
-            {"name": "run", "input": {"command": format!("echo \"passed: ${PASSED}\"")}},
-        ]},
+        {"tool_calls": first},
         {"tool_calls": [edit_greet, edit_tests]},
         {"tool_calls": [{"name": "submit", "input": {"summary": VERSION_SUMMARY}}]}
     ]]})
@@ -122,6 +128,13 @@ fn nothing_an_agent_or_a_validation_command_runs_obtains_a_secret() {
 
 #[test]
 fn nothing_a_command_runs_obtains_a_secret_when_the_worker_is_pid_1() {
+    if pid_namespaces() {
+        isolation(Start::Init);
+    }
+}
+
+/// Whether `unshare` can make a PID namespace here; a failure under `CI=true`.
+fn pid_namespaces() -> bool {
     let usable = std::process::Command::new("unshare")
         .args(["-p", "-f", "--mount-proc", "true"])
         .status()
@@ -131,9 +144,36 @@ fn nothing_a_command_runs_obtains_a_secret_when_the_worker_is_pid_1() {
     }
     if !usable {
         eprintln!("skipped: unshare cannot make a PID namespace here (CI=true makes this fail)");
-        return;
     }
-    isolation(Start::Init);
+    usable
+}
+
+/// Runs `worker` as a child of the test, or as PID 1 of a new PID namespace.
+fn run_as(world: &World, worker: &Worker, start: Start) -> Finished {
+    match start {
+        Start::Child => worker.run(),
+        Start::Init => {
+            let mut command = std::process::Command::new("unshare");
+            command
+                .args([
+                    "-p",
+                    "-f",
+                    "--mount-proc",
+                    env!("CARGO_BIN_EXE_omoi-worker"),
+                ])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOME", world.dir.path())
+                .envs(worker.env.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null());
+            let output = command.output().unwrap();
+            finished(
+                output.status.code().unwrap_or(-1),
+                output.stdout,
+                output.stderr,
+            )
+        }
+    }
 }
 
 fn isolation(start: Start) {
@@ -161,35 +201,9 @@ fn isolation(start: Start) {
     }
     worker.set(PASSED, passed_value);
     worker.set("OMOI_PASS_ENV", PASSED);
-    let run = match start {
-        Start::Child => worker.run(),
-        Start::Init => {
-            let mut command = std::process::Command::new("unshare");
-            command
-                .args([
-                    "-p",
-                    "-f",
-                    "--mount-proc",
-                    env!("CARGO_BIN_EXE_omoi-worker"),
-                ])
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("HOME", world.dir.path())
-                .envs(worker.env.iter().map(|(k, v)| (k, v)))
-                .stdin(std::process::Stdio::null());
-            let output = command.output().unwrap();
-            finished(
-                output.status.code().unwrap_or(-1),
-                output.stdout,
-                output.stderr,
-            )
-        }
-    };
+    let run = run_as(&world, &worker, start);
     assert_eq!(run.code, 0, "{start:?} stderr: {}", run.stderr);
 
-    for f in ["run-caps", "run-environ.err", "run-mem.err", "run-cmdline"] {
-        eprintln!("DEBUG {f}: {}", read(&out.join(f)));
-    }
     // No secret anywhere: events, logs, what the commands wrote, the workspace, the remote.
     let places: [&Path; 3] = [&out, &worker.workspace, &world.bare];
     for secret in &secrets {
@@ -287,7 +301,7 @@ fn isolation(start: Start) {
 }
 
 #[test]
-fn a_secret_of_the_worker_cannot_be_passed_to_commands() {
+fn a_secret_of_the_worker_or_a_short_one_cannot_be_passed_to_commands() {
     let world = World::new();
     let context = context("TSK-001", "Add a --version flag", &world.file_url(), None);
     let mut worker = world.worker("ws", &context, "task-version-flag.json");
@@ -299,6 +313,15 @@ fn a_secret_of_the_worker_cannot_be_passed_to_commands() {
         "omoi-worker: OMOI_PASS_ENV: OMOI_GIT_TOKEN is a secret of the worker and is never \
          passed to commands"
     );
+    worker.set("OMOI_PASS_ENV", "NPM_TOKEN");
+    worker.set("NPM_TOKEN", "npm-123");
+    let run = worker.run();
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr.trim(),
+        "omoi-worker: OMOI_PASS_ENV: NPM_TOKEN is a secret of 7 bytes; secrets passed to \
+         commands must be at least 8 bytes, or what the commands print could not be masked"
+    );
     worker.set("OMOI_PASS_ENV", "GOOD,bad-name");
     let run = worker.run();
     assert_eq!(run.code, 2);
@@ -306,4 +329,134 @@ fn a_secret_of_the_worker_cannot_be_passed_to_commands() {
         run.stderr.trim(),
         "omoi-worker: OMOI_PASS_ENV: \"bad-name\" is not a variable name (letters, digits and _)"
     );
+}
+
+/// A process the agent leaves behind (in a session of its own, so the end of its command does
+/// not take it) sweeps every process's `environ` and `cmdline` for the git token while the
+/// worker pushes over HTTP. Its patterns come from a file, so that its own command line holds
+/// neither the token nor what it looks for. A canary process holding a pattern of its own in its
+/// environment shows that the sweep does find what is there. The command ends once the sweeper
+/// is in its own session (its first sweep), so that the end of the command's group misses it.
+const SWEEPER: &str = r#"setsid sh -c '
+end=$(( $(date +%s) + 120 ))
+OMOI_SWEEP_CANARY=canary-$((NONCE + 0))-sweep sleep 150 &
+canary=$!
+echo "/proc/$canary/environ" > "$1/canary"
+n=0
+while [ ! -e "$1/stop" ] && [ "$(date +%s)" -lt "$end" ]; do
+  grep -a -l -F -f "$2" /proc/[0-9]*/environ /proc/[0-9]*/cmdline >> "$1/hits" 2>/dev/null
+  grep -a -l -e "remote-htt[p]" -e "git-credentia[l]" /proc/[0-9]*/cmdline >> "$1/seen" 2>/dev/null
+  n=$((n + 1)); echo "$n" > "$1/sweeps"
+done
+kill "$canary"
+echo done > "$1/ended"' sweeper WATCH PATTERNS > /dev/null 2>&1 < /dev/null &
+while [ ! -s "WATCH/sweeps" ]; do sleep 0.05; done
+echo started"#;
+
+#[test]
+fn a_process_left_by_the_agent_finds_the_git_token_in_no_environment_or_command_line() {
+    sweep(Start::Child);
+}
+
+#[test]
+fn a_process_left_by_the_agent_finds_no_git_token_when_the_worker_is_pid_1() {
+    if pid_namespaces() {
+        sweep(Start::Init);
+    }
+}
+
+fn sweep(start: Start) {
+    let world = World::new();
+    // A token of its own: the other start's test runs beside this one, and under `unshare` the
+    // token sits in the environment of the `unshare` process the test starts, outside the
+    // worker's PID namespace but inside this sweep's view when this one runs as a child.
+    let token = format!(
+        "ghs_sweep{}0123456789abcdef",
+        format!("{start:?}").to_lowercase()
+    );
+    let token = token.as_str();
+    let server = omoi_tests::git::GitHttpServer::start(world.dir.path(), &basic_auth(token));
+    let url = server.url("greet.git");
+    let watch = world.dir.path().join("watch");
+    let patterns = world.dir.path().join("patterns");
+    std::fs::create_dir_all(&watch).unwrap();
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    // What the sweeper looks for: the token, the header git sends it in, and its canary.
+    std::fs::write(
+        &patterns,
+        format!("{token}\n{}\ncanary-{nonce}-sweep\n", basic_auth(token)),
+    )
+    .unwrap();
+    let sweeper = SWEEPER
+        .replace("NONCE", &nonce.to_string())
+        .replace("WATCH", &watch.display().to_string())
+        .replace("PATTERNS", &patterns.display().to_string());
+    let context = context("TSK-001", "Add a --version flag", &url, Some(VALIDATION));
+    let script_file = world.dir.path().join("sweep-script.json");
+    let script = script_running(vec![json!({"name": "run", "input": {"command": sweeper}})]);
+    std::fs::write(&script_file, script.to_string()).unwrap();
+    let mut worker = world.worker("ws", &context, "task-version-flag.json");
+    worker.set("OMOI_SCRIPT", &script_file.display().to_string());
+    worker.set("OMOI_GIT_TOKEN", token);
+    let run = run_as(&world, &worker, start);
+    std::fs::write(watch.join("stop"), "").unwrap();
+    let ended = std::time::Instant::now();
+    // As PID 1 the worker took every process of its namespace with it, the sweeper too.
+    while start == Start::Child
+        && !watch.join("ended").exists()
+        && ended.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    assert!(
+        server.auth_log().accepted >= 1,
+        "the push carried the token"
+    );
+    assert_eq!(
+        remote::subjects(&world.bare, BRANCH),
+        ["TSK-001: Add a --version flag", "initial"]
+    );
+    let sweeps: u64 = read(&watch.join("sweeps")).trim().parse().unwrap_or(0);
+    let started: Vec<String> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::AgentToolResult(r)
+                if r.output_summary.contains("started")
+                    || r.output_summary.starts_with("exit code") =>
+            {
+                Some(r.output_summary.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["exit code: 0\nstarted\n"]);
+    let seen = read(&watch.join("seen"));
+    assert!(
+        !seen.is_empty(),
+        "the sweeper never saw git's remote helper ({sweeps} sweeps): it did not run during the push"
+    );
+    // Every sweep found the canary, and nothing else.
+    let canary = read(&watch.join("canary"));
+    let mut hits: Vec<String> = read(&watch.join("hits"))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    hits.sort();
+    hits.dedup();
+    assert_eq!(hits, [canary.trim()], "{sweeps} sweeps");
+}
+
+/// The `Authorization` header git sends for `token`.
+fn basic_auth(token: &str) -> String {
+    use base64::Engine;
+    let pair = format!("x-access-token:{token}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
 }
