@@ -27,6 +27,9 @@ pub(super) struct StoredBatch {
     pub released: Vec<StreamEvent>,
     /// The highest seq such that every seq from 1 to it is stored.
     pub acked_seq: u64,
+    /// The bytes the new events add to the sandbox's stored total (written by the caller's one
+    /// update of the sandbox row).
+    pub added_bytes: u64,
 }
 
 /// The most rows of one `INSERT` (10 parameters each). A batch goes in chunks of 64, 32, 16 …
@@ -115,6 +118,7 @@ impl Store {
                 stored: 0,
                 released: Vec::new(),
                 acked_seq: acked,
+                added_bytes: 0,
             });
         }
         if let Some(last) = batch.last() {
@@ -145,12 +149,10 @@ impl Store {
             (stored.batch, adding)
         };
         // A refused batch returns above and its transaction rolls back: nothing of it stays.
-        sqlx::query("UPDATE sandboxes SET stored_bytes = stored_bytes + $2 WHERE id = $1")
-            .bind(&sandbox.id)
-            .bind(to_i64(adding, "stored_bytes")?)
-            .execute(&mut **tx)
-            .await?;
-        Ok(stored)
+        Ok(StoredBatch {
+            added_bytes: adding,
+            ..stored
+        })
     }
 
     /// The usual batch: `acked + 1 …` without gaps, nothing waiting. Inserted with its cursors.
@@ -200,6 +202,7 @@ impl Store {
             stored: batch.len(),
             released,
             acked_seq: acked + batch.len() as u64,
+            added_bytes: 0,
         })
     }
 
@@ -255,6 +258,7 @@ impl Store {
                 stored: fresh.len(),
                 released,
                 acked_seq: last,
+                added_bytes: 0,
             },
             fresh,
             held,

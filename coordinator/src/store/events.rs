@@ -62,6 +62,7 @@ impl Store {
         };
         let batch = self.store_batch(&mut tx, sandbox, incoming, now).await?;
         let (stored, released, acked) = (batch.stored, batch.released, batch.acked_seq);
+        let added_bytes = to_i64(batch.added_bytes, "stored_bytes")?;
 
         let mut status_changed = false;
         // Whether an earlier event of this batch already ended the task's attempt.
@@ -93,12 +94,16 @@ impl Store {
             }
         }
 
-        sqlx::query("UPDATE sandboxes SET acked_seq = $2, last_seen_ms = $3 WHERE id = $1")
-            .bind(&sandbox.id)
-            .bind(to_i64(acked, "seq")?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE sandboxes SET acked_seq = $2, last_seen_ms = $3, stored_bytes = stored_bytes + $4
+             WHERE id = $1",
+        )
+        .bind(&sandbox.id)
+        .bind(to_i64(acked, "seq")?)
+        .bind(now)
+        .bind(added_bytes)
+        .execute(&mut *tx)
+        .await?;
         // Sent when the transaction commits, so a replica that hears it finds the events.
         if let (Some(sql), Some(spec_id), Some(cursor)) = (
             self.backend.notify_sql(),
