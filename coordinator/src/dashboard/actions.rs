@@ -173,7 +173,8 @@ pub async fn edit(
         Err(e @ (Error::Invalid(_) | Error::Conflict(_))) => e.to_string(),
         Err(e) => return error_page(&e),
     };
-    match render_spec(&state, &session, &id, Some(&rejected), &Default::default()).await {
+    let shown = Some((rejected.as_str(), form.output.as_str()));
+    match render_spec(&state, &session, &id, shown, &Default::default()).await {
         Ok(body) => html(StatusCode::UNPROCESSABLE_ENTITY, body),
         Err(e) => error_page(&e),
     }

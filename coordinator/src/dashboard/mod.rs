@@ -183,7 +183,7 @@ async fn render_spec(
     state: &AppState,
     session: &Session,
     id: &str,
-    feedback: Option<&str>,
+    feedback: Option<(&str, &str)>,
     filter: &EventFilter,
 ) -> Result<String> {
     if filter.kind.len() > MAX_FILTER || filter.sandbox.len() > MAX_FILTER {

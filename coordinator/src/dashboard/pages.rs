@@ -291,8 +291,9 @@ pub struct SpecView<'a> {
     pub csrf: &'a str,
     /// The phase the spec is stopped after, when it waits for approval.
     pub stopped: Option<Phase>,
-    /// The evaluator's feedback on an edit it rejected.
-    pub feedback: Option<&'a str>,
+    /// The evaluator's feedback on an edit it rejected, and the rejected document (shown in the
+    /// form again, so that nothing typed is lost).
+    pub feedback: Option<(&'a str, &'a str)>,
     pub spec: &'a Spec,
     pub phases: &'a [PhaseRecord],
     pub tasks: &'a [TaskRecord],
@@ -329,7 +330,7 @@ pub fn spec(view: &SpecView<'_>) -> String {
         escape(&s.title)
     );
     body.push_str(&summary(view));
-    if let Some(feedback) = view.feedback {
+    if let Some((feedback, _)) = view.feedback {
         let _ = write!(
             body,
             "<h2>Edit rejected</h2><pre class=\"error\" id=\"feedback\">{}</pre>",
@@ -337,12 +338,15 @@ pub fn spec(view: &SpecView<'_>) -> String {
         );
     }
     if let Some(stopped) = view.stopped {
-        let current = view
-            .phases
-            .iter()
-            .find(|p| p.phase == stopped)
-            .and_then(|p| p.output.as_ref())
-            .and_then(edit_document);
+        let current = match view.feedback {
+            Some((_, draft)) => Some(draft.to_string()),
+            None => view
+                .phases
+                .iter()
+                .find(|p| p.phase == stopped)
+                .and_then(|p| p.output.as_ref())
+                .and_then(edit_document),
+        };
         if let Some(document) = current {
             let _ = write!(
                 body,
@@ -358,16 +362,19 @@ pub fn spec(view: &SpecView<'_>) -> String {
     }
     body.push_str(&timeline(view));
     body.push_str(&requirements_and_design(view.phases));
-    if !view.tasks.is_empty() {
-        let _ = write!(
-            body,
-            "<h2>Tasks</h2><p class=\"muted\">The critical path (the longest chain of \
-             dependencies) is drawn in red; hover a task for its attempts and commit, click it \
-             for its row.</p><div class=\"graph\" id=\"graph\" data-live-part>{}</div>",
+    // The containers are there before the spec has tasks, so that live updates fill them.
+    let _ = write!(
+        body,
+        "<h2>Tasks</h2><p class=\"muted\">The critical path (the longest chain of \
+         dependencies) is drawn in red; hover a task for its attempts and commit, click it \
+         for its row.</p><div class=\"graph\" id=\"graph\" data-live-part>{}</div>",
+        if view.tasks.is_empty() {
+            "<p class=\"muted\">No tasks yet: they come with the written spec.</p>".to_string()
+        } else {
             graph::svg(view.tasks)
-        );
-        body.push_str(&task_table(view));
-    }
+        }
+    );
+    body.push_str(&task_table(view));
     body.push_str(&sandboxes(view));
     body.push_str(&events(view));
     layout(
@@ -427,7 +434,7 @@ fn summary(view: &SpecView<'_>) -> String {
         (None, None) => {}
     }
     let csrf = csrf_input(view.csrf);
-    out.push_str("<p id=\"actions\">");
+    out.push_str("<div id=\"actions\">");
     if let Some(stopped) = view.stopped {
         let _ = write!(
             out,
@@ -451,7 +458,7 @@ fn summary(view: &SpecView<'_>) -> String {
              <button id=\"cancel\">Cancel</button></form>"
         );
     }
-    out.push_str("</p></div>");
+    out.push_str("</div></div>");
     out
 }
 
