@@ -448,7 +448,12 @@ fn summary(view: &SpecView<'_>) -> String {
         let _ = write!(
             out,
             "<form class=\"inline\" method=\"post\" action=\"/specs/{id}/resume\">{csrf}\
-             <button id=\"resume\">Resume</button></form> "
+             <button id=\"resume\">{}</button></form> ",
+            if view.phases.is_empty() {
+                "Start"
+            } else {
+                "Resume"
+            }
         );
     }
     if !s.status.is_final() {
