@@ -98,6 +98,11 @@ log "coordinator memory with 1,000 specs"
 log "scheduler: 1,000 no-op tasks through the local provider"
 "$bench" scheduler --omoi "$omoi" --worker "$worker" >> "$figures"
 
+log "dashboard: graph layout of 1,000 tasks"
+cargo bench --locked -p omoi-coordinator --bench dashboard 2>/dev/null | grep '^{' >> "$figures"
+log "dashboard: spec page of 1,000 tasks, ingest → page update"
+"$bench" dashboard --omoi "$omoi" --worker "$worker" >> "$figures"
+
 log "sandbox start-up, local provider"
 "$bench" sandbox-start --provider local --omoi "$omoi" --worker "$worker" >> "$figures"
 if docker image inspect omoi-sandbox:latest >/dev/null 2>&1; then

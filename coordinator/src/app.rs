@@ -14,6 +14,11 @@ use crate::ingest::Quotas;
 use crate::metrics::Metrics;
 use crate::sandbox::Provider;
 use crate::store::{Store, TaskPolicy};
+use crate::throttle::Throttle;
+
+/// Failed dashboard sign-ins one address may make per window before it must wait.
+const SIGN_IN_FAILURES: u32 = 10;
+const SIGN_IN_WINDOW: Duration = Duration::from_secs(60);
 
 /// How the server runs sandboxes and watches them; validated before it is built.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +88,8 @@ pub struct AppInner {
     pub shutdown: CancellationToken,
     /// Wakes the scheduler early (after events that may have changed a task).
     pub scheduler_wake: tokio::sync::Notify,
+    /// Failed dashboard sign-ins per client address.
+    pub sign_in_failures: Throttle,
 }
 
 /// The shared state; cheap to clone.
@@ -100,6 +107,7 @@ impl AppState {
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),
             scheduler_wake: tokio::sync::Notify::new(),
+            sign_in_failures: Throttle::new(SIGN_IN_FAILURES, SIGN_IN_WINDOW),
         }))
     }
 }

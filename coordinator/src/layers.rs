@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer, from the ground up.
-const LAYERS: [(&str, u8); 27] = [
+const LAYERS: [(&str, u8); 28] = [
     ("error", 0),
     ("repo", 0),
     ("secret", 0),
@@ -16,6 +16,7 @@ const LAYERS: [(&str, u8); 27] = [
     ("metrics", 0),
     ("github", 0),
     ("token", 0),
+    ("throttle", 0),
     ("store", 1),
     ("sandbox", 1),
     ("app", 2),

@@ -27,6 +27,7 @@ pub mod server;
 pub mod store;
 pub mod task_context;
 pub mod text;
+pub mod throttle;
 pub mod token;
 
 pub use app::{AppState, Settings};

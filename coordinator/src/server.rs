@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -100,8 +101,8 @@ pub async fn accept_loop(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors and the like: wait a moment instead of spinning.
                 tracing::warn!(%err, "accepting a connection failed");
@@ -123,6 +124,8 @@ pub async fn accept_loop(
         }
         let (router, shutdown) = (router.clone(), shutdown.clone());
         tokio::spawn(async move {
+            // The client's address, for what is limited per address (dashboard sign-in).
+            let router = router.layer(Extension(ConnectInfo(peer)));
             serve_connection(stream, router, limits, shutdown).await;
             drop(slot);
         });

@@ -36,6 +36,15 @@ pub fn generate_token(kind: TokenKind) -> Result<String> {
     Ok(format!("{prefix}{}", hex(&bytes)))
 }
 
+/// A new random secret that is no bearer token (a dashboard session id, a sign-in link's code):
+/// `prefix` and 256 bits from the OS as hex.
+pub fn random_secret(prefix: &str) -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Internal(format!("no randomness from the OS: {e}")))?;
+    Ok(format!("{prefix}{}", hex(&bytes)))
+}
+
 /// The stored form of a token: sha256 as hex.
 pub fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))

@@ -93,7 +93,7 @@ struct LiveStream {
     first: Option<StatusNotice>,
 }
 
-fn live_stream(
+pub(crate) fn live_stream(
     state: AppState,
     spec_id: String,
     after: i64,

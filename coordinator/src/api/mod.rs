@@ -2,12 +2,12 @@
 //! turn malformed input into JSON errors.
 
 pub mod auth;
-mod events;
+pub(crate) mod events;
 pub mod openapi;
 mod projects;
 mod review;
-mod sandboxes;
-mod specs;
+pub(crate) mod sandboxes;
+pub(crate) mod specs;
 pub mod types;
 
 use axum::body::Bytes;

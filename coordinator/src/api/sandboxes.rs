@@ -120,16 +120,28 @@ pub(super) async fn post_message(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<(StatusCode, Json<InjectedMessage>)> {
+    let message = inject(&state, &user.id, &id, &body.text).await?;
+    Ok((StatusCode::CREATED, Json(message)))
+}
+
+/// Stores a message of `user_id` for the agent of a live sandbox of one of the user's specs
+/// (404 for anyone else's; also the dashboard's message form).
+pub(crate) async fn inject(
+    state: &AppState,
+    user_id: &str,
+    id: &str,
+    text: &str,
+) -> Result<InjectedMessage> {
     let not_found = || Error::NotFound(format!("no sandbox {id}"));
-    let sandbox = state.store.sandbox(&id).await?.ok_or_else(not_found)?;
+    let sandbox = state.store.sandbox(id).await?.ok_or_else(not_found)?;
     let spec_id = sandbox.spec_id.as_deref().ok_or_else(not_found)?;
     // 404 unless the sandbox runs a spec of this user.
     state
         .store
-        .spec(&user.id, spec_id)
+        .spec(user_id, spec_id)
         .await
         .map_err(|_| not_found())?;
-    let text = body.text.trim();
+    let text = text.trim();
     if text.is_empty() {
         return Err(Error::Invalid("text must not be empty".into()));
     }
@@ -145,6 +157,5 @@ pub(super) async fn post_message(
             sandbox.status
         )));
     }
-    let message = state.store.create_message(&id, text).await?;
-    Ok((StatusCode::CREATED, Json(message)))
+    state.store.create_message(id, text).await
 }

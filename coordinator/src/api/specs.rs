@@ -49,7 +49,12 @@ pub(super) async fn launch(
     ))
 }
 
-async fn create_spec(state: &AppState, user_id: &str, body: &CreateSpec) -> Result<Spec> {
+/// Creates a spec of `user_id` from a checked body (also the dashboard's launch form).
+pub(crate) async fn create_spec(
+    state: &AppState,
+    user_id: &str,
+    body: &CreateSpec,
+) -> Result<Spec> {
     let title = body.title.trim();
     if title.is_empty() {
         return Err(Error::Invalid("title must not be empty".into()));

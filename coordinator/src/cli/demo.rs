@@ -149,7 +149,7 @@ pub async fn run(args: DemoArgs) -> CliResult<u8> {
         })?;
     let root = dir.path().to_path_buf();
     let result = match seed_repository(&fixtures.repo, &root).await {
-        Ok(repo) => run_in(&root, &fixtures, &repo, &sandboxes, &request).await,
+        Ok(repo) => run_in(&root, &fixtures, &repo, &sandboxes, &request, args.keep).await,
         Err(e) => Err(e),
     };
     if args.keep {
@@ -234,6 +234,7 @@ async fn run_in(
     repo: &Path,
     sandboxes: &DemoSandboxes,
     request: &str,
+    keep: bool,
 ) -> CliResult<u8> {
     let database = format!("sqlite://{}", root.join("omoi.db").display());
     let store = Store::open(&database).await?;
@@ -311,6 +312,16 @@ async fn run_in(
     )
     .await;
 
+    if keep {
+        output::note(format_args!(
+            "\nomoi demo: the dashboard keeps serving at http://{addr}/ until Ctrl-C or SIGTERM"
+        ));
+        let stop = shutdown.clone();
+        tokio::select! {
+            () = super::serve::stop_on_signal(stop) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
     shutdown.cancel();
     let _ = server.await;
     store.close().await;
@@ -339,6 +350,7 @@ async fn drive(
 ) -> CliResult<u8> {
     let user = store.create_user("demo").await?;
     let token = store.create_user_token(&user.id).await?;
+    let link = crate::dashboard::sign_in_link(store, &format!("http://{addr}"), &user.id).await?;
     let client = Client::new(&format!("http://{addr}"), Some(token))?;
     let project: Project = client
         .post(
@@ -361,6 +373,7 @@ async fn drive(
     output::note(format_args!(
         "omoi demo: coordinator on http://{addr}, SQLite, {sandboxes}, scripted model"
     ));
+    output::note(format_args!("dashboard: http://{addr}/ (sign in once with {link})"));
     output::note(format_args!("request: {title}"));
     let launched: SpecDetail = client
         .post(

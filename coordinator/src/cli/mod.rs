@@ -209,7 +209,8 @@ pub struct DemoArgs {
     /// The worker binary (default: next to `omoi`, then on PATH; under `cargo run` it is built).
     #[arg(long, env = "OMOI_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
-    /// Keep the demo's directory (database, sandbox workspaces and logs) and print where it is.
+    /// Keep serving the dashboard after the spec ends (until Ctrl-C), then keep the demo's
+    /// directory (database, sandbox workspaces and logs) and print where it is.
     #[arg(long)]
     pub keep: bool,
     /// Where the sandboxes run: `local` processes, or `docker` containers of `--image` (build it

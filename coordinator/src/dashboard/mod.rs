@@ -1,113 +1,93 @@
-//! The web dashboard at `/`: sign-in with a user token kept in an HttpOnly, SameSite=Strict
-//! session cookie, the specs list, one spec, and approval; every form carries a CSRF token.
-//! Server-rendered HTML (`pages`), no script needed to use it.
+//! The web dashboard at `/`: sign-in into a server-side session (an HttpOnly, SameSite=Strict
+//! cookie holding a random session id), the specs list, one spec, live updates over SSE, and
+//! the actions (launch, cancel, resume, message, approve, edit), each a form with a CSRF token.
+//! Server-rendered HTML (`pages`, `graph`); a small embedded script (`live.js`) keeps the pages
+//! current without a reload; without it they still work.
 
-mod pages;
+mod actions;
+mod graph;
+mod live;
+pub mod pages;
+mod session;
+mod tally;
 
-use axum::Form;
+pub use graph::{Layout, layout, svg as graph_svg};
+
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use omoi_protocol::phase::Phase;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use crate::model::User;
-use crate::review::{self, Verdict};
-use crate::store::TokenRecord;
+use crate::model::SpecStatus;
+use crate::review;
+use crate::store::{SessionKind, Store};
+use session::{LINK_TTL_MS, Session, Signed};
 
-/// The session cookie's name.
-const SESSION: &str = "omoi_session";
+/// A sign-in link for `user_id` that works once, within a day: `<base>/sign-in/link?code=…`.
+pub async fn sign_in_link(store: &Store, base_url: &str, user_id: &str) -> Result<String> {
+    let code = store
+        .create_session(user_id, SessionKind::Link, LINK_TTL_MS)
+        .await?;
+    Ok(format!(
+        "{}/sign-in/link?code={code}",
+        base_url.trim_end_matches('/')
+    ))
+}
+
+/// The most events a spec page shows at first (the live stream adds the rest).
+const PAGE_EVENTS: u32 = 200;
+/// The longest event filter.
+const MAX_FILTER: usize = 200;
 
 /// The dashboard's routes, without state.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
-        .route("/sign-in", post(sign_in))
-        .route("/sign-out", post(sign_out))
+        .route("/live", get(live::list_live))
+        .route("/assets/live.js", get(script))
+        .route("/sign-in", post(session::sign_in))
+        .route("/sign-in/link", get(session::sign_in_link))
+        .route("/sign-out", post(session::sign_out))
+        .route("/launch", post(actions::launch))
         .route("/specs/{id}", get(spec_page))
-        .route("/specs/{id}/approve", post(approve))
-        .route("/specs/{id}/edit", post(edit))
+        .route("/specs/{id}/live", get(live::spec_live))
+        .route("/specs/{id}/approve", post(actions::approve))
+        .route("/specs/{id}/edit", post(actions::edit))
+        .route("/specs/{id}/cancel", post(actions::cancel))
+        .route("/specs/{id}/resume", post(actions::resume))
+        .route("/specs/{id}/message", post(actions::message))
 }
 
-/// A signed-in browser: the user and the token of its session.
-#[derive(Debug, Clone)]
-struct Session {
-    user: User,
-    token: String,
-}
+/// The live-update script, embedded.
+const LIVE_JS: &str = include_str!("live.js");
 
-impl Session {
-    /// The CSRF token of this session: derived from the session token, so a page of another
-    /// site, which cannot read the cookie, cannot know it.
-    fn csrf(&self) -> String {
-        csrf_of(&self.token)
-    }
-
-    /// Refuses a form whose CSRF token is not this session's.
-    fn check(&self, sent: &str) -> Result<()> {
-        if sent == self.csrf() {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(
-                "the form's CSRF token is missing or wrong".into(),
-            ))
-        }
-    }
-}
-
-fn csrf_of(token: &str) -> String {
-    let digest = Sha256::digest(format!("omoi-csrf\n{token}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The session token in the request's cookies, if any.
-fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION)
-        .map(|(_, value)| value.to_string())
-        .filter(|value| !value.is_empty())
-}
-
-/// The session of a request, or `None` when it carries no valid user session.
-async fn session(parts: &Parts, state: &AppState) -> Result<Option<Session>> {
-    let Some(token) = session_token(&parts.headers) else {
-        return Ok(None);
-    };
-    match state.store.token(&token).await? {
-        Some(TokenRecord::User(user)) => Ok(Some(Session { user, token })),
-        Some(TokenRecord::Sandbox { .. }) | None => Ok(None),
-    }
-}
-
-/// A page that needs a session: without one it answers with the sign-in page (401).
-struct Signed(Session);
-
-impl FromRequestParts<AppState> for Signed {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        match session(parts, state).await {
-            Ok(Some(session)) => Ok(Signed(session)),
-            Ok(None) => Err(html(StatusCode::UNAUTHORIZED, pages::sign_in(None))),
-            Err(e) => Err(e.into_response()),
-        }
-    }
+async fn script() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "max-age=300"),
+        ],
+        LIVE_JS,
+    )
+        .into_response()
 }
 
 fn html(status: StatusCode, body: String) -> Response {
-    (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    (
+        status,
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn redirect(to: &str) -> Response {
@@ -120,13 +100,22 @@ fn error_page(e: &Error) -> Response {
     html(status, pages::error(&e.body().error.message))
 }
 
+/// The list's filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListFilter {
+    #[serde(default)]
+    pub project: String,
+    #[serde(default)]
+    pub status: String,
+}
+
 async fn home(State(state): State<AppState>, parts: Parts) -> Response {
-    match session(&parts, &state).await {
-        Ok(Some(session)) => match state.store.specs(&session.user.id).await {
-            Ok(specs) => html(
-                StatusCode::OK,
-                pages::specs(&session.user, &session.csrf(), &specs),
-            ),
+    let filter = Query::<ListFilter>::try_from_uri(&parts.uri)
+        .map(|Query(f)| f)
+        .unwrap_or_default();
+    match session::session(&parts, &state).await {
+        Ok(Some(session)) => match render_list(&state, &session, &filter).await {
+            Ok(body) => html(StatusCode::OK, body),
             Err(e) => error_page(&e),
         },
         Ok(None) => html(StatusCode::OK, pages::sign_in(None)),
@@ -134,54 +123,56 @@ async fn home(State(state): State<AppState>, parts: Parts) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct SignIn {
-    token: String,
-}
-
-async fn sign_in(State(state): State<AppState>, Form(form): Form<SignIn>) -> Response {
-    let token = form.token.trim();
-    match state.store.token(token).await {
-        Ok(Some(TokenRecord::User(_))) => {
-            let cookie = format!("{SESSION}={token}; Path=/; HttpOnly; SameSite=Strict");
-            let mut response = redirect("/");
-            if let Ok(value) = cookie.parse() {
-                response.headers_mut().insert(SET_COOKIE, value);
-            }
-            response
-        }
-        Ok(_) => html(
-            StatusCode::UNAUTHORIZED,
-            pages::sign_in(Some("That is not a user token.")),
+async fn render_list(state: &AppState, session: &Session, filter: &ListFilter) -> Result<String> {
+    let status = match filter.status.trim() {
+        "" => None,
+        s => Some(
+            s.parse::<SpecStatus>()
+                .map_err(|e| Error::BadRequest(e.to_string()))?,
         ),
-        Err(e) => error_page(&e),
-    }
+    };
+    let projects = state.store.projects(&session.user.id).await?;
+    let mut specs = state.store.specs(&session.user.id).await?;
+    specs.retain(|s| {
+        (filter.project.is_empty() || s.project_id == filter.project)
+            && status.is_none_or(|st| s.status == st)
+    });
+    specs.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    let progress = state.store.task_progress(&session.user.id).await?;
+    let costs = state.store.cost_so_far(&session.user.id).await?;
+    Ok(pages::specs(&pages::ListView {
+        user: &session.user,
+        csrf: &session.csrf(),
+        projects: &projects,
+        specs: &specs,
+        progress: &progress,
+        costs: &costs,
+        filter_project: &filter.project,
+        filter_status: status,
+        now: chrono::Utc::now(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-struct Csrf {
+/// The spec page's event filter: a type prefix and a sandbox.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventFilter {
     #[serde(default)]
-    csrf: String,
-}
-
-async fn sign_out(Signed(session): Signed, Form(form): Form<Csrf>) -> Response {
-    if let Err(e) = session.check(&form.csrf) {
-        return error_page(&e);
-    }
-    let mut response = redirect("/");
-    let cookie = format!("{SESSION}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    if let Ok(value) = cookie.parse() {
-        response.headers_mut().insert(SET_COOKIE, value);
-    }
-    response
+    pub kind: String,
+    #[serde(default)]
+    pub sandbox: String,
 }
 
 async fn spec_page(
     State(state): State<AppState>,
     Signed(session): Signed,
     Path(id): Path<String>,
+    parts: Parts,
 ) -> Response {
-    match render_spec(&state, &session, &id, None).await {
+    let filter = match Query::<EventFilter>::try_from_uri(&parts.uri) {
+        Ok(Query(filter)) => filter,
+        Err(e) => return error_page(&Error::BadRequest(e.body_text())),
+    };
+    match render_spec(&state, &session, &id, None, &filter).await {
         Ok(body) => html(StatusCode::OK, body),
         Err(e) => error_page(&e),
     }
@@ -192,11 +183,31 @@ async fn render_spec(
     state: &AppState,
     session: &Session,
     id: &str,
-    feedback: Option<&str>,
+    feedback: Option<(&str, &str)>,
+    filter: &EventFilter,
 ) -> Result<String> {
+    if filter.kind.len() > MAX_FILTER || filter.sandbox.len() > MAX_FILTER {
+        return Err(Error::BadRequest(format!(
+            "an event filter is at most {MAX_FILTER} bytes"
+        )));
+    }
     let spec = state.store.spec(&session.user.id, id).await?;
     let phases = state.store.phases(id).await?;
     let tasks = state.store.tasks_of_spec(id).await?;
+    let sandboxes = state.store.sandboxes_of_spec(id).await?;
+    let tallied = tally::tally(&state.store.tallied_events(id).await?);
+    let kind = Some(filter.kind.trim()).filter(|k| !k.is_empty());
+    let sandbox = Some(filter.sandbox.trim()).filter(|s| !s.is_empty());
+    let events = state
+        .store
+        .latest_events(id, kind, sandbox, PAGE_EVENTS)
+        .await?;
+    let last_cursor = state
+        .store
+        .latest_events(id, None, None, 1)
+        .await?
+        .last()
+        .map_or(0, |e| e.cursor);
     Ok(pages::spec(&pages::SpecView {
         csrf: &session.csrf(),
         stopped: review::stopped_after(&spec).ok(),
@@ -204,84 +215,11 @@ async fn render_spec(
         spec: &spec,
         phases: &phases,
         tasks: &tasks,
+        sandboxes: &sandboxes,
+        tally: &tallied,
+        events: &events,
+        last_cursor,
+        filter_kind: kind.unwrap_or(""),
+        filter_sandbox: sandbox.unwrap_or(""),
     }))
-}
-
-#[derive(Debug, Deserialize)]
-struct EditForm {
-    #[serde(default)]
-    csrf: String,
-    phase: Phase,
-    output: String,
-}
-
-/// Replaces the output of the phase the spec stopped after; a rejection shows the spec page
-/// with the evaluator's feedback (422) and changes nothing.
-async fn edit(
-    State(state): State<AppState>,
-    Signed(session): Signed,
-    Path(id): Path<String>,
-    Form(form): Form<EditForm>,
-) -> Response {
-    let verdict = async {
-        session.check(&form.csrf)?;
-        let spec = state.store.spec(&session.user.id, &id).await?;
-        let document: serde_json::Value = serde_json::from_str(&form.output)
-            .map_err(|e| Error::Invalid(format!("the output is not JSON: {e}")))?;
-        review::replace_output(&state, &spec, form.phase, document).await
-    };
-    let rejected = match verdict.await {
-        Ok(Verdict::Accepted(_)) => return redirect(&format!("/specs/{id}")),
-        Ok(Verdict::Rejected(evaluation)) => review::rejection_message(&evaluation),
-        Err(e @ (Error::Invalid(_) | Error::Conflict(_))) => e.to_string(),
-        Err(e) => return error_page(&e),
-    };
-    match render_spec(&state, &session, &id, Some(&rejected)).await {
-        Ok(body) => html(StatusCode::UNPROCESSABLE_ENTITY, body),
-        Err(e) => error_page(&e),
-    }
-}
-
-async fn approve(
-    State(state): State<AppState>,
-    Signed(session): Signed,
-    Path(id): Path<String>,
-    Form(form): Form<Csrf>,
-) -> Response {
-    let done = async {
-        session.check(&form.csrf)?;
-        let spec = state.store.spec(&session.user.id, &id).await?;
-        review::approve(&state, &spec, None).await
-    };
-    match done.await {
-        Ok(()) => redirect(&format!("/specs/{id}")),
-        Err(e) => error_page(&e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-    use pretty_assertions::assert_eq;
-
-    #[test]
-    fn the_session_cookie_is_found_among_others_and_an_empty_one_is_none() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            COOKIE,
-            HeaderValue::from_static("a=1; omoi_session=tok; b=2"),
-        );
-        assert_eq!(session_token(&headers), Some("tok".to_string()));
-        headers.insert(COOKIE, HeaderValue::from_static("omoi_session="));
-        assert_eq!(session_token(&headers), None);
-        assert_eq!(session_token(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn the_csrf_token_depends_on_the_session() {
-        assert_eq!(csrf_of("a"), csrf_of("a"));
-        assert_ne!(csrf_of("a"), csrf_of("b"));
-        assert_eq!(csrf_of("a").len(), 64);
-    }
 }

@@ -8,10 +8,12 @@ mod accounts;
 mod batch;
 mod bridge;
 mod events;
+mod overview;
 pub mod postgres;
 mod review;
 mod sandboxes;
 mod sealing;
+mod sessions;
 mod specs;
 pub mod sqlite;
 #[cfg(test)]
@@ -32,9 +34,11 @@ use crate::secret::SecretKey;
 
 pub use accounts::{NewProject, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
+pub use overview::TALLIED_KINDS;
 pub use review::ReviewedOutput;
 pub use sandboxes::NewSandbox;
 pub use sealing::ClearSecrets;
+pub use sessions::SessionKind;
 pub use specs::ExecutionClaim;
 pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};
 

@@ -47,6 +47,11 @@ impl Backend for Postgres {
                 "replicas",
                 include_str!("../../migrations/postgres/0005_replicas.sql"),
             ),
+            (
+                6,
+                "dashboard sessions",
+                include_str!("../../migrations/postgres/0006_dashboard_sessions.sql"),
+            ),
         ])
     }
 

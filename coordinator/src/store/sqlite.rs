@@ -40,6 +40,11 @@ impl Backend for Sqlite {
                 "replicas",
                 include_str!("../../migrations/sqlite/0005_replicas.sql"),
             ),
+            (
+                6,
+                "dashboard sessions",
+                include_str!("../../migrations/sqlite/0006_dashboard_sessions.sql"),
+            ),
         ])
     }
 

@@ -238,6 +238,13 @@ fn the_demo_runs_a_spec_end_to_end_offline() {
     let out = stdout(&output);
     assert!(out.contains("status: completed\n"), "{out}");
     assert!(out.contains("  TSK-004  completed "), "{out}");
+    // While it runs it names the dashboard and a one-time sign-in link.
+    let err = String::from_utf8_lossy(&output.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("dashboard: http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("/sign-in/link?code=omoi_l_"), "{line}");
     assert!(
         out.contains("  Test and document --shout  (after TSK-003)\n"),
         "{out}"

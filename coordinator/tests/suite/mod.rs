@@ -1,6 +1,7 @@
 //! The suites, each run on every backend of `common::backends`; `common` holds what they share.
 
 mod auth;
+mod browser;
 mod claims;
 mod cli;
 mod common;

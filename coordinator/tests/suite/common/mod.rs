@@ -8,6 +8,7 @@ pub mod proxy;
 pub mod replicas;
 pub mod sse;
 pub mod tasks;
+pub mod webdriver;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

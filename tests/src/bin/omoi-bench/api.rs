@@ -173,6 +173,14 @@ pub struct SseReader {
 }
 
 impl SseReader {
+    /// A reader of a response already known to be a stream.
+    pub fn from_response(response: reqwest::Response) -> SseReader {
+        SseReader {
+            response,
+            buffer: Vec::new(),
+        }
+    }
+
     /// The next message; `None` when the server ended the stream.
     pub async fn next(&mut self) -> Result<Option<SseMessage>> {
         loop {

@@ -4,6 +4,7 @@
 //! start `omoi serve` (next to this binary, or `--omoi PATH`) as a process of its own.
 
 mod api;
+mod dashboard;
 mod execute;
 mod ingest;
 mod memory;
@@ -28,6 +29,7 @@ fn main() {
         Some("memory") => memory::run(&args[1..]),
         Some("scheduler") => scheduler::run(&args[1..]),
         Some("sandbox-start") => sandbox::run(&args[1..]),
+        Some("dashboard") => dashboard::run(&args[1..]),
         Some("table") => table(&args[1..]),
         _ => Err("usage: omoi-bench worker --worker PATH [--runs N] | \
                   ingest [--database URL] [--replicas 1|2] [--label NAME] [--senders N] \
@@ -36,6 +38,7 @@ fn main() {
                   [--batch N] [--interval-ms N] [--runs N] | \
                   execute --worker PATH [--runs N] | memory [--specs N] [--runs N] | \
                   scheduler --worker PATH [--tasks N] [--running N] [--runs N] | \
+                  dashboard --worker PATH [--tasks N] [--runs N] | \
                   table FIGURES.jsonl RESULTS.json"
             .into()),
     };

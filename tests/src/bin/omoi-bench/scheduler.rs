@@ -232,7 +232,7 @@ fn task_run(sandbox_id: &str, task_id: &str) -> Result<Vec<u8>> {
 
 /// Runs the worker locally on the sample repository (scripted model) and answers the data of
 /// its `spec.execution_completed` event.
-fn final_spec_of_a_worker_run(worker: &Path) -> Result<Value> {
+pub(crate) fn final_spec_of_a_worker_run(worker: &Path) -> Result<Value> {
     let scratch = tempfile::tempdir()?;
     let workspace = scratch.path().join("ws");
     omoi_tests::fixtures::copy_dir(&omoi_tests::fixtures::sample_repo(), &workspace)?;
