@@ -18,6 +18,7 @@ use super::secrets::{SecretArgs, check_store};
 use super::{CliError, CliResult};
 use crate::app::{AppState, Settings};
 use crate::sandbox::docker::{DEFAULT_IMAGE, DEFAULT_SOCKET, DockerConfig};
+use crate::sandbox::kubernetes::{KubernetesApi, KubernetesConfig};
 use crate::sandbox::{self, ProviderConfig};
 use crate::server::{ServerLimits, accept_loop, router, serve_with};
 use crate::store::Store;
@@ -71,6 +72,8 @@ pub struct ServeArgs {
     pub allow_local_repos: Vec<PathBuf>,
     #[command(flatten)]
     pub docker: DockerArgs,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
     #[command(flatten)]
     pub tasks: super::scheduling::TaskArgs,
     #[command(flatten)]
@@ -155,6 +158,96 @@ impl DockerArgs {
     }
 }
 
+/// Which API `--kubernetes-api` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KubernetesApiKind {
+    Pod,
+    Sandbox,
+}
+
+/// The flags of the kubernetes provider (it shares `--image`, `--sandbox-memory-mb` and
+/// `--sandbox-cpus` with docker).
+#[derive(Debug, Clone, Args)]
+pub struct KubernetesArgs {
+    /// Kubernetes: the namespace of the sandboxes (default: the kubeconfig's, or the service
+    /// account's in a cluster).
+    #[arg(long, env = "OMOI_K8S_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubernetes: a bare Pod per sandbox, or an `agents.x-k8s.io` Sandbox.
+    #[arg(
+        long = "kubernetes-api",
+        env = "OMOI_K8S_API",
+        value_enum,
+        default_value = "pod"
+    )]
+    pub api: KubernetesApiKind,
+    /// Kubernetes: a Secret of the namespace to pull the sandbox image with (repeatable).
+    #[arg(long = "image-pull-secret", value_name = "NAME")]
+    pub image_pull_secrets: Vec<String>,
+    /// Kubernetes: the longest a sandbox pod runs (activeDeadlineSeconds).
+    #[arg(
+        long = "sandbox-deadline-secs",
+        env = "OMOI_SANDBOX_DEADLINE_SECS",
+        default_value_t = 21_600
+    )]
+    pub deadline_secs: u64,
+    /// Kubernetes: how long a pod may stay pending (unschedulable, image not pulled) before its
+    /// sandbox is lost.
+    #[arg(
+        long = "pending-limit-secs",
+        env = "OMOI_PENDING_LIMIT_SECS",
+        default_value_t = 300
+    )]
+    pub pending_limit_secs: u64,
+}
+
+impl KubernetesArgs {
+    /// The provider's settings, with the image and limits of `docker`'s flags.
+    pub fn config(&self, docker: &DockerArgs, data_dir: &Path) -> CliResult<ProviderConfig> {
+        let shared = docker.config(data_dir)?;
+        if let Some(namespace) = &self.namespace {
+            if !sandbox::kubernetes::manifest::is_dns_label(namespace) {
+                return Err(CliError::Config(format!(
+                    "--namespace {namespace:?} is not a namespace name (a DNS label: a-z, 0-9, '-')"
+                )));
+            }
+        }
+        if let Some(name) = self
+            .image_pull_secrets
+            .iter()
+            .find(|n| !sandbox::kubernetes::manifest::is_dns_label(n))
+        {
+            return Err(CliError::Config(format!(
+                "--image-pull-secret {name:?} is not a Secret name"
+            )));
+        }
+        if self.deadline_secs < 60 {
+            return Err(CliError::Config(
+                "--sandbox-deadline-secs must be at least 60".into(),
+            ));
+        }
+        if self.pending_limit_secs == 0 {
+            return Err(CliError::Config(
+                "--pending-limit-secs must be at least 1".into(),
+            ));
+        }
+        let mut config = KubernetesConfig::new(String::new(), data_dir.to_path_buf());
+        config.image = shared.image;
+        config.limits = shared.limits;
+        config.image_pull_secrets = self.image_pull_secrets.clone();
+        config.deadline_secs = self.deadline_secs;
+        config.pending_limit = Duration::from_secs(self.pending_limit_secs);
+        config.api = match self.api {
+            KubernetesApiKind::Pod => KubernetesApi::Pod,
+            KubernetesApiKind::Sandbox => KubernetesApi::Sandbox,
+        };
+        Ok(ProviderConfig::Kubernetes {
+            config,
+            namespace: self.namespace.clone(),
+        })
+    }
+}
+
 /// Where the URL handed to workers came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlSource {
@@ -182,10 +275,11 @@ impl ServeArgs {
     /// Checks the flags: the provider available, the address parsed, the worker found.
     pub fn validate(self) -> CliResult<ServeConfig> {
         match self.provider {
-            ProviderKind::Local | ProviderKind::Docker => {}
+            ProviderKind::Local | ProviderKind::Docker | ProviderKind::Kubernetes => {}
             other => {
                 return Err(CliError::Config(format!(
-                    "--provider {}: only the local and docker providers are available in this build",
+                    "--provider {}: only the local, docker and kubernetes providers are available \
+                     in this build",
                     other
                         .to_possible_value()
                         .map_or_else(String::new, |v| v.get_name().to_string())
@@ -200,8 +294,17 @@ impl ServeArgs {
                 "--heartbeat-secs must be at least 1".into(),
             ));
         }
+        if self.provider == ProviderKind::Kubernetes && self.public_url.is_none() {
+            return Err(CliError::Config(
+                "--provider kubernetes needs --public-url: the address at which pods reach this \
+                 coordinator (its Service, e.g. http://omoi.omoi.svc:8080)"
+                    .into(),
+            ));
+        }
         let sandboxes = if self.provider == ProviderKind::Docker {
             ProviderConfig::Docker(self.docker.config(&self.data_dir)?)
+        } else if self.provider == ProviderKind::Kubernetes {
+            self.kubernetes.config(&self.docker, &self.data_dir)?
         } else {
             let worker_bin = locate_worker(self.worker_bin.as_deref()).ok_or_else(|| {
                 CliError::Config(
@@ -478,12 +581,13 @@ mod tests {
 
     #[test]
     fn unavailable_providers_and_bad_flags_are_refused_with_a_reason() {
-        let err = serve_args(&["--provider", "kubernetes"])
+        let err = serve_args(&["--provider", "daytona"])
             .validate()
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--provider kubernetes: only the local and docker providers are available in this build"
+            "--provider daytona: only the local, docker and kubernetes providers are available \
+             in this build"
         );
         let err = serve_args(&[
             "--provider",

@@ -10,6 +10,8 @@ mod docker_faults;
 mod docker_secrets;
 mod health;
 mod ingest;
+mod kubernetes;
+mod kubernetes_faults;
 mod liveness;
 mod local_provider;
 mod messages;
