@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use omoi_coordinator::sandbox::{Provider, ProviderStatus, SandboxHandle};
 use pretty_assertions::assert_eq;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::common::docker::{all_completed, phase_summary, spec_sandboxes, wait_for_status};
 use super::common::kube::{NS, Remote, dump_manifests, fake, launch, provider};
@@ -341,5 +341,116 @@ async fn serve_with_a_kubeconfig_of_the_fake_checks_rbac_at_start() {
             "kubernetes: RBAC does not let this account delete secrets in the namespace \"omoi\""
         ),
         "{stderr}"
+    );
+}
+
+/// The fake refuses what the real API server refuses, on the wire: no token, a namespace that
+/// does not exist, an unknown field, a missing required field, a name that is no DNS name, a
+/// label selector it cannot read, a duplicate; and a watch from a compacted version is 410 Gone.
+#[tokio::test]
+async fn the_fake_api_server_refuses_what_the_real_one_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let http = reqwest::Client::new();
+    let pods = format!("{}/api/v1/namespaces/{NS}/pods", fake.url());
+    let token = format!("Bearer {}", super::common::kube::TOKEN);
+    let send = |url: String, body: Value| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let answer = http
+                .post(url)
+                .header("authorization", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().await.unwrap();
+            (status, body["reason"].clone(), body["message"].clone())
+        }
+    };
+    let pod = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "worker", "image": "none:1"}]}})
+    };
+
+    let anonymous = http.get(&pods).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let (status, reason, _) = send(
+        format!("{}/api/v1/namespaces/nowhere/pods", fake.url()),
+        pod("p"),
+    )
+    .await;
+    assert_eq!((status, reason), (404, json!("NotFound")));
+    let mut unknown = pod("p");
+    unknown["spec"]["containers"][0]["imagePullPolice"] = json!("Always");
+    assert_eq!(
+        send(pods.clone(), unknown).await,
+        (
+            400,
+            json!("BadRequest"),
+            json!("strict decoding error: unknown field \"spec.containers[0].imagePullPolice\"")
+        )
+    );
+    let mut nameless = pod("p");
+    nameless["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    let (status, reason, message) = send(pods.clone(), nameless).await;
+    assert_eq!((status, reason), (422, json!("Invalid")), "{message}");
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("spec.containers[0].name: Required value")
+    );
+    let (status, _, message) = send(pods.clone(), pod("Not_A_Name")).await;
+    assert_eq!(status, 422, "{message}");
+    let mut bad_label = pod("p");
+    bad_label["metadata"]["labels"] = json!({"omoi.spec": "a b"});
+    assert_eq!(send(pods.clone(), bad_label).await.0, 422);
+    let mut bad_quantity = pod("p");
+    bad_quantity["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "lots"}});
+    assert_eq!(send(pods.clone(), bad_quantity).await.0, 422);
+    let mut bad_base64 = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+    bad_base64["data"] = json!({"KEY": "not base64!"});
+    assert_eq!(
+        send(
+            format!("{}/api/v1/namespaces/{NS}/secrets", fake.url()),
+            bad_base64
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(send(pods.clone(), pod("p")).await.0, 201);
+    assert_eq!(send(pods.clone(), pod("p")).await.1, json!("AlreadyExists"));
+    let set_based = http
+        .get(format!("{pods}?labelSelector=omoi.owner%20in%20(omoi)"))
+        .header("authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set_based.status().as_u16(), 400);
+
+    fake.expire_watches();
+    let gone = http
+        .get(format!("{pods}?watch=true&resourceVersion=1"))
+        .header("authorization", &token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let event: Value = serde_json::from_str(gone.trim()).unwrap();
+    assert_eq!(
+        (
+            &event["type"],
+            &event["object"]["code"],
+            &event["object"]["reason"]
+        ),
+        (&json!("ERROR"), &json!(410), &json!("Expired"))
     );
 }
