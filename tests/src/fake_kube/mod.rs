@@ -120,6 +120,7 @@ impl FakeKube {
                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
                 post(access_review),
             )
+            .route("/fake/requests", get(request_counts))
             .fallback(|| async {
                 status(
                     404,
@@ -746,6 +747,15 @@ async fn logs(
             &format!("container \"worker\" in pod {name:?} is waiting to start: ContainerCreating"),
         ),
     }
+}
+
+/// Not of the Kubernetes API: the requests served so far, for a benchmark in another process.
+async fn request_counts(State(cluster): State<Arc<Cluster>>, headers: HeaderMap) -> Response {
+    let expected = format!("Bearer {}", cluster.config.token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return status(401, "Unauthorized", "Unauthorized");
+    }
+    ok(json!(*lock(&cluster.requests)))
 }
 
 async fn namespace(

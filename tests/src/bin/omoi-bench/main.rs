@@ -5,6 +5,7 @@
 
 mod api;
 mod execute;
+mod fake_kube;
 mod ingest;
 mod memory;
 mod sandbox;
@@ -28,6 +29,7 @@ fn main() {
         Some("memory") => memory::run(&args[1..]),
         Some("scheduler") => scheduler::run(&args[1..]),
         Some("sandbox-start") => sandbox::run(&args[1..]),
+        Some("fake-kube") => fake_kube::run(&args[1..]),
         Some("table") => table(&args[1..]),
         _ => Err("usage: omoi-bench worker --worker PATH [--runs N] | \
                   ingest [--database URL] [--replicas 1|2] [--label NAME] [--senders N] \
@@ -36,6 +38,7 @@ fn main() {
                   [--batch N] [--interval-ms N] [--runs N] | \
                   execute --worker PATH [--runs N] | memory [--specs N] [--runs N] | \
                   scheduler --worker PATH [--tasks N] [--running N] [--runs N] | \
+                  fake-kube --dir DIR [--image NAME=BINARY]… | \
                   table FIGURES.jsonl RESULTS.json"
             .into()),
     };
