@@ -534,6 +534,79 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_provider_takes_its_settings_from_the_flags_and_refuses_bad_ones() {
+        let config = serve_args(&[
+            "--provider",
+            "kubernetes",
+            "--public-url",
+            "http://omoi.omoi.svc:8080",
+            "--namespace",
+            "agents",
+            "--image",
+            "registry.example/omoi-sandbox:1",
+            "--image-pull-secret",
+            "regcred",
+            "--sandbox-memory-mb",
+            "4096",
+            "--sandbox-deadline-secs",
+            "3600",
+            "--pending-limit-secs",
+            "120",
+        ])
+        .validate()
+        .unwrap();
+        let ProviderConfig::Kubernetes { config, namespace } = config.sandboxes else {
+            panic!("not kubernetes: {:?}", config.sandboxes);
+        };
+        assert_eq!(namespace.as_deref(), Some("agents"));
+        assert_eq!(
+            (
+                config.image.as_str(),
+                config.image_pull_secrets.clone(),
+                config.limits.memory_mb,
+                config.deadline_secs,
+                config.pending_limit,
+                config.api,
+            ),
+            (
+                "registry.example/omoi-sandbox:1",
+                vec!["regcred".to_string()],
+                Some(4096),
+                3600,
+                Duration::from_secs(120),
+                KubernetesApi::Pod,
+            )
+        );
+        let refused = |extra: &[&str]| {
+            let mut argv = vec!["--provider", "kubernetes"];
+            argv.extend_from_slice(extra);
+            serve_args(&argv).validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(&[]),
+            "--provider kubernetes needs --public-url: the address at which pods reach this \
+             coordinator (its Service, e.g. http://omoi.omoi.svc:8080)"
+        );
+        let url = ["--public-url", "http://omoi:8080"];
+        assert_eq!(
+            refused(&[url[0], url[1], "--namespace", "Not_A_Namespace"]),
+            "--namespace \"Not_A_Namespace\" is not a namespace name (a DNS label: a-z, 0-9, '-')"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--image-pull-secret", "a b"]),
+            "--image-pull-secret \"a b\" is not a Secret name"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--sandbox-deadline-secs", "5"]),
+            "--sandbox-deadline-secs must be at least 60"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--pending-limit-secs", "0"]),
+            "--pending-limit-secs must be at least 1"
+        );
+    }
+
+    #[test]
     fn defaults_validate_into_a_config() {
         let config = serve_args(&["--worker-env", "OMOI_LLM=scripted"])
             .validate()
