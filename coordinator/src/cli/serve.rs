@@ -85,20 +85,20 @@ pub struct ServeArgs {
 /// The flags of the docker provider.
 #[derive(Debug, Clone, Args)]
 pub struct DockerArgs {
-    /// Docker: the image of sandboxes whose project names none.
+    /// Docker and Kubernetes: the image of sandboxes whose project names none.
     #[arg(long = "image", env = "OMOI_SANDBOX_IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,
     /// Docker: the Engine's socket, `unix:///var/run/docker.sock` or a path.
     #[arg(long = "docker-host", env = "DOCKER_HOST")]
     pub host: Option<String>,
-    /// Docker: the memory of one sandbox, in MiB (no swap beyond it).
+    /// Docker and Kubernetes: the memory of one sandbox, in MiB (no swap beyond it).
     #[arg(
         long = "sandbox-memory-mb",
         env = "OMOI_SANDBOX_MEMORY_MB",
         default_value_t = 2048
     )]
     pub memory_mb: u64,
-    /// Docker: the CPUs of one sandbox.
+    /// Docker and Kubernetes: the CPUs of one sandbox.
     #[arg(
         long = "sandbox-cpus",
         env = "OMOI_SANDBOX_CPUS",
