@@ -18,7 +18,8 @@ log() { echo "bench: [$(($(date +%s) - started)) s] $*" >&2; }
 
 log "building the static worker and the release binaries"
 worker=$(scripts/build-worker.sh | tail -n 1)
-cargo build --release --locked -p omoi-tests --bin omoi-bench -p omoi-coordinator --bin omoi >&2
+cargo build --release --locked -p omoi-tests --bin omoi-bench -p omoi-coordinator --bin omoi \
+  --example kubernetes_load >&2
 bench=target/release/omoi-bench
 omoi=target/release/omoi
 built=$(date +%s)
@@ -111,6 +112,9 @@ if docker image inspect omoi-sandbox:latest >/dev/null 2>&1; then
 else
   log "no omoi-sandbox:latest image (scripts/build-images.sh builds it); skipping docker start-up"
 fi
+
+log "kubernetes provider: 1,000 pods against the fake API server"
+target/release/examples/kubernetes_load --bench "$bench" --sandboxes 1000 >> "$figures"
 
 finished=$(date +%s)
 emit "bench.sh wall time, build included" "$((finished - started))" "s" 600 \

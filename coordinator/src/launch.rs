@@ -26,7 +26,7 @@ use crate::store::{ClaimedTask, NewSandbox, new_id};
 
 /// Variables the coordinator sets itself; a project cannot override them. (`OMOI_GIT_TOKEN` comes
 /// from the project's `git_token`, which is never served back, and goes to task sandboxes only.)
-pub const RESERVED_ENV: [&str; 14] = [
+pub const RESERVED_ENV: [&str; 16] = [
     env::SPEC_ID,
     env::SPEC_PHASE,
     env::PHASE_CONTEXT_B64,
@@ -41,6 +41,8 @@ pub const RESERVED_ENV: [&str; 14] = [
     env::WORKSPACE,
     env::HEARTBEAT_SECS,
     env::GIT_TOKEN,
+    env::REPO_URL,
+    env::BASE_BRANCH,
 ];
 
 /// The longest description also passed as `SPEC_DESCRIPTION`.
@@ -90,6 +92,8 @@ pub struct PhaseLaunch<'a> {
     pub token: &'a str,
     pub phase: Phase,
     pub context: ContextDelivery,
+    /// The worker clones the repository itself (the provider shares no disk with it).
+    pub clones: bool,
 }
 
 /// Everything that varies per spawned task sandbox.
@@ -147,7 +151,8 @@ fn base_env(
 }
 
 /// The worker environment of a spec sandbox: [`base_env`], then the spec, the phase and the
-/// context.
+/// context; where the worker clones the repository itself, its address, base branch and the
+/// project's git token.
 pub fn phase_env(settings: &Settings, launch: &PhaseLaunch<'_>) -> BTreeMap<String, String> {
     let mut vars = base_env(settings, launch.project, launch.sandbox_id, launch.token);
     let mut set = |name: &str, value: &str| {
@@ -169,6 +174,13 @@ pub fn phase_env(settings: &Settings, launch: &PhaseLaunch<'_>) -> BTreeMap<Stri
         set(env::SPEC_STOP_AFTER, stop.as_str());
     }
     set(env::EXECUTION_MODE, "exploration");
+    if launch.clones {
+        set(env::REPO_URL, &launch.project.repo_url);
+        set(env::BASE_BRANCH, &launch.project.base_branch);
+        if let Some(token) = &launch.project.git_token {
+            set(env::GIT_TOKEN, token.expose());
+        }
+    }
     vars
 }
 
@@ -235,6 +247,7 @@ pub async fn spawn_for_phase(
             token: &token,
             phase,
             context: delivery,
+            clones: state.provider.clones_repository(),
         },
     );
     let request = SpawnRequest {
@@ -372,6 +385,7 @@ mod tests {
                 token: "tok",
                 phase: Phase::Design,
                 context: ContextDelivery::Inline("e30=".into()),
+                clones: false,
             },
         );
         let expected: BTreeMap<String, String> = [

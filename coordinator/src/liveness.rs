@@ -81,6 +81,7 @@ pub async fn check(state: &AppState, started: DateTime<Utc>) -> Result<()> {
             Some(handle) => match state.provider.status(&SandboxHandle(handle.clone())).await {
                 Ok(ProviderStatus::Running) => None,
                 Ok(ProviderStatus::NotFound) if !own.contains(&sandbox.id) => None,
+                Ok(ProviderStatus::Lost { reason }) => Some(format!("the sandbox {reason}")),
                 Ok(
                     status @ (ProviderStatus::Exited { .. }
                     | ProviderStatus::OutOfMemory { .. }

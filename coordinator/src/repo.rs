@@ -31,6 +31,16 @@ pub fn check_repo_url(url: &str, allowed: &[PathBuf]) -> Result<String, String> 
     check_scp_like(url).map(|()| url.to_string())
 }
 
+/// Whether a stored `repo_url` names a path of this machine (a `file://` URL or a path) rather
+/// than a remote a sandbox elsewhere can fetch.
+pub fn is_local(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("file://")
+        || url.starts_with('/')
+        || url.starts_with('.')
+        || url.starts_with('~')
+}
+
 /// The schemes a remote repository may use.
 const SCHEMES: [&str; 4] = ["https", "http", "ssh", "git"];
 
@@ -108,6 +118,21 @@ fn check_local(path: &str, allowed: &[PathBuf]) -> Result<PathBuf, String> {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn paths_are_local_and_git_urls_are_not() {
+        for url in ["/srv/repo", "file:///srv/repo", "./repo", "~/repo"] {
+            assert!(is_local(url), "{url}");
+        }
+        for url in [
+            "git://h/r.git",
+            "https://h/r.git",
+            "git@h:r.git",
+            "ssh://h/r",
+        ] {
+            assert!(!is_local(url), "{url}");
+        }
+    }
 
     #[test]
     fn remote_urls_pass_as_they_are() {

@@ -37,6 +37,11 @@ pub const HEARTBEAT_SECS: &str = "HEARTBEAT_SECS";
 pub const RETRY_BASE_MS: &str = "OMOI_RETRY_BASE_MS";
 /// The git token for task mode; handed to git through a credential helper only.
 pub const GIT_TOKEN: &str = "OMOI_GIT_TOKEN";
+/// Spec mode: the repository the worker clones into its empty workspace before EXPLORE (for
+/// providers without a shared disk: Kubernetes, Daytona); unset, the workspace already holds it.
+pub const REPO_URL: &str = "OMOI_REPO_URL";
+/// Spec mode with `OMOI_REPO_URL`: the branch checked out (default `main`).
+pub const BASE_BRANCH: &str = "OMOI_BASE_BRANCH";
 /// Comma-separated names of further variables the worker passes on to the commands it runs
 /// (the `run` tool, the validation command, git); every other variable stays with the worker.
 pub const PASS_ENV: &str = "OMOI_PASS_ENV";

@@ -5,6 +5,7 @@
 
 pub mod fake_anthropic;
 pub mod fake_github;
+pub mod fake_kube;
 pub mod fake_llm;
 pub mod fake_openai;
 pub mod fake_responses;

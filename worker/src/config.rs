@@ -52,6 +52,18 @@ pub struct SpecMode {
     pub start: Phase,
     pub context: ContextSource,
     pub stop_after: Option<Phase>,
+    /// The repository to clone into the workspace first (`OMOI_REPO_URL`), when the sandbox
+    /// starts without it.
+    pub repository: Option<SpecRepository>,
+}
+
+/// Where a spec sandbox's workspace comes from when the worker clones it itself.
+#[derive(Debug, Clone)]
+pub struct SpecRepository {
+    pub url: String,
+    pub base_branch: String,
+    /// Never printed: `Debug` of the config redacts it.
+    pub git_token: Option<Secret>,
 }
 
 /// Where the phase context comes from.
@@ -189,6 +201,8 @@ struct RawEnv {
     omoi_retry_base_ms: Option<String>,
     validation_timeout_secs: Option<String>,
     omoi_git_token: Option<String>,
+    omoi_repo_url: Option<String>,
+    omoi_base_branch: Option<String>,
     omoi_price_input_per_mtok: Option<String>,
     omoi_price_output_per_mtok: Option<String>,
     omoi_llm_timeout_secs: Option<String>,
@@ -485,7 +499,48 @@ fn spec_mode(raw: &RawEnv, spec_id: &str, phase_name: &str) -> Result<SpecMode> 
         start,
         context,
         stop_after,
+        repository: spec_repository(raw)?,
     })
+}
+
+/// A repository address or branch name: no leading `-` (git would read an option), no space or
+/// control character. The checkout checks the rest when it runs.
+fn plain_value(variable: &str, value: &str) -> Result<()> {
+    if value.starts_with('-') {
+        return Err(Error::config(variable, "must not begin with '-'"));
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::config(
+            variable,
+            "must not contain spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// `OMOI_REPO_URL` (with `OMOI_BASE_BRANCH`, default `main`) of a spec sandbox, when set.
+fn spec_repository(raw: &RawEnv) -> Result<Option<SpecRepository>> {
+    let Some(url) = raw.omoi_repo_url.as_deref().map(str::trim) else {
+        if raw.omoi_base_branch.is_some() {
+            return Err(Error::config(
+                var::BASE_BRANCH,
+                "set without OMOI_REPO_URL (the branch of which repository?)",
+            ));
+        }
+        return Ok(None);
+    };
+    plain_value(var::REPO_URL, url)?;
+    let base_branch = raw
+        .omoi_base_branch
+        .as_deref()
+        .map_or("main", str::trim)
+        .to_string();
+    plain_value(var::BASE_BRANCH, &base_branch)?;
+    Ok(Some(SpecRepository {
+        url: url.to_string(),
+        base_branch,
+        git_token: raw.omoi_git_token.clone().map(Secret::new),
+    }))
 }
 
 /// The largest context fetched from `PHASE_CONTEXT_URL`.

@@ -13,8 +13,8 @@ use crate::agent::{self, Agent, EndReason, NativeAgent, SessionOutcome};
 use crate::checkpoint;
 use crate::cli_agent::agent::CliAgent;
 use crate::config::{
-    Config, ContextSource, FailureReport, LlmConfig, MAX_FETCHED_CONTEXT_BYTES, Mode, check_resume,
-    parse_context, state_dir,
+    Config, ContextSource, FailureReport, LlmConfig, MAX_FETCHED_CONTEXT_BYTES, Mode,
+    SpecRepository, check_resume, parse_context, state_dir,
 };
 use crate::error::{Error, Result};
 use crate::events::{self, Emitter, EventIds, EventsConfig, SinkConfig};
@@ -117,6 +117,9 @@ async fn dispatch(
     let agent = agent(&config.llm)?;
     match &config.mode {
         Mode::Spec(spec) => {
+            if let Some(repository) = &spec.repository {
+                clone_repository(repository, &config.workspace, cancel).await?;
+            }
             let context = resolve_context(&spec.context, spec.start).await?;
             let outcome = machine::run(SpecRun {
                 spec_id: &spec.spec_id,
@@ -183,6 +186,36 @@ async fn dispatch(
             }
         }
     }
+}
+
+/// Spec mode on a provider without a shared disk: the repository cloned into the workspace (or a
+/// checkout there fetched and reset, on a restart in the same workspace), its base branch checked
+/// out. The token reaches git through the credential helper only, as in task mode.
+async fn clone_repository(
+    repository: &SpecRepository,
+    workspace: &std::path::Path,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let git = crate::task::git::Git::new(
+        workspace,
+        repository.git_token.clone(),
+        cancel.child_token(),
+    );
+    let checkout = crate::task::checkout::prepare(
+        &git,
+        &crate::task::checkout::CheckoutSpec {
+            repo_url: &repository.url,
+            base_branch: &repository.base_branch,
+            branch: &repository.base_branch,
+        },
+    )
+    .await?;
+    tracing::info!(
+        commit = %checkout.start,
+        reused = checkout.reused,
+        "the repository is in the workspace"
+    );
+    Ok(())
 }
 
 /// The agent of the config: the one place where it is chosen.

@@ -13,7 +13,7 @@ use crate::app::{AppState, Settings};
 use crate::error::{Error, Result};
 use crate::launch::RESERVED_ENV;
 use crate::model::{GitToken, Project, SecretValue};
-use crate::repo::check_repo_url;
+use crate::repo::{check_repo_url, is_local};
 use crate::secret::{check_length, looks_secret};
 use crate::store::NewProject;
 use crate::text::check_line;
@@ -23,7 +23,12 @@ pub(super) async fn create(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateProject>,
 ) -> Result<(StatusCode, Json<Project>)> {
-    let new = validate(body, &state.settings, state.provider.name())?;
+    let new = validate(
+        body,
+        &state.settings,
+        state.provider.name(),
+        state.provider.clones_repository(),
+    )?;
     let project = state.store.create_project(&user.id, new).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
@@ -36,8 +41,14 @@ pub(super) async fn list(
 }
 
 /// Checks a new project: names present, the provider the one this server runs, no reserved
-/// worker variables.
-fn validate(body: CreateProject, settings: &Settings, server_provider: &str) -> Result<NewProject> {
+/// worker variables, and a git URL for a provider whose sandboxes clone the repository (they see
+/// no path of this machine).
+fn validate(
+    body: CreateProject,
+    settings: &Settings,
+    server_provider: &str,
+    clones: bool,
+) -> Result<NewProject> {
     let name = body.name.trim().to_string();
     if name.is_empty() {
         return Err(Error::Invalid("name must not be empty".into()));
@@ -45,6 +56,12 @@ fn validate(body: CreateProject, settings: &Settings, server_provider: &str) -> 
     check_line("name", &name).map_err(Error::Invalid)?;
     let repo_url =
         check_repo_url(&body.repo_url, &settings.allow_local_repos).map_err(Error::Invalid)?;
+    if clones && is_local(&repo_url) {
+        return Err(Error::Invalid(format!(
+            "repo_url {repo_url:?} is a path on the coordinator's machine, which {server_provider} \
+             sandboxes cannot reach; name a git URL (https://, ssh://, git://, user@host:path)"
+        )));
+    }
     let base_branch = body
         .base_branch
         .map(|b| b.trim().to_string())

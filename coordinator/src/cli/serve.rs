@@ -18,6 +18,7 @@ use super::secrets::{SecretArgs, check_store};
 use super::{CliError, CliResult};
 use crate::app::{AppState, Settings};
 use crate::sandbox::docker::{DEFAULT_IMAGE, DEFAULT_SOCKET, DockerConfig};
+use crate::sandbox::kubernetes::{KubernetesApi, KubernetesConfig};
 use crate::sandbox::{self, ProviderConfig};
 use crate::server::{ServerLimits, accept_loop, router, serve_with};
 use crate::store::Store;
@@ -74,6 +75,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub docker: DockerArgs,
     #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+    #[command(flatten)]
     pub tasks: super::scheduling::TaskArgs,
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
@@ -84,20 +87,20 @@ pub struct ServeArgs {
 /// The flags of the docker provider.
 #[derive(Debug, Clone, Args)]
 pub struct DockerArgs {
-    /// Docker: the image of sandboxes whose project names none.
+    /// Docker and Kubernetes: the image of sandboxes whose project names none.
     #[arg(long = "image", env = "OMOI_SANDBOX_IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,
     /// Docker: the Engine's socket, `unix:///var/run/docker.sock` or a path.
     #[arg(long = "docker-host", env = "DOCKER_HOST")]
     pub host: Option<String>,
-    /// Docker: the memory of one sandbox, in MiB (no swap beyond it).
+    /// Docker and Kubernetes: the memory of one sandbox, in MiB (no swap beyond it).
     #[arg(
         long = "sandbox-memory-mb",
         env = "OMOI_SANDBOX_MEMORY_MB",
         default_value_t = 2048
     )]
     pub memory_mb: u64,
-    /// Docker: the CPUs of one sandbox.
+    /// Docker and Kubernetes: the CPUs of one sandbox.
     #[arg(
         long = "sandbox-cpus",
         env = "OMOI_SANDBOX_CPUS",
@@ -157,6 +160,96 @@ impl DockerArgs {
     }
 }
 
+/// Which API `--kubernetes-api` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KubernetesApiKind {
+    Pod,
+    Sandbox,
+}
+
+/// The flags of the kubernetes provider (it shares `--image`, `--sandbox-memory-mb` and
+/// `--sandbox-cpus` with docker).
+#[derive(Debug, Clone, Args)]
+pub struct KubernetesArgs {
+    /// Kubernetes: the namespace of the sandboxes (default: the kubeconfig's, or the service
+    /// account's in a cluster).
+    #[arg(long, env = "OMOI_K8S_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubernetes: a bare Pod per sandbox, or an `agents.x-k8s.io` Sandbox.
+    #[arg(
+        long = "kubernetes-api",
+        env = "OMOI_K8S_API",
+        value_enum,
+        default_value = "pod"
+    )]
+    pub api: KubernetesApiKind,
+    /// Kubernetes: a Secret of the namespace to pull the sandbox image with (repeatable).
+    #[arg(long = "image-pull-secret", value_name = "NAME")]
+    pub image_pull_secrets: Vec<String>,
+    /// Kubernetes: the longest a sandbox pod runs (activeDeadlineSeconds).
+    #[arg(
+        long = "sandbox-deadline-secs",
+        env = "OMOI_SANDBOX_DEADLINE_SECS",
+        default_value_t = 21_600
+    )]
+    pub deadline_secs: u64,
+    /// Kubernetes: how long a pod may stay pending (unschedulable, image not pulled) before its
+    /// sandbox is lost.
+    #[arg(
+        long = "pending-limit-secs",
+        env = "OMOI_PENDING_LIMIT_SECS",
+        default_value_t = 300
+    )]
+    pub pending_limit_secs: u64,
+}
+
+impl KubernetesArgs {
+    /// The provider's settings, with the image and limits of `docker`'s flags.
+    pub fn config(&self, docker: &DockerArgs, data_dir: &Path) -> CliResult<ProviderConfig> {
+        let shared = docker.config(data_dir)?;
+        if let Some(namespace) = &self.namespace {
+            if !sandbox::kubernetes::manifest::is_dns_label(namespace) {
+                return Err(CliError::Config(format!(
+                    "--namespace {namespace:?} is not a namespace name (a DNS label: a-z, 0-9, '-')"
+                )));
+            }
+        }
+        if let Some(name) = self
+            .image_pull_secrets
+            .iter()
+            .find(|n| !sandbox::kubernetes::manifest::is_dns_label(n))
+        {
+            return Err(CliError::Config(format!(
+                "--image-pull-secret {name:?} is not a Secret name"
+            )));
+        }
+        if self.deadline_secs < 60 {
+            return Err(CliError::Config(
+                "--sandbox-deadline-secs must be at least 60".into(),
+            ));
+        }
+        if self.pending_limit_secs == 0 {
+            return Err(CliError::Config(
+                "--pending-limit-secs must be at least 1".into(),
+            ));
+        }
+        let mut config = KubernetesConfig::new(String::new(), data_dir.to_path_buf());
+        config.image = shared.image;
+        config.limits = shared.limits;
+        config.image_pull_secrets = self.image_pull_secrets.clone();
+        config.deadline_secs = self.deadline_secs;
+        config.pending_limit = Duration::from_secs(self.pending_limit_secs);
+        config.api = match self.api {
+            KubernetesApiKind::Pod => KubernetesApi::Pod,
+            KubernetesApiKind::Sandbox => KubernetesApi::Sandbox,
+        };
+        Ok(ProviderConfig::Kubernetes {
+            config,
+            namespace: self.namespace.clone(),
+        })
+    }
+}
+
 /// Where the URL handed to workers came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlSource {
@@ -184,10 +277,11 @@ impl ServeArgs {
     /// Checks the flags: the provider available, the address parsed, the worker found.
     pub fn validate(self) -> CliResult<ServeConfig> {
         match self.provider {
-            ProviderKind::Local | ProviderKind::Docker => {}
+            ProviderKind::Local | ProviderKind::Docker | ProviderKind::Kubernetes => {}
             other => {
                 return Err(CliError::Config(format!(
-                    "--provider {}: only the local and docker providers are available in this build",
+                    "--provider {}: only the local, docker and kubernetes providers are available \
+                     in this build",
                     other
                         .to_possible_value()
                         .map_or_else(String::new, |v| v.get_name().to_string())
@@ -202,8 +296,17 @@ impl ServeArgs {
                 "--heartbeat-secs must be at least 1".into(),
             ));
         }
+        if self.provider == ProviderKind::Kubernetes && self.public_url.is_none() {
+            return Err(CliError::Config(
+                "--provider kubernetes needs --public-url: the address at which pods reach this \
+                 coordinator (its Service, e.g. http://omoi.omoi.svc:8080)"
+                    .into(),
+            ));
+        }
         let sandboxes = if self.provider == ProviderKind::Docker {
             ProviderConfig::Docker(self.docker.config(&self.data_dir)?)
+        } else if self.provider == ProviderKind::Kubernetes {
+            self.kubernetes.config(&self.docker, &self.data_dir)?
         } else {
             let worker_bin = locate_worker(self.worker_bin.as_deref()).ok_or_else(|| {
                 CliError::Config(
@@ -470,6 +573,79 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_provider_takes_its_settings_from_the_flags_and_refuses_bad_ones() {
+        let config = serve_args(&[
+            "--provider",
+            "kubernetes",
+            "--public-url",
+            "http://omoi.omoi.svc:8080",
+            "--namespace",
+            "agents",
+            "--image",
+            "registry.example/omoi-sandbox:1",
+            "--image-pull-secret",
+            "regcred",
+            "--sandbox-memory-mb",
+            "4096",
+            "--sandbox-deadline-secs",
+            "3600",
+            "--pending-limit-secs",
+            "120",
+        ])
+        .validate()
+        .unwrap();
+        let ProviderConfig::Kubernetes { config, namespace } = config.sandboxes else {
+            panic!("not kubernetes: {:?}", config.sandboxes);
+        };
+        assert_eq!(namespace.as_deref(), Some("agents"));
+        assert_eq!(
+            (
+                config.image.as_str(),
+                config.image_pull_secrets.clone(),
+                config.limits.memory_mb,
+                config.deadline_secs,
+                config.pending_limit,
+                config.api,
+            ),
+            (
+                "registry.example/omoi-sandbox:1",
+                vec!["regcred".to_string()],
+                Some(4096),
+                3600,
+                Duration::from_secs(120),
+                KubernetesApi::Pod,
+            )
+        );
+        let refused = |extra: &[&str]| {
+            let mut argv = vec!["--provider", "kubernetes"];
+            argv.extend_from_slice(extra);
+            serve_args(&argv).validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(&[]),
+            "--provider kubernetes needs --public-url: the address at which pods reach this \
+             coordinator (its Service, e.g. http://omoi.omoi.svc:8080)"
+        );
+        let url = ["--public-url", "http://omoi:8080"];
+        assert_eq!(
+            refused(&[url[0], url[1], "--namespace", "Not_A_Namespace"]),
+            "--namespace \"Not_A_Namespace\" is not a namespace name (a DNS label: a-z, 0-9, '-')"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--image-pull-secret", "a b"]),
+            "--image-pull-secret \"a b\" is not a Secret name"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--sandbox-deadline-secs", "5"]),
+            "--sandbox-deadline-secs must be at least 60"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--pending-limit-secs", "0"]),
+            "--pending-limit-secs must be at least 1"
+        );
+    }
+
+    #[test]
     fn defaults_validate_into_a_config() {
         let config = serve_args(&["--worker-env", "OMOI_LLM=scripted"])
             .validate()
@@ -554,12 +730,13 @@ mod tests {
 
     #[test]
     fn unavailable_providers_and_bad_flags_are_refused_with_a_reason() {
-        let err = serve_args(&["--provider", "kubernetes"])
+        let err = serve_args(&["--provider", "daytona"])
             .validate()
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--provider kubernetes: only the local and docker providers are available in this build"
+            "--provider daytona: only the local, docker and kubernetes providers are available \
+             in this build"
         );
         let err = serve_args(&[
             "--provider",

@@ -1,9 +1,11 @@
 //! Sandbox providers: where workers run. One small trait; `local` runs the worker as a child
-//! process, `docker` as a container over the Docker Engine API. A provider knows nothing of the
+//! process, `docker` as a container over the Docker Engine API, `kubernetes` as a pod over the
+//! Kubernetes API. A provider knows nothing of the
 //! coordinator's state: what a sandbox needs (environment, labels) comes in its `SpawnRequest`,
 //! built by `crate::launch`.
 
 pub mod docker;
+pub mod kubernetes;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use self::docker::{DockerConfig, DockerProvider};
+use self::kubernetes::{KubernetesConfig, KubernetesProvider};
 use self::local::LocalProvider;
 pub use crate::error::SandboxError;
 
@@ -58,7 +61,7 @@ pub struct SpawnRequest {
 pub struct SandboxHandle(pub String);
 
 /// What the provider knows about a sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderStatus {
     Running,
     /// Ended; the exit code when the provider knows it.
@@ -68,6 +71,11 @@ pub enum ProviderStatus {
     /// Killed because it reached its memory limit (the limit in MiB when the provider knows it).
     OutOfMemory {
         limit_mb: Option<u64>,
+    },
+    /// The provider gave up on it without the worker ending (a pod pending too long, evicted,
+    /// past its deadline), with the reason in words.
+    Lost {
+        reason: String,
     },
     /// The provider has no such sandbox (never spawned, or removed).
     NotFound,
@@ -85,6 +93,7 @@ impl fmt::Display for ProviderStatus {
             ProviderStatus::OutOfMemory { limit_mb: None } => {
                 f.write_str("was killed: out of memory")
             }
+            ProviderStatus::Lost { reason } => write!(f, "was lost: {reason}"),
             ProviderStatus::NotFound => f.write_str("not found"),
         }
     }
@@ -139,6 +148,13 @@ pub trait Provider: Send + Sync + fmt::Debug {
         let _ = grace;
         futures_util::future::ready(Ok(Vec::new())).boxed()
     }
+
+    /// Whether the worker clones the project's repository itself (the sandbox shares no disk with
+    /// this host): spec sandboxes then get `OMOI_REPO_URL` and the git token, and a project must
+    /// name a git URL.
+    fn clones_repository(&self) -> bool {
+        false
+    }
 }
 
 /// Which provider runs the sandboxes, and its settings.
@@ -151,6 +167,11 @@ pub enum ProviderConfig {
     },
     /// Containers over the Docker Engine API.
     Docker(DockerConfig),
+    /// Pods over the Kubernetes API; the namespace, when `None`, is the cluster configuration's.
+    Kubernetes {
+        config: KubernetesConfig,
+        namespace: Option<String>,
+    },
 }
 
 /// The provider `config` describes, connected and ready to spawn.
@@ -161,5 +182,8 @@ pub async fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, Sandbox
             data_dir,
         } => Arc::new(LocalProvider::new(worker_bin.clone(), data_dir)),
         ProviderConfig::Docker(docker) => Arc::new(DockerProvider::connect(docker.clone()).await?),
+        ProviderConfig::Kubernetes { config, namespace } => {
+            Arc::new(KubernetesProvider::connect(config.clone(), namespace.clone()).await?)
+        }
     })
 }

@@ -105,7 +105,7 @@ async fn a_plain_directory_is_copied_and_the_worker_runs_in_it_with_its_env() {
     let listed = provider.list(&labels).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
-        (listed[0].handle.clone(), listed[0].status),
+        (listed[0].handle.clone(), listed[0].status.clone()),
         (handle.clone(), ProviderStatus::Running)
     );
     let other = BTreeMap::from([("omoi.owner".to_string(), "x".to_string())]);

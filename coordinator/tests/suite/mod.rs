@@ -12,6 +12,8 @@ mod docker_repos;
 mod docker_secrets;
 mod health;
 mod ingest;
+mod kubernetes;
+mod kubernetes_faults;
 mod liveness;
 mod local_provider;
 mod messages;

@@ -489,3 +489,59 @@ fn failure_report_needs_a_usable_coordinator() {
     assert_eq!(report.spec_id.as_deref(), Some("s"));
     assert_eq!(report.workspace, PathBuf::from("/tmp"));
 }
+
+#[test]
+fn a_spec_sandbox_may_name_the_repository_it_clones() {
+    let mut env = Env::spec("explore");
+    let Mode::Spec(spec) = env.load().unwrap().mode else {
+        panic!("spec mode")
+    };
+    assert!(spec.repository.is_none());
+
+    env.set("OMOI_REPO_URL", "git://git.example/sample.git");
+    env.set("OMOI_GIT_TOKEN", "tok-123456789");
+    let Mode::Spec(spec) = env.load().unwrap().mode else {
+        panic!("spec mode")
+    };
+    let repository = spec.repository.unwrap();
+    assert_eq!(
+        (repository.url.as_str(), repository.base_branch.as_str()),
+        ("git://git.example/sample.git", "main")
+    );
+    assert_eq!(repository.git_token.unwrap().expose(), "tok-123456789");
+    env.set("OMOI_BASE_BRANCH", "develop");
+    let Mode::Spec(spec) = env.load().unwrap().mode else {
+        panic!("spec mode")
+    };
+    assert_eq!(spec.repository.unwrap().base_branch, "develop");
+}
+
+#[test]
+fn a_bad_repository_or_branch_is_a_config_error() {
+    let mut env = Env::spec("explore");
+    env.set("OMOI_BASE_BRANCH", "main");
+    assert_eq!(
+        env.error(),
+        (
+            "OMOI_BASE_BRANCH".to_string(),
+            "set without OMOI_REPO_URL (the branch of which repository?)".to_string()
+        )
+    );
+    env.set("OMOI_REPO_URL", "--upload-pack=evil");
+    assert_eq!(
+        env.error(),
+        (
+            "OMOI_REPO_URL".to_string(),
+            "must not begin with '-'".to_string()
+        )
+    );
+    env.set("OMOI_REPO_URL", "git://h/r.git");
+    env.set("OMOI_BASE_BRANCH", "ma in");
+    assert_eq!(
+        env.error(),
+        (
+            "OMOI_BASE_BRANCH".to_string(),
+            "must not contain spaces or control characters".to_string()
+        )
+    );
+}

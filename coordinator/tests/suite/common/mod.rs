@@ -4,6 +4,7 @@
 //! the docker suites.
 
 pub mod docker;
+pub mod kube;
 pub mod proxy;
 pub mod replicas;
 pub mod sse;
@@ -436,7 +437,7 @@ impl Provider for FakeProvider {
                 .unwrap()
                 .statuses
                 .get(&handle.0)
-                .copied()
+                .cloned()
                 .unwrap_or(ProviderStatus::NotFound))
         }
         .boxed()
@@ -477,7 +478,7 @@ impl Provider for FakeProvider {
                         status: inner
                             .statuses
                             .get(&handle.0)
-                            .copied()
+                            .cloned()
                             .unwrap_or(ProviderStatus::NotFound),
                         handle,
                         labels: r.labels.clone(),

@@ -6,6 +6,7 @@
 mod api;
 mod dashboard;
 mod execute;
+mod fake_kube;
 mod ingest;
 mod memory;
 mod sandbox;
@@ -30,6 +31,7 @@ fn main() {
         Some("scheduler") => scheduler::run(&args[1..]),
         Some("sandbox-start") => sandbox::run(&args[1..]),
         Some("dashboard") => dashboard::run(&args[1..]),
+        Some("fake-kube") => fake_kube::run(&args[1..]),
         Some("table") => table(&args[1..]),
         _ => Err("usage: omoi-bench worker --worker PATH [--runs N] | \
                   ingest [--database URL] [--replicas 1|2] [--label NAME] [--senders N] \
@@ -39,6 +41,7 @@ fn main() {
                   execute --worker PATH [--runs N] | memory [--specs N] [--runs N] | \
                   scheduler --worker PATH [--tasks N] [--running N] [--runs N] | \
                   dashboard --worker PATH [--tasks N] [--runs N] | \
+                  fake-kube --dir DIR [--image NAME=BINARY]… | \
                   table FIGURES.jsonl RESULTS.json"
             .into()),
     };

@@ -1,0 +1,377 @@
+//! The `kubernetes` provider: every sandbox is a Pod in one namespace, made, watched and deleted
+//! over the Kubernetes API (kube-rs), configured the standard way (kubeconfig, else the in-cluster
+//! service account).
+//!
+//! - **Pod.** `omoi-<sandbox id>`, restart policy `Never`, a deadline, requests equal to limits,
+//!   hardened (see [`manifest`]); the image is the project's, else `--image`.
+//! - **Secret.** The worker's whole environment is in `omoi-<sandbox id>-env`, which the pod reads
+//!   with `envFrom` and which the Pod owns (the garbage collector deletes it with the pod); the pod
+//!   spec holds no value of it. The pod is created first, so the Secret can name its uid; the
+//!   kubelet waits for the Secret before it starts the container.
+//! - **Repository.** No shared disk: the worker clones `repo_url` itself (`OMOI_REPO_URL`), and a
+//!   project's local path is refused.
+//! - **Liveness.** One watch on the pods labelled `omoi.owner=omoi` (see [`watch`]); `status`
+//!   answers from what it told, without a request. A pod pending past the limit, failed, evicted,
+//!   OOM-killed or past its deadline ends as lost with the reason; the exit code comes from the
+//!   container's status; the logs are kept in `<data-dir>/sandboxes/<id>/sandbox.log`; the pod is
+//!   then deleted.
+//! - **Answers.** kube's client retries 429, 503 and 504; a create answered 500 is sent again, and
+//!   one answered 409 is adopted when the pod there is this sandbox's (an earlier try went through).
+
+pub mod manifest;
+pub mod preflight;
+pub mod status;
+pub mod tracked;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::{Client, Resource};
+use tokio_util::sync::CancellationToken;
+
+use self::manifest::{GRACE_SECS, Owner};
+use self::preflight::message;
+use self::tracked::Tracked;
+use self::watch::{Shared, finish, keep_logs, now_secs, state_of};
+use super::{
+    Limits, ListedSandbox, Provider, ProviderStatus, SANDBOX_LABEL, SandboxError, SandboxHandle,
+    SpawnRequest,
+};
+use crate::repo::is_local;
+
+/// The image sandboxes run when neither the project nor the settings name one.
+pub const DEFAULT_IMAGE: &str = "omoi-sandbox:latest";
+
+/// Which API a sandbox is made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubernetesApi {
+    /// A bare Pod per sandbox.
+    Pod,
+    /// An `agents.x-k8s.io/v1beta1` `Sandbox` per sandbox (kubernetes-sigs/agent-sandbox).
+    Sandbox,
+}
+
+/// How the kubernetes provider runs sandboxes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubernetesConfig {
+    /// The namespace of every sandbox (`--namespace`, else the configuration's default).
+    pub namespace: String,
+    /// The image of sandboxes whose project names none.
+    pub image: String,
+    /// Secrets of the namespace the kubelet pulls images with.
+    pub image_pull_secrets: Vec<String>,
+    /// The limits (and requests) of sandboxes whose spawn request sets none.
+    pub limits: Limits,
+    /// `activeDeadlineSeconds` of every pod.
+    pub deadline_secs: u64,
+    /// How long a pod may stay pending (unschedulable, pulling its image) before it is lost.
+    pub pending_limit: Duration,
+    /// Per sandbox `sandboxes/<id>/sandbox.log`, kept when its pod ends.
+    pub data_dir: PathBuf,
+    pub api: KubernetesApi,
+}
+
+impl KubernetesConfig {
+    /// The defaults: `omoi-sandbox:latest`, 2 GiB and 2 CPUs, a 6 h deadline, 5 min pending.
+    pub fn new(namespace: String, data_dir: PathBuf) -> KubernetesConfig {
+        KubernetesConfig {
+            namespace,
+            image: DEFAULT_IMAGE.to_string(),
+            image_pull_secrets: Vec::new(),
+            limits: Limits {
+                memory_mb: Some(2048),
+                cpus: Some(2.0),
+            },
+            deadline_secs: 6 * 3600,
+            pending_limit: Duration::from_secs(300),
+            data_dir,
+            api: KubernetesApi::Pod,
+        }
+    }
+}
+
+/// Runs sandboxes as pods of one namespace.
+#[derive(Debug, Clone)]
+pub struct KubernetesProvider {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: KubernetesConfig,
+    secrets: Api<Secret>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// How many times a create answered 500 is sent.
+const CREATE_TRIES: u32 = 4;
+
+impl KubernetesProvider {
+    /// Finds the cluster the standard way (kubeconfig: `KUBECONFIG` or `~/.kube/config`; else the
+    /// in-cluster service account), then [`KubernetesProvider::start`]. `namespace` unset takes
+    /// the configuration's default.
+    pub async fn connect(
+        mut config: KubernetesConfig,
+        namespace: Option<String>,
+    ) -> Result<KubernetesProvider, SandboxError> {
+        let found = kube::Config::infer().await.map_err(|e| {
+            SandboxError::Provider(format!(
+                "kubernetes: no cluster configuration (no usable kubeconfig, and not running in a \
+                 cluster): {e}"
+            ))
+        })?;
+        config.namespace = namespace.unwrap_or_else(|| found.default_namespace.clone());
+        let url = found.cluster_url.to_string();
+        let client = Client::try_from(found)
+            .map_err(|e| SandboxError::Provider(format!("kubernetes: a client for {url}: {e}")))?;
+        KubernetesProvider::start(client, config).await
+    }
+
+    /// Checks the namespace and the permissions (see [`preflight`]), then starts the watch.
+    pub async fn start(
+        client: Client,
+        config: KubernetesConfig,
+    ) -> Result<KubernetesProvider, SandboxError> {
+        if !manifest::is_dns_label(&config.namespace) {
+            return Err(SandboxError::Provider(format!(
+                "kubernetes: the namespace {:?} is not a DNS label",
+                config.namespace
+            )));
+        }
+        if config.api == KubernetesApi::Sandbox {
+            return Err(SandboxError::Provider(
+                "kubernetes: --kubernetes-api sandbox is not available in this build; use pod"
+                    .into(),
+            ));
+        }
+        preflight::check(&client, &config.namespace, config.api).await?;
+        let shared = Arc::new(Shared {
+            pods: Api::namespaced(client.clone(), &config.namespace),
+            tracked: Tracked::default(),
+            pending_limit: config.pending_limit,
+            data_dir: config.data_dir.clone(),
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(watch::run(shared.clone(), stop.clone()));
+        tracing::info!(namespace = %config.namespace, "kubernetes provider connected");
+        Ok(KubernetesProvider {
+            inner: Arc::new(Inner {
+                secrets: Api::namespaced(client, &config.namespace),
+                config,
+                shared,
+                stop,
+            }),
+        })
+    }
+
+    /// Stops the watch (the pods are left as they are).
+    pub fn close(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// The log of one sandbox, written when its pod ended.
+    pub fn log_path(&self, sandbox_id: &str) -> PathBuf {
+        self.inner
+            .config
+            .data_dir
+            .join("sandboxes")
+            .join(sandbox_id)
+            .join("sandbox.log")
+    }
+
+    async fn spawn_inner(&self, request: SpawnRequest) -> Result<SandboxHandle, SandboxError> {
+        let id = request.sandbox_id.clone();
+        let failed = |reason: String| SandboxError::Spawn {
+            sandbox_id: id.clone(),
+            reason,
+        };
+        if let Some(repo) = request.repo.as_deref().filter(|r| is_local(r)) {
+            return Err(failed(format!(
+                "the repository {repo:?} is a path on the coordinator's machine, which a pod \
+                 cannot reach; the project must name a git URL"
+            )));
+        }
+        manifest::check(&request).map_err(failed)?;
+        let pods = &self.inner.shared.pods;
+        let wanted = manifest::pod(&request, &self.inner.config);
+        let name = manifest::pod_name(&id);
+        let pod = create(pods, &wanted, &id)
+            .await
+            .map_err(|e| failed(format!("creating the pod {name}: {}", message(&e))))?;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.inner.shared.tracked.created(&name, &id, now_secs());
+        let owner = Owner {
+            api_version: Pod::api_version(&()).to_string(),
+            kind: Pod::kind(&()).to_string(),
+            name: name.clone(),
+            uid,
+        };
+        let secret = manifest::secret(&request, &self.inner.config, &owner);
+        if let Err(e) = create(&self.inner.secrets, &secret, &id).await {
+            self.inner.shared.tracked.forget(&name);
+            finish(self.inner.shared.clone(), name.clone(), id.clone(), false).await;
+            return Err(failed(format!(
+                "creating the Secret of {name}: {}",
+                message(&e)
+            )));
+        }
+        tracing::info!(sandbox = %id, pod = %name, "kubernetes sandbox created");
+        Ok(SandboxHandle(name))
+    }
+
+    async fn terminate_inner(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {
+        let shared = &self.inner.shared;
+        if shared.tracked.terminating(&handle.0) {
+            let sandbox_id = handle.0.strip_prefix("omoi-").unwrap_or(&handle.0);
+            keep_logs(shared, &handle.0, sandbox_id).await;
+        }
+        let params = DeleteParams {
+            grace_period_seconds: Some(GRACE_SECS as u32),
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match shared.pods.delete(&handle.0, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(SandboxError::Provider(format!(
+                "kubernetes: deleting the pod {}: {}",
+                handle.0,
+                message(&e)
+            ))),
+        }
+    }
+
+    async fn list_inner(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<ListedSandbox>, SandboxError> {
+        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let listed = self
+            .inner
+            .shared
+            .pods
+            .list(&ListParams::default().labels(&selector.join(",")))
+            .await
+            .map_err(|e| {
+                SandboxError::Provider(format!("kubernetes: listing pods: {}", message(&e)))
+            })?;
+        let mut sandboxes: Vec<ListedSandbox> = listed
+            .items
+            .iter()
+            .filter_map(|pod| {
+                let name = pod.metadata.name.clone()?;
+                let labels: BTreeMap<String, String> = pod
+                    .metadata
+                    .labels
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("omoi."))
+                    .collect();
+                let status = match state_of(pod) {
+                    tracked::State::Ended { status, .. } => status,
+                    _ => ProviderStatus::Running,
+                };
+                Some(ListedSandbox {
+                    handle: SandboxHandle(name),
+                    labels,
+                    status,
+                })
+            })
+            .collect();
+        sandboxes.sort_by(|a, b| a.handle.0.cmp(&b.handle.0));
+        Ok(sandboxes)
+    }
+}
+
+/// Creates `object`: a 500 is tried again (up to [`CREATE_TRIES`] times); a 409 answers the object
+/// there when it carries `sandbox_id`'s label (an earlier try that went through).
+async fn create<K>(api: &Api<K>, object: &K, sandbox_id: &str) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match api.create(&PostParams::default(), object).await {
+            Err(kube::Error::Api(status)) if status.code == 500 && tries < CREATE_TRIES => {
+                tracing::warn!(message = %status.message, "the API server answered 500; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let name = object.meta().name.clone().unwrap_or_default();
+                let there = api.get(&name).await?;
+                let ours = there
+                    .meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SANDBOX_LABEL))
+                    .is_some_and(|s| s == sandbox_id);
+                if ours {
+                    return Ok(there);
+                }
+                return Err(kube::Error::Api(status));
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Provider for KubernetesProvider {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn spawn(&self, request: SpawnRequest) -> BoxFuture<'_, Result<SandboxHandle, SandboxError>> {
+        self.spawn_inner(request).boxed()
+    }
+
+    fn status<'a>(
+        &'a self,
+        handle: &'a SandboxHandle,
+    ) -> BoxFuture<'a, Result<ProviderStatus, SandboxError>> {
+        async move {
+            Ok(self
+                .inner
+                .shared
+                .tracked
+                .status(&handle.0)
+                .unwrap_or(ProviderStatus::NotFound))
+        }
+        .boxed()
+    }
+
+    fn terminate<'a>(
+        &'a self,
+        handle: &'a SandboxHandle,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
+        self.terminate_inner(handle).boxed()
+    }
+
+    fn list<'a>(
+        &'a self,
+        labels: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<Vec<ListedSandbox>, SandboxError>> {
+        self.list_inner(labels).boxed()
+    }
+
+    fn clones_repository(&self) -> bool {
+        true
+    }
+}
