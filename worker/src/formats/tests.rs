@@ -471,7 +471,7 @@ fn markdown_readers_note_what_they_cannot_read() {
 
 /// Text made of the pieces spec documents are made of, in random order and nesting.
 fn random_markdown(random: &mut Random, lines: usize) -> String {
-    const PIECES: [&str; 24] = [
+    const PIECES: [&str; 26] = [
         "# ",
         "## ",
         "### Requirement ",
@@ -496,6 +496,8 @@ fn random_markdown(random: &mut Random, lines: usize) -> String {
         ", ",
         "h_",
         "**Input**: ",
+        "[P] ",
+        "## Phase ",
     ];
     let mut text = String::new();
     for _ in 0..lines {
