@@ -12,14 +12,16 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # One tasks file of N tasks: "cycle" (each depends on the next, the last on the first) or
-# "chain" (each on the one before).
+# "chain" (each on the one before). Task i (1-based) is TSK-<i> zero-padded to three digits, so
+# every id is well formed (TSK-001 … TSK-100000) and the gate's verdict is about the graph alone.
 tasks_file() { # kind n file
-  awk -v kind="$1" -v n="$2" 'BEGIN {
+  awk -v kind="$1" -v n="$2" 'function id(i) { return sprintf("\"TSK-%03d\"", i) }
+  BEGIN {
     printf "{\"tasks\":[";
-    for (i = 0; i < n; i++) {
-      if (kind == "cycle") dep = sprintf("\"TSK-%06d\"", (i + 1) % n);
-      else dep = (i == 0) ? "" : sprintf("\"TSK-%06d\"", i - 1);
-      printf "%s{\"id\":\"TSK-%06d\",\"title\":\"Task %d\",\"description\":\"Does step %d.\",", (i ? "," : ""), i, i, i;
+    for (i = 1; i <= n; i++) {
+      if (kind == "cycle") dep = id(i % n + 1);
+      else dep = (i == 1) ? "" : id(i - 1);
+      printf "%s{\"id\":%s,\"title\":\"Task %d\",\"description\":\"Does step %d.\",", (i > 1 ? "," : ""), id(i), i, i;
       printf "\"type\":\"implementation\",\"priority\":\"medium\",\"estimate_hours\":2,";
       printf "\"acceptance_criteria\":[\"step %d is done\"],\"depends_on\":[%s],\"requirements\":[]}", i, dep;
     }
@@ -40,6 +42,11 @@ for kind in cycle chain; do
     seconds+=("$s")
     kib+=("$k")
   done
+  # The input is sound but for its graph: no id may be reported as malformed.
+  if grep -q 'malformed id' "$tmp/out.json"; then
+    echo "bench-spec-gate: the $kind input has malformed task ids" >&2
+    exit 1
+  fi
   s=$(printf '%s\n' "${seconds[@]}" | sort -n)
   k=$(printf '%s\n' "${kib[@]}" | sort -n)
   mid=$(( (runs + 1) / 2 ))

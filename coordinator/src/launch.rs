@@ -13,7 +13,7 @@ use base64::Engine;
 use omoi_protocol::context::PhaseContext;
 use omoi_protocol::env;
 use omoi_protocol::phase::Phase;
-use omoi_protocol::task::TaskContext;
+use omoi_protocol::task::{SpecRecord, TaskContext};
 use serde::Serialize;
 
 use crate::app::{AppState, Settings};
@@ -67,6 +67,18 @@ fn base64_json(value: &impl Serialize, name: &str, what: &str) -> Result<(String
     Ok((encoded, fits))
 }
 
+/// Room left in `TASK_CONTEXT_B64` for the task and its slice when the context also carries the
+/// final spec.
+const ROOM_FOR_THE_TASK: usize = 16 * 1024;
+
+/// Whether the final spec, as a task context carries it, leaves [`ROOM_FOR_THE_TASK`] in one
+/// environment string. A record that does not is not handed to any task, so the spec is not
+/// recorded in the repository (and the pull request does not say it is).
+pub fn record_fits(record: &SpecRecord) -> bool {
+    base64_json(record, env::TASK_CONTEXT_B64, "spec record")
+        .is_ok_and(|(encoded, _)| encoded.len() + ROOM_FOR_THE_TASK < env::MAX_ENV_VALUE_BYTES)
+}
+
 /// Inline when `PHASE_CONTEXT_B64=<value>` fits in one environment string, else by URL.
 pub fn context_delivery(
     context: &PhaseContext,
@@ -110,6 +122,17 @@ pub fn encode_context(context: &TaskContext) -> Result<String> {
     let (encoded, fits) = base64_json(context, env::TASK_CONTEXT_B64, "task context")?;
     if fits {
         Ok(encoded)
+    } else if context.spec_record.is_some() {
+        // The task itself matters more than the record of the spec: it runs without it.
+        tracing::warn!(
+            spec = %context.spec_id, task = %context.task.id, bytes = encoded.len(),
+            "the final spec does not fit the task's environment with it: this task will not \
+             record the spec in the repository"
+        );
+        encode_context(&TaskContext {
+            spec_record: None,
+            ..context.clone()
+        })
     } else {
         Err(Error::Invalid(format!(
             "the context of {} is {} bytes in base64, more than one environment variable holds",
@@ -462,6 +485,7 @@ mod tests {
             base_branch: "main".into(),
             branch: "omoi/s".into(),
             validation_command: None,
+            spec_record: None,
         }
     }
 
@@ -483,6 +507,42 @@ mod tests {
                 && error.ends_with(" bytes in base64, more than one environment variable holds"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_spec_record_too_large_for_the_environment_is_left_out_not_the_task() {
+        let record = |overview: String| omoi_protocol::task::SpecRecord {
+            dir: ".kiro/specs/t".into(),
+            requirements: omoi_protocol::artifact::RequirementsOutput {
+                requirements: vec![],
+            },
+            design: omoi_protocol::artifact::DesignOutput {
+                overview,
+                components: vec![],
+                data_models: vec![],
+                apis: vec![],
+                error_handling: String::new(),
+                testing_strategy: String::new(),
+                security: String::new(),
+            },
+            tasks: omoi_protocol::artifact::TasksOutput { tasks: vec![] },
+        };
+        let decode = |encoded: String| -> TaskContext {
+            let json = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap();
+            serde_json::from_slice(&json).unwrap()
+        };
+        let small = TaskContext {
+            spec_record: Some(record("o".into())),
+            ..context("d".into())
+        };
+        assert_eq!(decode(encode_context(&small).unwrap()), small);
+        let large = TaskContext {
+            spec_record: Some(record("o".repeat(env::MAX_ENV_VALUE_BYTES))),
+            ..context("d".into())
+        };
+        assert_eq!(decode(encode_context(&large).unwrap()), context("d".into()));
     }
 
     #[test]

@@ -371,6 +371,40 @@ pub fn spec_branch(spec_id: &str) -> String {
     format!("omoi/{spec_id}")
 }
 
+/// Where a spec is recorded in its repository: the Kiro spec folder `.kiro/specs/<name>`, the name
+/// the title in lowercase ASCII words joined by `-` (at most 60 characters), or the spec id when the
+/// title has no such word.
+pub fn spec_folder(title: &str, spec_id: &str) -> String {
+    const MAX: usize = 60;
+    let mut name = String::new();
+    for word in title
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let extra = usize::from(!name.is_empty()) + word.len();
+        if name.len() + extra > MAX {
+            if name.is_empty() {
+                name.push_str(&word[..MAX].to_ascii_lowercase());
+            }
+            break;
+        }
+        if !name.is_empty() {
+            name.push('-');
+        }
+        name.push_str(&word.to_ascii_lowercase());
+    }
+    if name.is_empty() {
+        name = spec_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+    }
+    if name.is_empty() {
+        name.push_str("spec");
+    }
+    format!(".kiro/specs/{name}")
+}
+
 /// Milliseconds since the Unix epoch as a UTC time (out-of-range values clamp to the epoch).
 pub fn time_from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
@@ -379,6 +413,31 @@ pub fn time_from_ms(ms: i64) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spec_folder_is_named_after_the_title() {
+        assert_eq!(
+            spec_folder("Add a --shout flag to greet", "s1"),
+            ".kiro/specs/add-a-shout-flag-to-greet"
+        );
+        assert_eq!(
+            spec_folder("  API Rate-Limiting (v2)! ", "s1"),
+            ".kiro/specs/api-rate-limiting-v2"
+        );
+        // Nothing of the title can leave the folder or hide in it.
+        assert_eq!(
+            spec_folder("../../etc/passwd", "s1"),
+            ".kiro/specs/etc-passwd"
+        );
+        assert_eq!(spec_folder("日本語 / ..", "0a1b-2c"), ".kiro/specs/0a1b-2c");
+        assert_eq!(spec_folder("", "../x"), ".kiro/specs/x");
+        assert_eq!(spec_folder("", "/"), ".kiro/specs/spec");
+        let long = spec_folder(&"word ".repeat(40), "s1");
+        assert_eq!(long.len(), ".kiro/specs/".len() + 59);
+        assert!(long.ends_with("-word"), "{long}");
+        let one = spec_folder(&"a".repeat(100), "s1");
+        assert_eq!(one, format!(".kiro/specs/{}", "a".repeat(60)));
+    }
 
     #[test]
     fn status_names_round_trip_and_unknown_is_an_error() {

@@ -8,6 +8,7 @@ use omoi_protocol::artifact::FinalSpec;
 
 use crate::github::{GitHub, GitHubError, NewPullRequest, github_repo};
 use crate::model::{Project, PullRequestRef, Spec, TaskRecord, TaskStatus, spec_branch};
+use crate::task_context::spec_record;
 
 /// What a finished spec produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +117,13 @@ pub fn pull_request_body(spec: &Spec, final_spec: &FinalSpec, tasks: &[TaskRecor
         spec.id,
         branch_of(spec)
     );
+    if let Some(record) = spec_record(spec, final_spec) {
+        let _ = writeln!(
+            out,
+            "The spec itself is in `{}/` (Kiro's requirements.md, design.md and tasks.md).",
+            record.dir
+        );
+    }
     out
 }
 

@@ -18,7 +18,7 @@ use crate::launch::spawn_for_task;
 use crate::model::{Project, SandboxStatus, Spec};
 use crate::pull_request::{Published, publish};
 use crate::store::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, now_ms};
-use crate::task_context::task_context;
+use crate::task_context::{spec_record, task_context};
 
 /// How long one coordinator holds the right to publish a spec.
 const PUBLISH_LEASE: Duration = Duration::from_secs(120);
@@ -169,7 +169,32 @@ async fn start(state: &AppState, parents: &Parents, claimed: &ClaimedTask) -> Re
         None => return Err(Error::NotFound(format!("no spec {}", claimed.spec_id))),
     };
     let slice = state.store.spec_slice(claimed).await?;
-    let context = task_context(spec, project, slice, &claimed.task);
+    // A task that depends on no other may land first: it records the final spec in the
+    // repository; every other task starts from a branch where one of those landed.
+    let record = if claimed.task.depends_on.is_empty() {
+        let final_spec = state
+            .store
+            .final_spec(&claimed.spec_id)
+            .await?
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "spec {} has tasks but no final spec",
+                    claimed.spec_id
+                ))
+            })?;
+        let record = spec_record(spec, &final_spec);
+        if record.is_none() {
+            tracing::warn!(
+                spec = %spec.id, task = %claimed.task.id,
+                "the final spec is too large to hand to a task: it is not recorded in the \
+                 repository"
+            );
+        }
+        record
+    } else {
+        None
+    };
+    let context = task_context(spec, project, slice, &claimed.task, record);
     tracing::info!(
         spec = %spec.id, task = %claimed.task.id, attempt = claimed.attempts,
         max_attempts = claimed.max_attempts, "starting a task"

@@ -2,17 +2,20 @@
 //! task with its acceptance criteria, the requirements it serves in full, the design components
 //! that serve those requirements, and where its code lives and lands.
 
-use omoi_protocol::artifact::SpecTask;
-use omoi_protocol::task::TaskContext;
+use omoi_protocol::artifact::{FinalSpec, SpecTask};
+use omoi_protocol::task::{SpecRecord, TaskContext};
 
-use crate::model::{Project, Spec, SpecSlice, spec_branch};
+use crate::launch::record_fits;
+use crate::model::{Project, Spec, SpecSlice, spec_branch, spec_folder};
 
-/// The context a task sandbox works from.
+/// The context a task sandbox works from; `spec_record` is the final spec for a task that depends
+/// on no other (see [`spec_record`]).
 pub fn task_context(
     spec: &Spec,
     project: &Project,
     slice: SpecSlice,
     task: &SpecTask,
+    spec_record: Option<SpecRecord>,
 ) -> TaskContext {
     TaskContext {
         task: task.clone(),
@@ -25,7 +28,21 @@ pub fn task_context(
         base_branch: project.base_branch.clone(),
         branch: spec.branch.clone().unwrap_or_else(|| spec_branch(&spec.id)),
         validation_command: project.validation_command.clone(),
+        spec_record,
     }
+}
+
+/// The final spec as it lands in the repository: its requirements, design and tasks, for the
+/// folder [`spec_folder`] names; `None` when it is too large to hand to a task in its
+/// environment ([`record_fits`]), so the spec is not recorded.
+pub fn spec_record(spec: &Spec, final_spec: &FinalSpec) -> Option<SpecRecord> {
+    let record = SpecRecord {
+        dir: spec_folder(&spec.title, &spec.id),
+        requirements: final_spec.requirements.clone(),
+        design: final_spec.design.clone(),
+        tasks: final_spec.tasks.clone(),
+    };
+    record_fits(&record).then_some(record)
 }
 
 #[cfg(test)]
@@ -164,7 +181,8 @@ mod tests {
                 &spec,
                 &project,
                 SpecSlice::of(&final_spec, &the_task),
-                &the_task
+                &the_task,
+                spec_record(&spec, &final_spec),
             ),
             TaskContext {
                 task: the_task.clone(),
@@ -180,6 +198,12 @@ mod tests {
                 base_branch: "trunk".into(),
                 branch: "omoi/spec-1".into(),
                 validation_command: Some("make test".into()),
+                spec_record: Some(SpecRecord {
+                    dir: ".kiro/specs/add-a-flag".into(),
+                    requirements: final_spec.requirements.clone(),
+                    design: final_spec.design.clone(),
+                    tasks: final_spec.tasks.clone(),
+                }),
             }
         );
     }

@@ -3,7 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::{Component, Requirement, SpecTask};
+use crate::artifact::{
+    Component, DesignOutput, Requirement, RequirementsOutput, SpecTask, TasksOutput,
+};
 
 /// Everything a task sandbox needs: the task, its spec context, where the code lives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -27,4 +29,20 @@ pub struct TaskContext {
     /// Shell command that must pass before a commit, e.g. `cargo test`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_command: Option<String>,
+    /// The final spec to record in the repository with this task's commit; given to the tasks
+    /// that depend on no other (one of them lands first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_record: Option<SpecRecord>,
+}
+
+/// The final spec as it lands in the repository: a Kiro spec folder (`requirements.md`,
+/// `design.md`, `tasks.md`) at `dir`, written with the commit of the task that carries it unless
+/// the branch holds it already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SpecRecord {
+    /// The folder, relative to the repository's root: `.kiro/specs/<name>`.
+    pub dir: String,
+    pub requirements: RequirementsOutput,
+    pub design: DesignOutput,
+    pub tasks: TasksOutput,
 }

@@ -22,7 +22,7 @@ use super::watch::watch;
 use super::{CliError, CliResult, Client, DemoArgs};
 use crate::api::types::{CreateProject, CreateSpec};
 use crate::app::{AppState, Settings};
-use crate::model::{Project, SpecDetail, SpecStatus};
+use crate::model::{Project, SpecDetail, SpecStatus, spec_folder};
 use crate::sandbox::docker::{DockerConfig, SandboxFile};
 use crate::sandbox::{self, ProviderConfig};
 use crate::server::serve;
@@ -408,6 +408,21 @@ async fn drive(
                 output::line(format_args!("  {line}"))?;
             }
             let tests = validate_tip(root, repo, branch).await?;
+            let folder = spec_folder(&detail.spec.title, &detail.spec.id);
+            let files = ["requirements.md", "design.md", "tasks.md"];
+            if files
+                .iter()
+                .all(|f| root.join(TIP).join(&folder).join(f).is_file())
+            {
+                output::line(format_args!(
+                    "\nThe spec is recorded on the branch in {folder}/ ({}).",
+                    files.join(", ")
+                ))?;
+            } else {
+                output::line(format_args!(
+                    "\nThe spec is not recorded on the branch ({folder}/ is missing)."
+                ))?;
+            }
             output::line(format_args!(
                 "\nThe spec is complete: {} tasks landed on branch {branch} of {}, and \
                  `sh tests/run.sh` passes at its tip ({tests} checks).",
@@ -427,10 +442,13 @@ async fn drive(
     }
 }
 
+/// Where [`validate_tip`] checks out the branch, under the demo's directory.
+const TIP: &str = "tip";
+
 /// Checks out the tip of `branch` and runs the validation command there; returns how many
 /// checks passed.
 async fn validate_tip(root: &Path, repo: &Path, branch: &str) -> CliResult<usize> {
-    let checkout = root.join("tip");
+    let checkout = root.join(TIP);
     let (repo_arg, checkout_arg) = (path_arg(repo)?, path_arg(&checkout)?);
     git(
         root,

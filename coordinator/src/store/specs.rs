@@ -253,10 +253,12 @@ impl Store {
         Ok((context, start))
     }
 
-    /// The tasks bridged from a spec, in spec order.
+    /// The tasks bridged from a spec, in spec order: by the length of the spec's id, then the
+    /// id, so `TSK-999` comes before `TSK-1000`.
     pub async fn tasks_of_spec(&self, spec_id: &str) -> Result<Vec<TaskRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.spec_id = $1 ORDER BY t.spec_task_id, t.id"
+            "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.spec_id = $1
+             ORDER BY LENGTH(t.spec_task_id), t.spec_task_id, t.id"
         ))
         .bind(spec_id)
         .fetch_all(&self.pool)

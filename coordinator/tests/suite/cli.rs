@@ -260,6 +260,13 @@ fn the_demo_runs_a_spec_end_to_end_offline() {
     assert_eq!(commits.len(), 4, "{out}");
     assert_eq!(commits[3], "TSK-004: Test and document --shout", "{out}");
     assert!(
+        out.contains(
+            "\nThe spec is recorded on the branch in .kiro/specs/add-a-shout-option-to-greet/ \
+             (requirements.md, design.md, tasks.md).\n"
+        ),
+        "{out}"
+    );
+    assert!(
         out.contains("The spec is complete: 4 tasks landed on branch omoi/"),
         "{out}"
     );

@@ -254,7 +254,9 @@ async fn when_every_task_completed_one_pull_request_is_opened_with_the_checklist
              - [x] **REQ-CLI-001** Shout option (TSK-001, TSK-002, TSK-003, TSK-004)\n\
              - [x] **REQ-CLI-002** Default output unchanged (TSK-003, TSK-004)\n\
              - [x] **REQ-CLI-003** Help mentions shout (TSK-002, TSK-004)\n\
-             \nSpec `{}` on branch `{branch}`.\n",
+             \nSpec `{}` on branch `{branch}`.\n\
+             The spec itself is in `.kiro/specs/add-a-shout-option-to-greet/` (Kiro's \
+             requirements.md, design.md and tasks.md).\n",
             w.spec_id
         );
         assert_eq!(pulls[0].body.as_deref(), Some(expected.as_str()));

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use omoi_coordinator::sandbox::ProviderStatus;
-use omoi_protocol::artifact::{Component, Requirement, SpecTask};
-use omoi_protocol::task::TaskContext;
+use omoi_protocol::artifact::{Component, FinalSpec, Requirement, SpecTask};
+use omoi_protocol::task::{SpecRecord, TaskContext};
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -101,7 +101,24 @@ async fn a_written_spec_is_bridged_once_and_its_ready_tasks_get_sandboxes_with_t
             .collect();
         assert!(tickets.iter().all(|t| *t == tickets[0]), "{tickets:?}");
 
-        // Each sandbox runs one task, with its context and the task environment.
+        // Each sandbox runs one task, with its context and the task environment; the tasks that
+        // depend on no other carry the final spec, to record it in the repository.
+        let final_spec: FinalSpec =
+            serde_json::from_value(super::common::tasks::final_spec(None)).unwrap();
+        let spec_record = SpecRecord {
+            dir: ".kiro/specs/add-a-shout-option-to-greet".into(),
+            requirements: final_spec.requirements,
+            design: final_spec.design,
+            tasks: final_spec.tasks,
+        };
+        for s in &started {
+            assert_eq!(
+                s.context.spec_record.as_ref(),
+                Some(&spec_record),
+                "{}",
+                s.task
+            );
+        }
         let first = started.iter().find(|s| s.task == "TSK-001").unwrap();
         assert_eq!(
             first.context,
@@ -116,6 +133,7 @@ async fn a_written_spec_is_bridged_once_and_its_ready_tasks_get_sandboxes_with_t
                 base_branch: "trunk".into(),
                 branch: format!("omoi/{}", w.spec_id),
                 validation_command: Some("sh tests/run.sh".into()),
+                spec_record: Some(spec_record.clone()),
             }
         );
         let request = w
@@ -195,6 +213,8 @@ async fn completed_tasks_start_their_dependents_and_the_last_one_ends_the_spec_w
         .await;
         let started = wait_for_task_sandboxes(&w.provider, 3).await;
         assert_eq!(started[2].task, "TSK-003");
+        // A task that waits for others starts from a branch that holds the spec already.
+        assert_eq!(started[2].context.spec_record, None);
         send(
             &w.server,
             &started[2],

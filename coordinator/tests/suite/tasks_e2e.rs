@@ -260,6 +260,51 @@ async fn six_tasks_in_a_diamond_land_in_dependency_order_and_independent_ones_ru
              ok: shout\n"
         );
 
+        // The final spec landed with the first task's commit, as a Kiro spec folder that reads
+        // back through the gate with no blocking issue.
+        let folder = ".kiro/specs/add-a-shout-option-to-greet";
+        let recorded: Vec<String> = ["requirements.md", "design.md", "tasks.md"]
+            .iter()
+            .map(|f| format!("{folder}/{f}"))
+            .collect();
+        let first = remote::changed_files(&run.bare, &commits[0].0);
+        for file in &recorded {
+            assert!(
+                first.contains(file),
+                "{file} in TSK-001's commit: {first:?}"
+            );
+            for (sha, subject) in &commits[1..] {
+                let changed = remote::changed_files(&run.bare, sha);
+                assert!(!changed.contains(file), "{file} changed again by {subject}");
+            }
+        }
+        let gate = std::process::Command::new(worker_bin())
+            .args(["evaluate", "spec"])
+            .arg(tmp.path().join("tip").join(folder))
+            .arg("--workspace")
+            .arg(tmp.path().join("tip"))
+            .output()
+            .unwrap();
+        let evaluation = String::from_utf8_lossy(&gate.stdout);
+        assert_eq!(gate.status.code(), Some(0), "{evaluation}\n{gate:?}");
+        let report: Value = serde_json::from_str(&evaluation).unwrap();
+        assert_eq!(report["format"], "kiro", "{report}");
+        let blocking: Vec<&Value> = report["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["issues"].as_array().unwrap())
+            .filter(|i| i["blocking"] == true)
+            .collect();
+        assert!(blocking.is_empty(), "{blocking:?}");
+        let final_spec = &done["final_spec"];
+        let written =
+            std::fs::read_to_string(tmp.path().join("tip").join(folder).join("tasks.md")).unwrap();
+        for task in final_spec["tasks"]["tasks"].as_array().unwrap() {
+            let title = task["title"].as_str().unwrap();
+            assert!(written.contains(title), "{title} in tasks.md:\n{written}");
+        }
+
         // TSK-002 and TSK-003 (both after TSK-001 only) ran at the same time.
         let (start_2, end_2) = interval(&events, "TSK-002");
         let (start_3, end_3) = interval(&events, "TSK-003");

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use omoi_protocol::artifact::SpecTask;
 
+use super::ids::{self, Id, compare};
+
 /// The tasks as a graph: a node per distinct id (the first task with an id wins), an edge from each
 /// task to each of its known dependencies other than itself.
 #[derive(Debug)]
@@ -110,9 +112,9 @@ impl<'a> TaskGraph<'a> {
         }
 
         let mut remaining = waiting.clone();
-        let mut ready: BTreeSet<(&str, usize)> = (0..n)
+        let mut ready: BTreeSet<(Id<'_>, usize)> = (0..n)
             .filter(|&v| remaining[v] == 0)
-            .map(|v| (self.id(v), v))
+            .map(|v| (Id(self.id(v)), v))
             .collect();
         let mut order = Vec::with_capacity(n);
         while let Some(first) = ready.pop_first() {
@@ -121,7 +123,7 @@ impl<'a> TaskGraph<'a> {
             for &w in &dependents[v] {
                 remaining[w] -= 1;
                 if remaining[w] == 0 {
-                    ready.insert((self.id(w), w));
+                    ready.insert((Id(self.id(w)), w));
                 }
             }
         }
@@ -142,14 +144,14 @@ impl<'a> TaskGraph<'a> {
                 }
             }
             let mut ids: Vec<String> = wave.iter().map(|&v| self.id(v).to_string()).collect();
-            ids.sort();
+            ids::sort(&mut ids);
             waves.push(ids);
             wave = next;
         }
 
         let stuck: Vec<usize> = (0..n).filter(|&v| !ordered[v]).collect();
         let mut unordered: Vec<String> = stuck.iter().map(|&v| self.id(v).to_string()).collect();
-        unordered.sort();
+        ids::sort(&mut unordered);
         let (cycles, cycle_members) = self.cycles(&stuck);
         Ordering {
             order,
@@ -172,9 +174,12 @@ impl<'a> TaskGraph<'a> {
         let mut groups = self.components(stuck, &within);
         groups.retain(|g| g.len() > 1);
         for group in &mut groups {
-            group.sort_by_key(|&v| self.id(v));
+            group.sort_by(|&a, &b| compare(self.id(a), self.id(b)));
         }
-        groups.sort_by_key(|g| g.first().map(|&v| self.id(v)));
+        groups.sort_by(|a, b| match (a.first(), b.first()) {
+            (Some(&x), Some(&y)) => compare(self.id(x), self.id(y)),
+            _ => a.len().cmp(&b.len()),
+        });
         let mut member = vec![false; n];
         groups
             .iter()
@@ -268,14 +273,14 @@ impl<'a> TaskGraph<'a> {
                 .iter()
                 .copied()
                 .filter(|&d| member[d])
-                .min_by_key(|&d| self.id(d));
+                .min_by(|&a, &b| compare(self.id(a), self.id(b)));
             let Some(next) = next else {
                 break;
             };
             if let Some(&at) = position.get(&next) {
                 let mut cycle: Vec<usize> = path[at..].to_vec();
                 let smallest = (0..cycle.len())
-                    .min_by_key(|&i| self.id(cycle[i]))
+                    .min_by(|&i, &j| compare(self.id(cycle[i]), self.id(cycle[j])))
                     .unwrap_or(0);
                 cycle.rotate_left(smallest);
                 let first = cycle[0];
@@ -310,7 +315,9 @@ impl<'a> TaskGraph<'a> {
                 };
                 let better = match before {
                     None => true,
-                    Some((h, u)) => hours > h || (hours == h && self.id(d) < self.id(u)),
+                    Some((h, u)) => {
+                        hours > h || (hours == h && compare(self.id(d), self.id(u)).is_lt())
+                    }
                 };
                 if better {
                     before = Some((hours, d));
@@ -326,7 +333,7 @@ impl<'a> TaskGraph<'a> {
             .iter()
             .max_by(|(a, (ha, _)), (b, (hb, _))| {
                 ha.total_cmp(hb)
-                    .then_with(|| self.id(**b).cmp(self.id(**a)))
+                    .then_with(|| compare(self.id(**b), self.id(**a)))
             })
             .map(|(&v, &(h, _))| (v, h));
         let Some((end, total)) = end else {
@@ -428,6 +435,33 @@ pub(crate) mod tests {
         let ordering = TaskGraph::new(&tasks).ordering();
         assert_eq!(ordering.order, ids(&["A", "B", "C"]));
         assert_eq!(ordering.waves, vec![ids(&["A", "C"]), ids(&["B"])]);
+    }
+
+    #[test]
+    fn ids_over_999_order_by_number() {
+        let tasks = vec![
+            task("TSK-1000", 1.0, &[]),
+            task("TSK-999", 1.0, &[]),
+            task("TSK-1001", 1.0, &["TSK-1000", "TSK-999"]),
+            task("TSK-010", 1.0, &["TSK-1001"]),
+            task("TSK-1002", 1.0, &["TSK-1003"]),
+            task("TSK-1003", 1.0, &["TSK-1002"]),
+            task("TSK-998", 1.0, &["TSK-1002"]),
+        ];
+        let ordering = TaskGraph::new(&tasks).ordering();
+        assert_eq!(
+            ordering.order,
+            ids(&["TSK-999", "TSK-1000", "TSK-1001", "TSK-010"])
+        );
+        assert_eq!(ordering.waves[0], ids(&["TSK-999", "TSK-1000"]));
+        assert_eq!(
+            ordering.unordered,
+            ids(&["TSK-998", "TSK-1002", "TSK-1003"])
+        );
+        assert_eq!(
+            ordering.cycles,
+            vec![ids(&["TSK-1002", "TSK-1003", "TSK-1002"])]
+        );
     }
 
     #[test]
@@ -590,7 +624,7 @@ pub(crate) mod tests {
                 .filter(|&v| cyclic.contains(&v) || cyclic.iter().any(|&c| reach[v][c]))
                 .map(id)
                 .collect();
-            unordered.sort();
+            ids::sort(&mut unordered);
             assert_eq!(ordering.unordered, unordered, "{tasks:?}");
             if round % 2 == 0 {
                 assert!(ordering.cycles.is_empty(), "{tasks:?}");
@@ -603,19 +637,19 @@ pub(crate) mod tests {
                     .filter(|&&u| u == v || (reach[v][u] && reach[u][v]))
                     .map(|&u| id(u))
                     .collect();
-                group.sort();
+                ids::sort(&mut group);
                 if !groups.contains(&group) {
                     groups.push(group);
                 }
             }
-            groups.sort();
+            groups.sort_by(|a, b| compare(&a[0], &b[0]));
             assert_eq!(ordering.cycle_members, groups, "{tasks:?}");
             // Each cycle is a real one inside its group.
             for (cycle, members) in ordering.cycles.iter().zip(&ordering.cycle_members) {
                 assert_eq!(cycle.first(), cycle.last());
                 assert_eq!(
                     cycle.first(),
-                    cycle.iter().min(),
+                    cycle.iter().min_by(|a, b| compare(a, b)),
                     "starts at its smallest id"
                 );
                 for pair in cycle.windows(2) {
@@ -626,11 +660,11 @@ pub(crate) mod tests {
             }
             // The order holds every other task once, each after its dependencies.
             let mut ordered: Vec<String> = ordering.order.clone();
-            ordered.sort();
+            ids::sort(&mut ordered);
             let expected: Vec<String> = {
                 let mut all: Vec<String> =
                     (0..n).map(id).filter(|i| !unordered.contains(i)).collect();
-                all.sort();
+                ids::sort(&mut all);
                 all
             };
             assert_eq!(ordered, expected, "{tasks:?}");

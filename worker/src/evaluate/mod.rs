@@ -11,6 +11,7 @@ pub mod design;
 pub mod ears;
 pub mod explore;
 pub(crate) mod graph;
+pub mod ids;
 pub mod requirements;
 #[cfg(test)]
 mod robustness;

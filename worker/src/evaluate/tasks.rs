@@ -14,6 +14,7 @@ use omoi_protocol::eval::Evaluation;
 use omoi_protocol::phase::Phase;
 
 use super::graph::TaskGraph;
+pub use super::ids::is_task_id;
 use super::score::{Scorecard, list, non_blank, share};
 
 /// The largest estimate of one task, in hours; a larger task should be split.
@@ -22,6 +23,9 @@ pub const MAX_ESTIMATE_HOURS: f64 = 40.0;
 /// A path in a task's `files` written `new:path` or `path (new)` is a file the task creates.
 const NEW_PREFIX: &str = "new:";
 const NEW_SUFFIX: &str = "(new)";
+
+const MALFORMED_ID: &str = "malformed id: use TSK- and the task's number, zero-padded to three \
+                            digits (TSK-007, TSK-1000; at most six digits)";
 
 /// Scores a tasks output. With the requirements, coverage is checked; with a workspace, every file
 /// a task names must exist there unless it is marked as new.
@@ -55,10 +59,7 @@ pub fn evaluate(
     for task in tasks {
         let unique = uses.get(task.id.as_str()) == Some(&1);
         if !is_task_id(&task.id) {
-            card.issue(
-                Some(&task.id),
-                "malformed id: use TSK-<NNN> with three digits (e.g. TSK-007)",
-            );
+            card.issue(Some(&task.id), MALFORMED_ID);
         } else if unique {
             ids_ok += 1;
         }
@@ -288,12 +289,6 @@ fn coverage(card: &mut Scorecard, output: &TasksOutput, requirements: Option<&Re
     card.criterion("coverage", 0.25, share(covered_count, total, 1.0), detail);
 }
 
-/// `TSK-<NNN>`: three digits.
-pub fn is_task_id(id: &str) -> bool {
-    id.strip_prefix("TSK-")
-        .is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,13 +335,27 @@ mod tests {
     }
 
     #[test]
-    fn ids() {
-        assert!(is_task_id("TSK-007"));
-        for bad in [
-            "TSK-7", "TSK-0007", "tsk-007", "TASK-007", "TSK-00a", "TSK-",
-        ] {
-            assert!(!is_task_id(bad), "{bad}");
-        }
+    fn ids_over_999_are_well_formed_and_bad_ones_cost_score() {
+        let output = TasksOutput {
+            tasks: vec![
+                serving(task("TSK-999", 1.0, &[]), &["REQ-BUILD-001"]),
+                serving(task("TSK-1000", 1.0, &["TSK-999"]), &["REQ-BUILD-002"]),
+                serving(task("TSK-0007", 1.0, &["TSK-1000"]), &[]),
+                serving(task("TSK-1000000", 1.0, &[]), &[]),
+            ],
+        };
+        let evaluation = evaluate(&output, Some(&requirements()), None, 0.0);
+        assert_eq!(
+            evaluation.issues,
+            vec![
+                issue("TSK-0007", MALFORMED_ID),
+                issue("TSK-1000000", MALFORMED_ID)
+            ]
+        );
+        assert_eq!(
+            evaluation.criteria[0],
+            criterion("ids", 0.05, 0.5, "2 of 4 ids well formed and unique")
+        );
     }
 
     #[test]
@@ -456,10 +465,7 @@ mod tests {
             evaluation.issues,
             vec![
                 blocking("TSK-002", "id used by 2 tasks: give each its own"),
-                issue(
-                    "T-4",
-                    "malformed id: use TSK-<NNN> with three digits (e.g. TSK-007)"
-                ),
+                issue("T-4", MALFORMED_ID),
                 blocking(
                     "TSK-001",
                     "depends on itself: remove it from its own depends_on"

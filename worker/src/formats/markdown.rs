@@ -53,6 +53,11 @@ impl<'a> Doc<'a> {
         Doc { lines, headings }
     }
 
+    /// The lines (0-based, in order) that are headings.
+    pub(crate) fn heading_lines(&self) -> Vec<usize> {
+        self.headings.iter().map(|h| h.line).collect()
+    }
+
     /// Every section of the document, in order.
     pub(crate) fn sections(&self) -> Vec<Section<'_, 'a>> {
         (0..self.headings.len())

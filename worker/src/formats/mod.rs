@@ -8,6 +8,7 @@ pub mod fields;
 pub mod kiro;
 mod markdown;
 pub mod omoi;
+mod phases;
 pub mod speckit;
 mod tasklist;
 
@@ -147,11 +148,20 @@ pub fn read(dir: &Path, format: Option<Format>) -> Result<(Format, Spec)> {
             "is not a directory",
         ));
     }
-    let spec = match format {
+    let mut spec = match format {
         Format::Omoi => omoi::read(dir)?,
         Format::Kiro => kiro::read(dir)?,
         Format::SpecKit => speckit::read(dir)?,
     };
+    // A folder named `.` or `..` still has a name: the one it resolves to.
+    if spec.title.is_empty()
+        && let Some(name) = dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
+    {
+        spec.title = name;
+    }
     Ok((format, spec))
 }
 

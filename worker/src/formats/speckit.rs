@@ -7,9 +7,9 @@
 //! entities are the design's data models. spec-kit's plan names no components and its tasks name
 //! no requirements: omoi reads (and writes) a `## Components` section in `plan.md` whose
 //! components carry `_Requirements: FR-001_` lines, and requirement ids in a task's line or its
-//! `Requirements:` bullet. `T001` becomes `TSK-001`; `Depends on: T001` bullets are the
-//! dependencies (phase order is not turned into dependencies); paths in the task line are its
-//! files.
+//! `Requirements:` bullet. `T001` becomes `TSK-001`; a task's dependencies are its `Depends on:
+//! T001` bullet, else what the phase order and `[P]` marks give (`phases`); paths in the task line
+//! are its files.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -22,6 +22,7 @@ use omoi_protocol::artifact::{
 
 use super::design_md::{self, Refs, whole};
 use super::markdown::{Doc, item, labelled};
+use super::phases::{self, Placed};
 use super::tasklist::{details, entries, name_of, named, renamed, write_details};
 use super::{Note, Spec, ids_in, positional_task_id, read_optional};
 use crate::error::Result;
@@ -306,7 +307,10 @@ const CREATING: [&str; 9] = [
 
 fn read_tasks(text: &str, stories: &HashMap<String, Story>, notes: &mut Vec<Note>) -> TasksOutput {
     let lines: Vec<&str> = text.lines().collect();
+    let headings = Doc::parse(text).heading_lines();
     let mut tasks = Vec::new();
+    let mut placed: Vec<Placed> = Vec::new();
+    let mut lines_of: Vec<usize> = Vec::new();
     for entry in entries(&lines) {
         let subject = format!("tasks.md: line {}", entry.line);
         let d = details(&entry.bullets, &subject, notes);
@@ -322,12 +326,22 @@ fn read_tasks(text: &str, stories: &HashMap<String, Story>, notes: &mut Vec<Note
         };
         // Markers: [P] (parallel), [US1] (user story).
         let mut story = None;
+        let mut parallel = false;
         while let Some((marker, after)) = title.strip_prefix('[').and_then(|t| t.split_once(']')) {
             if let Some(s) = stories.get(marker) {
                 story = Some(s);
             }
+            parallel |= marker.eq_ignore_ascii_case("p");
             title = after.trim_start();
         }
+        // Headings above the task (entries and headings are both in line order).
+        let section = headings.partition_point(|&h| h + 1 < entry.line);
+        placed.push(Placed {
+            section,
+            parallel,
+            explicit: d.depends_on.is_some(),
+        });
+        lines_of.push(entry.line);
         let mut refs = d.requirements.clone();
         refs.extend(ids_in(title, "FR-"));
         refs.extend(ids_in(title, "REQ-"));
@@ -373,6 +387,7 @@ fn read_tasks(text: &str, stories: &HashMap<String, Story>, notes: &mut Vec<Note
             estimate_hours: d.estimate.unwrap_or(0.0),
             files,
             acceptance_criteria,
+            // Filled in by phase order below when no `Depends on:` line was written.
             depends_on: d
                 .depends_on
                 .unwrap_or_default()
@@ -387,10 +402,30 @@ fn read_tasks(text: &str, stories: &HashMap<String, Story>, notes: &mut Vec<Note
             requirements,
         });
     }
+    let inferred = phases::infer(&placed);
+    for (t, deps) in inferred.deps.iter().enumerate() {
+        if let Some(deps) = deps {
+            let ids: Vec<String> = deps.iter().map(|&d| tasks[d].id.clone()).collect();
+            tasks[t].depends_on = ids;
+        }
+    }
+    for (first, count) in inferred.sequenced {
+        notes.push(Note {
+            subject: format!("tasks.md: line {}", lines_of[first]),
+            message: format!(
+                "{count} tasks marked [P] follow a step of many tasks: too many to make each \
+                 depend on each, so they run in sequence instead; give them Depends on: lines to \
+                 run them in parallel"
+            ),
+            blocking: false,
+        });
+    }
     TasksOutput { tasks }
 }
 
-/// The words of a task line that look like paths (`src/models/user.py`, `README.md`).
+/// The words of a task line that look like paths (`src/models/user.py`, `README.md`); a word
+/// that starts with `/` is an API route (`POST /api/users`) or a path outside the repository,
+/// not a file of it.
 fn paths_in(text: &str) -> Vec<String> {
     text.split_whitespace()
         .map(|w| {
@@ -403,8 +438,11 @@ fn paths_in(text: &str) -> Vec<String> {
                     && (1..=5).contains(&ext.len())
                     && ext.bytes().all(|b| b.is_ascii_alphanumeric())
             });
-            (w.contains('/') && !w.starts_with("http"))
-                || (extension && w.bytes().any(|b| b.is_ascii_alphabetic()) && !w.contains(".."))
+            !w.starts_with('/')
+                && ((w.contains('/') && !w.starts_with("http"))
+                    || (extension
+                        && w.bytes().any(|b| b.is_ascii_alphabetic())
+                        && !w.contains("..")))
         })
         .map(str::to_string)
         .collect()
@@ -475,30 +513,41 @@ fn render_plan(spec: &Spec, design: &DesignOutput, refs: Refs<'_>) -> String {
     out
 }
 
+/// The tasks in phases, one per wave of the dependency graph, `[P]` where spec-kit would put it;
+/// every task keeps its `Depends on:` line, so the graph reads back as it was.
 fn render_tasks(spec: &Spec, tasks: &TasksOutput, refs: Refs<'_>) -> String {
-    let mut out = format!("# Tasks: {}\n\n## Tasks\n", spec.title);
+    let mut out = format!("# Tasks: {}\n", spec.title);
     let numbers: HashMap<&str, String> = tasks
         .tasks
         .iter()
         .map(|t| (t.id.as_str(), written_task(&t.id)))
         .collect();
-    for task in &tasks.tasks {
-        let parallel = if task.depends_on.is_empty() {
-            " [P]"
+    let written = phases::phases(&tasks.tasks);
+    for (n, phase) in written.phases.iter().enumerate() {
+        if n < written.ordered {
+            let _ = writeln!(out, "\n## Phase {}", n + 1);
         } else {
-            ""
-        };
-        let _ = writeln!(
-            out,
-            "\n- [ ] {}{parallel} {}",
-            written_task(&task.id),
-            task.title
-        );
-        let deps = renamed(&task.depends_on, &numbers);
-        let reqs = refs(&task.requirements);
-        let in_title: Vec<String> = ids_in(&task.title, "FR-");
-        let reqs: Vec<String> = reqs.into_iter().filter(|r| !in_title.contains(r)).collect();
-        write_details(&mut out, task, &deps, &reqs);
+            let _ = writeln!(
+                out,
+                "\n## Phase {}: Not ordered (a dependency cycle or a repeated id)",
+                n + 1
+            );
+        }
+        for &t in phase {
+            let task = &tasks.tasks[t];
+            let marker = if written.parallel[t] { " [P]" } else { "" };
+            let _ = writeln!(
+                out,
+                "\n- [ ] {}{marker} {}",
+                written_task(&task.id),
+                task.title
+            );
+            let deps = renamed(&task.depends_on, &numbers);
+            let reqs = refs(&task.requirements);
+            let in_title: Vec<String> = ids_in(&task.title, "FR-");
+            let reqs: Vec<String> = reqs.into_iter().filter(|r| !in_title.contains(r)).collect();
+            write_details(&mut out, task, &deps, &reqs);
+        }
     }
     out
 }

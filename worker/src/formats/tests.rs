@@ -238,6 +238,141 @@ fn a_speckit_feature_reads_into_requirements_design_and_tasks() {
     );
 }
 
+/// A `tasks.md` as spec-kit's template lays it out: phases in order, `[P]` on the tasks that may
+/// run together, no dependency lines, prose dependencies and a fenced example after the tasks.
+const SPECKIT_PHASED_TASKS: &str = "# Tasks: Photo albums
+
+**Input**: Design documents from `/specs/002-photo-albums/`
+**Prerequisites**: plan.md (required), research.md, data-model.md, contracts/
+
+## Format: `[ID] [P?] Description`
+- **[P]**: Can run in parallel (different files, no dependencies)
+
+## Phase 3.1: Setup
+- [ ] T001 Create project structure per implementation plan
+- [ ] T002 Initialize a Python project with FastAPI dependencies
+- [ ] T003 [P] Configure linting and formatting tools in pyproject.toml
+
+## Phase 3.2: Tests First (TDD) ⚠️ MUST COMPLETE BEFORE 3.3
+**CRITICAL: These tests MUST be written and MUST FAIL before ANY implementation**
+- [ ] T004 [P] Contract test POST /api/albums in tests/contract/test_albums_post.py
+- [ ] T005 [P] Contract test GET /api/albums in tests/contract/test_albums_get.py
+- [ ] T006 [P] Integration test album creation in tests/integration/test_album.py
+
+## Phase 3.3: Core Implementation (ONLY after tests are failing)
+- [ ] T007 [P] Album model in src/models/album.py
+- [ ] T008 [P] Photo model in src/models/photo.py
+- [ ] T009 AlbumService CRUD in src/services/album_service.py
+- [ ] T010 POST /api/albums endpoint in src/api/albums.py
+
+## Phase 3.4: Integration
+- [ ] T011 Connect AlbumService to SQLite in src/db.py
+
+## Phase 3.5: Polish
+- [ ] T012 [P] Unit tests for validation in tests/unit/test_validation.py
+- [ ] T013 [P] Update docs/api.md
+
+## Dependencies
+- Tests (T004-T006) before implementation (T007-T010)
+- T007 blocks T009
+
+## Parallel Example
+```
+# Launch T004-T006 together:
+Task: \"Contract test POST /api/albums in tests/contract/test_albums_post.py\"
+```
+";
+
+#[test]
+fn speckit_phase_order_and_parallel_marks_become_dependencies_and_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let feature = dir.path().join("002-photo-albums");
+    std::fs::create_dir(&feature).unwrap();
+    std::fs::write(feature.join("tasks.md"), SPECKIT_PHASED_TASKS).unwrap();
+    let (_, spec) = read(&feature, Some(Format::SpecKit)).unwrap();
+    assert_eq!(spec.notes, vec![]);
+    let tasks = &spec.tasks.as_ref().unwrap().tasks;
+    let deps: Vec<(&str, Vec<&str>)> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t.id.as_str(),
+                t.depends_on.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deps,
+        vec![
+            ("TSK-001", vec![]),
+            ("TSK-002", vec!["TSK-001"]),
+            ("TSK-003", vec!["TSK-002"]),
+            ("TSK-004", vec!["TSK-003"]),
+            ("TSK-005", vec!["TSK-003"]),
+            ("TSK-006", vec!["TSK-003"]),
+            ("TSK-007", vec!["TSK-004", "TSK-005", "TSK-006"]),
+            ("TSK-008", vec!["TSK-004", "TSK-005", "TSK-006"]),
+            ("TSK-009", vec!["TSK-007", "TSK-008"]),
+            ("TSK-010", vec!["TSK-009"]),
+            ("TSK-011", vec!["TSK-010"]),
+            ("TSK-012", vec!["TSK-011"]),
+            ("TSK-013", vec!["TSK-011"]),
+        ]
+    );
+    assert_eq!(
+        tasks[3].title,
+        "Contract test POST /api/albums in tests/contract/test_albums_post.py"
+    );
+
+    // Written back: one phase per wave, [P] where tasks share a phase, and the same graph.
+    let back = round_trip(&spec, Format::SpecKit, "002-photo-albums");
+    assert_eq!(back.tasks, spec.tasks);
+    let written = render(&spec, Format::SpecKit).unwrap();
+    let text = &written
+        .iter()
+        .find(|(name, _)| *name == "tasks.md")
+        .unwrap()
+        .1;
+    assert!(
+        text.contains("\n## Phase 4\n\n- [ ] T004 [P] Contract test POST"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n## Phase 3\n\n- [ ] T003 Configure linting"),
+        "{text}"
+    );
+    assert_eq!(text.matches("\n## Phase ").count(), 9, "{text}");
+    // And through Kiro, which runs tasks in order unless told otherwise.
+    let with_requirements = Spec {
+        requirements: Some(omoi_protocol::artifact::RequirementsOutput {
+            requirements: vec![],
+        }),
+        ..spec.clone()
+    };
+    let via_kiro = round_trip(&with_requirements, Format::Kiro, "photo-albums");
+    assert_eq!(via_kiro.tasks, spec.tasks);
+}
+
+#[test]
+fn speckit_tasks_without_phases_run_in_order_with_parallel_runs_together() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tasks.md"),
+        "# Tasks\n\n- [ ] T001 [P] One\n- [ ] T002 [p] Two\n- [ ] T003 Three\n  - Depends on: \
+         none\n- [ ] T004 Four\n",
+    )
+    .unwrap();
+    let (_, spec) = read(dir.path(), Some(Format::SpecKit)).unwrap();
+    let deps: Vec<Vec<String>> = spec
+        .tasks
+        .unwrap()
+        .tasks
+        .into_iter()
+        .map(|t| t.depends_on)
+        .collect();
+    assert_eq!(deps, vec![vec![], vec![], vec![], ids(&["TSK-003"])]);
+}
+
 #[test]
 fn each_format_round_trips_what_it_holds() {
     let (_, kiro) = read(&kiro_fixture(), None).unwrap();
@@ -336,7 +471,7 @@ fn markdown_readers_note_what_they_cannot_read() {
 
 /// Text made of the pieces spec documents are made of, in random order and nesting.
 fn random_markdown(random: &mut Random, lines: usize) -> String {
-    const PIECES: [&str; 24] = [
+    const PIECES: [&str; 26] = [
         "# ",
         "## ",
         "### Requirement ",
@@ -361,6 +496,8 @@ fn random_markdown(random: &mut Random, lines: usize) -> String {
         ", ",
         "h_",
         "**Input**: ",
+        "[P] ",
+        "## Phase ",
     ];
     let mut text = String::new();
     for _ in 0..lines {

@@ -10,6 +10,7 @@ pub mod credential;
 pub mod gate;
 pub mod git;
 pub mod prompt;
+pub mod record;
 pub mod validate;
 
 use std::path::Path;
@@ -138,6 +139,12 @@ async fn land(task: &TaskRun<'_>, git: &Git) -> Result<TaskOutcome, Failure> {
             timeout: task.limits.validation_timeout,
         });
     let summary = implement(task, git, &checkout, validation.as_ref()).await?;
+    // The final spec lands with the first task's commit (DESIGN §9); forced, so a repository
+    // that ignores `.kiro` still gets it.
+    if let Some(dir) = record::write(task.workspace, context)? {
+        git.run(&["add", "--force", "--", &dir]).await?;
+        tracing::info!(%dir, "the spec is recorded with this task's commit");
+    }
     let subject = format!("{}: {}", context.task.id, one_line(&context.task.title));
     let sha = git.commit_all(&checkout.start, &subject, &summary).await?;
     task.emitter.emit(Event::TaskCommitted(TaskCommitted {

@@ -152,7 +152,7 @@ fn convert_writes_another_format_that_gates_the_same() {
     );
     let text = std::fs::read_to_string(target.join("tasks.md")).unwrap();
     assert!(
-        text.contains("\n- [ ] T001 [P] Add the client limit table and store\n"),
+        text.contains("# Tasks: api-rate-limiting\n\n## Phase 1\n\n- [ ] T001 Add the client limit table and store\n"),
         "{text}"
     );
     let result = printed(&worker(&dir, &["evaluate", "spec", target_arg]), 0);

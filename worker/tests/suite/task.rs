@@ -7,7 +7,9 @@ pub(super) mod harness;
 use std::path::PathBuf;
 
 use base64::Engine;
+use omoi_protocol::artifact::{DesignOutput, RequirementsOutput, TasksOutput};
 use omoi_protocol::event::{ErrorKind, Event, TaskFailed, TaskValidation};
+use omoi_protocol::task::SpecRecord;
 use omoi_tests::git::{self as remote, GitDaemon, GitHttpServer, LoggedCommit, files_containing};
 use pretty_assertions::assert_eq;
 
@@ -140,12 +142,22 @@ fn a_failed_validation_goes_back_to_the_agent_which_fixes_it() {
 /// Starts TSK-002 (it checks out the branch, then waits for `../go`), lands TSK-001 with
 /// `first_script`, then lets TSK-002 go on. Returns both runs.
 fn race(world: &World, first_script: &str) -> (Finished, Finished) {
-    let second_context = context(
+    race_with(world, first_script, None)
+}
+
+/// [`race`], both tasks carrying `record`.
+fn race_with(
+    world: &World,
+    first_script: &str,
+    record: Option<SpecRecord>,
+) -> (Finished, Finished) {
+    let mut second_context = context(
         "TSK-002",
         "Describe the tests in the README",
         &world.file_url(),
         Some(VALIDATION),
     );
+    second_context.spec_record = record.clone();
     let second = world.worker("ws-two", &second_context, "task-readme-after-go.json");
     let (child, rx) = second.spawn();
     // Once it runs its first tool, its checkout is done: it has the branch as it was.
@@ -154,12 +166,13 @@ fn race(world: &World, first_script: &str) -> (Finished, Finished) {
         |e| matches!(e, Event::AgentToolUse(t) if t.tool == "run"),
     );
 
-    let first_context = context(
+    let mut first_context = context(
         "TSK-001",
         "Add a --version flag",
         &world.file_url(),
         Some(VALIDATION),
     );
+    first_context.spec_record = record;
     let first = world.worker("ws-one", &first_context, first_script).run();
     assert_eq!(first.code, 0, "stderr: {}", first.stderr);
 
@@ -218,6 +231,92 @@ fn a_push_rejected_after_another_task_landed_is_rebased_validated_and_pushed() {
         Some("A tiny greeting command, written in POSIX shell, with tests.")
     );
     assert!(remote::file_at(&world.bare, BRANCH, "bin/greet").contains("--version)"));
+}
+
+#[test]
+fn two_tasks_carrying_the_spec_record_it_once_with_the_first_commit_even_where_ignored() {
+    let world = World::new();
+    // The repository ignores `.kiro/`: the record is added all the same.
+    let seed = world.dir.path().join("seed");
+    remote::git(
+        world.dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            world.bare.to_str().unwrap(),
+            seed.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(seed.join(".gitignore"), ".kiro/\n").unwrap();
+    remote::git(&seed, &["add", ".gitignore"]);
+    remote::git(&seed, &["commit", "--quiet", "-m", "ignore .kiro"]);
+    remote::git(&seed, &["push", "--quiet", "origin", "HEAD"]);
+
+    let first = context("TSK-001", "Add a --version flag", "", None);
+    let second = context("TSK-002", "Describe the tests in the README", "", None);
+    let record = SpecRecord {
+        dir: ".kiro/specs/version-flag-for-greet".into(),
+        requirements: RequirementsOutput {
+            requirements: first.requirements.clone(),
+        },
+        design: DesignOutput {
+            overview: "A --version flag in bin/greet.".into(),
+            components: first.components.clone(),
+            data_models: vec![],
+            apis: vec![],
+            error_handling: "Unknown options exit 2.".into(),
+            testing_strategy: "tests/run.sh".into(),
+            security: "Nothing secret.".into(),
+        },
+        tasks: TasksOutput {
+            tasks: vec![first.task, second.task],
+        },
+    };
+    let (first, second) = race_with(&world, "task-version-flag.json", Some(record.clone()));
+    assert_eq!(first.code, 0, "stderr: {}", first.stderr);
+    assert_eq!(second.code, 0, "stderr: {}", second.stderr);
+
+    let log = remote::log(&world.bare, BRANCH);
+    let subjects: Vec<&str> = log.iter().map(|c| c.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "TSK-002: Describe the tests in the README",
+            "TSK-001: Add a --version flag",
+            "ignore .kiro",
+            "initial"
+        ]
+    );
+    let files = |names: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        all.sort();
+        all
+    };
+    assert_eq!(
+        remote::changed_files(&world.bare, &log[1].sha),
+        files(&[
+            ".kiro/specs/version-flag-for-greet/design.md",
+            ".kiro/specs/version-flag-for-greet/requirements.md",
+            ".kiro/specs/version-flag-for-greet/tasks.md",
+            "bin/greet",
+            "tests/run.sh",
+        ])
+    );
+    // The second task wrote the same files; rebased onto the first, its commit is its own work.
+    assert_eq!(
+        remote::changed_files(&world.bare, &log[0].sha),
+        files(&["README.md"])
+    );
+    let tasks = remote::file_at(
+        &world.bare,
+        BRANCH,
+        ".kiro/specs/version-flag-for-greet/tasks.md",
+    );
+    assert!(tasks.contains("- [ ] 1. Add a --version flag"), "{tasks}");
+    assert!(
+        tasks.contains("- [ ] 2. Describe the tests in the README"),
+        "{tasks}"
+    );
 }
 
 #[test]

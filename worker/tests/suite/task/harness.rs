@@ -116,6 +116,7 @@ pub fn context(id: &str, title: &str, repo_url: &str, validation: Option<&str>) 
         base_branch: BASE_BRANCH.to_string(),
         branch: BRANCH.to_string(),
         validation_command: validation.map(str::to_string),
+        spec_record: None,
     }
 }
 
