@@ -311,6 +311,26 @@ fn requirements_failing_twice_passes_on_the_third_attempt() {
 }
 
 #[test]
+fn a_phase_whose_last_attempt_ran_out_of_turns_fails_with_kind_budget() {
+    // The sample's EXPLORE needs three turns; two end the attempt on the turn limit.
+    let mut run = SpecRun::new();
+    run.script("sample.json", &fixtures::sample_script_json())
+        .set("MAX_ATTEMPTS", "1")
+        .set("MAX_TURNS", "2");
+    let (code, events, stderr) = run.run_local();
+    assert_eq!(code, 1, "stderr: {stderr}");
+    let Some(Event::AgentFailed(failed)) = events.last().map(|e| e.event.clone()) else {
+        panic!()
+    };
+    assert_eq!(failed.kind, omoi_protocol::event::ErrorKind::Budget);
+    assert_eq!(
+        failed.reason,
+        "explore did not pass its gate: no passing output after 1 attempt: reached the limit \
+         of 2 turns without an accepted submission"
+    );
+}
+
+#[test]
 fn a_phase_that_never_passes_fails_the_spec_with_the_reason() {
     let mut script = fixtures::sample_script_json();
     script["design"] = json!([[{"tool_calls": [{"name": "submit", "input": {"overview": "x"}}]},
