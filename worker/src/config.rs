@@ -195,6 +195,7 @@ struct RawEnv {
     omoi_llm_max_retries: Option<String>,
     claude_bin: Option<String>,
     codex_bin: Option<String>,
+    omoi_stall_secs: Option<String>,
     /// Where `claude` and `codex` are looked for when their variables are not set.
     path: Option<String>,
     omoi_pass_env: Option<String>,
