@@ -145,7 +145,7 @@ pub(crate) struct FakeState {
 
 type Shared = Arc<Mutex<FakeState>>;
 
-/// A running fake model API: a server on 127.0.0.1 that speaks dialect `D`, with a queue of
+/// A running fake model API: a server on loopback (or a given address) that speaks dialect `D`, with a queue of
 /// replies. Stops when dropped.
 pub struct FakeModel<D> {
     addr: SocketAddr,
@@ -169,8 +169,14 @@ impl<D> Drop for FakeModel<D> {
 }
 
 impl<D: Dialect> FakeModel<D> {
-    /// Starts a fake that answers `replies` in order.
+    /// Starts a fake on 127.0.0.1 that answers `replies` in order.
     pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), replies).await
+    }
+
+    /// Starts a fake on `ip` (a free port): e.g. a docker network's gateway, where containers
+    /// reach it.
+    pub async fn start_on(ip: std::net::IpAddr, replies: impl IntoIterator<Item = Reply>) -> Self {
         let state: Shared = Arc::new(Mutex::new(FakeState {
             replies: replies.into_iter().collect(),
             ..FakeState::default()
@@ -179,7 +185,7 @@ impl<D: Dialect> FakeModel<D> {
             .route(D::PATH, post(handle::<D>))
             .fallback(unexpected)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         // Small streamed writes must not wait for delayed ACKs (Nagle): the real APIs flush
         // every SSE event at once.

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod dashboard;
 mod docker;
+mod docker_agents;
 mod docker_faults;
 mod docker_secrets;
 mod health;
