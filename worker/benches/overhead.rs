@@ -85,6 +85,7 @@ fn settings(base_url: String, api_key: &str, model: &str) -> HttpProviderConfig 
         model: model.into(),
         request_timeout: Duration::from_secs(30),
         max_retries: 0,
+        context_window: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`SessionOutcome`]. The modes (spec, task, spec-skill) speak only this; [`native`] is omoi's
 //! own loop over a model provider, and the tools it calls are in [`tools`].
 
+pub mod compact;
 pub mod native;
 pub mod tools;
 

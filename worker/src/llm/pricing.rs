@@ -78,6 +78,30 @@ pub fn price_of(model: &str) -> Price {
         .unwrap_or(Price::FREE)
 }
 
+/// The context window of `model` in tokens: what one request (its whole prompt) may hold.
+/// Unknown models get 128,000, the smallest window of the current API models.
+pub fn context_window(model: &str) -> u64 {
+    let name = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .trim()
+        .to_ascii_lowercase();
+    const WINDOWS: &[(&str, u64)] = &[
+        ("claude-", 200_000),
+        ("gpt-4.1", 1_047_576),
+        ("gpt-5", 400_000),
+        ("o3", 200_000),
+        ("o4", 200_000),
+        ("gpt-4o", 128_000),
+    ];
+    WINDOWS
+        .iter()
+        .filter(|(prefix, _)| name.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map_or(128_000, |(_, window)| *window)
+}
+
 /// The price to count for `model`: the configured override when there is one (from
 /// `OMOI_PRICE_INPUT_PER_MTOK` / `OMOI_PRICE_OUTPUT_PER_MTOK`), else the list price.
 pub fn price_for(model: &str, override_: Option<Price>) -> Price {
@@ -89,6 +113,18 @@ mod tests {
     use pretty_assertions::assert_eq;
 
     use super::*;
+
+    #[test]
+    fn knows_the_window_of_each_model_family() {
+        assert_eq!(context_window("claude-sonnet-4-5"), 200_000);
+        assert_eq!(context_window("anthropic/Claude-Opus-4-5"), 200_000);
+        assert_eq!(context_window("gpt-4.1-mini"), 1_047_576);
+        assert_eq!(context_window("gpt-5-codex"), 400_000);
+        assert_eq!(context_window("gpt-4o-mini"), 128_000);
+        assert_eq!(context_window("o3"), 200_000);
+        assert_eq!(context_window("llama3:70b"), 128_000);
+        assert_eq!(context_window(""), 128_000);
+    }
 
     #[test]
     fn matches_the_longest_prefix() {

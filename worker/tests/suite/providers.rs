@@ -73,6 +73,7 @@ async fn setup(api: Api, replies: Vec<Reply>, options: CallOptions) -> (Fake, Bo
         model: MODEL.to_string(),
         request_timeout: Duration::from_secs(600),
         max_retries: 3,
+        context_window: None,
     };
     match api {
         Api::Anthropic => {
