@@ -101,8 +101,13 @@ pub enum StopReason {
 /// Tokens one call used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {
+    /// Every input token, cached or not.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from the prompt cache (part of `input_tokens`).
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache (part of `input_tokens`).
+    pub cache_write_tokens: u64,
 }
 
 /// The model's answer.
