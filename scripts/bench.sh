@@ -34,7 +34,14 @@ emit "worker static binary size" "$(awk "BEGIN{print $size/1048576}")" "MiB" 10 
 log "worker start-up and per-phase time"
 "$bench" worker --worker "$worker" --runs "${BENCH_RUNS:-30}" >> "$figures"
 
-log "provider layer and agent loop overhead"
+log "provider layer, model proxy, agent loop, prompt caching; the CLI agents when they can be fetched"
+if clis=$(scripts/fetch-agent-clis.sh 2>/dev/null); then
+  OMOI_TEST_CLAUDE_BIN=$(sed -n 1p <<<"$clis")
+  OMOI_TEST_CODEX_BIN=$(sed -n 2p <<<"$clis")
+  export OMOI_TEST_CLAUDE_BIN OMOI_TEST_CODEX_BIN
+else
+  log "scripts/fetch-agent-clis.sh failed: the CLI agents' figures are skipped"
+fi
 cargo bench --locked -p omoi-worker --bench overhead 2>/dev/null | grep '^{' >> "$figures"
 
 log "worker peak memory over a scripted full spec"

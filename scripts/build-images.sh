@@ -3,7 +3,9 @@
 #   omoi-sandbox-base:<key>  Debian (debootstrap minbase + images/sandbox-base/packages), imported
 #   omoi-worker:<key>        FROM scratch: the static worker at /omoi-worker and a CA bundle
 #   omoi-sandbox:<key>       the base + the worker at /usr/local/bin/omoi-worker + user omoi
-# and moves the :latest tags of omoi-worker and omoi-sandbox to what was built or found.
+#   omoi-sandbox-agents:<key> (with --with-agents) the sandbox + the Claude Code and Codex CLIs
+# and moves the :latest tags of omoi-worker and omoi-sandbox (and omoi-sandbox-agents) to what
+# was built or found.
 #
 # Every image is content-addressed: <key> is the first 12 hex digits of a SHA-256 over the inputs
 # that define the image, and the whole hash is the image's org.omoi.content-key label. An image
@@ -12,10 +14,15 @@
 #            `docker import` settings below
 #   worker   the worker binary, images/worker/Dockerfile and the CA bundle
 #   sandbox  the worker binary, images/sandbox/Dockerfile and the base image id
+#   agents   the sandbox image id, images/sandbox-agents/Dockerfile and the sha256 of every CLI
+#            file copied in (from scripts/fetch-agent-clis.sh: pinned wheels, hashes checked)
 # So an unchanged worker rebuilds nothing, and a new worker rebuilds only the two small images.
 #
-# Usage: scripts/build-images.sh [--worker-bin PATH] [--refresh-base]
+# Usage: scripts/build-images.sh [--worker-bin PATH] [--refresh-base] [--with-agents [--agents-dir DIR]]
 #   --worker-bin PATH  use this static worker instead of running scripts/build-worker.sh
+#   --with-agents      also build omoi-sandbox-agents from the CLIs of scripts/fetch-agent-clis.sh
+#                      (which downloads the pinned wheels with pip once, then uses its cache)
+#   --agents-dir DIR   the CLIs' cache directory, passed to fetch-agent-clis.sh --dir
 #   --refresh-base     rebuild the base even if one with the same key exists (to take Debian's
 #                      latest security updates; the key names the inputs, not package versions)
 # Environment: OMOI_DEBIAN_SUITE (bookworm), OMOI_DEBIAN_MIRROR, OMOI_DEBIAN_SECURITY_MIRROR,
@@ -39,6 +46,8 @@ die() {
 
 worker_bin=""
 refresh_base=0
+with_agents=0
+agents_dir=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
   --worker-bin)
@@ -49,6 +58,15 @@ while [ "$#" -gt 0 ]; do
   --refresh-base)
     refresh_base=1
     shift
+    ;;
+  --with-agents)
+    with_agents=1
+    shift
+    ;;
+  --agents-dir)
+    [ "$#" -ge 2 ] || die "--agents-dir needs a directory"
+    agents_dir=$2
+    shift 2
     ;;
   -h | --help)
     sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
@@ -195,8 +213,54 @@ sandbox_key=$(
 build_final omoi-sandbox "$sandbox_key" images/sandbox/Dockerfile \
   "$work/omoi-worker" -- "BASE=$base_ref"
 
+# --- the sandbox with the agent CLIs -----------------------------------------------------------
+summary=("$base_ref" omoi-worker:latest omoi-sandbox:latest)
+if [ "$with_agents" -eq 1 ]; then
+  fetch_args=()
+  [ -z "$agents_dir" ] || fetch_args=(--dir "$agents_dir")
+  clis=$(scripts/fetch-agent-clis.sh "${fetch_args[@]}") || die "scripts/fetch-agent-clis.sh failed"
+  claude_bin=$(sed -n 1p <<<"$clis")
+  codex_bin=$(sed -n 2p <<<"$clis")
+  [ -x "$claude_bin" ] && [ -x "$codex_bin" ] || die "fetch-agent-clis.sh printed no usable CLIs"
+  # The context: claude/ holds the Claude Code binary, codex/ the Codex wheel's layout (its
+  # bin/, and codex-resources/ and codex-path/ beside it). Hard links where the filesystem
+  # allows, so the 750 MB are not copied twice.
+  context="$work/context-omoi-sandbox-agents"
+  mkdir -p "$context/claude"
+  cp -l "$claude_bin" "$context/claude/claude" 2>/dev/null || cp "$claude_bin" "$context/claude/claude"
+  codex_root=$(dirname "$(dirname "$codex_bin")")
+  cp -al "$codex_root" "$context/codex" 2>/dev/null || cp -a "$codex_root" "$context/codex"
+  cp images/sandbox-agents/Dockerfile "$context/Dockerfile"
+  sandbox_ref="omoi-sandbox:${sandbox_key:0:12}"
+  agents_key=$(
+    {
+      printf 'sandbox=%s\ndockerfile=%s\n' "$(docker image inspect -f '{{.Id}}' "$sandbox_ref")" \
+        "$(file_sha images/sandbox-agents/Dockerfile)"
+      (cd "$context" && find claude codex -type f | LC_ALL=C sort | xargs sha256sum)
+    } | sha
+  )
+  agents_ref="omoi-sandbox-agents:${agents_key:0:12}"
+  if [ "$(image_key "$agents_ref")" = "$agents_key" ]; then
+    log "reused  $agents_ref"
+  else
+    log "building $agents_ref ($(du -sm "$context" | cut -f1) MiB of CLIs)"
+    step=$SECONDS
+    docker_build --build-arg "BASE=$sandbox_ref" \
+      --label "org.omoi.content-key=$agents_key" \
+      --label "org.opencontainers.image.title=omoi-sandbox-agents" \
+      --label "org.opencontainers.image.version=$version" \
+      -t "$agents_ref" "$context"
+    log "built   $agents_ref in $((SECONDS - step)) s"
+  fi
+  rm -rf "$context"
+  docker tag "$agents_ref" omoi-sandbox-agents:latest
+  echo omoi-sandbox-agents:latest
+  echo "$agents_ref"
+  summary+=(omoi-sandbox-agents:latest)
+fi
+
 # --- summary -----------------------------------------------------------------------------------
-for ref in "$base_ref" omoi-worker:latest omoi-sandbox:latest; do
+for ref in "${summary[@]}"; do
   bytes=$(docker image inspect -f '{{.Size}}' "$ref")
   log "$(awk -v r="$ref" -v b="$bytes" 'BEGIN { printf "%-32s %7.1f MiB", r, b / 1048576 }')"
 done

@@ -22,6 +22,12 @@ pub const OMOI_SCRIPT: &str = "OMOI_SCRIPT";
 pub const CLAUDE_BIN: &str = "CLAUDE_BIN";
 /// The Codex binary of `OMOI_LLM=codex` (default: `codex` on `PATH`).
 pub const CODEX_BIN: &str = "CODEX_BIN";
+/// The model's context window in tokens, for the native loop's compaction (default: the
+/// model's known window, 128,000 for an unknown model).
+pub const CONTEXT_WINDOW: &str = "OMOI_CONTEXT_WINDOW";
+/// Seconds a CLI agent may go without output, model traffic or a submission being judged before
+/// its session ends as stalled (default 660).
+pub const STALL_SECS: &str = "OMOI_STALL_SECS";
 pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
 pub const ANTHROPIC_BASE_URL: &str = "ANTHROPIC_BASE_URL";
 pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";

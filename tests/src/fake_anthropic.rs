@@ -12,6 +12,7 @@ use crate::fake_llm::{
     header_text, json_response, pieces, sse_response, stalled_json_response, unknown_fields,
     valid_tool_name,
 };
+use crate::prompt_cache::Piece;
 
 /// The API key the fake accepts.
 pub const API_KEY: &str = "sk-ant-fake-0123456789";
@@ -121,6 +122,10 @@ impl Dialect for Anthropic {
 
     fn bad_request(message: &str) -> Response {
         error_response(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    fn prompt(body: &Value) -> Option<Vec<Piece>> {
+        Some(prompt_pieces(body))
     }
 }
 
@@ -307,8 +312,50 @@ fn message_json(turn: &Turn, model: &str, number: usize) -> Value {
         "content": content,
         "stop_reason": stop_reason(turn),
         "stop_sequence": null,
-        "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens}
+        "usage": usage(turn, turn.output_tokens)
     })
+}
+
+/// The `usage` object of an answer (the output tokens so far: 1 in `message_start`).
+fn usage(turn: &Turn, output_tokens: u64) -> Value {
+    json!({
+        "input_tokens": turn.input_tokens,
+        "cache_creation_input_tokens": turn.cache_creation_tokens,
+        "cache_read_input_tokens": turn.cache_read_tokens,
+        "output_tokens": output_tokens,
+    })
+}
+
+/// The prompt's blocks in the order the API reads them: tools, system, messages; a block with
+/// `cache_control` ends a cacheable prefix. The marker itself is neither content nor counted: a
+/// block that carried it in one request and not in the next is the same block to the cache.
+fn prompt_pieces(body: &Value) -> Vec<Piece> {
+    let piece = |block: &Value| {
+        let mut content = block.clone();
+        let marker = content
+            .as_object_mut()
+            .and_then(|fields| fields.remove("cache_control"));
+        Piece {
+            text: content.to_string(),
+            breakpoint: marker.is_some(),
+        }
+    };
+    let mut pieces: Vec<Piece> = body["tools"]
+        .as_array()
+        .map(|tools| tools.iter().map(piece).collect())
+        .unwrap_or_default();
+    match &body["system"] {
+        Value::Array(blocks) => pieces.extend(blocks.iter().map(piece)),
+        Value::Null => {}
+        system => pieces.push(piece(system)),
+    }
+    for message in body["messages"].as_array().into_iter().flatten() {
+        match &message["content"] {
+            Value::Array(blocks) => pieces.extend(blocks.iter().map(piece)),
+            content => pieces.push(piece(content)),
+        }
+    }
+    pieces
 }
 
 /// The SSE events of `turn`, as the API streams them.
@@ -319,7 +366,7 @@ fn frames(turn: &Turn, model: &str, number: usize) -> Vec<String> {
         json!({"type": "message_start", "message": {
             "id": format!("msg_fake_{number:04}"), "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": turn.input_tokens, "output_tokens": 1}
+            "usage": usage(turn, 1)
         }}),
     )];
     for (index, block) in turn.blocks.iter().enumerate() {
@@ -469,5 +516,89 @@ mod tests {
         .await;
         assert_eq!(status, 400);
         assert_eq!(fake.violations(), vec!["request 2: no scripted reply left"]);
+    }
+
+    /// A conversation whose system prompt (4,000 tokens) carries a breakpoint, and whose last
+    /// block does; `extra` more user text.
+    fn cached_body(extra: &str) -> Value {
+        let mut content = vec![json!({"type": "text", "text": "go"})];
+        if !extra.is_empty() {
+            content.push(json!({"type": "text", "text": extra}));
+        }
+        if let Some(last) = content.last_mut() {
+            last["cache_control"] = json!({"type": "ephemeral"});
+        }
+        json!({
+            "model": "m", "max_tokens": 10, "stream": false,
+            "system": [{"type": "text", "text": "s".repeat(16_000),
+                        "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": content}],
+        })
+    }
+
+    #[tokio::test]
+    async fn a_metering_fake_reports_cache_writes_and_reads_as_the_api_does() {
+        let fake = FakeAnthropic::start([
+            Reply::Turn(Turn::text("one")),
+            Reply::Turn(Turn::text("two")),
+        ])
+        .await;
+        fake.meter_prompts();
+        let mut usages = Vec::new();
+        for extra in ["", &"x".repeat(800)] {
+            let (status, answer) = post_raw(
+                &fake.base_url(),
+                "/v1/messages",
+                GOOD_HEADERS,
+                &cached_body(extra).to_string(),
+            )
+            .await;
+            assert_eq!(status, 200, "{answer}");
+            let answer: Value = serde_json::from_str(&answer).unwrap();
+            usages.push(answer["usage"].clone());
+        }
+        assert_eq!(fake.violations(), Vec::<String>::new());
+        // The first prompt writes its prefix; the second reads it, though its first message
+        // no longer carries the breakpoint (it moved to the new last block).
+        let (first, second) = (&usages[0], &usages[1]);
+        assert_eq!(first["cache_read_input_tokens"], 0);
+        assert!(first["cache_creation_input_tokens"].as_u64().unwrap() > 4000);
+        assert_eq!(first["input_tokens"], 0);
+        assert_eq!(
+            second["cache_read_input_tokens"],
+            first["cache_creation_input_tokens"]
+        );
+        assert!(second["cache_creation_input_tokens"].as_u64().unwrap() >= 200);
+        let usage = fake.prompt_usage();
+        assert_eq!(usage.len(), 2);
+        assert_eq!(
+            usage[1].cache_read_input_tokens,
+            second["cache_read_input_tokens"].as_u64().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_prompt_beyond_the_window_is_refused_as_the_api_refuses_it() {
+        let fake = FakeAnthropic::start([Reply::Turn(Turn::text("ok"))]).await;
+        fake.set_context_window(1000);
+        let (status, answer) = post_raw(
+            &fake.base_url(),
+            "/v1/messages",
+            GOOD_HEADERS,
+            &cached_body("").to_string(),
+        )
+        .await;
+        assert_eq!(status, 400);
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["error"]["type"], "invalid_request_error");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("prompt is too long: ")
+                && message.ends_with(" tokens > 1000 maximum"),
+            "{message}"
+        );
+        assert_eq!(fake.violations(), vec![format!("request 1: {message}")]);
+        // The scripted reply is still there for a prompt that fits.
+        assert_eq!(fake.remaining(), 1);
     }
 }

@@ -18,6 +18,8 @@ use axum::routing::post;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+use crate::prompt_cache::{DEFAULT_WINDOW, Piece, PromptCache, PromptUsage, tokens};
+
 /// One block of a scripted model turn.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnBlock {
@@ -35,8 +37,12 @@ pub enum TurnBlock {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
     pub blocks: Vec<TurnBlock>,
+    /// Input tokens not read from or written to the prompt cache.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Set by a metering fake ([`FakeModel::meter_prompts`]) from the request.
+    pub cache_read_tokens: u64,
+    pub cache_creation_tokens: u64,
     /// The answer was cut by the token limit (`max_tokens` / `length`).
     pub truncated: bool,
 }
@@ -48,6 +54,8 @@ impl Turn {
             blocks: Vec::new(),
             input_tokens: 10,
             output_tokens: 1,
+            cache_read_tokens: 0,
+            cache_creation_tokens: 0,
             truncated: false,
         }
     }
@@ -134,18 +142,44 @@ pub trait Dialect: Send + Sync + 'static {
     fn respond(reply: Reply, request: &Value, number: usize) -> Response;
     /// The API's 400 answer with `message`.
     fn bad_request(message: &str) -> Response;
+    /// The request's prompt as the API counts and caches it, block by block; `None` where the
+    /// fake does not measure prompts (then no window is enforced either).
+    fn prompt(_body: &Value) -> Option<Vec<Piece>> {
+        None
+    }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FakeState {
     replies: VecDeque<Reply>,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
+    /// The most input tokens a prompt may have.
+    window: u64,
+    /// Whether answers report the usage counted from the request (with the cache).
+    metering: bool,
+    cache: PromptCache,
+    /// The usage of every metered prompt, in order.
+    prompt_usage: Vec<PromptUsage>,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        FakeState {
+            replies: VecDeque::new(),
+            requests: Vec::new(),
+            violations: Vec::new(),
+            window: DEFAULT_WINDOW,
+            metering: false,
+            cache: PromptCache::default(),
+            prompt_usage: Vec::new(),
+        }
+    }
 }
 
 type Shared = Arc<Mutex<FakeState>>;
 
-/// A running fake model API: a server on 127.0.0.1 that speaks dialect `D`, with a queue of
+/// A running fake model API: a server on loopback (or a given address) that speaks dialect `D`, with a queue of
 /// replies. Stops when dropped.
 pub struct FakeModel<D> {
     addr: SocketAddr,
@@ -169,8 +203,14 @@ impl<D> Drop for FakeModel<D> {
 }
 
 impl<D: Dialect> FakeModel<D> {
-    /// Starts a fake that answers `replies` in order.
+    /// Starts a fake on 127.0.0.1 that answers `replies` in order.
     pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), replies).await
+    }
+
+    /// Starts a fake on `ip` (a free port): e.g. a docker network's gateway, where containers
+    /// reach it.
+    pub async fn start_on(ip: std::net::IpAddr, replies: impl IntoIterator<Item = Reply>) -> Self {
         let state: Shared = Arc::new(Mutex::new(FakeState {
             replies: replies.into_iter().collect(),
             ..FakeState::default()
@@ -179,7 +219,7 @@ impl<D: Dialect> FakeModel<D> {
             .route(D::PATH, post(handle::<D>))
             .fallback(unexpected)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         // Small streamed writes must not wait for delayed ACKs (Nagle): the real APIs flush
         // every SSE event at once.
@@ -221,6 +261,23 @@ impl<D: Dialect> FakeModel<D> {
     pub fn push(&self, reply: Reply) {
         self.state.lock().unwrap().replies.push_back(reply);
     }
+
+    /// From now on, answers report the input usage counted from each request, with the prompt
+    /// cache (`cache_read_input_tokens`, `cache_creation_input_tokens`), instead of the turn's.
+    pub fn meter_prompts(&self) {
+        self.state.lock().unwrap().metering = true;
+    }
+
+    /// Refuses prompts of more than `tokens` input tokens, as the API does beyond its window
+    /// (default [`DEFAULT_WINDOW`]).
+    pub fn set_context_window(&self, tokens: u64) {
+        self.state.lock().unwrap().window = tokens;
+    }
+
+    /// The usage of every metered prompt, in order.
+    pub fn prompt_usage(&self) -> Vec<PromptUsage> {
+        self.state.lock().unwrap().prompt_usage.clone()
+    }
 }
 
 async fn handle<D: Dialect>(
@@ -257,11 +314,35 @@ async fn handle<D: Dialect>(
             .extend(violations.iter().map(|v| format!("request {number}: {v}")));
         return D::bad_request(&violations.join("; "));
     }
-    let Some(reply) = state_guard.replies.pop_front() else {
+    let prompt = D::prompt(&body);
+    if let Some(pieces) = &prompt {
+        let size: u64 = pieces.iter().map(|p| tokens(&p.text)).sum();
+        if size > state_guard.window {
+            // The API's words for it.
+            let message = format!(
+                "prompt is too long: {size} tokens > {} maximum",
+                state_guard.window
+            );
+            state_guard
+                .violations
+                .push(format!("request {number}: {message}"));
+            return D::bad_request(&message);
+        }
+    }
+    let Some(mut reply) = state_guard.replies.pop_front() else {
         let message = format!("request {number}: no scripted reply left");
         state_guard.violations.push(message.clone());
         return D::bad_request(&message);
     };
+    if let (true, Some(pieces), Reply::Turn(turn) | Reply::Stall { turn, .. }) =
+        (state_guard.metering, &prompt, &mut reply)
+    {
+        let usage = state_guard.cache.account(pieces);
+        turn.input_tokens = usage.input_tokens;
+        turn.cache_read_tokens = usage.cache_read_input_tokens;
+        turn.cache_creation_tokens = usage.cache_creation_input_tokens;
+        state_guard.prompt_usage.push(usage);
+    }
     drop(state_guard);
     D::respond(reply, &body, number)
 }

@@ -11,4 +11,5 @@ pub mod fake_openai;
 pub mod fake_responses;
 pub mod fixtures;
 pub mod git;
+pub mod prompt_cache;
 pub mod sink;

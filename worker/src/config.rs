@@ -209,6 +209,8 @@ struct RawEnv {
     omoi_llm_max_retries: Option<String>,
     claude_bin: Option<String>,
     codex_bin: Option<String>,
+    omoi_stall_secs: Option<String>,
+    omoi_context_window: Option<String>,
     /// Where `claude` and `codex` are looked for when their variables are not set.
     path: Option<String>,
     omoi_pass_env: Option<String>,
@@ -651,6 +653,11 @@ fn llm(raw: &RawEnv) -> Result<LlmConfig> {
         5,
         0..=20,
     )? as u32;
+    let context_window = raw
+        .omoi_context_window
+        .as_deref()
+        .map(|value| number(var::CONTEXT_WINDOW, Some(value), 0, 1_000..=10_000_000))
+        .transpose()?;
     let provider = match raw.omoi_llm.as_deref() {
         Some(p) => p.trim().to_ascii_lowercase(),
         None if raw.anthropic_api_key.is_some() => "anthropic".to_string(),
@@ -685,6 +692,7 @@ fn llm(raw: &RawEnv) -> Result<LlmConfig> {
                     .unwrap_or_else(|| "claude-sonnet-4-5".to_string()),
                 request_timeout: timeout,
                 max_retries,
+                context_window,
             }))
         }
         "openai" => {
@@ -714,6 +722,7 @@ fn llm(raw: &RawEnv) -> Result<LlmConfig> {
                 model,
                 request_timeout: timeout,
                 max_retries,
+                context_window,
             }))
         }
         "scripted" => {

@@ -11,9 +11,15 @@ pub enum Error {
     /// A bad environment variable or flag. Not retryable: the same input fails again.
     #[error("{variable}: {problem}")]
     Config { variable: String, problem: String },
-    /// A phase did not pass its gate within its attempts. Not retryable by the worker.
+    /// A phase did not pass its gate within its attempts. Not retryable by the worker. `kind`
+    /// is what ended the last attempt: `gate` when the agent stopped (or the output never
+    /// passed), `budget`, `timeout` or `provider` when a limit or the model ended it.
     #[error("{phase} did not pass its gate: {reason}")]
-    Gate { phase: Phase, reason: String },
+    Gate {
+        phase: Phase,
+        reason: String,
+        kind: ErrorKind,
+    },
     /// An agent session ended without an accepted submission where the run needed one.
     /// Not retryable by the worker.
     #[error("the agent session ended without a submission: {detail}")]
@@ -70,7 +76,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config { .. } => ErrorKind::Config,
-            Error::Gate { .. } => ErrorKind::Gate,
+            Error::Gate { kind, .. } => *kind,
             Error::Session { kind, .. } => *kind,
             Error::Io { .. } | Error::Workspace(_) | Error::Json { .. } => ErrorKind::Workspace,
             Error::Cancelled => ErrorKind::Cancelled,

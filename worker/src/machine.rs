@@ -14,8 +14,8 @@ use omoi_protocol::artifact::{
 use omoi_protocol::context::{Checkpoint, PhaseContext};
 use omoi_protocol::eval::Evaluation;
 use omoi_protocol::event::{
-    Event, SpecEvalResult, SpecExecutionFailed, SpecExecutionStarted, SpecPhaseCompleted,
-    SpecPhaseFailed, SpecPhaseRetry, SpecPhaseStarted,
+    ErrorKind, Event, SpecEvalResult, SpecExecutionFailed, SpecExecutionStarted,
+    SpecPhaseCompleted, SpecPhaseFailed, SpecPhaseRetry, SpecPhaseStarted,
 };
 use omoi_protocol::phase::Phase;
 use tokio_util::sync::CancellationToken;
@@ -210,13 +210,14 @@ async fn generated_phase(
             ) => {
                 return Err(Error::Cancelled);
             }
-            (SessionOutcome::Ended { detail, .. }, last) => {
+            (SessionOutcome::Ended { reason, detail }, last) => {
                 if let Some(last) = last {
                     feedback = Some(last.feedback);
                 }
-                detail
+                (reason, detail)
             }
         };
+        let (ended, reason) = reason;
         if attempt == spec.limits.max_attempts {
             let feedback = feedback.unwrap_or_default();
             let failure = format!(
@@ -237,6 +238,7 @@ async fn generated_phase(
             return Err(Error::Gate {
                 phase,
                 reason: failure,
+                kind: ended.error_kind(),
             });
         }
         spec.emitter.emit(Event::SpecPhaseRetry(SpecPhaseRetry {
@@ -297,6 +299,7 @@ fn sync_phase(spec: &SpecRun<'_>, context: &PhaseContext) -> Result<Passed> {
     Err(Error::Gate {
         phase: Phase::Sync,
         reason,
+        kind: ErrorKind::Gate,
     })
 }
 

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod dashboard;
 mod docker;
+mod docker_agents;
 mod docker_faults;
 mod docker_repos;
 mod docker_secrets;

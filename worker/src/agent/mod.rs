@@ -2,6 +2,7 @@
 //! [`SessionOutcome`]. The modes (spec, task, spec-skill) speak only this; [`native`] is omoi's
 //! own loop over a model provider, and the tools it calls are in [`tools`].
 
+pub mod compact;
 pub mod native;
 pub mod tools;
 
@@ -170,6 +171,9 @@ pub enum EndReason {
     Timeout,
     /// No progress for several turns (the same call repeated, nothing read or written).
     Stalled,
+    /// Nothing happened for the stall window: a CLI agent printed nothing, made no model call
+    /// and received no answer, and no submission was being judged.
+    Idle,
     /// The model provider failed after its retries.
     Provider,
     Cancelled,
@@ -180,7 +184,7 @@ impl EndReason {
     pub fn error_kind(self) -> ErrorKind {
         match self {
             EndReason::MaxTurns | EndReason::Budget => ErrorKind::Budget,
-            EndReason::Timeout => ErrorKind::Timeout,
+            EndReason::Timeout | EndReason::Idle => ErrorKind::Timeout,
             EndReason::Provider => ErrorKind::Provider,
             EndReason::Cancelled => ErrorKind::Cancelled,
             EndReason::NoSubmission | EndReason::Stalled => ErrorKind::Gate,

@@ -2,6 +2,7 @@
 //! schemas, run the tool calls, append the results, repeat until `submit` is accepted or a limit
 //! ends the session.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use omoi_protocol::event::{
@@ -9,6 +10,7 @@ use omoi_protocol::event::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::compact;
 use super::tools::{ToolBox, ToolOutcome, shorten};
 use super::{Agent, EndReason, Limits, SessionOutcome, SessionSpec, SubmitHandler, SubmitVerdict};
 use crate::error::Result;
@@ -144,6 +146,8 @@ struct Session<'a> {
     idle_turns: u32,
     /// The last call (tool and input) and how many times in a row it came.
     last_call: Option<(String, u32)>,
+    /// The call id of the last rejected submission: its feedback is never compacted.
+    last_feedback: HashSet<String>,
 }
 
 /// What one tool call of the model led to.
@@ -181,6 +185,21 @@ impl<'a> Session<'a> {
             quiet_answers: 0,
             idle_turns: 0,
             last_call: None,
+            last_feedback: HashSet::new(),
+        }
+    }
+
+    /// Shortens old tool output when the conversation nears the model's context window.
+    fn compact(&mut self) {
+        let window = self.parts.provider.context_window();
+        if let Some(done) = compact::compact(&mut self.request, window, &self.last_feedback) {
+            tracing::info!(
+                window,
+                before = done.before,
+                after = done.after,
+                shortened = done.shortened,
+                "the conversation neared the model's context window: old tool output shortened"
+            );
         }
     }
 
@@ -217,6 +236,7 @@ impl<'a> Session<'a> {
             turns += 1;
             self.parts.emitter.count_turn();
             self.take_injected();
+            self.compact();
             let call_cancel = self.parts.cancel.child_token();
             let response = match self
                 .parts
@@ -353,6 +373,9 @@ impl<'a> Session<'a> {
                 CallResult::Outcome(outcome) => outcome,
             };
             progress |= outcome.ok || (name == self.submit_name && input.is_object());
+            if name == self.submit_name {
+                self.last_feedback = HashSet::from([id.clone()]);
+            }
             self.parts
                 .emitter
                 .emit(Event::AgentToolResult(AgentToolResult {

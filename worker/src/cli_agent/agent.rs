@@ -6,13 +6,13 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use omoi_protocol::event::Event;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::command::{CliKind, SessionCommand, claude_user_line};
+use super::command::{CliKind, Resume, SessionCommand, claude_user_line};
 use super::gate::GateSocket;
 use super::proxy::{ModelProxy, ProxyConfig, Wire};
 use super::stream::{Mapped, claude::ClaudeStream, codex::CodexStream};
@@ -41,6 +41,10 @@ pub struct CliAgentConfig {
     pub key: Option<Secret>,
     /// Where the sessions' private directories are made.
     pub runtime_dir: PathBuf,
+    /// The stall window (`OMOI_STALL_SECS`): a session in which the CLI prints nothing, no
+    /// model call comes in or streams an answer, and no submission is judged for this long
+    /// is ended as stalled (the CLI killed), whatever the phase timeout still allows.
+    pub stall: Duration,
 }
 
 /// Claude Code or Codex as an agent.
@@ -115,12 +119,21 @@ impl Mapper {
     }
 }
 
+/// What the session has learnt from the CLI's output.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The CLI's session id (Codex's thread id, which `codex exec resume` takes).
+    session: Option<String>,
+    /// The CLI's own last words about its run.
+    detail: String,
+}
+
 /// Maps and emits one line of the CLI's output; true when it carried a tool result.
 fn handle_line(
     mapper: &mut Mapper,
     line: &str,
     emitter: &Emitter,
-    last_detail: &mut String,
+    seen: &mut Seen,
     kind: CliKind,
 ) -> bool {
     let mut had_result = false;
@@ -136,11 +149,12 @@ fn handle_line(
             }
             Mapped::SessionId(id) => {
                 tracing::info!(cli = kind.name(), session = %id, "CLI session started");
+                seen.session = Some(id);
             }
             Mapped::Finished(finished) => {
                 tracing::info!(cli = kind.name(), ok = finished.ok, detail = %finished.detail,
                     "CLI reports the end of its run");
-                *last_detail = finished.detail;
+                seen.detail = finished.detail;
             }
         }
     }
@@ -176,33 +190,25 @@ impl CliAgent {
             Some(emitter.clone()),
         )
         .await?;
-        let mut command = SessionCommand {
-            kind: config.kind,
-            bin: &config.bin,
-            worker_bin: &config.worker_bin,
-            model: config.model.as_deref(),
-            workspace: &spec.workspace,
-            home: &home,
-            proxy: &proxy,
-            gate: &gate,
-            system: &spec.system,
-            prompt: &spec.prompt,
-            max_turns: spec.limits.max_turns,
-        }
-        .build()?;
-        let variable = match config.kind {
-            CliKind::ClaudeCode => omoi_protocol::env::CLAUDE_BIN,
-            CliKind::Codex => omoi_protocol::env::CODEX_BIN,
+        let command = |resume: Option<Resume<'_>>| {
+            SessionCommand {
+                kind: config.kind,
+                bin: &config.bin,
+                worker_bin: &config.worker_bin,
+                model: config.model.as_deref(),
+                workspace: &spec.workspace,
+                home: &home,
+                proxy: &proxy,
+                gate: &gate,
+                system: &spec.system,
+                prompt: &spec.prompt,
+                max_turns: spec.limits.max_turns,
+                resume,
+            }
+            .build()
         };
-        let mut child = command.spawn().map_err(|e| {
-            Error::config(
-                variable,
-                format!("cannot start {}: {e}", config.bin.display()),
-            )
-        })?;
-        let _group = ProcessGroup(child.id());
-        let mut stdin = child.stdin.take();
-        if let Some(stdin) = &mut stdin {
+        let mut cli = self.start(command(None)?)?;
+        if let Some(stdin) = &mut cli.stdin {
             if let Err(err) = stdin
                 .write_all(claude_user_line(&spec.prompt).as_bytes())
                 .await
@@ -210,19 +216,6 @@ impl CliAgent {
                 tracing::warn!(%err, "cannot hand the first message to the CLI");
             }
         }
-        if let Some(stderr) = child.stderr.take() {
-            let name = config.kind.name();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!(cli = name, "{line}");
-                }
-            });
-        }
-        let Some(stdout) = child.stdout.take() else {
-            return Err(Error::Internal("the CLI's stdout is not piped".to_string()));
-        };
-        let mut lines = BufReader::new(stdout).lines();
         let mut mapper = match config.kind {
             CliKind::ClaudeCode => Mapper::Claude(ClaudeStream::new(&spec.workspace)),
             CliKind::Codex => Mapper::Codex(CodexStream::new(&spec.workspace)),
@@ -232,7 +225,11 @@ impl CliAgent {
         let deadline = tokio::time::sleep(spec.limits.timeout);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(TICK);
-        let mut last_detail = String::new();
+        let mut seen = Seen::default();
+        // The CLI's last line, or a submission being judged (the proxy keeps its own time).
+        let mut last_seen = Instant::now();
+        // Messages injected into a Codex session, waiting for its next turn.
+        let mut pending: Vec<String> = Vec::new();
         let outcome = loop {
             tokio::select! {
                 biased;
@@ -245,9 +242,9 @@ impl CliAgent {
                     loop {
                         tokio::select! {
                             _ = &mut grace => break,
-                            line = lines.next_line() => match line {
+                            line = cli.lines.next_line() => match line {
                                 Ok(Some(line)) => {
-                                    if handle_line(&mut mapper, &line, emitter, &mut last_detail, config.kind) {
+                                    if handle_line(&mut mapper, &line, emitter, &mut seen, config.kind) {
                                         break;
                                     }
                                 }
@@ -272,23 +269,51 @@ impl CliAgent {
                         break ended(EndReason::MaxTurns, format!(
                             "the limit of {} turns is reached", spec.limits.max_turns));
                     }
-                    // Only Claude Code reads messages mid-run; for Codex they stay queued.
-                    if let Some(stdin) = &mut stdin {
-                        for text in spec.inbox.drain() {
-                            if let Err(err) = stdin.write_all(claude_user_line(&text).as_bytes()).await {
-                                tracing::warn!(%err, "cannot hand an injected message to the CLI");
+                    if gate.checking() {
+                        last_seen = Instant::now();
+                    }
+                    let quiet = last_seen.max(proxy.last_traffic()).elapsed();
+                    if quiet >= config.stall {
+                        break ended(EndReason::Idle, format!(
+                            "stalled: {} printed nothing and the model sent or was sent \
+                             nothing for {} s (OMOI_STALL_SECS)",
+                            config.kind.name(), config.stall.as_secs()));
+                    }
+                    match (&mut cli.stdin, config.kind) {
+                        // Claude Code reads injected messages on stdin, mid-run.
+                        (Some(stdin), _) => {
+                            for text in spec.inbox.drain() {
+                                if let Err(err) = stdin.write_all(claude_user_line(&text).as_bytes()).await {
+                                    tracing::warn!(%err, "cannot hand an injected message to the CLI");
+                                }
                             }
                         }
+                        // Codex gets them when its turn ends (`codex exec` reads no input).
+                        (None, CliKind::Codex) => pending.extend(spec.inbox.drain()),
+                        (None, CliKind::ClaudeCode) => {}
                     }
                 }
-                line = lines.next_line() => match line {
+                line = cli.lines.next_line() => match line {
                     Ok(Some(line)) => {
-                        handle_line(&mut mapper, &line, emitter, &mut last_detail, config.kind);
+                        last_seen = Instant::now();
+                        handle_line(&mut mapper, &line, emitter, &mut seen, config.kind);
                     }
                     Ok(None) | Err(_) => {
-                        let status = child.wait().await;
+                        let status = cli.child.wait().await;
                         if let Some(input) = gate.accepted() {
                             break SessionOutcome::Submitted { input };
+                        }
+                        if config.kind == CliKind::Codex {
+                            pending.extend(spec.inbox.drain());
+                        }
+                        if let (false, Some(thread)) = (pending.is_empty(), &seen.session) {
+                            // Codex ended its turn: the waiting messages start the next one,
+                            // in the same thread (its transcript is under CODEX_HOME).
+                            let text = injected_text(&std::mem::take(&mut pending));
+                            tracing::info!(thread = %thread,
+                                "Codex ended its turn: resuming its session with the injected messages");
+                            cli = self.start(command(Some(Resume { thread, text: &text }))?)?;
+                            continue;
                         }
                         let how = match status {
                             Ok(status) => status.to_string(),
@@ -297,14 +322,89 @@ impl CliAgent {
                         break ended(EndReason::NoSubmission, format!(
                             "{} ended ({how}) without a passing submission{}",
                             config.kind.name(),
-                            if last_detail.is_empty() { String::new() } else { format!(": {last_detail}") },
+                            if seen.detail.is_empty() { String::new() } else { format!(": {}", seen.detail) },
                         ));
                     }
                 },
             }
         };
-        drop(stdin);
-        // `_group` kills whatever the CLI left running when it goes out of scope here.
+        if !pending.is_empty() {
+            tracing::warn!(
+                messages = pending.len(),
+                "the Codex session ended before its next turn: injected messages not delivered"
+            );
+        }
+        // Dropping `cli` kills whatever the CLI left running in its process group.
+        drop(cli);
         Ok(outcome)
+    }
+
+    /// Starts the CLI: its stderr to the log, its stdout read line by line, its process group
+    /// killed when the [`Running`] is dropped.
+    fn start(&self, mut command: tokio::process::Command) -> Result<Running> {
+        let config = &self.config;
+        let variable = match config.kind {
+            CliKind::ClaudeCode => omoi_protocol::env::CLAUDE_BIN,
+            CliKind::Codex => omoi_protocol::env::CODEX_BIN,
+        };
+        let mut child = command.spawn().map_err(|e| {
+            Error::config(
+                variable,
+                format!("cannot start {}: {e}", config.bin.display()),
+            )
+        })?;
+        let group = ProcessGroup(child.id());
+        let stdin = child.stdin.take();
+        if let Some(stderr) = child.stderr.take() {
+            let name = config.kind.name();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(cli = name, "{line}");
+                }
+            });
+        }
+        let Some(stdout) = child.stdout.take() else {
+            return Err(Error::Internal("the CLI's stdout is not piped".to_string()));
+        };
+        Ok(Running {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            _group: group,
+        })
+    }
+}
+
+/// One running CLI process. Dropping it kills its process group.
+struct Running {
+    child: tokio::process::Child,
+    /// Claude Code's stdin (its first and injected messages); `None` for Codex.
+    stdin: Option<tokio::process::ChildStdin>,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    // Dropped after `stdin`, so the CLI sees its input end before it is killed.
+    _group: ProcessGroup,
+}
+
+/// Injected messages as the one user message that resumes a Codex session.
+fn injected_text(messages: &[String]) -> String {
+    messages
+        .iter()
+        .map(|text| format!("Message from the user while you work: {text}"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_messages_become_one_user_message() {
+        assert_eq!(
+            injected_text(&["Use tabs.".to_string(), "And tests.".to_string()]),
+            "Message from the user while you work: Use tabs.\n\n\
+             Message from the user while you work: And tests."
+        );
     }
 }

@@ -50,6 +50,18 @@ pub struct SessionCommand<'a> {
     /// Codex takes the first message as an argument; Claude Code reads it on stdin.
     pub prompt: &'a str,
     pub max_turns: u32,
+    /// Codex only: continue this thread with a new user message instead of starting one.
+    pub resume: Option<Resume<'a>>,
+}
+
+/// A Codex session to continue (`codex exec resume THREAD TEXT`): how a message injected
+/// mid-run reaches Codex, whose `exec` reads no input once started.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume<'a> {
+    /// The thread id of Codex's `thread.started` line.
+    pub thread: &'a str,
+    /// The user message that starts the next turn.
+    pub text: &'a str,
 }
 
 impl SessionCommand<'_> {
@@ -124,6 +136,7 @@ impl SessionCommand<'_> {
         let args: Vec<String> = self.mcp_args().iter().map(|a| toml_string(a)).collect();
         let config = format!(
             "model = {model}\nmodel_provider = \"omoi\"\n\n\
+             sandbox_mode = \"workspace-write\"\n\n\
              [model_providers.omoi]\nname = \"omoi\"\nbase_url = {base}\nwire_api = \"responses\"\n\
              env_key = \"OMOI_PROXY_KEY\"\n\n[analytics]\nenabled = false\n\n\
              [mcp_servers.omoi]\ncommand = {worker}\nargs = [{args}]\n\
@@ -139,15 +152,18 @@ impl SessionCommand<'_> {
             .stdin(Stdio::null())
             .env("CODEX_HOME", &codex_home)
             .env("OMOI_PROXY_KEY", self.proxy.credential())
-            .args([
-                "exec",
-                "--json",
-                "--skip-git-repo-check",
-                "-s",
-                "workspace-write",
-            ])
-            .args(["--disable", "plugins", "--disable", "remote_plugin"])
-            .arg(self.prompt);
+            .arg("exec");
+        // `exec resume` takes no `-s`: the sandbox mode is in config.toml for both.
+        match self.resume {
+            None => command.args(["--json", "--skip-git-repo-check", "-s", "workspace-write"]),
+            Some(_) => command.args(["resume", "--json", "--skip-git-repo-check"]),
+        };
+        command.args(["--disable", "plugins", "--disable", "remote_plugin"]);
+        match self.resume {
+            // `--` so that a message starting with `-` is not read as a flag.
+            None => command.arg("--").arg(self.prompt),
+            Some(resume) => command.arg("--").arg(resume.thread).arg(resume.text),
+        };
         Ok(())
     }
 }

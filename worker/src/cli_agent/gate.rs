@@ -8,6 +8,7 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,8 @@ pub struct GateSocket {
     listener: UnixListener,
     accepted: Mutex<Option<serde_json::Value>>,
     accepted_signal: Notify,
+    /// A submission is being judged (a validation command may run for minutes).
+    checking: AtomicBool,
 }
 
 impl Drop for GateSocket {
@@ -112,6 +115,7 @@ impl GateSocket {
             listener,
             accepted: Mutex::new(None),
             accepted_signal: Notify::new(),
+            checking: AtomicBool::new(false),
         })
     }
 
@@ -130,6 +134,11 @@ impl GateSocket {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Whether a submission is being judged right now.
+    pub fn checking(&self) -> bool {
+        self.checking.load(Ordering::Relaxed)
     }
 
     /// Waits until a submission passes.
@@ -214,7 +223,10 @@ impl GateSocket {
                         text: "the input is not a JSON object".to_string(),
                     };
                 }
-                match handler.check(&input).await {
+                self.checking.store(true, Ordering::Relaxed);
+                let verdict = handler.check(&input).await;
+                self.checking.store(false, Ordering::Relaxed);
+                match verdict {
                     SubmitVerdict::Accepted => {
                         *self
                             .accepted

@@ -11,7 +11,7 @@ pub mod meter;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -73,6 +73,14 @@ struct Shared {
     emitter: Option<Emitter>,
     totals: Mutex<Totals>,
     spent: Notify,
+    /// When a call last came in or a piece of an answer last passed.
+    last_traffic: Mutex<Instant>,
+}
+
+impl Shared {
+    fn touch(&self) {
+        *lock(&self.last_traffic) = Instant::now();
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -112,6 +120,7 @@ impl ModelProxy {
             emitter,
             totals: Mutex::new(Totals::default()),
             spent: Notify::new(),
+            last_traffic: Mutex::new(Instant::now()),
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -161,6 +170,12 @@ impl ModelProxy {
         lock(&self.shared.totals).calls
     }
 
+    /// When a call last came in or a piece of an answer last passed (the proxy's start before
+    /// the first call): what the session's stall detection watches besides the CLI's output.
+    pub fn last_traffic(&self) -> Instant {
+        *lock(&self.shared.last_traffic)
+    }
+
     /// Resolves once the budget is spent; from then on every call is refused.
     pub async fn budget_spent(&self) {
         loop {
@@ -204,6 +219,7 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let wire = shared.config.wire;
+    shared.touch();
     if !has_credential(wire, &headers, &shared.credential) {
         return api_error(
             wire,
@@ -295,6 +311,7 @@ fn relay(shared: Arc<Shared>, upstream: reqwest::Response, model: Option<String>
         |(mut upstream, mut metered)| async move {
             match upstream.chunk().await {
                 Ok(Some(chunk)) => {
+                    metered.shared.touch();
                     if let Some(meter) = &mut metered.meter {
                         meter.feed(&chunk);
                     }

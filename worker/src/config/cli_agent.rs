@@ -1,15 +1,21 @@
 //! The settings of `OMOI_LLM=claude-code` and `OMOI_LLM=codex`: the CLI binary (`CLAUDE_BIN`,
-//! `CODEX_BIN`, else found on `PATH`), the real API the model proxy forwards to, the model.
+//! `CODEX_BIN`, else found on `PATH`), the real API the model proxy forwards to, the model, the
+//! stall window (`OMOI_STALL_SECS`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use omoi_protocol::env as var;
 
-use super::{RawEnv, Secret, http_url};
+use super::{RawEnv, Secret, http_url, number};
 use crate::cli_agent::agent::CliAgentConfig;
 use crate::cli_agent::command::CliKind;
 use crate::error::{Error, Result};
+
+/// The default stall window: longer than the longest command Claude Code's Bash tool runs
+/// (10 minutes), so a slow build or test run is not taken for a stall.
+pub const DEFAULT_STALL_SECS: u64 = 660;
 
 /// The config of a CLI agent of `kind`.
 pub(super) fn cli_agent(kind: CliKind, raw: &RawEnv) -> Result<CliAgentConfig> {
@@ -61,6 +67,12 @@ pub(super) fn cli_agent(kind: CliKind, raw: &RawEnv) -> Result<CliAgentConfig> {
         upstream,
         key: key.map(Secret::new),
         runtime_dir: PathBuf::from("/tmp"),
+        stall: Duration::from_secs(number(
+            var::STALL_SECS,
+            raw.omoi_stall_secs.as_deref(),
+            DEFAULT_STALL_SECS,
+            1..=86_400,
+        )?),
     })
 }
 

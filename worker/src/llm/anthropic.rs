@@ -117,6 +117,7 @@ mod tests {
             model: "claude-sonnet-4-5".into(),
             request_timeout: Duration::from_secs(60),
             max_retries: 1,
+            context_window: None,
         }
     }
 

@@ -101,8 +101,13 @@ pub enum StopReason {
 /// Tokens one call used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {
+    /// Every input token, cached or not.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from the prompt cache (part of `input_tokens`).
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache (part of `input_tokens`).
+    pub cache_write_tokens: u64,
 }
 
 /// The model's answer.
@@ -174,6 +179,9 @@ pub struct HttpProviderConfig {
     pub request_timeout: Duration,
     /// Retries of one call on 429, 5xx, timeouts and connection errors.
     pub max_retries: u32,
+    /// The model's context window in tokens (`OMOI_CONTEXT_WINDOW`); `None`: the model's
+    /// known window ([`pricing::context_window`]).
+    pub context_window: Option<u64>,
 }
 
 impl std::fmt::Debug for HttpProviderConfig {
@@ -184,6 +192,7 @@ impl std::fmt::Debug for HttpProviderConfig {
             .field("model", &self.model)
             .field("request_timeout", &self.request_timeout)
             .field("max_retries", &self.max_retries)
+            .field("context_window", &self.context_window)
             .finish()
     }
 }
@@ -195,6 +204,10 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     /// The model asked for.
     fn model(&self) -> &str;
+    /// The most tokens one request may hold: the model's context window.
+    fn context_window(&self) -> u64 {
+        pricing::context_window(self.model())
+    }
     /// Sends one request and returns the whole answer. Implementations honour `cancel`.
     fn complete<'a>(
         &'a self,
@@ -210,6 +223,10 @@ impl<P: Provider + ?Sized> Provider for &P {
 
     fn model(&self) -> &str {
         (**self).model()
+    }
+
+    fn context_window(&self) -> u64 {
+        (**self).context_window()
     }
 
     fn complete<'a>(

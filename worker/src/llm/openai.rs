@@ -131,6 +131,7 @@ mod tests {
             model: "llama3.1".into(),
             request_timeout: Duration::from_secs(60),
             max_retries: 1,
+            context_window: None,
         }
     }
 

@@ -56,10 +56,20 @@ const PRICES: &[(&str, Price)] = &[
 
 /// The estimated cost in US dollars of `usage` at `price`.
 pub fn cost(price: Price, usage: TokenUsage) -> f64 {
-    (usage.input_tokens as f64 * price.input_per_mtok
-        + usage.output_tokens as f64 * price.output_per_mtok)
+    let plain = usage
+        .input_tokens
+        .saturating_sub(usage.cache_read_tokens + usage.cache_write_tokens);
+    let input = plain as f64
+        + usage.cache_read_tokens as f64 * CACHE_READ_FACTOR
+        + usage.cache_write_tokens as f64 * CACHE_WRITE_FACTOR;
+    (input * price.input_per_mtok + usage.output_tokens as f64 * price.output_per_mtok)
         / 1_000_000.0
 }
+
+/// Cache reads cost a tenth of the input price, cache writes a quarter more (Anthropic's list
+/// terms for its 5-minute cache).
+pub const CACHE_READ_FACTOR: f64 = 0.1;
+pub const CACHE_WRITE_FACTOR: f64 = 1.25;
 
 /// The list price of `model`: zero for models without a known price (local servers, the script).
 /// A routing prefix such as `anthropic/` or `openai/` is ignored, and case does not matter.
@@ -78,6 +88,30 @@ pub fn price_of(model: &str) -> Price {
         .unwrap_or(Price::FREE)
 }
 
+/// The context window of `model` in tokens: what one request (its whole prompt) may hold.
+/// Unknown models get 128,000, the smallest window of the current API models.
+pub fn context_window(model: &str) -> u64 {
+    let name = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .trim()
+        .to_ascii_lowercase();
+    const WINDOWS: &[(&str, u64)] = &[
+        ("claude-", 200_000),
+        ("gpt-4.1", 1_047_576),
+        ("gpt-5", 400_000),
+        ("o3", 200_000),
+        ("o4", 200_000),
+        ("gpt-4o", 128_000),
+    ];
+    WINDOWS
+        .iter()
+        .filter(|(prefix, _)| name.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map_or(128_000, |(_, window)| *window)
+}
+
 /// The price to count for `model`: the configured override when there is one (from
 /// `OMOI_PRICE_INPUT_PER_MTOK` / `OMOI_PRICE_OUTPUT_PER_MTOK`), else the list price.
 pub fn price_for(model: &str, override_: Option<Price>) -> Price {
@@ -89,6 +123,18 @@ mod tests {
     use pretty_assertions::assert_eq;
 
     use super::*;
+
+    #[test]
+    fn knows_the_window_of_each_model_family() {
+        assert_eq!(context_window("claude-sonnet-4-5"), 200_000);
+        assert_eq!(context_window("anthropic/Claude-Opus-4-5"), 200_000);
+        assert_eq!(context_window("gpt-4.1-mini"), 1_047_576);
+        assert_eq!(context_window("gpt-5-codex"), 400_000);
+        assert_eq!(context_window("gpt-4o-mini"), 128_000);
+        assert_eq!(context_window("o3"), 200_000);
+        assert_eq!(context_window("llama3:70b"), 128_000);
+        assert_eq!(context_window(""), 128_000);
+    }
 
     #[test]
     fn matches_the_longest_prefix() {
@@ -130,8 +176,22 @@ mod tests {
         let usage = TokenUsage {
             input_tokens: 2_000_000,
             output_tokens: 100_000,
+            ..TokenUsage::default()
         };
         assert_eq!(cost(Price::new(3.0, 15.0), usage), 7.5);
         assert_eq!(cost(Price::FREE, usage), 0.0);
+    }
+
+    #[test]
+    fn cached_input_is_priced_at_the_cache_terms() {
+        // 1M plain, 1M written, 8M read: 1 + 1.25 + 0.8 = 3.05 M input-price units.
+        let usage = TokenUsage {
+            input_tokens: 10_000_000,
+            output_tokens: 0,
+            cache_read_tokens: 8_000_000,
+            cache_write_tokens: 1_000_000,
+        };
+        let cost = cost(Price::new(3.0, 15.0), usage);
+        assert!((cost - 9.15).abs() < 1e-9, "{cost}");
     }
 }

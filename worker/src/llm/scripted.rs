@@ -163,6 +163,7 @@ impl Provider for ScriptedProvider {
                 Some(usage) => TokenUsage {
                     input_tokens: usage.input_tokens,
                     output_tokens: usage.output_tokens,
+                    ..TokenUsage::default()
                 },
                 None => estimate_usage(request, &content),
             };
@@ -192,6 +193,7 @@ fn estimate_usage(request: &ChatRequest, answer: &[ContentBlock]) -> TokenUsage 
     TokenUsage {
         input_tokens: (input_chars as u64).div_ceil(4),
         output_tokens: (output_chars as u64).div_ceil(4),
+        ..TokenUsage::default()
     }
 }
 
@@ -319,7 +321,8 @@ mod tests {
                 stop_reason: StopReason::ToolUse,
                 usage: TokenUsage {
                     input_tokens: 10,
-                    output_tokens: 5
+                    output_tokens: 5,
+                    ..TokenUsage::default()
                 },
                 model: "scripted".into(),
             }
@@ -335,7 +338,8 @@ mod tests {
                 stop_reason: StopReason::ToolUse,
                 usage: TokenUsage {
                     input_tokens: 20,
-                    output_tokens: 6
+                    output_tokens: 6,
+                    ..TokenUsage::default()
                 },
                 model: "scripted".into(),
             }
@@ -398,7 +402,8 @@ mod tests {
             response.usage,
             TokenUsage {
                 input_tokens: 1,
-                output_tokens: 7
+                output_tokens: 7,
+                ..TokenUsage::default()
             }
         );
         assert_eq!(response.stop_reason, StopReason::EndTurn);

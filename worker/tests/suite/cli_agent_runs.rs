@@ -228,6 +228,27 @@ fn a_missing_or_unusable_cli_is_a_config_error_naming_its_variable() {
         config_error(&[("OMOI_LLM", "claude-code"), ("CLAUDE_BIN", "/bin/sh")]),
         "omoi-worker: ANTHROPIC_API_KEY: required with OMOI_LLM=claude-code"
     );
+    let claude = [
+        ("OMOI_LLM", "claude-code"),
+        ("CLAUDE_BIN", "/bin/sh"),
+        ("ANTHROPIC_API_KEY", "k"),
+    ];
+    for (stall, problem) in [
+        ("soon", "\"soon\" is not a whole number"),
+        ("0", "0 is outside 1..=86400"),
+        ("-5", "\"-5\" is not a whole number"),
+        (
+            "99999999999999999999999",
+            "\"99999999999999999999999\" is not a whole number",
+        ),
+    ] {
+        let mut vars = claude.to_vec();
+        vars.push(("OMOI_STALL_SECS", stall));
+        assert_eq!(
+            config_error(&vars),
+            format!("omoi-worker: OMOI_STALL_SECS: {problem}")
+        );
+    }
 }
 
 /// Runs the explore phase only with Claude Code against `replies`; returns the exit code, the
@@ -309,18 +330,84 @@ async fn a_spent_budget_ends_the_claude_code_session() {
         Event::AgentFailed(f) => Some((f.kind, f.reason.clone())),
         _ => None,
     });
-    // The session ends on the budget; the phase then fails as any attempt without a
-    // passing submission does.
+    // The session ends on the budget, and the failure says so: kind `budget`, not `gate`.
     assert_eq!(
         failed,
         Some((
-            omoi_protocol::event::ErrorKind::Gate,
+            omoi_protocol::event::ErrorKind::Budget,
             "explore did not pass its gate: no passing output after 1 attempt: the budget of \
              $1.50 is spent ($2.0000 used)"
                 .to_string()
         ))
     );
     // The call after the spent budget never reached the model.
+    assert_eq!(fake.requests().len(), 1);
+}
+
+/// The kind and reason of the run's `agent.failed`.
+fn failure(events: &[Envelope]) -> Option<(omoi_protocol::event::ErrorKind, String)> {
+    events.iter().find_map(|e| match &e.event {
+        Event::AgentFailed(f) => Some((f.kind, f.reason.clone())),
+        _ => None,
+    })
+}
+
+/// The model starts answering, then sends nothing more and never closes the answer: with a
+/// stall window of 5 s (and a phase timeout of 10 minutes) the session ends as stalled, the
+/// CLI killed, and the run fails with kind `timeout` and a reason that says what happened.
+async fn a_silent_session_ends_as_stalled(vars: Vec<(&'static str, String)>, cli: &str) {
+    let mut all = vars;
+    all.extend(
+        [
+            ("SPEC_STOP_AFTER", "explore"),
+            ("OMOI_STALL_SECS", "5"),
+            ("PHASE_TIMEOUT_SECS", "600"),
+        ]
+        .map(|(k, v)| (k, v.to_string())),
+    );
+    let started = std::time::Instant::now();
+    let (code, events, stderr) = spec_on_sample(all).await;
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        failure(&events),
+        Some((
+            omoi_protocol::event::ErrorKind::Timeout,
+            format!(
+                "explore did not pass its gate: no passing output after 1 attempt: stalled: \
+                 {cli} printed nothing and the model sent or was sent nothing for 5 s \
+                 (OMOI_STALL_SECS)"
+            )
+        ))
+    );
+    assert!(took < std::time::Duration::from_secs(120), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_code_session_whose_model_goes_silent_ends_as_stalled() {
+    let Some(bin) = cli_binary("OMOI_TEST_CLAUDE_BIN") else {
+        return;
+    };
+    let fake = FakeAnthropic::start([Reply::Stall {
+        turn: Turn::text("Thinking about it for a long while."),
+        events: 2,
+    }])
+    .await;
+    a_silent_session_ends_as_stalled(claude_vars(&bin, fake.base_url()), "claude-code").await;
+    assert_eq!(fake.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_session_whose_model_goes_silent_ends_as_stalled() {
+    let Some(bin) = cli_binary("OMOI_TEST_CODEX_BIN") else {
+        return;
+    };
+    let fake = FakeResponses::start([Reply::Stall {
+        turn: Turn::text("Thinking about it for a long while."),
+        events: 2,
+    }])
+    .await;
+    a_silent_session_ends_as_stalled(codex_vars(&bin, fake.base_url()), "codex").await;
     assert_eq!(fake.requests().len(), 1);
 }
 

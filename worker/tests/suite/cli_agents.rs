@@ -387,39 +387,33 @@ async fn codex_runs_a_command_and_submits_through_the_proxy_and_the_gate() {
     assert_eq!(proxy.calls(), 4);
 }
 
-#[tokio::test]
-async fn a_message_injected_mid_run_reaches_claude_code() {
-    use omoi_worker::agent::{Agent, Limits, SessionOutcome, SessionSpec, ToolSet};
+/// Runs one session of `kind` against a fake at `upstream` (its key `key`); injects "Please
+/// also say hello." once `first_request` resolves. Returns the outcome and the events.
+async fn session_with_injection(
+    kind: omoi_worker::cli_agent::command::CliKind,
+    bin: PathBuf,
+    upstream: String,
+    key: &str,
+    first_request: impl std::future::Future<Output = ()>,
+) -> (
+    omoi_worker::agent::SessionOutcome,
+    Vec<omoi_protocol::event::Event>,
+) {
+    use omoi_worker::agent::{Agent, Limits, SessionSpec, ToolSet};
     use omoi_worker::cli_agent::agent::{CliAgent, CliAgentConfig};
-    use omoi_worker::cli_agent::command::CliKind;
     use omoi_worker::events::{Emitter, EventIds};
     use omoi_worker::inbox::Inbox;
 
-    let Some(bin) = cli_binary("OMOI_TEST_CLAUDE_BIN") else {
-        return;
-    };
     let dirs = dirs();
-    let fake = FakeAnthropic::start([
-        Reply::Turn(Turn::tool_call(
-            "toolu_sleep",
-            "Bash",
-            json!({"command": "sleep 1"}),
-        )),
-        Reply::Turn(Turn::tool_call(
-            "call_sub",
-            "mcp__omoi__submit",
-            json!({"title": "good"}),
-        )),
-    ])
-    .await;
     let agent = CliAgent::new(CliAgentConfig {
-        kind: CliKind::ClaudeCode,
+        kind,
         bin,
         worker_bin: PathBuf::from(worker_bin()),
-        model: Some("claude-test-model".to_string()),
-        upstream: fake.base_url(),
-        key: Some(Secret::new(omoi_tests::fake_anthropic::API_KEY)),
+        model: Some("test-model".to_string()),
+        upstream,
+        key: Some(Secret::new(key)),
         runtime_dir: dirs.home.clone(),
+        stall: Duration::from_secs(60),
     });
     let inbox = Inbox::default();
     let spec = SessionSpec {
@@ -431,7 +425,7 @@ async fn a_message_injected_mid_run_reaches_claude_code() {
         limits: Limits {
             max_turns: 10,
             max_budget_usd: 10.0,
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(90),
             price: None,
         },
         workspace: dirs.workspace.clone(),
@@ -447,13 +441,7 @@ async fn a_message_injected_mid_run_reaches_claude_code() {
     let handler = TitleGate::default();
     let session = agent.run_session(spec, &handler, &emitter, &cancel);
     let inject = async {
-        // While the first tool call runs.
-        for _ in 0..1500 {
-            if !fake.requests().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        first_request.await;
         inbox.push("Please also say hello.".to_string());
     };
     let (outcome, ()) = tokio::join!(session, inject);
@@ -461,8 +449,54 @@ async fn a_message_injected_mid_run_reaches_claude_code() {
     while let Ok(envelope) = events_rx.try_recv() {
         events.push(envelope.event);
     }
+    // The session's private directory is gone with the session.
+    let left: Vec<_> = std::fs::read_dir(&dirs.home).unwrap().flatten().collect();
+    assert_eq!(left.len(), 0, "{left:?}");
+    (outcome.unwrap(), events)
+}
+
+/// Resolves once `requests` has seen a request (within 30 s).
+async fn first_request(requests: impl Fn() -> usize) {
+    for _ in 0..1500 {
+        if requests() > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_injected_mid_run_reaches_claude_code() {
+    use omoi_worker::agent::SessionOutcome;
+    use omoi_worker::cli_agent::command::CliKind;
+
+    let Some(bin) = cli_binary("OMOI_TEST_CLAUDE_BIN") else {
+        return;
+    };
+    let fake = FakeAnthropic::start([
+        Reply::Turn(Turn::tool_call(
+            "toolu_sleep",
+            "Bash",
+            json!({"command": "sleep 1"}),
+        )),
+        Reply::Turn(Turn::tool_call(
+            "call_sub",
+            "mcp__omoi__submit",
+            json!({"title": "good"}),
+        )),
+    ])
+    .await;
+    let (outcome, events) = session_with_injection(
+        CliKind::ClaudeCode,
+        bin,
+        fake.base_url(),
+        omoi_tests::fake_anthropic::API_KEY,
+        // While the first tool call runs.
+        first_request(|| fake.requests().len()),
+    )
+    .await;
     assert_eq!(
-        outcome.unwrap(),
+        outcome,
         SessionOutcome::Submitted {
             input: json!({"title": "good"})
         },
@@ -473,7 +507,59 @@ async fn a_message_injected_mid_run_reaches_claude_code() {
     assert_eq!(requests.len(), 2, "{events:#?}");
     let second = requests[1].body["messages"].to_string();
     assert!(second.contains("Please also say hello."), "{second}");
-    // The session's private directory is gone with the session.
-    let left: Vec<_> = std::fs::read_dir(&dirs.home).unwrap().flatten().collect();
-    assert_eq!(left.len(), 0, "{left:?}");
+}
+
+#[tokio::test]
+async fn a_message_injected_into_codex_reaches_it_at_its_next_turn() {
+    use omoi_worker::agent::SessionOutcome;
+    use omoi_worker::cli_agent::command::CliKind;
+
+    let Some(bin) = cli_binary("OMOI_TEST_CODEX_BIN") else {
+        return;
+    };
+    // Codex runs a command (the message arrives meanwhile) and ends its turn without
+    // submitting; the worker resumes its thread with the message, and it submits.
+    let fake = FakeResponses::start([
+        Reply::Turn(Turn::tool_call(
+            "call_sleep",
+            "exec_command",
+            json!({"cmd": "sleep 1"}),
+        )),
+        Reply::Turn(Turn::text("I ran the command.")),
+        Reply::Turn(Turn::tool_call(
+            "call_sub",
+            "mcp__omoi__submit",
+            json!({"title": "good"}),
+        )),
+    ])
+    .await;
+    let (outcome, events) = session_with_injection(
+        CliKind::Codex,
+        bin,
+        fake.base_url(),
+        omoi_tests::fake_responses::API_KEY,
+        first_request(|| fake.requests().len()),
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        SessionOutcome::Submitted {
+            input: json!({"title": "good"})
+        },
+        "{events:#?}"
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3, "{events:#?}");
+    // The resumed turn carries the whole transcript, then the message.
+    let resumed = requests[2].body["input"].to_string();
+    assert!(resumed.contains("Submit the title."), "{resumed}");
+    assert!(resumed.contains("sleep 1"), "{resumed}");
+    assert!(resumed.contains("I ran the command."), "{resumed}");
+    assert!(
+        resumed.contains("Message from the user while you work: Please also say hello."),
+        "{resumed}"
+    );
+    // The message was not in the turn before.
+    assert!(!requests[1].body["input"].to_string().contains("say hello"));
 }

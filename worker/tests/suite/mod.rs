@@ -3,6 +3,7 @@
 mod agent;
 mod cli;
 mod cli_agent_runs;
+mod cli_agent_secrets;
 mod cli_agent_tasks;
 mod cli_agents;
 mod common;

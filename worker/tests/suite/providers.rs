@@ -73,6 +73,7 @@ async fn setup(api: Api, replies: Vec<Reply>, options: CallOptions) -> (Fake, Bo
         model: MODEL.to_string(),
         request_timeout: Duration::from_secs(600),
         max_retries: 3,
+        context_window: None,
     };
     match api {
         Api::Anthropic => {
@@ -134,6 +135,7 @@ fn text_response(text: &str, input_tokens: u64, output_tokens: u64) -> ChatRespo
         usage: TokenUsage {
             input_tokens,
             output_tokens,
+            ..TokenUsage::default()
         },
         model: MODEL.into(),
     }
@@ -247,6 +249,7 @@ fn two_calls_response() -> ChatResponse {
         usage: TokenUsage {
             input_tokens: 300,
             output_tokens: 42,
+            ..TokenUsage::default()
         },
         model: MODEL.into(),
     }
@@ -547,7 +550,8 @@ async fn empty_answer_and_truncation(api: Api) {
             stop_reason: StopReason::EndTurn,
             usage: TokenUsage {
                 input_tokens: 9,
-                output_tokens: 0
+                output_tokens: 0,
+                ..TokenUsage::default()
             },
             model: MODEL.into(),
         })

@@ -311,6 +311,26 @@ fn requirements_failing_twice_passes_on_the_third_attempt() {
 }
 
 #[test]
+fn a_phase_whose_last_attempt_ran_out_of_turns_fails_with_kind_budget() {
+    // The sample's EXPLORE needs three turns; two end the attempt on the turn limit.
+    let mut run = SpecRun::new();
+    run.script("sample.json", &fixtures::sample_script_json())
+        .set("MAX_ATTEMPTS", "1")
+        .set("MAX_TURNS", "2");
+    let (code, events, stderr) = run.run_local();
+    assert_eq!(code, 1, "stderr: {stderr}");
+    let Some(Event::AgentFailed(failed)) = events.last().map(|e| e.event.clone()) else {
+        panic!()
+    };
+    assert_eq!(failed.kind, omoi_protocol::event::ErrorKind::Budget);
+    assert_eq!(
+        failed.reason,
+        "explore did not pass its gate: no passing output after 1 attempt: reached the limit \
+         of 2 turns without an accepted submission"
+    );
+}
+
+#[test]
 fn a_phase_that_never_passes_fails_the_spec_with_the_reason() {
     let mut script = fixtures::sample_script_json();
     script["design"] = json!([[{"tool_calls": [{"name": "submit", "input": {"overview": "x"}}]},
@@ -666,6 +686,93 @@ fn spec_skill_mode_writes_the_documents_and_reports_their_evaluations() {
                 .join(format!(".omoi/specs/{doc}.json"))
                 .is_file(),
             "{doc}.json"
+        );
+    }
+}
+
+/// Twelve turns whose `run` output is 21 KB each (about 63,000 tokens in all), then the
+/// sample's EXPLORE output: a conversation three times the window of 24,000 tokens.
+fn long_explore_replies() -> Vec<omoi_tests::fake_llm::Reply> {
+    use omoi_tests::fake_llm::{Reply, Turn};
+    let mut replies: Vec<Reply> = (0..12)
+        .map(|n| {
+            Reply::Turn(Turn::text("Listing more.").with_tool_call(
+                &format!("toolu_seq_{n}"),
+                "run",
+                json!({"command": format!("seq {} {}", 100_000 + n, 103_000 + n)}),
+            ))
+        })
+        .collect();
+    replies.push(Reply::Turn(Turn::tool_call(
+        "toolu_submit",
+        "submit",
+        fixtures::sample_outputs().remove(0).1,
+    )));
+    replies
+}
+
+#[test]
+fn a_conversation_beyond_the_window_is_compacted_and_never_refused() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(omoi_tests::fake_anthropic::FakeAnthropic::start(
+        long_explore_replies(),
+    ));
+    fake.set_context_window(24_000);
+    fake.meter_prompts();
+    let mut run = SpecRun::new();
+    run.set("OMOI_LLM", "anthropic")
+        .set("ANTHROPIC_API_KEY", omoi_tests::fake_anthropic::API_KEY)
+        .set("ANTHROPIC_BASE_URL", &fake.base_url())
+        .set("MODEL", "claude-sonnet-4-5")
+        .set("OMOI_CONTEXT_WINDOW", "24000")
+        .set("SPEC_STOP_AFTER", "explore")
+        .set("MAX_ATTEMPTS", "1");
+    let (code, _events, stderr) = run.run_local();
+    assert_eq!(code, 0, "stderr: {stderr}");
+    // No prompt was too long (the fake would have refused it and said so here).
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    assert_eq!(fake.remaining(), 0);
+    let usage = fake.prompt_usage();
+    assert_eq!(usage.len(), 13);
+    let largest = usage.iter().map(|u| u.total()).max().unwrap();
+    assert!(largest <= 24_000, "{largest}");
+    let requests = fake.requests();
+    let last = &requests[12].body["messages"];
+    // The task is whole, the latest output is whole, old output was shortened.
+    assert_eq!(
+        last[0]["content"][0]["text"],
+        requests[0].body["messages"][0]["content"][0]["text"]
+    );
+    let latest = last.as_array().unwrap().last().unwrap().to_string();
+    assert!(latest.contains("103011"), "{latest}");
+    assert!(!latest.contains("were removed"), "{latest}");
+    assert!(
+        last.to_string()
+            .contains("were removed to keep the conversation within the model's context window"),
+    );
+    // Between compactions the cache still serves the prefix.
+    assert!(
+        usage.iter().any(|u| u.cache_read_input_tokens > 0),
+        "{usage:?}"
+    );
+}
+
+#[test]
+fn a_bad_context_window_is_a_config_error() {
+    for (value, problem) in [
+        ("big", "\"big\" is not a whole number"),
+        ("10", "10 is outside 1000..=10000000"),
+        ("-1", "\"-1\" is not a whole number"),
+    ] {
+        let mut run = SpecRun::new();
+        run.set("OMOI_LLM", "anthropic")
+            .set("ANTHROPIC_API_KEY", "k")
+            .set("OMOI_CONTEXT_WINDOW", value);
+        let (code, _, stderr) = run.run_local();
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!("omoi-worker: OMOI_CONTEXT_WINDOW: {problem}")
         );
     }
 }

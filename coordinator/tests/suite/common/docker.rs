@@ -41,17 +41,22 @@ fn docker_required() -> bool {
         || std::env::var("OMOI_TEST_DOCKER").is_ok_and(|v| v == "1")
 }
 
-/// `None` (and a line saying why) when the Engine or the sandbox image is missing and the tests
-/// may skip; a failure when they may not.
-async fn engine_or_skip() -> Option<()> {
+/// `None` (and a line saying why) when the Engine or the sandbox image `image` is missing and
+/// the tests may skip; a failure when they may not.
+async fn engine_or_skip(image: &str) -> Option<()> {
     let why = match Docker::connect_with_unix(DEFAULT_SOCKET, 30, bollard::API_DEFAULT_VERSION) {
         Err(e) => Some(format!("no Docker Engine at {DEFAULT_SOCKET}: {e}")),
         Ok(docker) => match docker.negotiate_version().await {
             Err(e) => Some(format!("the Docker Engine does not answer: {e}")),
-            Ok(docker) => match docker.inspect_image(DEFAULT_IMAGE).await {
+            Ok(docker) => match docker.inspect_image(image).await {
                 Ok(_) => None,
                 Err(e) => Some(format!(
-                    "no image {DEFAULT_IMAGE} ({e}); build it with scripts/build-images.sh"
+                    "no image {image} ({e}); build it with scripts/build-images.sh{}",
+                    if image == DEFAULT_IMAGE {
+                        ""
+                    } else {
+                        " --with-agents"
+                    }
                 )),
             },
         },
@@ -77,9 +82,9 @@ pub struct Sandboxes {
 impl Sandboxes {
     /// `None` when the test is skipped (see [`engine_or_skip`]).
     pub async fn start(data: &Path, tune: impl FnOnce(&mut DockerConfig)) -> Option<Sandboxes> {
-        engine_or_skip().await?;
         let mut config = DockerConfig::new(data.to_path_buf());
         tune(&mut config);
+        engine_or_skip(&config.image).await?;
         let provider = Arc::new(DockerProvider::connect(config).await.unwrap());
         let cleanup = Cleanup {
             instance: provider.instance().to_string(),

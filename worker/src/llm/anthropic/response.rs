@@ -98,6 +98,8 @@ pub(super) fn parse_message(text: &str, requested_model: &str) -> Result<ChatRes
         usage: TokenUsage {
             input_tokens: body.usage.input().unwrap_or(0),
             output_tokens: body.usage.output_tokens.unwrap_or(0),
+            cache_read_tokens: body.usage.cache_read_input_tokens.unwrap_or(0),
+            cache_write_tokens: body.usage.cache_creation_input_tokens.unwrap_or(0),
         },
         model: model_or(body.model, requested_model),
     })
@@ -189,6 +191,8 @@ pub struct StreamedMessage {
     stop_reason: Option<String>,
     input_tokens: u64,
     output_tokens: u64,
+    cache_read_tokens: u64,
+    cache_write_tokens: u64,
 }
 
 impl StreamDecoder for StreamedMessage {
@@ -201,6 +205,8 @@ impl StreamDecoder for StreamedMessage {
                 self.model = message.model;
                 self.input_tokens = message.usage.input().unwrap_or(0);
                 self.output_tokens = message.usage.output_tokens.unwrap_or(0);
+                self.cache_read_tokens = message.usage.cache_read_input_tokens.unwrap_or(0);
+                self.cache_write_tokens = message.usage.cache_creation_input_tokens.unwrap_or(0);
             }
             StreamEvent::ContentBlockStart {
                 index,
@@ -241,6 +247,12 @@ impl StreamDecoder for StreamedMessage {
                 }
                 if let Some(input) = usage.input() {
                     self.input_tokens = input;
+                }
+                if let Some(read) = usage.cache_read_input_tokens {
+                    self.cache_read_tokens = read;
+                }
+                if let Some(written) = usage.cache_creation_input_tokens {
+                    self.cache_write_tokens = written;
                 }
                 if let Some(output) = usage.output_tokens {
                     self.output_tokens = output;
@@ -288,6 +300,8 @@ impl StreamDecoder for StreamedMessage {
             usage: TokenUsage {
                 input_tokens: self.input_tokens,
                 output_tokens: self.output_tokens,
+                cache_read_tokens: self.cache_read_tokens,
+                cache_write_tokens: self.cache_write_tokens,
             },
             model: model_or(self.model, requested_model),
         })
@@ -327,6 +341,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn cache_reads_and_writes_are_kept_apart_within_the_input() {
+        let text = json!({"model": "m", "content": [], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 10, "cache_creation_input_tokens": 200,
+                      "cache_read_input_tokens": 3000, "output_tokens": 5}})
+        .to_string();
+        let usage = parse_message(&text, "m").unwrap().usage;
+        assert_eq!(
+            usage,
+            TokenUsage {
+                input_tokens: 3210,
+                output_tokens: 5,
+                cache_read_tokens: 3000,
+                cache_write_tokens: 200,
+            }
+        );
+    }
 
     #[test]
     fn tool_input_falls_back_to_the_raw_text() {

@@ -109,6 +109,7 @@ pub struct HttpProvider<W> {
     endpoint: Url,
     headers: HeaderMap,
     model: String,
+    context_window: u64,
     request_timeout: Duration,
     options: CallOptions,
 }
@@ -135,6 +136,9 @@ impl<W: WireFormat> HttpProvider<W> {
             client: http_client()?,
             endpoint,
             headers,
+            context_window: config
+                .context_window
+                .unwrap_or_else(|| crate::llm::pricing::context_window(&config.model)),
             model: config.model,
             request_timeout: config.request_timeout,
             options: CallOptions::new(config.max_retries),
@@ -191,6 +195,10 @@ impl<W: WireFormat> Provider for HttpProvider<W> {
 
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn context_window(&self) -> u64 {
+        self.context_window
     }
 
     fn complete<'a>(
