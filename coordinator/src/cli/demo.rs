@@ -373,7 +373,9 @@ async fn drive(
     output::note(format_args!(
         "omoi demo: coordinator on http://{addr}, SQLite, {sandboxes}, scripted model"
     ));
-    output::note(format_args!("dashboard: http://{addr}/ (sign in once with {link})"));
+    output::note(format_args!(
+        "dashboard: http://{addr}/ (sign in once with {link})"
+    ));
     output::note(format_args!("request: {title}"));
     let launched: SpecDetail = client
         .post(
