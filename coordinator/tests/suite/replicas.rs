@@ -21,7 +21,7 @@ use sqlx::{Connection, Row};
 use super::common::replicas::{postgres_db, replica};
 use super::common::sse::{connect, next};
 use super::common::tasks::{
-    failed, landed, quick, send, states, task_sandboxes, task_states, wait_for_spec,
+    TaskSandbox, failed, landed, quick, send, states, task_sandboxes, task_states, wait_for_spec,
     wait_for_task_sandboxes, written, written_batch,
 };
 use super::common::{
@@ -247,19 +247,27 @@ async fn three_replicas_retry_a_failed_task_once_and_open_one_pull_request() {
     let c = replica(&db, w.provider.clone(), "c", quick).await;
     push_notes(dir.path(), &bare, &format!("omoi/{}", w.spec_id));
 
-    // The first attempt of TSK-001 fails (posted to B); it is retried once.
-    let first = wait_for_task_sandboxes(&w.provider, 1).await;
-    assert_eq!(first[0].task, "TSK-001");
-    send(&b, &first[0], &failed(&first[0], "tests failed")).await;
-    let shas = ["1111111111111111", "2222222222222222", "3333333333333333"];
-    for (n, sha) in shas.iter().enumerate() {
-        let started = wait_for_task_sandboxes(&w.provider, n + 2).await;
-        let sandbox = started.last().unwrap().clone();
-        let servers = [&w.server, &b, &c];
-        send(servers[n % 3], &sandbox, &landed(&sandbox, sha)).await;
-    }
-    let started = wait_for_task_sandboxes(&w.provider, 5).await;
-    send(&c, &started[4], &landed(&started[4], "4444444444444444")).await;
+    // TSK-001 and TSK-002 need nothing, so both start at once (in either order). The first
+    // attempt of TSK-001 fails (posted to B); it is retried once.
+    let of = |started: &[TaskSandbox], task: &str, nth: usize| {
+        started
+            .iter()
+            .filter(|s| s.task == task)
+            .nth(nth)
+            .unwrap_or_else(|| panic!("attempt {nth} of {task} among {started:?}"))
+            .clone()
+    };
+    let started = wait_for_task_sandboxes(&w.provider, 2).await;
+    let first = of(&started, "TSK-001", 0);
+    send(&b, &first, &failed(&first, "tests failed")).await;
+    let second = of(&started, "TSK-002", 0);
+    send(&w.server, &second, &landed(&second, "2222222222222222")).await;
+    let retry = of(&wait_for_task_sandboxes(&w.provider, 3).await, "TSK-001", 1);
+    send(&b, &retry, &landed(&retry, "1111111111111111")).await;
+    let third = of(&wait_for_task_sandboxes(&w.provider, 4).await, "TSK-003", 0);
+    send(&c, &third, &landed(&third, "3333333333333333")).await;
+    let fourth = of(&wait_for_task_sandboxes(&w.provider, 5).await, "TSK-004", 0);
+    send(&c, &fourth, &landed(&fourth, "4444444444444444")).await;
 
     let done = wait_for_spec(&w.api, &w.spec_id, "completed").await;
     tokio::time::sleep(SETTLE).await;
@@ -359,7 +367,7 @@ async fn replicas_starting_together_migrate_once_and_tolerate_a_newer_schema() {
             .map(|r| r.get::<i64, _>("version"))
             .collect::<Vec<_>>()
     };
-    assert_eq!(versions().await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions().await, vec![1, 2, 3, 4, 5, 6]);
     for store in [a, b, c] {
         store.close().await;
     }
@@ -379,7 +387,7 @@ async fn replicas_starting_together_migrate_once_and_tolerate_a_newer_schema() {
     let store = Store::open(&db.url).await.unwrap();
     store.ping().await.unwrap();
     store.close().await;
-    assert_eq!(versions().await, vec![1, 2, 3, 4, 5, 99]);
+    assert_eq!(versions().await, vec![1, 2, 3, 4, 5, 6, 99]);
 }
 
 #[tokio::test]
