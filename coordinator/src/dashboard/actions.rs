@@ -10,7 +10,7 @@ use axum::response::Response;
 use omoi_protocol::phase::Phase;
 use serde::Deserialize;
 
-use super::session::{Csrf, Signed};
+use super::session::{Csrf, Session, Signed};
 use super::{error_page, html, redirect, render_spec};
 use crate::api::sandboxes::inject;
 use crate::api::specs::create_spec;
@@ -18,6 +18,7 @@ use crate::api::types::CreateSpec;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::execution::{self, Start};
+use crate::model::Spec;
 use crate::review::{self, Verdict};
 
 /// A phase named in a form: empty is none; anything else must be a phase.
@@ -29,6 +30,21 @@ fn form_phase(value: &str) -> Result<Option<Phase>> {
     serde_json::from_value(serde_json::Value::String(value.to_string()))
         .map(Some)
         .map_err(|_| Error::Invalid(format!("{value:?} is not a phase")))
+}
+
+/// The user's spec `id`, once the form's CSRF token is checked: what every action on a spec
+/// starts from.
+async fn owned_spec(state: &AppState, session: &Session, csrf: &str, id: &str) -> Result<Spec> {
+    session.check(csrf)?;
+    state.store.spec(&session.user.id, id).await
+}
+
+/// After an action on spec `id`: back to its page, or the error's page.
+fn to_spec_page<T>(id: &str, done: Result<T>) -> Response {
+    match done {
+        Ok(_) => redirect(&format!("/specs/{id}")),
+        Err(e) => error_page(&e),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,14 +100,10 @@ pub async fn cancel(
     Form(form): Form<Csrf>,
 ) -> Response {
     let done = async {
-        session.check(&form.csrf)?;
-        let spec = state.store.spec(&session.user.id, &id).await?;
+        let spec = owned_spec(&state, &session, &form.csrf, &id).await?;
         execution::cancel(&state, &spec).await
     };
-    match done.await {
-        Ok(()) => redirect(&format!("/specs/{id}")),
-        Err(e) => error_page(&e),
-    }
+    to_spec_page(&id, done.await)
 }
 
 /// Resumes a spec after its last checkpoint (or restarts its failed tasks).
@@ -102,14 +114,10 @@ pub async fn resume(
     Form(form): Form<Csrf>,
 ) -> Response {
     let done = async {
-        session.check(&form.csrf)?;
-        let spec = state.store.spec(&session.user.id, &id).await?;
+        let spec = owned_spec(&state, &session, &form.csrf, &id).await?;
         execution::execute(&state, &spec, Start::User { stop_after: None }).await
     };
-    match done.await {
-        Ok(_) => redirect(&format!("/specs/{id}")),
-        Err(e) => error_page(&e),
-    }
+    to_spec_page(&id, done.await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,18 +138,14 @@ pub async fn message(
     Form(form): Form<MessageForm>,
 ) -> Response {
     let done = async {
-        session.check(&form.csrf)?;
-        let spec = state.store.spec(&session.user.id, &id).await?;
+        let spec = owned_spec(&state, &session, &form.csrf, &id).await?;
         let sandbox = state.store.sandbox(&form.sandbox_id).await?;
         if sandbox.and_then(|s| s.spec_id) != Some(spec.id) {
             return Err(Error::NotFound(format!("no sandbox {}", form.sandbox_id)));
         }
         inject(&state, &session.user.id, &form.sandbox_id, &form.text).await
     };
-    match done.await {
-        Ok(_) => redirect(&format!("/specs/{id}")),
-        Err(e) => error_page(&e),
-    }
+    to_spec_page(&id, done.await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,8 +165,7 @@ pub async fn edit(
     Form(form): Form<EditForm>,
 ) -> Response {
     let verdict = async {
-        session.check(&form.csrf)?;
-        let spec = state.store.spec(&session.user.id, &id).await?;
+        let spec = owned_spec(&state, &session, &form.csrf, &id).await?;
         let document: serde_json::Value = serde_json::from_str(&form.output)
             .map_err(|e| Error::Invalid(format!("the output is not JSON: {e}")))?;
         review::replace_output(&state, &spec, form.phase, document).await
@@ -188,14 +191,10 @@ pub async fn approve(
     Form(form): Form<Csrf>,
 ) -> Response {
     let done = async {
-        session.check(&form.csrf)?;
-        let spec = state.store.spec(&session.user.id, &id).await?;
+        let spec = owned_spec(&state, &session, &form.csrf, &id).await?;
         review::approve(&state, &spec, None).await
     };
-    match done.await {
-        Ok(()) => redirect(&format!("/specs/{id}")),
-        Err(e) => error_page(&e),
-    }
+    to_spec_page(&id, done.await)
 }
 
 #[cfg(test)]
