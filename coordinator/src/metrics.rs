@@ -84,6 +84,11 @@ impl Metrics {
         self.pool_idle.store(idle, Ordering::Relaxed);
     }
 
+    /// The idle standbys of this process's pools, as last counted.
+    pub fn pool_idle(&self) -> u64 {
+        self.pool_idle.load(Ordering::Relaxed)
+    }
+
     /// Counts a launch that took a standby from a warm pool.
     pub fn pool_claimed(&self) {
         self.pool_claims.fetch_add(1, Ordering::Relaxed);

@@ -91,6 +91,8 @@ pub(super) async fn register(
             .metrics
             .observe_refill(Duration::from_millis(u64::try_from(took).unwrap_or(0)));
         tracing::info!(standby = %id, ms = took, worker = %body.worker_version, "standby sandbox ready");
+        // The upkeep counts it (the idle gauge) now rather than at its next pass.
+        state.pool_wake.notify_one();
     }
     Ok(StatusCode::NO_CONTENT)
 }
