@@ -40,7 +40,8 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 const CLAIM_LIMIT: Duration = Duration::from_secs(60);
 /// The most images this coordinator keeps pools for.
 const MAX_POOLS: usize = 16;
-/// How long a pool whose spawn failed waits before it spawns again.
+/// How long a pool whose spawn failed, or whose standby ended before it registered, waits
+/// before it spawns again.
 const SPAWN_BACKOFF: Duration = Duration::from_secs(5);
 /// The most claims one launch tries before it starts cold (a claimed standby may turn out to
 /// be gone).
@@ -190,7 +191,7 @@ pub async fn upkeep(state: &AppState, backoff: &mut HashMap<String, Instant>) ->
             StandbyState::Starting | StandbyState::Idle => match &standby.handle {
                 Some(handle) => match state.provider.status(&SandboxHandle(handle.clone())).await {
                     Ok(ProviderStatus::Running) => None,
-                    Ok(status) => Some(format!("the standby {status} while idle")),
+                    Ok(status) => Some(format!("the standby {status} before its assignment")),
                     Err(e) => {
                         tracing::warn!(standby = %standby.id, error = %e, "standby status unknown");
                         None
@@ -203,6 +204,11 @@ pub async fn upkeep(state: &AppState, backoff: &mut HashMap<String, Instant>) ->
         if let Some(reason) = reason {
             tracing::warn!(standby = %standby.id, %reason, "standby sandbox removed");
             end(state, &standby, &reason).await;
+            if standby.state == StandbyState::Starting {
+                // One that ends before it registers (an image whose worker has no standby mode,
+                // a coordinator it cannot reach) would end the same way again at once.
+                backoff.insert(standby.pool.clone(), Instant::now() + SPAWN_BACKOFF);
+            }
             continue;
         }
         if matches!(standby.state, StandbyState::Starting | StandbyState::Idle) {

@@ -25,6 +25,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Backoff between failed calls: from this, doubling, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A poll answered "nothing yet" sooner than this did not wait as asked.
+const MIN_POLL: Duration = Duration::from_millis(500);
 
 /// Registers the standby and waits for its assignment: `Some` when it came, `None` when the
 /// idle limit passed first. Cancellation ends the wait with [`Error::Cancelled`].
@@ -116,6 +118,7 @@ impl Client {
                 return Ok(None);
             }
             let wait = left.min(LONG_POLL).as_secs().max(1);
+            let asked = Instant::now();
             let sent = self
                 .http
                 .get(format!("{}?wait_secs={wait}", self.assignment_url))
@@ -132,9 +135,13 @@ impl Client {
                         .map(Some)
                         .map_err(|err| Error::json("the assignment document", err));
                 }
+                // Nothing yet. An answer that did not wait (a proxy in between, a coordinator
+                // shutting down) is paced like a failure, so the worker never spins.
                 Ok(answer) if answer.status() == StatusCode::NO_CONTENT => {
-                    backoff = FIRST_BACKOFF;
-                    continue;
+                    if asked.elapsed() >= MIN_POLL {
+                        backoff = FIRST_BACKOFF;
+                        continue;
+                    }
                 }
                 Ok(answer) if !retryable(answer.status()) => {
                     return Err(refused("fetching the assignment", answer).await);

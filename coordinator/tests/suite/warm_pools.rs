@@ -2,20 +2,22 @@
 //! routes and what they refuse (with the fake provider), a spec and its tasks end to end
 //! through warm sandboxes with the real worker on the local provider, a standby killed while
 //! idle is replaced, a warm sandbox killed after its claim is lost and recovered as any other,
-//! and claims that race (two stores, as two replicas) never take one standby twice.
+//! and claims that race (two stores, as two replicas) never take one standby twice; a spec and
+//! its tasks through warm docker sandboxes (skipped, as every docker suite, without the image).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use omoi_coordinator::sandbox::SandboxHandle;
 use omoi_coordinator::sandbox::local::LocalProvider;
+use omoi_coordinator::sandbox::{Provider, SandboxHandle};
 use omoi_coordinator::store::{NewStandby, Store, now_ms};
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use super::common::docker::{Sandboxes, launch_warm, script};
 use super::common::replicas::postgres_db;
 use super::common::tasks::quick;
 use super::common::{
@@ -600,4 +602,59 @@ async fn two_replicas_on_postgres_never_claim_one_standby_twice() {
         return;
     };
     race_two_claimers(&db).await;
+}
+
+#[tokio::test]
+async fn a_spec_and_its_tasks_run_end_to_end_through_warm_docker_sandboxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = script(tmp.path(), |_| {});
+    // The image's worker must have standby mode; OMOI_TEST_SANDBOX_IMAGE names another image
+    // than omoi-sandbox:latest (one built from this tree beside an older latest).
+    let Some(sandboxes) = Sandboxes::start(&tmp.path().join("data"), |c| {
+        c.files = vec![file];
+        if let Ok(image) = std::env::var("OMOI_TEST_SANDBOX_IMAGE") {
+            c.image = image;
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let db = super::common::sqlite();
+    let launched = launch_warm(&db, &sandboxes, |s| super::common::docker::tune(s, 2), 2).await;
+    let done =
+        super::common::docker::wait_for_status(&launched.api, &launched.spec_id, "completed").await;
+    // The spec's sandbox is a standby's container, into which the repository was uploaded after
+    // the claim.
+    let spec_sandbox = &super::common::docker::spec_sandboxes(&done)[0];
+    let handle = spec_sandbox["handle"].as_str().unwrap();
+    let standby_id = handle.strip_prefix("omoi-").unwrap();
+    let standby = launched.server.store.standby(standby_id).await.unwrap();
+    assert_eq!(
+        standby.map(|s| s.state),
+        Some(omoi_coordinator::store::StandbyState::Delivered)
+    );
+    assert_eq!(spec_sandbox["status"], "completed");
+    let tasks: Vec<&Value> = done["tasks"].as_array().unwrap().iter().collect();
+    assert_eq!(tasks.len(), 4);
+    assert!(
+        tasks.iter().all(|t| t["status"] == "completed"),
+        "{tasks:?}"
+    );
+    let sandboxes_run = done["sandboxes"].as_array().unwrap().len() as u64;
+    let claims = metric(&launched.server, "omoi_pool_claims_total").await;
+    let misses = metric(&launched.server, "omoi_pool_misses_total").await;
+    assert_eq!(claims + misses, sandboxes_run);
+    assert!(claims >= 1);
+    // The standbys still waiting end with the test.
+    let waiting = launched.server.store.live_standby_keys().await.unwrap();
+    launched.server.stop().await;
+    for key in waiting.iter().filter(|k| k.starts_with("omoi-")) {
+        sandboxes
+            .provider
+            .terminate(&SandboxHandle(key.clone()))
+            .await
+            .unwrap();
+    }
+    sandboxes.close_and_assert_clean().await;
 }
