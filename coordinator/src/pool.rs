@@ -147,6 +147,9 @@ fn remember_pool(state: &AppState, key: &str) {
 }
 
 /// Keeps the pools until `shutdown`: each `monitor_interval`, and early after a claim or a miss.
+/// At shutdown this coordinator's standbys that wait (starting or idle) are ended and stopped:
+/// they hold no work, and nothing would watch them (a claimed one is a launch's sandbox, left to
+/// run as every sandbox is).
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     if state.settings.warm_pool == 0 {
         return;
@@ -157,11 +160,30 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             tracing::error!(error = %e, "keeping the warm pools failed");
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             () = state.pool_wake.notified() => {}
             () = tokio::time::sleep(state.settings.monitor_interval) => {}
         }
     }
+    if let Err(e) = drain(&state).await {
+        tracing::warn!(error = %e, "stopping the warm pools' standbys failed");
+    }
+}
+
+/// Ends and stops this coordinator's standbys that are starting or idle.
+async fn drain(state: &AppState) -> Result<()> {
+    let standbys = state
+        .store
+        .live_standbys_of_replica(&state.settings.replica_id, state.provider.name())
+        .await?;
+    let waiting = standbys
+        .iter()
+        .filter(|s| matches!(s.state, StandbyState::Starting | StandbyState::Idle));
+    futures_util::future::join_all(
+        waiting.map(|standby| end(state, standby, "the coordinator stopped")),
+    )
+    .await;
+    Ok(())
 }
 
 /// One pass: ends the standbys that died, went silent or got stuck, then spawns what each pool
