@@ -57,6 +57,11 @@ pub struct Started {
     pub warm: bool,
 }
 
+/// Whether this coordinator keeps warm pools: a size, and the key that seals assignments.
+fn warm(state: &AppState) -> bool {
+    state.settings.warm_pool > 0 && state.store.has_secret_key()
+}
+
 /// The pool of an image: `""` for the provider's default.
 pub fn pool_key(image: Option<&str>) -> &str {
     image.unwrap_or("")
@@ -66,7 +71,7 @@ pub fn pool_key(image: Option<&str>) -> &str {
 /// else a cold spawn. On a warm start the request's environment is the standby's assignment and
 /// its repository (unless the worker clones it) is put into the running sandbox first.
 pub async fn start(state: &AppState, request: SpawnRequest) -> Result<Started> {
-    if state.settings.warm_pool > 0 {
+    if warm(state) {
         if let Some(started) = start_warm(state, &request).await? {
             return Ok(started);
         }
@@ -151,7 +156,12 @@ fn remember_pool(state: &AppState, key: &str) {
 /// they hold no work, and nothing would watch them (a claimed one is a launch's sandbox, left to
 /// run as every sandbox is).
 pub async fn run(state: AppState, shutdown: CancellationToken) {
-    if state.settings.warm_pool == 0 {
+    if state.settings.warm_pool > 0 && !state.store.has_secret_key() {
+        tracing::error!(
+            "--warm-pool needs the operator's key (assignments are stored sealed): no warm pool"
+        );
+    }
+    if !warm(&state) {
         return;
     }
     let mut backoff: HashMap<String, Instant> = HashMap::new();

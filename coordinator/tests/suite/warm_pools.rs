@@ -299,6 +299,42 @@ async fn a_launch_that_finds_no_registered_standby_starts_cold() {
 }
 
 #[tokio::test]
+async fn without_the_operator_s_key_there_is_no_pool_and_launches_start_cold() {
+    each_backend(|db| async move {
+        let provider = FakeProvider::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let store = Store::open(&db.url).await.unwrap();
+        assert!(!store.has_secret_key());
+        let mut settings = omoi_coordinator::Settings::new(url.clone());
+        settings.warm_pool = 2;
+        settings.allow_local_repos =
+            vec![std::fs::canonicalize(omoi_tests::fixtures::sample_repo()).unwrap()];
+        let state = omoi_coordinator::AppState::new(store.clone(), provider.clone(), settings);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(omoi_coordinator::serve(listener, state, shutdown.clone()));
+        let user = store.create_user("ada").await.unwrap();
+        let token = store.create_user_token(&user.id).await.unwrap();
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: url,
+            token: Some(token),
+        };
+        let repo = omoi_tests::fixtures::sample_repo().display().to_string();
+        let spec_id = launch_sample(&api, &repo).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(standbys(&provider), vec![]);
+        let spawned = provider.spawned();
+        assert_eq!(spawned.len(), 1);
+        assert_eq!(spawned[0].env["SPEC_ID"], spec_id);
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_standby_that_dies_while_idle_is_removed_and_replaced() {
     each_backend(|db| async move {
         let tmp = tempfile::tempdir().unwrap();
