@@ -3,7 +3,8 @@
 //! through warm sandboxes with the real worker on the local provider, a standby killed while
 //! idle is replaced, a warm sandbox killed after its claim is lost and recovered as any other,
 //! and claims that race (two stores, as two replicas) never take one standby twice; a spec and
-//! its tasks through warm docker sandboxes (skipped, as every docker suite, without the image).
+//! its tasks through warm docker sandboxes (skipped, as every docker suite, without the image),
+//! and through warm pods on the fake Kubernetes API.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -693,4 +694,84 @@ async fn a_spec_and_its_tasks_run_end_to_end_through_warm_docker_sandboxes() {
             .unwrap();
     }
     sandboxes.close_and_assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_spec_and_its_tasks_run_through_warm_pods_on_the_fake_kubernetes_api() {
+    use super::common::kube::{NS, Remote, fake, provider};
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let kube = Arc::new(
+        provider(&fake, &tmp.path().join("data"), |_| {})
+            .await
+            .unwrap(),
+    );
+    let remote = Remote::start(&tmp.path().join("git"));
+    let db = super::common::sqlite();
+    let script = omoi_tests::fixtures::sample_script().display().to_string();
+    let server = TestServer::start(&db, kube.clone(), |s| {
+        s.heartbeat_secs = 2;
+        for (name, value) in [
+            ("OMOI_LLM", "scripted"),
+            ("OMOI_SCRIPT", script.as_str()),
+            ("OMOI_RETRY_BASE_MS", "10"),
+        ] {
+            s.worker_env.insert(name.into(), value.into());
+        }
+        s.warm_pool = 2;
+    })
+    .await;
+    eventually(WAIT, "the pool of pods to fill", || async {
+        metric(&server, "omoi_pool_idle").await == 2
+    })
+    .await;
+    let (_, api) = server.user("ada").await;
+    let (status, project) = api
+        .post(
+            "/projects",
+            &json!({"name": "sample", "repo_url": remote.url()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let (title, description) = omoi_tests::fixtures::sample_request();
+    let (_, spec) = api
+        .post(
+            "/specs/launch",
+            &json!({"project_id": project["id"], "title": title, "description": description}),
+        )
+        .await;
+    let spec_id = spec["id"].as_str().unwrap().to_string();
+    let done = super::common::docker::wait_for_status(&api, &spec_id, "completed").await;
+    // The spec's sandbox is a standby's pod: the worker cloned the repository itself after its
+    // assignment (no upload), as the provider's workers always do.
+    let spec_sandbox = &super::common::docker::spec_sandboxes(&done)[0];
+    let handle = spec_sandbox["handle"].as_str().unwrap();
+    let standby = server
+        .store
+        .standby(handle.strip_prefix("omoi-").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        standby.map(|s| s.state),
+        Some(omoi_coordinator::store::StandbyState::Delivered)
+    );
+    let tasks: Vec<&Value> = done["tasks"].as_array().unwrap().iter().collect();
+    assert!(
+        tasks.iter().all(|t| t["status"] == "completed"),
+        "{tasks:?}"
+    );
+    assert_eq!(tasks.len(), 4);
+    let claims = metric(&server, "omoi_pool_claims_total").await;
+    let misses = metric(&server, "omoi_pool_misses_total").await;
+    assert_eq!(
+        claims + misses,
+        done["sandboxes"].as_array().unwrap().len() as u64
+    );
+    assert!(claims >= 1);
+    // At shutdown the waiting standbys' pods are stopped.
+    server.stop().await;
+    eventually(WAIT, "the standbys' pods to be deleted", || async {
+        fake.names(NS, "pods").is_empty()
+    })
+    .await;
 }
