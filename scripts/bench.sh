@@ -113,9 +113,14 @@ log "dashboard: spec page of 1,000 tasks, ingest → page update"
 
 log "sandbox start-up, local provider"
 "$bench" sandbox-start --provider local --omoi "$omoi" --worker "$worker" >> "$figures"
+log "sandbox start-up from a warm pool of 2, local provider; the pool's refill rate"
+"$bench" sandbox-start --provider local --warm-pool 2 --omoi "$omoi" --worker "$worker" >> "$figures"
 if docker image inspect omoi-sandbox:latest >/dev/null 2>&1; then
   log "sandbox start-up, docker provider"
   "$bench" sandbox-start --provider docker --omoi "$omoi" --worker "$worker" >> "$figures"
+  log "sandbox start-up from a warm pool of 2, docker provider; the pool's refill rate"
+  "$bench" sandbox-start --provider docker --warm-pool 2 --omoi "$omoi" --worker "$worker" \
+    >> "$figures"
 else
   log "no omoi-sandbox:latest image (scripts/build-images.sh builds it); skipping docker start-up"
 fi

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::sandbox::Provider;
 use crate::store::{Store, TaskPolicy};
 use crate::throttle::Throttle;
+use crate::wake::Wakers;
 
 /// Failed dashboard sign-ins one address may make per window before it must wait.
 const SIGN_IN_FAILURES: u32 = 10;
@@ -49,6 +50,10 @@ pub struct Settings {
     /// This coordinator's name among the replicas on one database (metrics, sandbox ownership,
     /// its own notices); a fresh id unless given.
     pub replica_id: String,
+    /// Standby sandboxes this coordinator keeps ready per image (0: no warm pool).
+    pub warm_pool: u32,
+    /// How long a standby waits for an assignment before its worker exits.
+    pub standby_idle_secs: u64,
 }
 
 impl Settings {
@@ -67,6 +72,8 @@ impl Settings {
             allow_local_repos: Vec::new(),
             quotas: Quotas::default(),
             replica_id: crate::store::new_id(),
+            warm_pool: 0,
+            standby_idle_secs: 600,
         }
     }
 
@@ -90,6 +97,13 @@ pub struct AppInner {
     pub scheduler_wake: tokio::sync::Notify,
     /// Failed dashboard sign-ins per client address.
     pub sign_in_failures: Throttle,
+    /// Standby workers waiting for their assignment, by standby id.
+    pub standby_wakers: Wakers,
+    /// Wakes the warm pools' upkeep early (after a claim or a miss).
+    pub pool_wake: tokio::sync::Notify,
+    /// The images whose pools this coordinator keeps (`""`: the provider's default); grows when
+    /// a launch of another image finds no pool, up to a bound.
+    pub pool_images: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The shared state; cheap to clone.
@@ -108,6 +122,9 @@ impl AppState {
             shutdown: CancellationToken::new(),
             scheduler_wake: tokio::sync::Notify::new(),
             sign_in_failures: Throttle::new(SIGN_IN_FAILURES, SIGN_IN_WINDOW),
+            standby_wakers: Wakers::default(),
+            pool_wake: tokio::sync::Notify::new(),
+            pool_images: std::sync::Mutex::new(std::collections::BTreeSet::from([String::new()])),
         }))
     }
 }

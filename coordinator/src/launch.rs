@@ -2,6 +2,9 @@
 //! labels and its spawn request, for spec phases and task attempts alike, and hands them to the
 //! provider.
 //!
+//! The sandbox itself comes from [`pool::start`]: a warm standby when its pool has one, else a
+//! cold spawn; the environment built here is the same either way.
+//!
 //! A spec sandbox gets its phase context inline as `PHASE_CONTEXT_B64`, or as `PHASE_CONTEXT_URL`
 //! when it is too large for one environment variable. A task sandbox's workspace starts empty:
 //! the worker fetches the repository itself, so a token reaches git only through the worker's
@@ -19,6 +22,7 @@ use serde::Serialize;
 use crate::app::{AppState, Settings};
 use crate::error::{Error, Result};
 use crate::model::{Project, Sandbox, SandboxStatus, Spec};
+use crate::pool::{self, Started};
 use crate::sandbox::{
     Limits, OWNER, OWNER_LABEL, SANDBOX_LABEL, SPEC_LABEL, SandboxHandle, SpawnRequest, TASK_LABEL,
 };
@@ -281,40 +285,50 @@ pub async fn spawn_for_phase(
         limits: Limits::default(),
         repo: Some(project.repo_url.clone()),
     };
-    match state.provider.spawn(request).await {
-        Ok(SandboxHandle(handle)) => {
+    match pool::start(state, request).await {
+        Ok(Started {
+            handle: SandboxHandle(handle),
+            replica_id,
+            warm,
+        }) => {
             state
                 .store
-                .set_sandbox_handle(&sandbox_id, &handle, &state.settings.replica_id)
+                .set_sandbox_handle(&sandbox_id, &handle, &replica_id)
                 .await?;
-            state.metrics.sandbox_spawned();
-            tracing::info!(spec = %spec.id, sandbox = %sandbox_id, %phase, "spec sandbox spawned");
+            if !warm {
+                state.metrics.sandbox_spawned();
+            }
+            tracing::info!(spec = %spec.id, sandbox = %sandbox_id, %phase, warm, "spec sandbox started");
             Ok(Sandbox {
                 handle: Some(handle),
                 ..sandbox
             })
         }
         Err(e) => {
-            let reason = e.to_string();
+            // The sandbox keeps the provider's own words.
+            let reason = match &e {
+                Error::Sandbox(provider) => provider.to_string(),
+                other => other.to_string(),
+            };
             state
                 .store
                 .end_sandbox(&sandbox_id, SandboxStatus::Failed, Some(&reason))
                 .await?;
-            Err(Error::Sandbox(e))
+            Err(e)
         }
     }
 }
 
-/// Spawns the sandbox recorded for the attempt of `claimed` (a task of `spec`) and answers the
-/// provider's handle, for the caller to store. On an error the caller ends the sandbox and the
-/// attempt.
+/// Spawns (or takes warm) the sandbox recorded for the attempt of `claimed` (a task of `spec`)
+/// and answers how it started, for the caller to store. On an error the caller ends the
+/// sandbox and the attempt.
 pub async fn spawn_for_task(
     state: &AppState,
     spec: &Spec,
     project: &Project,
     claimed: &ClaimedTask,
     context: &TaskContext,
-) -> Result<String> {
+) -> Result<Started> {
     let sandbox_id = &claimed.sandbox.id;
     let env = task_env(
         &state.settings,
@@ -333,13 +347,15 @@ pub async fn spawn_for_task(
         limits: Limits::default(),
         repo: None,
     };
-    let SandboxHandle(handle) = state.provider.spawn(request).await?;
-    state.metrics.sandbox_spawned();
+    let started = pool::start(state, request).await?;
+    if !started.warm {
+        state.metrics.sandbox_spawned();
+    }
     tracing::info!(
-        spec = %spec.id, task = %context.task.id, sandbox = %sandbox_id,
-        "task sandbox spawned"
+        spec = %spec.id, task = %context.task.id, sandbox = %sandbox_id, warm = started.warm,
+        "task sandbox started"
     );
-    Ok(handle)
+    Ok(started)
 }
 
 #[cfg(test)]

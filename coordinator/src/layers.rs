@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer, from the ground up.
-const LAYERS: [(&str, u8); 28] = [
+const LAYERS: [(&str, u8); 30] = [
     ("error", 0),
     ("repo", 0),
     ("secret", 0),
@@ -17,6 +17,7 @@ const LAYERS: [(&str, u8); 28] = [
     ("github", 0),
     ("token", 0),
     ("throttle", 0),
+    ("wake", 0),
     ("store", 1),
     ("sandbox", 1),
     ("app", 2),
@@ -26,6 +27,7 @@ const LAYERS: [(&str, u8); 28] = [
     ("pull_request", 3),
     ("task_context", 3),
     ("launch", 3),
+    ("pool", 3),
     ("relay", 3),
     ("review", 3),
     ("api", 4),

@@ -16,6 +16,7 @@ mod layers;
 pub mod liveness;
 pub mod metrics;
 pub mod model;
+pub mod pool;
 pub mod pull_request;
 pub mod relay;
 pub mod repo;
@@ -29,6 +30,7 @@ pub mod task_context;
 pub mod text;
 pub mod throttle;
 pub mod token;
+pub mod wake;
 
 pub use app::{AppState, Settings};
 pub use error::{Error, Result};

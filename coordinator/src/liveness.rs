@@ -22,7 +22,7 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::execution::{recover, recover_seen, stop_sandbox};
 use crate::model::{SandboxStatus, SpecStatus};
-use crate::sandbox::{OWNER, OWNER_LABEL, ProviderStatus, SandboxHandle};
+use crate::sandbox::{OWNER, OWNER_LABEL, ProviderStatus, SANDBOX_LABEL, SandboxHandle};
 use crate::scheduler;
 
 /// Reconciles once, then checks every `monitor_interval` until `shutdown`.
@@ -57,8 +57,19 @@ pub async fn reconcile(state: &AppState, started: DateTime<Utc>) -> Result<()> {
         .into_iter()
         .filter_map(|s| s.handle)
         .collect();
+    // Warm pools' standbys not delivered yet, by handle or (one whose handle is not stored
+    // yet) by its sandbox label: the pools' upkeep keeps them.
+    let standbys: HashSet<String> = state.store.live_standby_keys().await?.into_iter().collect();
     for sandbox in listed {
-        if sandbox.status == ProviderStatus::Running && !live.contains(&sandbox.handle.0) {
+        let standby = standbys.contains(&sandbox.handle.0)
+            || sandbox
+                .labels
+                .get(SANDBOX_LABEL)
+                .is_some_and(|id| standbys.contains(id));
+        if sandbox.status == ProviderStatus::Running
+            && !live.contains(&sandbox.handle.0)
+            && !standby
+        {
             tracing::warn!(handle = %sandbox.handle.0, "stopping a sandbox nothing waits for");
             state.provider.terminate(&sandbox.handle).await?;
         }

@@ -35,6 +35,13 @@ pub struct Metrics {
     sandboxes_spawned: AtomicU64,
     /// Batches refused per quota, in the order of [`QuotaKind::ALL`].
     quota_refusals: [AtomicU64; QuotaKind::ALL.len()],
+    /// Warm pools: this replica's idle standbys (as its pool service last counted them).
+    pool_idle: AtomicU64,
+    pool_claims: AtomicU64,
+    pool_misses: AtomicU64,
+    /// Standbys that came up (spawn to registration), and the time that took in total.
+    refills: AtomicU64,
+    refill_micros: AtomicU64,
 }
 
 impl Metrics {
@@ -70,6 +77,35 @@ impl Metrics {
     /// Counts a sandbox spawned.
     pub fn sandbox_spawned(&self) {
         self.sandboxes_spawned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the number of idle standbys of this replica's pools.
+    pub fn set_pool_idle(&self, idle: u64) {
+        self.pool_idle.store(idle, Ordering::Relaxed);
+    }
+
+    /// The idle standbys of this process's pools, as last counted.
+    pub fn pool_idle(&self) -> u64 {
+        self.pool_idle.load(Ordering::Relaxed)
+    }
+
+    /// Counts a launch that took a standby from a warm pool.
+    pub fn pool_claimed(&self) {
+        self.pool_claims.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a launch that found its warm pool empty (and started cold).
+    pub fn pool_missed(&self) {
+        self.pool_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a standby that came up: the time from its spawn to its registration.
+    pub fn observe_refill(&self, took: Duration) {
+        self.refills.fetch_add(1, Ordering::Relaxed);
+        self.refill_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// The exposition text.
@@ -144,6 +180,37 @@ impl Metrics {
             "New events stored by this process.",
             self.events_ingested.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP omoi_pool_idle Standby sandboxes of this process's warm pools waiting for a claim."
+        );
+        let _ = writeln!(out, "# TYPE omoi_pool_idle gauge");
+        let _ = writeln!(
+            out,
+            "omoi_pool_idle {}",
+            self.pool_idle.load(Ordering::Relaxed)
+        );
+        counter(
+            &mut out,
+            "omoi_pool_claims_total",
+            "Launches of this process that took a warm standby sandbox.",
+            self.pool_claims.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "omoi_pool_misses_total",
+            "Launches of this process that found the warm pool empty and started cold.",
+            self.pool_misses.load(Ordering::Relaxed),
+        );
+        let name = "omoi_pool_refill_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a standby sandbox's spawn to its registration."
+        );
+        let _ = writeln!(out, "# TYPE {name} summary");
+        let refill_sum = self.refill_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {refill_sum}");
+        let _ = writeln!(out, "{name}_count {}", self.refills.load(Ordering::Relaxed));
         let name = "omoi_quota_refusals_total";
         let _ = writeln!(
             out,

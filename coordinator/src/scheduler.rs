@@ -6,7 +6,7 @@
 //! decision is a conditional statement in the store, so several coordinators on one PostgreSQL
 //! may run it at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::execution::{fail, refresh_status};
 use crate::launch::spawn_for_task;
 use crate::model::{Project, SandboxStatus, Spec};
+use crate::pool::Started;
 use crate::pull_request::{Published, publish};
 use crate::store::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, now_ms};
 use crate::task_context::{spec_record, task_context};
@@ -100,19 +101,24 @@ async fn dispatch(state: &AppState) -> Result<usize> {
         let parents = parents(state, &claimed).await?;
         let spawns = claimed.iter().map(|task| start(state, &parents, task));
         let outcomes = futures_util::future::join_all(spawns).await;
-        let mut handles = Vec::with_capacity(claimed.len());
+        // Per replica that spawned them: a warm sandbox is the spawner's of its standby.
+        let mut handles: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut failed = Vec::new();
         for (task, outcome) in claimed.iter().zip(outcomes) {
             match outcome {
-                Ok(handle) => handles.push((task.sandbox.id.clone(), handle)),
+                Ok(Started {
+                    handle, replica_id, ..
+                }) => handles
+                    .entry(replica_id)
+                    .or_default()
+                    .push((task.sandbox.id.clone(), handle.0)),
                 Err(e) => failed.push((task, e)),
             }
         }
-        started += handles.len();
-        state
-            .store
-            .set_sandbox_handles(&handles, &state.settings.replica_id)
-            .await?;
+        for (replica_id, handles) in &handles {
+            started += handles.len();
+            state.store.set_sandbox_handles(handles, replica_id).await?;
+        }
         for (task, e) in failed {
             // The sandbox keeps the provider's own words; the attempt says what failed.
             let cause = match &e {
@@ -161,8 +167,8 @@ async fn parents(state: &AppState, claimed: &[ClaimedTask]) -> Result<Parents> {
     Ok(parents)
 }
 
-/// Spawns the sandbox of a claimed task; the provider's handle.
-async fn start(state: &AppState, parents: &Parents, claimed: &ClaimedTask) -> Result<String> {
+/// Spawns the sandbox of a claimed task (or takes a warm one); how it started.
+async fn start(state: &AppState, parents: &Parents, claimed: &ClaimedTask) -> Result<Started> {
     let (spec, project) = match parents.get(&claimed.spec_id) {
         Some(Ok(found)) => found,
         Some(Err(missing)) => return Err(Error::NotFound(missing.clone())),

@@ -21,6 +21,7 @@ use crate::api;
 use crate::app::AppState;
 use crate::dashboard;
 use crate::liveness;
+use crate::pool;
 use crate::relay;
 use crate::scheduler;
 
@@ -73,6 +74,7 @@ pub async fn serve_with(
     let monitor = tokio::spawn(liveness::run(state.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.clone()));
     let relay = tokio::spawn(relay::run(state.clone(), shutdown.clone()));
+    let pools = tokio::spawn(pool::run(state.clone(), shutdown.clone()));
     let stop = state.shutdown.clone();
     let linked = shutdown.clone();
     tokio::spawn(async move {
@@ -84,6 +86,7 @@ pub async fn serve_with(
     let _ = monitor.await;
     let _ = scheduler.await;
     let _ = relay.await;
+    let _ = pools.await;
     result
 }
 

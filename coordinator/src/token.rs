@@ -12,6 +12,9 @@ pub enum TokenKind {
     User,
     /// One sandbox: its own ingest, context and message routes.
     Sandbox,
+    /// One standby sandbox of a warm pool: registers it and fetches its assignment, nothing
+    /// else (stored with the standby, not among the tokens).
+    Standby,
 }
 
 impl TokenKind {
@@ -20,6 +23,7 @@ impl TokenKind {
         match self {
             TokenKind::User => "user",
             TokenKind::Sandbox => "sandbox",
+            TokenKind::Standby => "standby",
         }
     }
 }
@@ -32,6 +36,7 @@ pub fn generate_token(kind: TokenKind) -> Result<String> {
     let prefix = match kind {
         TokenKind::User => "omoi_u_",
         TokenKind::Sandbox => "omoi_s_",
+        TokenKind::Standby => "omoi_p_",
     };
     Ok(format!("{prefix}{}", hex(&bytes)))
 }

@@ -52,5 +52,14 @@ pub const BASE_BRANCH: &str = "OMOI_BASE_BRANCH";
 /// (the `run` tool, the validation command, git); every other variable stays with the worker.
 pub const PASS_ENV: &str = "OMOI_PASS_ENV";
 
+/// Standby mode (`omoi-worker standby`, or these variables set): the standby sandbox's id
+/// among the coordinator's warm pool.
+pub const STANDBY_ID: &str = "OMOI_STANDBY_ID";
+/// Standby mode: the pool credential of this standby sandbox. It can register the sandbox and
+/// fetch its assignment, once; nothing else.
+pub const STANDBY_TOKEN: &str = "OMOI_STANDBY_TOKEN";
+/// Standby mode: seconds a standby worker waits for an assignment before it exits (default 600).
+pub const STANDBY_IDLE_SECS: &str = "OMOI_STANDBY_IDLE_SECS";
+
 /// Linux caps one environment string (`NAME=value`) at 32 pages: 131,072 bytes.
 pub const MAX_ENV_VALUE_BYTES: usize = 131_072;

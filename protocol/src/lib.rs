@@ -8,4 +8,5 @@ pub mod eval;
 pub mod event;
 pub mod phase;
 pub mod schema;
+pub mod standby;
 pub mod task;

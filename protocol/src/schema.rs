@@ -10,6 +10,7 @@ use crate::context::{Checkpoint, PhaseContext};
 use crate::eval::Evaluation;
 use crate::event::Envelope;
 use crate::phase::Phase;
+use crate::standby::{Assignment, StandbyRegistration};
 use crate::task::TaskContext;
 
 /// Every committed schema: `(file name, schema)`.
@@ -28,6 +29,11 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("design.json", schema_for!(DesignOutput)),
         ("tasks.json", schema_for!(TasksOutput)),
         ("sync.json", schema_for!(SyncOutput)),
+        (
+            "standby_registration.json",
+            schema_for!(StandbyRegistration),
+        ),
+        ("assignment.json", schema_for!(Assignment)),
     ]
 }
 

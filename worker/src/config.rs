@@ -19,6 +19,7 @@ use crate::llm::pricing::Price;
 use crate::process::Children;
 
 mod children;
+pub mod standby;
 use children::children;
 
 /// The validated configuration of one worker run.
@@ -253,6 +254,15 @@ impl FailureReport {
             workspace,
         })
     }
+}
+
+/// The process environment as name-value pairs, for [`Config::from_vars`] and the standby
+/// configuration. A variable whose name or value is not UTF-8 is left out (no variable of the
+/// contract can be one; `std::env::vars` would panic on it).
+pub fn process_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
 }
 
 impl Config {

@@ -18,4 +18,5 @@ pub mod prompts;
 pub mod run;
 pub mod secrets;
 pub mod skill;
+pub mod standby;
 pub mod task;

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use omoi_worker::cli::say;
+use omoi_worker::config::standby::StandbyConfig;
 use omoi_worker::config::{Config, FailureReport};
 use omoi_worker::error::Error;
+use omoi_worker::standby::wait_for_assignment;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -24,8 +26,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run what the environment asks for (the default): spec, task or spec-skill mode.
+    /// Run what the environment asks for (the default): spec, task or spec-skill mode, or
+    /// standby mode when `OMOI_STANDBY_ID` and `OMOI_STANDBY_TOKEN` are set.
     Run,
+    /// Wait in a warm pool's sandbox for an assignment (`OMOI_STANDBY_ID`,
+    /// `OMOI_STANDBY_TOKEN`, `OMOIOS_API_URL`), then run it as `run` would.
+    Standby,
     /// Evaluate a phase output file, or a whole spec folder (`evaluate spec DIR`); prints the
     /// result as JSON, exits 0 on pass, 1 on fail, 2 on bad input, 3 when a design, tasks or sync
     /// gate lacks the earlier outputs it traces to.
@@ -84,8 +90,8 @@ fn main() -> ExitCode {
         tracing::warn!(%err, "cannot open /dev/null for a closed standard stream");
     }
     let code = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => match dropped {
-            Ok(()) => run(),
+        command @ (Command::Run | Command::Standby) => match dropped {
+            Ok(()) => run(matches!(command, Command::Standby)),
             Err(err) => fail(&Error::io("drop the capabilities no command may have", err)),
         },
         Command::Evaluate(args) => omoi_worker::cli::args::evaluate(args),
@@ -184,7 +190,9 @@ fn mcp(socket: PathBuf, nonce: String) -> u8 {
     }
 }
 
-fn run() -> u8 {
+/// The run from the environment; in standby mode (`standby`, or its variables set) the
+/// environment is the worker's own with the assignment laid over it, once it comes.
+fn run(standby: bool) -> u8 {
     // One thread: the worker waits on the model, the network and child processes, and its own
     // work comes in short bursts. Measured against two worker threads (`omoi-bench worker`):
     // EXPLORE 2.56 ms instead of 2.84–2.96, a whole scripted spec 9.8–10.1 ms instead of
@@ -199,25 +207,51 @@ fn run() -> u8 {
     };
     runtime.block_on(async {
         let signals = listen_for_stop();
-        let config = match Config::from_env() {
+        let cancel = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(cancel.clone(), signals));
+        let vars = omoi_worker::config::process_vars();
+        let vars = match StandbyConfig::from_vars(vars.iter().cloned()) {
+            Ok(Some(config)) => match wait_for_assignment(&config, &cancel).await {
+                Ok(Some(assignment)) => match config.assigned_vars(assignment) {
+                    Ok(vars) => vars,
+                    Err(err) => return fail(&err),
+                },
+                Ok(None) => {
+                    tracing::info!(
+                        idle_secs = config.idle_limit.as_secs(),
+                        "no assignment came within the idle limit: exiting"
+                    );
+                    return 0;
+                }
+                Err(err) => return fail(&err),
+            },
+            Ok(None) if standby => {
+                return fail(&Error::config(
+                    omoi_protocol::env::STANDBY_ID,
+                    "required by omoi-worker standby, with OMOI_STANDBY_TOKEN and OMOIOS_API_URL",
+                ));
+            }
+            Ok(None) => vars,
+            Err(err) => return fail(&err),
+        };
+        let config = match Config::from_vars(vars.iter().cloned()) {
             Ok(config) => config,
             Err(err) => {
-                if let Some(report) = FailureReport::from_vars(std::env::vars()) {
+                if let Some(report) = FailureReport::from_vars(vars) {
                     omoi_worker::run::report_config_failure(report, &err).await;
                 }
                 return fail(&err);
             }
         };
         // The configuration holds what the worker needs: what a child may not have goes from
-        // the environment block, and the worker's memory closes, before any child starts.
+        // the environment block (the pool credential of a standby too), and the worker's memory
+        // closes, before any child starts.
         if let Err(err) = omoi_worker::secrets::seal(|name| config.children.env.has(name)) {
             return fail(&Error::io(
                 "close the worker's memory and environment to its commands",
                 err,
             ));
         }
-        let cancel = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(cancel.clone(), signals));
         match omoi_worker::run::run(config, cancel).await {
             Ok(()) => 0,
             Err(err) => fail(&err),

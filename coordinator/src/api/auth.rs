@@ -1,4 +1,5 @@
-//! The extractors that authenticate a request by its bearer token, as a user or as one sandbox.
+//! The extractors that authenticate a request by its bearer token, as a user, as one sandbox, or
+//! (the standby routes) as one standby sandbox of a warm pool.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -78,5 +79,18 @@ impl FromRequestParts<AppState> for CurrentSandbox {
             )),
             None => Err(Error::Unauthorized("unknown or expired token".into())),
         }
+    }
+}
+
+/// The bearer token of a standby route: a pool credential, checked by the route against the
+/// standby it names (each standby has its own).
+#[derive(Debug, Clone)]
+pub struct StandbyCredential(pub String);
+
+impl FromRequestParts<AppState> for StandbyCredential {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self> {
+        bearer(parts).map(|token| StandbyCredential(token.to_string()))
     }
 }

@@ -8,6 +8,7 @@ mod projects;
 mod review;
 pub(crate) mod sandboxes;
 pub(crate) mod specs;
+pub(crate) mod standby;
 pub mod types;
 
 use axum::body::Bytes;
@@ -55,7 +56,9 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/sandboxes/{id}/messages",
             post(sandboxes::post_message).get(sandboxes::messages),
-        );
+        )
+        .route("/standby/{id}/register", post(standby::register))
+        .route("/standby/{id}/assignment", get(standby::assignment));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))

@@ -7,7 +7,9 @@ use serde_json::{Map, Value, json};
 
 use omoi_protocol::api::{ErrorBody, IngestAck, InjectedMessage, RawEventBatch};
 use omoi_protocol::context::PhaseContext;
+use omoi_protocol::standby::{Assignment, StandbyRegistration};
 
+use super::standby::AssignmentQuery;
 use super::types::{
     CreateProject, CreateSpec, EventPage, EventsQuery, ExecuteSpec, Health, MessagesQuery,
     OutputRejected, OutputReview, PostMessage,
@@ -23,6 +25,8 @@ enum Caller {
     User,
     /// The bearer token of the sandbox named in the path.
     Sandbox,
+    /// The pool credential of the standby sandbox named in the path.
+    Standby,
 }
 
 /// One operation: what the table below says of a route.
@@ -78,7 +82,7 @@ pub fn document() -> Value {
             "schemas": s.0.take_definitions(true),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "a user token (`omoi token create`) or a sandbox's token"},
+                           "description": "a user token (`omoi token create`), a sandbox's token, or a standby sandbox's pool credential"},
             },
         },
     })
@@ -132,10 +136,14 @@ fn operation(op: Operation, error: &Value) -> Value {
     }
     value["security"] = match op.caller {
         Caller::Anyone => json!([]),
-        Caller::User | Caller::Sandbox => json!([{"bearer": []}]),
+        Caller::User | Caller::Sandbox | Caller::Standby => json!([{"bearer": []}]),
     };
     if op.caller == Caller::Sandbox {
         value["description"] = json!("Only with the token of the sandbox in the path.");
+    }
+    if op.caller == Caller::Standby {
+        value["description"] =
+            json!("Only with the pool credential of the standby sandbox in the path.");
     }
     value
 }
@@ -311,6 +319,27 @@ fn operations(s: &mut Schemas) -> Vec<Operation> {
                 "/api/v1/sandboxes/{id}/messages",
                 "The messages injected after `after`",
                 Caller::Sandbox,
+            )
+        },
+        Operation {
+            body: Some(s.of::<StandbyRegistration>()),
+            ok: (204, None),
+            ..op(
+                "post",
+                "/api/v1/standby/{id}/register",
+                "A warm pool's standby sandbox announces that it waits for an assignment",
+                Caller::Standby,
+            )
+        },
+        Operation {
+            query: Some(s.of::<AssignmentQuery>()),
+            ok: (200, Some(s.of::<Assignment>())),
+            ..op(
+                "get",
+                "/api/v1/standby/{id}/assignment",
+                "The standby sandbox's assignment, once (204: none within `wait_secs`; 409 once \
+                 delivered)",
+                Caller::Standby,
             )
         },
         Operation {

@@ -136,6 +136,12 @@ pub async fn run(args: DemoArgs) -> CliResult<u8> {
             ));
         }
     };
+    if args.warm_pool > 64 {
+        return Err(CliError::Config(format!(
+            "--warm-pool {} is more than 64 standby sandboxes",
+            args.warm_pool
+        )));
+    }
     let request = std::fs::read_to_string(&fixtures.request).map_err(|source| CliError::Io {
         context: format!("reading {}", fixtures.request.display()),
         source,
@@ -149,7 +155,13 @@ pub async fn run(args: DemoArgs) -> CliResult<u8> {
         })?;
     let root = dir.path().to_path_buf();
     let result = match seed_repository(&fixtures.repo, &root).await {
-        Ok(repo) => run_in(&root, &fixtures, &repo, &sandboxes, &request, args.keep).await,
+        Ok(repo) => {
+            let options = DemoOptions {
+                keep: args.keep,
+                warm_pool: args.warm_pool,
+            };
+            run_in(&root, &fixtures, &repo, &sandboxes, &request, options).await
+        }
         Err(e) => Err(e),
     };
     if args.keep {
@@ -228,16 +240,36 @@ async fn git(dir: &Path, args: &[&str]) -> CliResult<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
+/// What the demo was asked beside its fixtures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DemoOptions {
+    /// Keep serving after the spec ends.
+    keep: bool,
+    /// Standby sandboxes to keep ready (0: none).
+    warm_pool: u32,
+}
+
+/// The longest the demo waits for its warm pool to fill.
+const POOL_FILL_LIMIT: Duration = Duration::from_secs(60);
+
 async fn run_in(
     root: &Path,
     fixtures: &DemoFixtures,
     repo: &Path,
     sandboxes: &DemoSandboxes,
     request: &str,
-    keep: bool,
+    options: DemoOptions,
 ) -> CliResult<u8> {
+    let DemoOptions { keep, warm_pool } = options;
     let database = format!("sqlite://{}", root.join("omoi.db").display());
-    let store = Store::open(&database).await?;
+    let mut store = Store::open(&database).await?;
+    if warm_pool > 0 {
+        // Assignments are sealed in the database until their standby fetches them.
+        store = store.with_secret_key(
+            crate::secret::SecretKey::generate()
+                .map_err(|e| CliError::Config(format!("generating the demo's key: {e}")))?,
+        );
+    }
     let (config, script) = match sandboxes {
         DemoSandboxes::Local(worker) => (
             ProviderConfig::Local {
@@ -293,9 +325,28 @@ async fn run_in(
     // The demo's own sample is the one local repository it allows.
     settings.allow_local_repos = super::serve::canonical_dirs(&[repo.to_path_buf()])?;
     settings.scheduler_interval = Duration::from_millis(200);
+    settings.warm_pool = warm_pool;
     let state = AppState::new(store.clone(), provider.clone(), settings);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve(listener, state, shutdown.clone()));
+    let server = tokio::spawn(serve(listener, state.clone(), shutdown.clone()));
+    if warm_pool > 0 {
+        let began = std::time::Instant::now();
+        while state.metrics.pool_idle() < u64::from(warm_pool) {
+            if began.elapsed() > POOL_FILL_LIMIT {
+                output::note(format_args!(
+                    "omoi demo: the warm pool did not fill within {} s; launching anyway",
+                    POOL_FILL_LIMIT.as_secs()
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        output::note(format_args!(
+            "omoi demo: {} standby sandboxes ready in {} ms",
+            state.metrics.pool_idle(),
+            began.elapsed().as_millis()
+        ));
+    }
 
     let label = match sandboxes {
         DemoSandboxes::Local(_) => "local sandboxes".to_string(),
@@ -377,6 +428,7 @@ async fn drive(
         "dashboard: http://{addr}/ (sign in once with {link})"
     ));
     output::note(format_args!("request: {title}"));
+    let launched_at = std::time::Instant::now();
     let launched: SpecDetail = client
         .post(
             "/specs/launch",
@@ -390,6 +442,11 @@ async fn drive(
         .await?;
     let spec_id = launched.spec.id;
     let outcome = watch(&client, &spec_id).await?;
+    output::note(format_args!(
+        "omoi demo: launch → {} in {:.2} s",
+        outcome.status,
+        launched_at.elapsed().as_secs_f64()
+    ));
     let detail: SpecDetail = client.get(&format!("/specs/{spec_id}")).await?;
     output::line("")?;
     output::text(render_detail(&detail))?;

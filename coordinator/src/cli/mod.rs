@@ -220,6 +220,10 @@ pub struct DemoArgs {
     /// Docker: the sandbox image.
     #[arg(long, default_value = crate::sandbox::docker::DEFAULT_IMAGE)]
     pub image: String,
+    /// Keep this many standby sandboxes ready (0 to 64) and launch once they are: the spec and
+    /// its tasks then take running sandboxes instead of starting them.
+    #[arg(long, default_value_t = 0)]
+    pub warm_pool: u32,
 }
 
 /// Runs a parsed command line; returns the process exit code.

@@ -24,6 +24,9 @@ use crate::server::{ServerLimits, accept_loop, router, serve_with};
 use crate::store::Store;
 
 /// The sandbox providers `--provider` names.
+/// The most standby sandboxes `--warm-pool` keeps per image.
+const MAX_WARM_POOL: u32 = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProviderKind {
     Local,
@@ -72,6 +75,14 @@ pub struct ServeArgs {
     /// only git URLs (https, ssh, git, `user@host:path`).
     #[arg(long = "allow-local-repos", value_name = "DIR")]
     pub allow_local_repos: Vec<PathBuf>,
+    /// Standby sandboxes kept ready per image (0 to 64): a launch takes one that already runs
+    /// instead of starting one, and an empty pool starts cold. Each replica keeps its own.
+    #[arg(long, env = "OMOI_WARM_POOL", default_value_t = 0)]
+    pub warm_pool: u32,
+    /// How long a standby sandbox waits for an assignment before its worker exits (it is then
+    /// replaced): 1 to 86,400 s.
+    #[arg(long, env = "OMOI_STANDBY_IDLE_SECS", default_value_t = 600)]
+    pub standby_idle_secs: u64,
     #[command(flatten)]
     pub docker: DockerArgs,
     #[command(flatten)]
@@ -296,6 +307,18 @@ impl ServeArgs {
                 "--heartbeat-secs must be at least 1".into(),
             ));
         }
+        if self.warm_pool > MAX_WARM_POOL {
+            return Err(CliError::Config(format!(
+                "--warm-pool {} is more than {MAX_WARM_POOL} standby sandboxes per image",
+                self.warm_pool
+            )));
+        }
+        if !(1..=86_400).contains(&self.standby_idle_secs) {
+            return Err(CliError::Config(format!(
+                "--standby-idle-secs {} is not from 1 to 86400",
+                self.standby_idle_secs
+            )));
+        }
         if self.provider == ProviderKind::Kubernetes && self.public_url.is_none() {
             return Err(CliError::Config(
                 "--provider kubernetes needs --public-url: the address at which pods reach this \
@@ -332,6 +355,8 @@ impl ServeArgs {
         let mut settings = Settings::new(public_url);
         settings.heartbeat_secs = self.heartbeat_secs;
         settings.max_recoveries = self.max_recoveries;
+        settings.warm_pool = self.warm_pool;
+        settings.standby_idle_secs = self.standby_idle_secs;
         if let Some(id) = self.replica_id {
             settings.replica_id = replica_id(id)?;
         }
@@ -674,6 +699,30 @@ mod tests {
                 },
             }
         );
+    }
+
+    #[test]
+    fn a_warm_pool_is_bounded_and_its_idle_limit_too() {
+        let config = serve_args(&["--warm-pool", "4", "--standby-idle-secs", "30"])
+            .validate()
+            .unwrap();
+        assert_eq!(
+            (config.settings.warm_pool, config.settings.standby_idle_secs),
+            (4, 30)
+        );
+        let refused = |args: &[&str]| serve_args(args).validate().unwrap_err().to_string();
+        assert_eq!(
+            refused(&["--warm-pool", "65"]),
+            "--warm-pool 65 is more than 64 standby sandboxes per image"
+        );
+        for bad in ["0", "86401"] {
+            assert_eq!(
+                refused(&["--standby-idle-secs", bad]),
+                format!("--standby-idle-secs {bad} is not from 1 to 86400")
+            );
+        }
+        let negative = Cli::try_parse_from(["omoi", "serve", "--warm-pool", "-1"]);
+        assert!(negative.is_err(), "a negative pool is a usage error");
     }
 
     #[test]

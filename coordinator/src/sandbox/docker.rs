@@ -452,6 +452,35 @@ impl Provider for DockerProvider {
     fn close(&self, grace: Duration) -> BoxFuture<'_, Result<Vec<String>, SandboxError>> {
         DockerProvider::close(self, grace).boxed()
     }
+
+    /// Uploads the repository into the running container's `/work` (`PUT /archive` works on a
+    /// running container), where a standby's worker finds it at `/work/repo` once assigned.
+    fn place_repository<'a>(
+        &'a self,
+        handle: &'a SandboxHandle,
+        repo: &'a str,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
+        async move {
+            let failed = |reason: String| SandboxError::Spawn {
+                sandbox_id: sandbox_id_of(&handle.0).to_string(),
+                reason,
+            };
+            let archive = archive::build(Some(repo), &[]).await.map_err(failed)?;
+            let stream = archive
+                .stream()
+                .await
+                .map_err(|e| failed(format!("reading the sandbox archive: {e}")))?;
+            let options = UploadToContainerOptionsBuilder::new()
+                .path(container::WORK_DIR)
+                .build();
+            self.inner
+                .docker
+                .upload_to_container(&handle.0, Some(options), bollard::body_try_stream(stream))
+                .await
+                .map_err(|e| failed(format!("uploading the repository: {}", engine_message(&e))))
+        }
+        .boxed()
+    }
 }
 
 /// The container of a sandbox.

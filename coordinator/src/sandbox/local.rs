@@ -232,6 +232,38 @@ impl Provider for LocalProvider {
     ) -> BoxFuture<'a, Result<Vec<ListedSandbox>, SandboxError>> {
         self.list_inner(labels).boxed()
     }
+
+    fn place_repository<'a>(
+        &'a self,
+        handle: &'a SandboxHandle,
+        repo: &'a str,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
+        async move {
+            let workspace = self.sandbox_dir(&handle.0).join("workspace");
+            let failed = |reason: String| SandboxError::Spawn {
+                sandbox_id: handle.0.clone(),
+                reason,
+            };
+            // The standby's workspace was made empty by its spawn; anything else there is not
+            // a standby's (the worker only touches it once assigned).
+            let mut entries = tokio::fs::read_dir(&workspace)
+                .await
+                .map_err(|e| failed(format!("reading {}: {e}", workspace.display())))?;
+            let occupied = entries
+                .next_entry()
+                .await
+                .map_err(|e| failed(format!("reading {}: {e}", workspace.display())))?
+                .is_some();
+            if occupied {
+                return Err(failed(format!(
+                    "the workspace {} is not empty",
+                    workspace.display()
+                )));
+            }
+            fill_workspace(repo, &workspace).await.map_err(failed)
+        }
+        .boxed()
+    }
 }
 
 /// Starts the worker of `request` in `dir` (creating `workspace` when the spawn brought no
@@ -315,6 +347,11 @@ pub(super) async fn prepare_workspace(repo: &str, workspace: &Path) -> Result<()
         // A restarted spawn of the same sandbox keeps its workspace.
         return Ok(());
     }
+    fill_workspace(repo, workspace).await
+}
+
+/// Fills `workspace` (missing or empty) from `repo`, as [`prepare_workspace`] describes.
+async fn fill_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
     let local = Path::new(repo);
     let is_dir = tokio::fs::metadata(local)
         .await

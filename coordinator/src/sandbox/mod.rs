@@ -155,6 +155,24 @@ pub trait Provider: Send + Sync + fmt::Debug {
     fn clones_repository(&self) -> bool {
         false
     }
+
+    /// Puts the repository `repo` (as [`SpawnRequest::repo`] names it) into the workspace of a
+    /// running sandbox that started without one: a warm pool's standby sandbox, once claimed.
+    /// Providers whose worker clones the repository itself never get this call; the default
+    /// refuses, so a provider without it falls back to cold starts for spec sandboxes.
+    fn place_repository<'a>(
+        &'a self,
+        handle: &'a SandboxHandle,
+        repo: &'a str,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
+        let _ = repo;
+        futures_util::future::ready(Err(SandboxError::Provider(format!(
+            "the {} provider cannot put a repository into the running sandbox {}",
+            self.name(),
+            handle.0
+        ))))
+        .boxed()
+    }
 }
 
 /// Which provider runs the sandboxes, and its settings.

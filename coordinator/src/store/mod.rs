@@ -16,6 +16,7 @@ mod sealing;
 mod sessions;
 mod specs;
 pub mod sqlite;
+mod standby;
 #[cfg(test)]
 mod statuses;
 mod tasks;
@@ -40,6 +41,7 @@ pub use sandboxes::NewSandbox;
 pub use sealing::ClearSecrets;
 pub use sessions::SessionKind;
 pub use specs::ExecutionClaim;
+pub use standby::{NewStandby, Standby, StandbyState};
 pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};
 
 /// What differs between the supported databases.

@@ -52,6 +52,11 @@ impl Backend for Postgres {
                 "dashboard sessions",
                 include_str!("../../migrations/postgres/0006_dashboard_sessions.sql"),
             ),
+            (
+                7,
+                "warm pools",
+                include_str!("../../migrations/postgres/0007_warm_pools.sql"),
+            ),
         ])
     }
 

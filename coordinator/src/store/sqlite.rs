@@ -45,6 +45,11 @@ impl Backend for Sqlite {
                 "dashboard sessions",
                 include_str!("../../migrations/sqlite/0006_dashboard_sessions.sql"),
             ),
+            (
+                7,
+                "warm pools",
+                include_str!("../../migrations/sqlite/0007_warm_pools.sql"),
+            ),
         ])
     }
 

@@ -32,4 +32,5 @@ mod server_limits;
 mod specs;
 mod stream;
 mod tasks_e2e;
+mod warm_pools;
 mod worker_e2e;

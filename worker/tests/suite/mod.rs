@@ -14,4 +14,5 @@ mod providers;
 mod seam;
 mod secrets;
 mod spec;
+mod standby;
 mod task;

@@ -315,10 +315,34 @@ pub async fn launch(
     sandboxes: &Sandboxes,
     settings: impl FnOnce(&mut Settings),
 ) -> Launched {
+    launch_warm(db, sandboxes, settings, 0).await
+}
+
+/// [`launch`] on a coordinator that keeps `pool` standby sandboxes, once they are all idle.
+pub async fn launch_warm(
+    db: &TestDb,
+    sandboxes: &Sandboxes,
+    settings: impl FnOnce(&mut Settings),
+    pool: u32,
+) -> Launched {
     let gateway = sandboxes.provider.gateway();
     let git = GatewayGit::start(gateway, &sandboxes.data.join("git"));
     let listener = TcpListener::bind((gateway, 0)).await.unwrap();
-    let server = TestServer::start_on(listener, db, sandboxes.provider.clone(), settings).await;
+    let server = TestServer::start_on(listener, db, sandboxes.provider.clone(), |s| {
+        settings(s);
+        s.warm_pool = pool;
+    })
+    .await;
+    if pool > 0 {
+        eventually(WAIT, "the warm pool to fill", || async {
+            let (_, text) = server.api(None).get("/metrics").await;
+            text.as_str()
+                .unwrap()
+                .lines()
+                .any(|line| line == format!("omoi_pool_idle {pool}"))
+        })
+        .await;
+    }
     let (_, api) = server.user("ada").await;
     let (status, project) = api
         .post(

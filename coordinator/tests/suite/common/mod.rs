@@ -354,6 +354,8 @@ struct FakeState {
     extra: Vec<ListedSandbox>,
     fail_spawns: bool,
     fail_task_spawns: bool,
+    /// `(handle, repo)` of each repository put into a running sandbox (a claimed standby).
+    placed: Vec<(String, String)>,
 }
 
 impl FakeProvider {
@@ -393,6 +395,11 @@ impl FakeProvider {
     /// Makes every later spawn fail.
     pub fn fail_spawns(&self) {
         self.inner.lock().unwrap().fail_spawns = true;
+    }
+
+    /// The repositories put into running sandboxes so far: `(handle, repo)`.
+    pub fn placed(&self) -> Vec<(String, String)> {
+        self.inner.lock().unwrap().placed.clone()
     }
 
     /// Makes every later spawn of a task sandbox (one with `TASK_ID` set) fail.
@@ -488,6 +495,27 @@ impl Provider for FakeProvider {
             listed.extend(inner.extra.iter().cloned());
             listed.retain(|l| labels.iter().all(|(k, v)| l.labels.get(k) == Some(v)));
             Ok(listed)
+        }
+        .boxed()
+    }
+
+    /// Records the repository; a sandbox that is not running refuses it, as a stopped
+    /// container refuses an upload.
+    fn place_repository<'a>(
+        &'a self,
+        handle: &'a SandboxHandle,
+        repo: &'a str,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
+        async move {
+            let mut inner = self.inner.lock().unwrap();
+            if inner.statuses.get(&handle.0) != Some(&ProviderStatus::Running) {
+                return Err(SandboxError::Provider(format!(
+                    "{} is not running",
+                    handle.0
+                )));
+            }
+            inner.placed.push((handle.0.clone(), repo.to_string()));
+            Ok(())
         }
         .boxed()
     }
