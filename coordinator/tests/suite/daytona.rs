@@ -579,3 +579,105 @@ async fn the_fake_daytona_refuses_what_the_real_one_refuses() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// `omoi serve --provider daytona` against the fake: each misconfiguration is one line at start,
+/// and the key is in none of them.
+#[tokio::test]
+async fn serve_with_a_refused_key_or_a_missing_snapshot_fails_at_start_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let serve = |key: &'static str, snapshot: &'static str| {
+        let tmp = tmp.path().to_path_buf();
+        let url = fake.api_url();
+        async move {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_omoi"))
+                .args(["serve", "--provider", "daytona", "--listen", "127.0.0.1:0"])
+                .args(["--public-url", "https://omoi.example"])
+                .args(["--daytona-snapshot", snapshot])
+                .arg("--database")
+                .arg(format!("sqlite://{}", tmp.join("omoi.db").display()))
+                .arg("--data-dir")
+                .arg(tmp.join("data"))
+                .env_clear()
+                .env("HOME", &tmp)
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("DAYTONA_API_URL", url)
+                .env("DAYTONA_API_KEY", key)
+                .output()
+                .await
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert_eq!(output.status.code(), Some(1), "{stderr}");
+            assert!(!stderr.contains(key), "{stderr}");
+            let lines: Vec<String> = stderr
+                .lines()
+                .filter(|l| l.contains("daytona:"))
+                .map(str::to_string)
+                .collect();
+            assert_eq!(lines.len(), 1, "{stderr}");
+            lines[0].clone()
+        }
+    };
+    let line = serve("dtn_refused_key_0123456789", SNAPSHOT).await;
+    assert!(
+        line.contains("daytona: DAYTONA_API_KEY was refused: Unauthorized (401)"),
+        "{line}"
+    );
+    let line = serve(KEY, "no-such-snapshot").await;
+    assert!(
+        line.contains(
+            "daytona: the snapshot \"no-such-snapshot\" (--daytona-snapshot) was not found"
+        ),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_spawn_past_its_deadline_fails_and_deletes_the_half_made_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let data = tmp.path().join("data");
+    let provider = provider(&fake, &data, |c| {
+        c.spawn_deadline = Duration::from_millis(1_500);
+        c.connection.max_tries = 100;
+    })
+    .await
+    .unwrap();
+    // The toolbox fails every time: the start is tried again (no bound on the tries here) until
+    // the deadline.
+    fake.fault("execute", &[503; 200]);
+    let request = omoi_coordinator::sandbox::SpawnRequest {
+        sandbox_id: "0b8f6c1e-0000-4000-8000-00000000000c".into(),
+        image: None,
+        env: BTreeMap::from([("SPEC_ID".to_string(), "spec-late".to_string())]),
+        labels: BTreeMap::from([("omoi.owner".to_string(), "omoi".to_string())]),
+        limits: Default::default(),
+        repo: Some("/a/local/path".into()),
+    };
+    let refused = provider
+        .spawn(request.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.ends_with(
+            "is a path on the coordinator's machine, which a Daytona sandbox cannot reach; the \
+             project must name a git URL"
+        ),
+        "{refused}"
+    );
+    let request = omoi_coordinator::sandbox::SpawnRequest {
+        repo: Some("git://127.0.0.1:9/x.git".into()),
+        ..request
+    };
+    let started = std::time::Instant::now();
+    let error = provider.spawn(request).await.unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(5), "{error}");
+    assert_eq!(
+        error,
+        "spawning sandbox 0b8f6c1e-0000-4000-8000-00000000000c failed: not started within 1 s"
+    );
+    assert!(fake.sandboxes().is_empty());
+    assert_eq!(fake.requests().get("delete"), Some(&1));
+    provider.close();
+}
