@@ -51,11 +51,17 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 fn start_fake(dir: PathBuf, worker: PathBuf) -> Result<FakeDaytona> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .expect("a runtime for the fake");
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = tx.send(Err(format!("a runtime for the fake: {e}")));
+                return;
+            }
+        };
         runtime.block_on(async move {
             let fake = FakeDaytona::start(FakeDaytonaConfig {
                 key: KEY.to_string(),
@@ -71,11 +77,11 @@ fn start_fake(dir: PathBuf, worker: PathBuf) -> Result<FakeDaytona> {
                 start_delay: Duration::ZERO,
             })
             .await;
-            let _ = tx.send(fake);
+            let _ = tx.send(Ok(fake));
             std::future::pending::<()>().await;
         });
     });
-    Ok(rx.recv()?)
+    Ok(rx.recv()??)
 }
 
 fn main() -> Result<()> {
