@@ -182,6 +182,12 @@ async fn a_spec_and_its_tasks_complete_through_the_daytona_provider() {
         reqwest::StatusCode::UNPROCESSABLE_ENTITY,
         "{answer}"
     );
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains(
+            "is a path on the coordinator's machine, which daytona sandboxes cannot reach"
+        ),
+        "{answer}"
+    );
     launched.server.stop().await;
     provider.close();
 }
