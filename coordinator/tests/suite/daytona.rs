@@ -687,3 +687,31 @@ async fn a_spawn_past_its_deadline_fails_and_deletes_the_half_made_sandbox() {
     assert_eq!(fake.requests().get("delete"), Some(&1));
     provider.close();
 }
+
+#[tokio::test]
+async fn reconcile_lists_every_page_of_labelled_sandboxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let http = reqwest::Client::new();
+    let made = futures_util::future::join_all((0..150).map(|i| {
+        let request = http
+            .post(format!("{}/sandbox", fake.api_url()))
+            .bearer_auth(KEY)
+            .json(&json!({"snapshot": SNAPSHOT, "name": format!("n{i}"),
+                "labels": {"omoi.owner": if i % 10 == 0 { "someone-else" } else { "omoi" },
+                    "omoi.sandbox": format!("sb-{i}")}}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    }))
+    .await;
+    assert!(made.iter().all(|s| *s == 200), "{made:?}");
+    let provider = provider(&fake, &tmp.path().join("data"), |_| {})
+        .await
+        .unwrap();
+    let owned = BTreeMap::from([("omoi.owner".to_string(), "omoi".to_string())]);
+    let listed = provider.list(&owned).await.unwrap();
+    assert_eq!(listed.len(), 135);
+    assert!(listed.iter().all(|s| s.status == ProviderStatus::Running));
+    // Two pages, read by the provider's first poll and by this list.
+    assert_eq!(fake.requests().get("list"), Some(&4));
+    provider.close();
+}

@@ -1,7 +1,7 @@
 //! The poll that follows the sandboxes: each interval one list of the sandboxes labelled
 //! `omoi.owner=omoi` (a page per 100), and for each started one whose worker runs, one toolbox
 //! call that reads its run directory. A sandbox found that is not known is adopted (a coordinator
-//! that restarted); one that halted, failed or was destroyed before its worker ended is lost with
+//! that restarted, or another replica's sandbox); one that halted, failed or was destroyed before its worker ended is lost with
 //! the reason; one whose worker ended keeps its logs and is deleted.
 
 use std::collections::{BTreeMap, HashMap};
@@ -119,6 +119,8 @@ async fn check(shared: &Shared, id: &str, mut entry: Entry, listed: Option<Sandb
     };
     let status = match worker(&answer.result) {
         Worker::Running => return,
+        // Another replica may be starting it: the coordinator's silence decides.
+        Worker::Absent if entry.adopted => return,
         Worker::Exited(code) => ProviderStatus::Exited { code },
         Worker::Absent => ProviderStatus::Lost {
             reason: "has no worker running (it was never started there)".into(),

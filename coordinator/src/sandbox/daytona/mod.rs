@@ -208,6 +208,7 @@ impl DaytonaProvider {
                 sandbox_id: id.clone(),
                 toolbox: String::new(),
                 state: State::Spawning,
+                adopted: false,
             },
         );
         let daytona_id = created.id.clone();

@@ -18,6 +18,9 @@ pub struct Entry {
     /// Its toolbox's base URL, once known.
     pub toolbox: String,
     pub state: State,
+    /// Found by the poll rather than spawned here: its worker may not be started yet (another
+    /// replica's spawn in progress), so a missing worker does not end it.
+    pub adopted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +67,7 @@ impl Tracked {
                 sandbox_id: sandbox_id.to_string(),
                 toolbox: String::new(),
                 state: State::Running,
+                adopted: true,
             },
         );
         true
@@ -174,6 +178,7 @@ mod tests {
             sandbox_id: "sb".into(),
             toolbox: String::new(),
             state: State::Spawning,
+            adopted: false,
         }
     }
 
