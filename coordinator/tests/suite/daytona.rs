@@ -715,3 +715,33 @@ async fn reconcile_lists_every_page_of_labelled_sandboxes() {
     assert_eq!(fake.requests().get("list"), Some(&4));
     provider.close();
 }
+
+#[tokio::test]
+async fn a_sandbox_found_without_a_worker_is_deleted_after_one_spawn_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let status = reqwest::Client::new()
+        .post(format!("{}/sandbox", fake.api_url()))
+        .bearer_auth(KEY)
+        .json(&json!({"snapshot": SNAPSHOT, "name": "orphan",
+            "labels": {"omoi.owner": "omoi", "omoi.sandbox": "sb-orphan"}}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let provider = provider(&fake, &tmp.path().join("data"), |c| {
+        c.spawn_deadline = Duration::from_secs(1);
+    })
+    .await
+    .unwrap();
+    // Within the deadline it is left alone (another replica may be starting its worker).
+    assert_eq!(fake.sandboxes().len(), 1);
+    eventually(
+        Duration::from_secs(10),
+        "the orphan to be deleted",
+        || async { fake.sandboxes().is_empty() },
+    )
+    .await;
+    provider.close();
+}

@@ -119,8 +119,12 @@ async fn check(shared: &Shared, id: &str, mut entry: Entry, listed: Option<Sandb
     };
     let status = match worker(&answer.result) {
         Worker::Running => return,
-        // Another replica may be starting it: the coordinator's silence decides.
-        Worker::Absent if entry.adopted => return,
+        // Another replica may be starting it, within its spawn deadline.
+        Worker::Absent
+            if entry.adopted && entry.seen_at.elapsed() < shared.config.spawn_deadline =>
+        {
+            return;
+        }
         Worker::Exited(code) => ProviderStatus::Exited { code },
         Worker::Absent => ProviderStatus::Lost {
             reason: "has no worker running (it was never started there)".into(),

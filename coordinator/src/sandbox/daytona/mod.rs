@@ -198,10 +198,20 @@ impl DaytonaProvider {
                 shared.config.spawn_deadline.as_secs()
             ))
         };
-        let created = tokio::time::timeout_at(deadline, create(&shared.client, &body, &id))
+        let created = match tokio::time::timeout_at(deadline, create(&shared.client, &body, &id))
             .await
-            .map_err(|_| late())?
-            .map_err(|e| failed(format!("creating the Daytona sandbox {}: {e}", body.name)))?;
+        {
+            Ok(created) => created
+                .map_err(|e| failed(format!("creating the Daytona sandbox {}: {e}", body.name)))?,
+            Err(_) => {
+                // The create may have gone through: its name finds it.
+                if let Err(e) = shared.client.delete(&body.name).await {
+                    tracing::warn!(name = %body.name, error = %e,
+                        "deleting a sandbox whose create ran past the deadline");
+                }
+                return Err(late());
+            }
+        };
         shared.tracked.insert(
             &created.id,
             Entry {
@@ -209,6 +219,7 @@ impl DaytonaProvider {
                 toolbox: String::new(),
                 state: State::Spawning,
                 adopted: false,
+                seen_at: std::time::Instant::now(),
             },
         );
         let daytona_id = created.id.clone();

@@ -21,6 +21,8 @@ pub struct Entry {
     /// Found by the poll rather than spawned here: its worker may not be started yet (another
     /// replica's spawn in progress), so a missing worker does not end it.
     pub adopted: bool,
+    /// When the provider first heard of it.
+    pub seen_at: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +70,7 @@ impl Tracked {
                 toolbox: String::new(),
                 state: State::Running,
                 adopted: true,
+                seen_at: Instant::now(),
             },
         );
         true
@@ -179,6 +182,7 @@ mod tests {
             toolbox: String::new(),
             state: State::Spawning,
             adopted: false,
+            seen_at: Instant::now(),
         }
     }
 
