@@ -253,6 +253,7 @@ mod tests {
             "DATABASE_URL",
             "ACME_PRIVATE_PEM",
             "db_password",
+            "DAYTONA_API_KEY",
         ];
         let kept = [
             "PATH",
@@ -262,9 +263,11 @@ mod tests {
             "OMOI_LISTEN",
             "PGSSLKEY",
             "PGHOST",
+            "DAYTONA_API_URL",
+            "DAYTONA_ORGANIZATION_ID",
         ];
-        assert_eq!(erased.map(keeps_variable), [false; 8]);
-        assert_eq!(kept.map(keeps_variable), [true; 7]);
+        assert_eq!(erased.map(keeps_variable), [false; 9]);
+        assert_eq!(kept.map(keeps_variable), [true; 9]);
     }
 
     #[test]
