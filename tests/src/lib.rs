@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fake_anthropic;
+pub mod fake_daytona;
 pub mod fake_github;
 pub mod fake_kube;
 pub mod fake_llm;

@@ -19,7 +19,7 @@ use crate::store::Store;
 const KEPT_PATHS: [&str; 3] = ["PGSSLKEY", "PGSSLCERT", "PGSSLROOTCERT"];
 
 /// Flags whose value is a secret, erased from the command line whole.
-const SECRET_FLAGS: [&str; 1] = ["--secret-key"];
+const SECRET_FLAGS: [&str; 2] = ["--secret-key", "--daytona-api-key"];
 
 /// Flags whose value may hold credentials (`postgres://user:password@…`): erased when it has
 /// a user part.
@@ -72,7 +72,7 @@ pub fn keeps_variable(name: &str) -> bool {
 }
 
 /// How many leading bytes of `argument` stay on the command line, given the argument before it:
-/// all, but for the value of `--secret-key` (none of it), of `--database` when it holds a user
+/// all, but for the value of `--secret-key` and `--daytona-api-key` (none of it), of `--database` when it holds a user
 /// part (none), and of `--worker-env NAME=VALUE` when `NAME` looks secret (`NAME=` stays). The
 /// `--flag=value` spelling keeps the flag.
 pub fn argument_kept(previous: &[u8], argument: &[u8]) -> usize {
@@ -253,6 +253,7 @@ mod tests {
             "DATABASE_URL",
             "ACME_PRIVATE_PEM",
             "db_password",
+            "DAYTONA_API_KEY",
         ];
         let kept = [
             "PATH",
@@ -262,14 +263,16 @@ mod tests {
             "OMOI_LISTEN",
             "PGSSLKEY",
             "PGHOST",
+            "DAYTONA_API_URL",
+            "DAYTONA_ORGANIZATION_ID",
         ];
-        assert_eq!(erased.map(keeps_variable), [false; 8]);
-        assert_eq!(kept.map(keeps_variable), [true; 7]);
+        assert_eq!(erased.map(keeps_variable), [false; 9]);
+        assert_eq!(kept.map(keeps_variable), [true; 9]);
     }
 
     #[test]
     fn secret_values_leave_the_command_line_and_the_flags_stay() {
-        let argv: [&[u8]; 16] = [
+        let argv: [&[u8]; 18] = [
             b"omoi",
             b"serve",
             b"--worker-env",
@@ -282,6 +285,8 @@ mod tests {
             b"--secret-key",
             b"00ff",
             b"--secret-key=00ff",
+            b"--daytona-api-key",
+            b"dtn_0123456789",
             b"--database",
             b"postgres://omoi:pw@db/omoi",
             b"--database=sqlite://omoi.db",
@@ -311,6 +316,8 @@ mod tests {
                 "--secret-key",
                 "",
                 "--secret-key=",
+                "--daytona-api-key",
+                "",
                 "--database",
                 "",
                 "--database=sqlite://omoi.db",

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::secrets::{SecretArgs, check_store};
 use super::{CliError, CliResult};
 use crate::app::{AppState, Settings};
+use crate::sandbox::daytona::DaytonaConfig;
 use crate::sandbox::docker::{DEFAULT_IMAGE, DEFAULT_SOCKET, DockerConfig};
 use crate::sandbox::kubernetes::{KubernetesApi, KubernetesConfig};
 use crate::sandbox::{self, ProviderConfig};
@@ -87,6 +88,8 @@ pub struct ServeArgs {
     pub docker: DockerArgs,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
+    #[command(flatten)]
+    pub daytona: DaytonaArgs,
     #[command(flatten)]
     pub tasks: super::scheduling::TaskArgs,
     #[command(flatten)]
@@ -261,6 +264,127 @@ impl KubernetesArgs {
     }
 }
 
+/// The flags of the daytona provider.
+#[derive(Debug, Clone, Args)]
+pub struct DaytonaArgs {
+    /// Daytona: the API's base URL, e.g. `https://app.daytona.io/api`.
+    #[arg(long = "daytona-api-url", env = "DAYTONA_API_URL")]
+    pub api_url: Option<String>,
+    /// Daytona: the API key; set it in the environment (the server erases it there, and from
+    /// its command line, once read).
+    #[arg(
+        long = "daytona-api-key",
+        env = "DAYTONA_API_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub api_key: Option<String>,
+    /// Daytona: the organisation the sandboxes belong to (`X-Daytona-Organization-ID`; default:
+    /// the key's).
+    #[arg(long = "daytona-organization-id", env = "DAYTONA_ORGANIZATION_ID")]
+    pub organization_id: Option<String>,
+    /// Daytona: the snapshot sandboxes are made from; it must hold `omoi-worker` on its PATH.
+    #[arg(long = "daytona-snapshot", env = "OMOI_DAYTONA_SNAPSHOT")]
+    pub snapshot: Option<String>,
+    /// Daytona: minutes without activity before Daytona stops a sandbox (0: never); the
+    /// coordinator's polls keep running sandboxes active.
+    #[arg(
+        long = "daytona-auto-stop-minutes",
+        env = "OMOI_DAYTONA_AUTO_STOP_MINUTES",
+        default_value_t = 15
+    )]
+    pub auto_stop_minutes: u32,
+    /// Daytona: how often the sandboxes are polled, in seconds.
+    #[arg(
+        long = "daytona-poll-secs",
+        env = "OMOI_DAYTONA_POLL_SECS",
+        default_value_t = 10
+    )]
+    pub poll_secs: u64,
+    /// Daytona: the longest a sandbox takes to start its worker, in seconds.
+    #[arg(
+        long = "daytona-spawn-timeout-secs",
+        env = "OMOI_DAYTONA_SPAWN_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub spawn_timeout_secs: u64,
+}
+
+impl DaytonaArgs {
+    /// The provider's settings, sandboxes' logs under `data_dir`.
+    pub fn config(&self, data_dir: &Path) -> CliResult<ProviderConfig> {
+        let refuse = |message: String| Err(CliError::Config(message));
+        let url = match self.api_url.as_deref().map(str::trim) {
+            None | Some("") => {
+                return refuse(
+                    "--provider daytona needs DAYTONA_API_URL (or --daytona-api-url): the API's \
+                     base, e.g. https://app.daytona.io/api"
+                        .into(),
+                );
+            }
+            Some(url) => url,
+        };
+        let api_url = match reqwest::Url::parse(url) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https")
+                    && parsed.host_str().is_some()
+                    && parsed.username().is_empty()
+                    && parsed.password().is_none() =>
+            {
+                parsed
+            }
+            _ => {
+                return refuse(format!(
+                    "DAYTONA_API_URL {url:?} is not an http(s) URL without credentials"
+                ));
+            }
+        };
+        let api_key = match self.api_key.as_deref() {
+            None | Some("") => {
+                return refuse(
+                    "--provider daytona needs DAYTONA_API_KEY (a key from the Daytona dashboard)"
+                        .into(),
+                );
+            }
+            Some(key) if key.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                return refuse("DAYTONA_API_KEY holds whitespace or control characters".into());
+            }
+            Some(key) => key.to_string(),
+        };
+        let organization_id = match self.organization_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(org) if org.chars().all(|c| c.is_ascii_graphic()) => Some(org.to_string()),
+            Some(org) => {
+                return refuse(format!(
+                    "DAYTONA_ORGANIZATION_ID {org:?} holds characters a header cannot carry"
+                ));
+            }
+        };
+        let snapshot = match self.snapshot.as_deref().map(str::trim) {
+            None | Some("") => {
+                return refuse(
+                    "--provider daytona needs --daytona-snapshot: a snapshot that holds \
+                     omoi-worker (README: Run sandboxes on Daytona)"
+                        .into(),
+                );
+            }
+            Some(name) => name.to_string(),
+        };
+        if self.poll_secs == 0 {
+            return refuse("--daytona-poll-secs must be at least 1".into());
+        }
+        if self.spawn_timeout_secs < 10 {
+            return refuse("--daytona-spawn-timeout-secs must be at least 10".into());
+        }
+        let mut config = DaytonaConfig::new(api_url, api_key, snapshot, data_dir.to_path_buf());
+        config.connection.organization_id = organization_id;
+        config.auto_stop_minutes = self.auto_stop_minutes;
+        config.poll_interval = Duration::from_secs(self.poll_secs);
+        config.spawn_deadline = Duration::from_secs(self.spawn_timeout_secs);
+        Ok(ProviderConfig::Daytona(config))
+    }
+}
+
 /// Where the URL handed to workers came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlSource {
@@ -287,18 +411,6 @@ pub struct ServeConfig {
 impl ServeArgs {
     /// Checks the flags: the provider available, the address parsed, the worker found.
     pub fn validate(self) -> CliResult<ServeConfig> {
-        match self.provider {
-            ProviderKind::Local | ProviderKind::Docker | ProviderKind::Kubernetes => {}
-            other => {
-                return Err(CliError::Config(format!(
-                    "--provider {}: only the local, docker and kubernetes providers are available \
-                     in this build",
-                    other
-                        .to_possible_value()
-                        .map_or_else(String::new, |v| v.get_name().to_string())
-                )));
-            }
-        }
         let listen: SocketAddr = self.listen.parse().map_err(|e| {
             CliError::Config(format!("--listen {:?} is not an address: {e}", self.listen))
         })?;
@@ -326,10 +438,19 @@ impl ServeArgs {
                     .into(),
             ));
         }
+        if self.provider == ProviderKind::Daytona && self.public_url.is_none() {
+            return Err(CliError::Config(
+                "--provider daytona needs --public-url: the address at which Daytona sandboxes \
+                 reach this coordinator (an https URL they can resolve)"
+                    .into(),
+            ));
+        }
         let sandboxes = if self.provider == ProviderKind::Docker {
             ProviderConfig::Docker(self.docker.config(&self.data_dir)?)
         } else if self.provider == ProviderKind::Kubernetes {
             self.kubernetes.config(&self.docker, &self.data_dir)?
+        } else if self.provider == ProviderKind::Daytona {
+            self.daytona.config(&self.data_dir)?
         } else {
             let worker_bin = locate_worker(self.worker_bin.as_deref()).ok_or_else(|| {
                 CliError::Config(
@@ -778,15 +899,115 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_providers_and_bad_flags_are_refused_with_a_reason() {
-        let err = serve_args(&["--provider", "daytona"])
+    fn the_daytona_provider_takes_its_settings_from_the_flags_and_refuses_bad_ones() {
+        let url = [
+            "--provider",
+            "daytona",
+            "--public-url",
+            "https://omoi.example",
+        ];
+        let good = [
+            "--daytona-api-url",
+            "https://app.daytona.io/api",
+            "--daytona-api-key",
+            "dtn_0123456789abcdef",
+            "--daytona-snapshot",
+            "omoi-worker",
+        ];
+        let mut argv = url.to_vec();
+        argv.extend_from_slice(&good);
+        argv.extend_from_slice(&[
+            "--daytona-organization-id",
+            "org-1",
+            "--daytona-poll-secs",
+            "3",
+        ]);
+        let config = serve_args(&argv).validate().unwrap();
+        let ProviderConfig::Daytona(daytona) = config.sandboxes else {
+            panic!("{:?}", config.sandboxes)
+        };
+        let mut want = DaytonaConfig::new(
+            "https://app.daytona.io/api".parse().unwrap(),
+            "dtn_0123456789abcdef".into(),
+            "omoi-worker".into(),
+            PathBuf::from("omoi-data"),
+        );
+        want.connection.organization_id = Some("org-1".into());
+        want.poll_interval = Duration::from_secs(3);
+        assert_eq!(daytona, want);
+        assert!(!format!("{daytona:?}").contains("dtn_0123"));
+
+        let refused = |extra: &[&str], drop: &str| {
+            let mut argv: Vec<&str> = url.to_vec();
+            let mut i = 0;
+            while i < good.len() {
+                if good[i] != drop {
+                    argv.extend_from_slice(&good[i..i + 2]);
+                }
+                i += 2;
+            }
+            argv.extend_from_slice(extra);
+            serve_args(&argv).validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(&[], "--daytona-api-url"),
+            "--provider daytona needs DAYTONA_API_URL (or --daytona-api-url): the API's base, \
+             e.g. https://app.daytona.io/api"
+        );
+        assert_eq!(
+            refused(&[], "--daytona-api-key"),
+            "--provider daytona needs DAYTONA_API_KEY (a key from the Daytona dashboard)"
+        );
+        assert_eq!(
+            refused(&[], "--daytona-snapshot"),
+            "--provider daytona needs --daytona-snapshot: a snapshot that holds omoi-worker \
+             (README: Run sandboxes on Daytona)"
+        );
+        for (bad, message) in [
+            (
+                ["--daytona-api-url", "ftp://x/api"],
+                "DAYTONA_API_URL \"ftp://x/api\" is not an http(s) URL without credentials",
+            ),
+            (
+                ["--daytona-api-url", "https://u:p@x/api"],
+                "DAYTONA_API_URL \"https://u:p@x/api\" is not an http(s) URL without credentials",
+            ),
+            (
+                ["--daytona-api-key", "a key"],
+                "DAYTONA_API_KEY holds whitespace or control characters",
+            ),
+            (
+                ["--daytona-organization-id", "org\u{e9}"],
+                "DAYTONA_ORGANIZATION_ID \"org\u{e9}\" holds characters a header cannot carry",
+            ),
+            (
+                ["--daytona-poll-secs", "0"],
+                "--daytona-poll-secs must be at least 1",
+            ),
+            (
+                ["--daytona-spawn-timeout-secs", "5"],
+                "--daytona-spawn-timeout-secs must be at least 10",
+            ),
+        ] {
+            let drop = if bad[0].starts_with("--daytona-api") {
+                bad[0]
+            } else {
+                ""
+            };
+            assert_eq!(refused(&bad, drop), message, "{bad:?}");
+        }
+        let err = serve_args(&[&["--provider", "daytona"][..], &good[..]].concat())
             .validate()
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--provider daytona: only the local, docker and kubernetes providers are available \
-             in this build"
+            "--provider daytona needs --public-url: the address at which Daytona sandboxes \
+             reach this coordinator (an https URL they can resolve)"
         );
+    }
+
+    #[test]
+    fn unavailable_providers_and_bad_flags_are_refused_with_a_reason() {
         let err = serve_args(&[
             "--provider",
             "docker",

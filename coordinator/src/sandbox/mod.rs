@@ -1,9 +1,10 @@
 //! Sandbox providers: where workers run. One small trait; `local` runs the worker as a child
 //! process, `docker` as a container over the Docker Engine API, `kubernetes` as a pod over the
-//! Kubernetes API. A provider knows nothing of the
+//! Kubernetes API, `daytona` as a Daytona sandbox over its REST API. A provider knows nothing of the
 //! coordinator's state: what a sandbox needs (environment, labels) comes in its `SpawnRequest`,
 //! built by `crate::launch`.
 
+pub mod daytona;
 pub mod docker;
 pub mod kubernetes;
 pub mod local;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use self::daytona::{DaytonaConfig, DaytonaProvider};
 use self::docker::{DockerConfig, DockerProvider};
 use self::kubernetes::{KubernetesConfig, KubernetesProvider};
 use self::local::LocalProvider;
@@ -190,6 +192,8 @@ pub enum ProviderConfig {
         config: KubernetesConfig,
         namespace: Option<String>,
     },
+    /// Sandboxes over Daytona's REST API, made from one snapshot.
+    Daytona(DaytonaConfig),
 }
 
 /// The provider `config` describes, connected and ready to spawn.
@@ -203,5 +207,6 @@ pub async fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, Sandbox
         ProviderConfig::Kubernetes { config, namespace } => {
             Arc::new(KubernetesProvider::connect(config.clone(), namespace.clone()).await?)
         }
+        ProviderConfig::Daytona(config) => Arc::new(DaytonaProvider::start(config.clone()).await?),
     })
 }

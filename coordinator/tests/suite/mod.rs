@@ -6,6 +6,7 @@ mod claims;
 mod cli;
 mod common;
 mod dashboard;
+mod daytona;
 mod docker;
 mod docker_agents;
 mod docker_faults;

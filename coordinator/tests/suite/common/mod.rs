@@ -3,6 +3,7 @@
 //! and [`Scenario`], a world with one launched spec. `tasks` sets up bridged tasks, `docker`
 //! the docker suites.
 
+pub mod daytona;
 pub mod docker;
 pub mod kube;
 pub mod proxy;
