@@ -102,6 +102,7 @@ async fn main() -> Result<()> {
         let request = SpawnRequest {
             sandbox_id: id.clone(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env: BTreeMap::from([
                 ("SPEC_ID".to_string(), "bench".to_string()),
                 ("SANDBOX_TOKEN".to_string(), format!("omoi_sbx_{i:032}")),

@@ -52,6 +52,11 @@ impl Backend for Postgres {
                 "dashboard sessions",
                 include_str!("../../migrations/postgres/0006_dashboard_sessions.sql"),
             ),
+            (
+                8,
+                "project image pull secrets",
+                include_str!("../../migrations/postgres/0008_project_pull_secrets.sql"),
+            ),
         ])
     }
 

@@ -45,6 +45,11 @@ impl Backend for Sqlite {
                 "dashboard sessions",
                 include_str!("../../migrations/sqlite/0006_dashboard_sessions.sql"),
             ),
+            (
+                8,
+                "project image pull secrets",
+                include_str!("../../migrations/sqlite/0008_project_pull_secrets.sql"),
+            ),
         ])
     }
 

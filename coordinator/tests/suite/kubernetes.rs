@@ -188,6 +188,7 @@ async fn reconcile_lists_by_label_and_stops_a_pod_nothing_waits_for() {
     let request = omoi_coordinator::sandbox::SpawnRequest {
         sandbox_id: "0b8f6c1e-0000-4000-8000-00000000000a".into(),
         image: None,
+        image_pull_secrets: Vec::new(),
         env: [
             ("SPEC_ID", "spec-left"),
             ("SPEC_PHASE", "explore"),
@@ -474,6 +475,7 @@ async fn coordinators_of_other_instances_do_not_see_each_others_sandboxes() {
         omoi_coordinator::sandbox::SpawnRequest {
             sandbox_id: id.into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env: [
                 ("SPEC_ID", "spec-x"),
                 ("SPEC_PHASE", "explore"),

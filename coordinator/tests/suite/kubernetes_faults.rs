@@ -275,6 +275,7 @@ async fn a_create_that_keeps_failing_ends_the_spawn_at_its_deadline() {
     let request = |id: &str| omoi_coordinator::sandbox::SpawnRequest {
         sandbox_id: id.into(),
         image: None,
+        image_pull_secrets: Vec::new(),
         env: [("SPEC_ID".to_string(), "spec-x".to_string())].into(),
         labels: omoi_coordinator::launch::labels(id, "spec-x", None),
         limits: Default::default(),

@@ -153,6 +153,7 @@ fn sleeper(id: &str) -> SpawnRequest {
     SpawnRequest {
         sandbox_id: id.into(),
         image: None,
+        image_pull_secrets: Vec::new(),
         env: [
             ("SPEC_ID", "spec-left"),
             ("SPEC_PHASE", "explore"),

@@ -237,13 +237,7 @@ pub fn pod_spec(request: &SpawnRequest, config: &KubernetesConfig, secret: &str)
         termination_grace_period_seconds: Some(GRACE_SECS),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| {
-            config
-                .image_pull_secrets
-                .iter()
-                .map(|name| LocalObjectReference { name: name.clone() })
-                .collect()
-        }),
+        image_pull_secrets: pull_secrets(request, config),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(SANDBOX_UID),
@@ -259,6 +253,25 @@ pub fn pod_spec(request: &SpawnRequest, config: &KubernetesConfig, secret: &str)
         ]),
         ..PodSpec::default()
     }
+}
+
+/// The Secrets the image is pulled with: the request's (its project's) when it names any, else
+/// the provider's (`--image-pull-secret`).
+fn pull_secrets(
+    request: &SpawnRequest,
+    config: &KubernetesConfig,
+) -> Option<Vec<LocalObjectReference>> {
+    let names = if request.image_pull_secrets.is_empty() {
+        &config.image_pull_secrets
+    } else {
+        &request.image_pull_secrets
+    };
+    (!names.is_empty()).then(|| {
+        names
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect()
+    })
 }
 
 /// The Pod of a sandbox.
@@ -354,6 +367,7 @@ mod tests {
         SpawnRequest {
             sandbox_id: "0b8f6c1e-1111-4c1e-9a9a-000000000001".into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env: BTreeMap::from([
                 ("SPEC_ID".to_string(), "spec-1".to_string()),
                 ("SANDBOX_TOKEN".to_string(), "omoi_sbx_secret".to_string()),
@@ -437,6 +451,34 @@ mod tests {
                 Some("0b8f6c1e-1111-4c1e-9a9a-000000000001"),
                 Some("default")
             )
+        );
+    }
+
+    #[test]
+    fn the_projects_pull_secrets_win_over_the_servers() {
+        let mut config = KubernetesConfig::new("omoi".into(), "/data".into());
+        config.image_pull_secrets = vec!["server-cred".into()];
+        let names = |request: &SpawnRequest| -> Vec<String> {
+            pod(request, &config)
+                .spec
+                .unwrap()
+                .image_pull_secrets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names(&request()), vec!["server-cred".to_string()]);
+        let mut own = request();
+        own.image_pull_secrets = vec!["project-cred".into(), "mirror-cred".into()];
+        assert_eq!(
+            names(&own),
+            vec!["project-cred".to_string(), "mirror-cred".to_string()]
+        );
+        config.image_pull_secrets.clear();
+        assert_eq!(
+            pod(&request(), &config).spec.unwrap().image_pull_secrets,
+            None
         );
     }
 
