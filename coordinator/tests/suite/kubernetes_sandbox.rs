@@ -464,3 +464,45 @@ async fn the_fake_serves_sandboxes_as_the_crd_does() {
     assert_eq!(get(base).await.0, 404);
     assert_eq!(get(sandboxes).await.0, 404);
 }
+
+/// `omoi serve --kubernetes-api sandbox` starts the provider in Sandbox mode (no longer refused
+/// by the flag): on a cluster without agent-sandbox it stops with the one line that says so.
+#[tokio::test]
+async fn serve_in_sandbox_mode_checks_the_crd_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let kubeconfig = tmp.path().join("kubeconfig");
+    fake.write_kubeconfig(&kubeconfig, NS);
+    fake.uninstall_agent_sandbox();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_omoi"))
+        .args([
+            "serve",
+            "--provider",
+            "kubernetes",
+            "--kubernetes-api",
+            "sandbox",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--instance", "blue"])
+        .args(["--public-url", "http://omoi.omoi.svc:8080"])
+        .arg("--database")
+        .arg(format!("sqlite://{}", tmp.path().join("omoi.db").display()))
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .env_clear()
+        .env("HOME", tmp.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "kubernetes: the API server does not serve agents.x-k8s.io/v1beta1/sandboxes: \
+             install kubernetes-sigs/agent-sandbox (its CRDs and controller), or use \
+             --kubernetes-api pod"
+        ),
+        "{stderr}"
+    );
+}
