@@ -366,8 +366,8 @@ async fn sandbox_mode_needs_the_crd_and_rbac_on_sandboxes_at_start() {
 
 /// The fake refuses of a Sandbox what the real API server with the agent-sandbox CRD refuses: an
 /// unknown field, a missing `spec.podTemplate`, a value outside an enum, a template whose pod is
-/// invalid; it serves the group's discovery, lists and watches by label, and answers 404 for the
-/// group once the CRD is gone.
+/// invalid; it serves the group's discovery, lists by label, answers a watch from a compacted
+/// version with 410 Gone, and answers 404 for the group once the CRD is gone.
 #[tokio::test]
 async fn the_fake_serves_sandboxes_as_the_crd_does() {
     let tmp = tempfile::tempdir().unwrap();
@@ -459,6 +459,14 @@ async fn the_fake_serves_sandboxes_as_the_crd_does() {
     );
     let (status, _) = get(format!("{sandboxes}/nothing")).await;
     assert_eq!(status, 404);
+    // A watch from before a compaction is 410 Gone, as for pods.
+    fake.expire_watches();
+    let (status, gone) = get(format!("{sandboxes}?watch=true&resourceVersion=1")).await;
+    let event: Value = serde_json::from_str(gone.trim()).unwrap();
+    assert_eq!(
+        (status, &event["type"], &event["object"]["code"]),
+        (200, &json!("ERROR"), &json!(410))
+    );
 
     fake.uninstall_agent_sandbox();
     assert_eq!(get(base).await.0, 404);
