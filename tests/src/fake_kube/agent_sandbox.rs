@@ -266,6 +266,27 @@ fn react(cluster: &Arc<Cluster>, change: &Change) {
 
 fn resync(cluster: &Arc<Cluster>) {
     let sandboxes = lock(&cluster.store).all("sandboxes");
+    // Sandboxes deleted while the controller was behind: their pods and Secrets go.
+    let live: std::collections::BTreeSet<String> = sandboxes
+        .iter()
+        .filter_map(|(_, s)| s["metadata"]["uid"].as_str().map(str::to_string))
+        .collect();
+    let orphaned: Vec<(String, String)> = lock(&cluster.store)
+        .all("pods")
+        .into_iter()
+        .filter_map(|(ns, pod)| {
+            let owner = pod["metadata"]["ownerReferences"]
+                .as_array()?
+                .iter()
+                .find(|o| o["kind"] == "Sandbox")?["uid"]
+                .as_str()?
+                .to_string();
+            (!live.contains(&owner)).then_some((ns, owner))
+        })
+        .collect();
+    for (ns, uid) in orphaned {
+        delete_owned(cluster, &ns, &uid);
+    }
     for (ns, sandbox) in sandboxes {
         let name = sandbox["metadata"]["name"]
             .as_str()
