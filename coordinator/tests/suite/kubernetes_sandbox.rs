@@ -514,3 +514,43 @@ async fn serve_in_sandbox_mode_checks_the_crd_at_start() {
         "{stderr}"
     );
 }
+
+/// A Sandbox whose pod cannot be scheduled is lost after the pending limit with the scheduler's
+/// words (the Sandbox's `PodScheduled` condition), and the Sandbox is deleted.
+#[tokio::test]
+async fn a_sandbox_stuck_pending_is_lost_with_the_schedulers_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let provider = provider(&fake, &tmp.path().join("data"), |c| {
+        sandbox_mode(c);
+        c.pending_limit = Duration::from_secs(2);
+    })
+    .await
+    .unwrap();
+    fake.hold_scheduling(true);
+    let handle = provider
+        .spawn(sleeper("0b8f6c1e-0000-4000-8000-00000000000e"))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the sandbox to be lost",
+        || async { provider.status(&handle).await.unwrap() != ProviderStatus::Running },
+    )
+    .await;
+    assert_eq!(
+        provider.status(&handle).await.unwrap(),
+        ProviderStatus::Lost {
+            reason: "was pending for more than 2 s: Unschedulable: 0/1 nodes are available: 1 \
+                     Insufficient memory."
+                .into()
+        }
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the Sandbox, its pod and Secret to be gone",
+        || async { everything_gone(&fake) },
+    )
+    .await;
+    provider.close();
+}
