@@ -55,9 +55,9 @@ async fn main() -> Result<()> {
     if n == 0 {
         return Err("--sandboxes must be at least 1".into());
     }
-    let (api, object) = match flag(&args, "--api").unwrap_or("pod") {
-        "pod" => (KubernetesApi::Pod, "pod"),
-        "sandbox" => (KubernetesApi::Sandbox, "Sandbox"),
+    let (api, object, objects) = match flag(&args, "--api").unwrap_or("pod") {
+        "pod" => (KubernetesApi::Pod, "pod", "pods"),
+        "sandbox" => (KubernetesApi::Sandbox, "Sandbox", "Sandboxes"),
         other => return Err(format!("--api {other:?}: pod or sandbox").into()),
     };
     let deleted_key = match api {
@@ -183,13 +183,13 @@ async fn main() -> Result<()> {
     );
     println!(
         "{}",
-        json!({"figure": format!("kubernetes provider: CPU per sandbox ({n} {object}s created, watched to the end, logs kept, deleted)"),
+        json!({"figure": format!("kubernetes provider: CPU per sandbox ({n} {objects} created, watched to the end, logs kept, deleted)"),
             "value": cpu * 1000.0 / n as f64, "unit": "ms", "target": 2.0,
             "spread": format!("{cpu:.2} s CPU in {wall:.1} s; {exited} of {n} exited 0")})
     );
     println!(
         "{}",
-        json!({"figure": format!("kubernetes provider ({object}s): API requests per sandbox (besides the shared list and watch)"),
+        json!({"figure": format!("kubernetes provider ({objects}): API requests per sandbox (besides the shared list and watch)"),
             "value": requests, "unit": "req", "target": 4.0,
             "spread": format!("{per_sandbox:?}")})
     );
