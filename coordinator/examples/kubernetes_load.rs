@@ -5,15 +5,18 @@
 //! (pod and Secret), this process's CPU per sandbox (user + system, `/proc/self/stat`), and the
 //! API requests per sandbox the fake counted.
 //!
+//! With `--api sandbox` each sandbox is an `agents.x-k8s.io` Sandbox (the fake's controller makes
+//! its pod), and what is created and deleted is the Sandbox and its Secret.
+//!
 //! `cargo run --release -p omoi-coordinator --example kubernetes_load -- --bench
-//! target/release/omoi-bench [--sandboxes 1000] [--container /bin/true]`
+//! target/release/omoi-bench [--sandboxes 1000] [--container /bin/true] [--api pod|sandbox]`
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use omoi_coordinator::sandbox::kubernetes::{KubernetesConfig, KubernetesProvider};
+use omoi_coordinator::sandbox::kubernetes::{KubernetesApi, KubernetesConfig, KubernetesProvider};
 use omoi_coordinator::sandbox::{Limits, Provider, ProviderStatus, SpawnRequest};
 use serde_json::json;
 
@@ -52,6 +55,15 @@ async fn main() -> Result<()> {
     if n == 0 {
         return Err("--sandboxes must be at least 1".into());
     }
+    let (api, object, objects) = match flag(&args, "--api").unwrap_or("pod") {
+        "pod" => (KubernetesApi::Pod, "pod", "pods"),
+        "sandbox" => (KubernetesApi::Sandbox, "Sandbox", "Sandboxes"),
+        other => return Err(format!("--api {other:?}: pod or sandbox").into()),
+    };
+    let deleted_key = match api {
+        KubernetesApi::Pod => "delete pods",
+        KubernetesApi::Sandbox => "delete sandboxes",
+    };
     let dir = tempfile::tempdir()?;
     let mut fake = Command::new(bench)
         .args(["fake-kube", "--dir"])
@@ -77,11 +89,9 @@ async fn main() -> Result<()> {
     let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig_path)?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = kube::Client::try_from(config)?;
-    let provider = KubernetesProvider::start(
-        client,
-        KubernetesConfig::new("omoi".into(), dir.path().join("data")),
-    )
-    .await?;
+    let mut settings = KubernetesConfig::new("omoi".into(), dir.path().join("data"));
+    settings.api = api;
+    let provider = KubernetesProvider::start(client, settings).await?;
     let http = reqwest::Client::new();
     let counts = || async {
         http.get(format!("{url}/fake/requests"))
@@ -102,6 +112,7 @@ async fn main() -> Result<()> {
         let request = SpawnRequest {
             sandbox_id: id.clone(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env: BTreeMap::from([
                 ("SPEC_ID".to_string(), "bench".to_string()),
                 ("SANDBOX_TOKEN".to_string(), format!("omoi_sbx_{i:032}")),
@@ -123,7 +134,7 @@ async fn main() -> Result<()> {
                 ended += 1;
             }
         }
-        let deleted = counts().await?.get("delete pods").copied().unwrap_or(0);
+        let deleted = counts().await?.get(deleted_key).copied().unwrap_or(0);
         if ended == n && deleted >= n as u64 {
             break;
         }
@@ -165,20 +176,20 @@ async fn main() -> Result<()> {
     spawn_ms.sort_by(f64::total_cmp);
     println!(
         "{}",
-        json!({"figure": "kubernetes provider: spawn → pod and Secret created (fake API server, loopback)",
+        json!({"figure": format!("kubernetes provider: spawn → {object} and Secret created (fake API server, loopback)"),
             "value": quantile(&spawn_ms, 0.5), "unit": "ms", "target": null,
             "spread": format!("p10 {:.3} … p90 {:.3}, p99 {:.3} ({n} sandboxes)",
                 quantile(&spawn_ms, 0.1), quantile(&spawn_ms, 0.9), quantile(&spawn_ms, 0.99))})
     );
     println!(
         "{}",
-        json!({"figure": format!("kubernetes provider: CPU per sandbox ({n} pods created, watched to the end, logs kept, deleted)"),
+        json!({"figure": format!("kubernetes provider: CPU per sandbox ({n} {objects} created, watched to the end, logs kept, deleted)"),
             "value": cpu * 1000.0 / n as f64, "unit": "ms", "target": 2.0,
             "spread": format!("{cpu:.2} s CPU in {wall:.1} s; {exited} of {n} exited 0")})
     );
     println!(
         "{}",
-        json!({"figure": "kubernetes provider: API requests per sandbox (besides the shared list and watch)",
+        json!({"figure": format!("kubernetes provider ({objects}): API requests per sandbox (besides the shared list and watch)"),
             "value": requests, "unit": "req", "target": 4.0,
             "spread": format!("{per_sandbox:?}")})
     );

@@ -280,6 +280,7 @@ pub async fn spawn_for_phase(
     let request = SpawnRequest {
         sandbox_id: sandbox_id.clone(),
         image: project.image.clone(),
+        image_pull_secrets: project.image_pull_secrets.clone(),
         env,
         labels: labels(&sandbox_id, &spec.id, None),
         limits: Limits::default(),
@@ -342,6 +343,7 @@ pub async fn spawn_for_task(
     let request = SpawnRequest {
         sandbox_id: sandbox_id.clone(),
         image: project.image.clone(),
+        image_pull_secrets: project.image_pull_secrets.clone(),
         env,
         labels: labels(sandbox_id, &spec.id, Some(&claimed.id)),
         limits: Limits::default(),
@@ -394,6 +396,7 @@ mod tests {
             validation_command: None,
             provider: "local".into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             worker_env: BTreeMap::from([
                 ("OMOI_LLM".to_string(), "scripted".to_string()),
                 ("SANDBOX_TOKEN".to_string(), "stolen".to_string()),

@@ -146,6 +146,10 @@ pub struct Project {
     pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Secrets of the sandboxes' namespace the image is pulled with (kubernetes); empty: the
+    /// server's `--image-pull-secret`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
     /// Extra worker environment (e.g. `OMOI_LLM`, `MODEL`); wins over the server's. Secret
     /// values are not here: see `secret_env`.
     #[serde(default)]

@@ -70,8 +70,10 @@ pub fn pool_key(image: Option<&str>) -> &str {
 /// Starts the sandbox of `request`: a claimed standby of its image when the pool has one ready,
 /// else a cold spawn. On a warm start the request's environment is the standby's assignment and
 /// its repository (unless the worker clones it) is put into the running sandbox first.
+/// A request that names its project's own image pull secrets starts cold: standbys are made with
+/// the server's pull secrets only, so they never hold an image pulled with a project's credential.
 pub async fn start(state: &AppState, request: SpawnRequest) -> Result<Started> {
-    if warm(state) {
+    if warm(state) && request.image_pull_secrets.is_empty() {
         if let Some(started) = start_warm(state, &request).await? {
             return Ok(started);
         }
@@ -333,6 +335,7 @@ async fn spawn_standby(state: &AppState, image: String) -> (String, Result<()>) 
             ]),
             limits: Limits::default(),
             repo: None,
+            image_pull_secrets: Vec::new(),
         };
         match state.provider.spawn(request).await {
             Ok(SandboxHandle(handle)) => {

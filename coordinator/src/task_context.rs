@@ -167,6 +167,7 @@ mod tests {
             validation_command: Some("make test".into()),
             provider: "local".into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             worker_env: BTreeMap::new(),
             secret_env: Vec::new(),
             worker_secrets: BTreeMap::new(),

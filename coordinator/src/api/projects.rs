@@ -93,6 +93,7 @@ fn validate(
             "worker_env name {name:?} is not a valid variable name"
         )));
     }
+    let image_pull_secrets = check_pull_secrets(body.image_pull_secrets)?;
     let github_api_url = body
         .github_api_url
         .map(|url| url.trim().trim_end_matches('/').to_string())
@@ -143,9 +144,79 @@ fn validate(
         validation_command: body.validation_command.filter(|c| !c.trim().is_empty()),
         provider,
         image: body.image,
+        image_pull_secrets,
         worker_env: plain,
         worker_secrets,
         github_api_url,
         git_token: git_token.map(GitToken::new),
     })
+}
+
+/// The most image pull secrets a project names.
+const MAX_PULL_SECRETS: usize = 16;
+
+/// Image pull secrets: each the name of a Secret (a DNS subdomain), at most
+/// [`MAX_PULL_SECRETS`], no repeats.
+fn check_pull_secrets(names: Vec<String>) -> Result<Vec<String>> {
+    if names.len() > MAX_PULL_SECRETS {
+        return Err(Error::Invalid(format!(
+            "image_pull_secrets names {} Secrets; at most {MAX_PULL_SECRETS}",
+            names.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &names {
+        if !is_dns_subdomain(name) {
+            return Err(Error::Invalid(format!(
+                "image_pull_secrets: {name:?} is not a Secret name (a DNS subdomain: a-z, 0-9, \
+                 '-' and '.', at most 253 characters)"
+            )));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(Error::Invalid(format!(
+                "image_pull_secrets names {name:?} twice"
+            )));
+        }
+    }
+    Ok(names)
+}
+
+/// Whether `name` is a DNS subdomain (RFC 1123): dot-separated DNS labels, at most 253
+/// characters.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name
+            .split('.')
+            .all(crate::sandbox::kubernetes::manifest::is_dns_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_secrets_are_secret_names_few_and_distinct() {
+        assert_eq!(
+            check_pull_secrets(vec!["regcred".into(), "registry.example-1".into()]).unwrap(),
+            vec!["regcred".to_string(), "registry.example-1".to_string()]
+        );
+        for bad in ["", "Regcred", "a b", "-a", "a..b", "a_b", &"a".repeat(254)] {
+            let error = check_pull_secrets(vec![bad.to_string()]).unwrap_err();
+            assert!(
+                error.to_string().contains("is not a Secret name"),
+                "{bad:?}: {error}"
+            );
+        }
+        assert_eq!(
+            check_pull_secrets(vec!["a".into(), "a".into()])
+                .unwrap_err()
+                .to_string(),
+            "image_pull_secrets names \"a\" twice"
+        );
+        let many: Vec<String> = (0..17).map(|i| format!("s{i}")).collect();
+        assert_eq!(
+            check_pull_secrets(many).unwrap_err().to_string(),
+            "image_pull_secrets names 17 Secrets; at most 16"
+        );
+    }
 }

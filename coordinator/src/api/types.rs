@@ -29,6 +29,10 @@ pub struct CreateProject {
     pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Secrets of the sandboxes' namespace the image is pulled with (kubernetes; at most 16,
+    /// each a DNS subdomain); empty: the server's `--image-pull-secret`s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
     /// Extra worker environment, e.g. `OMOI_LLM`, `OMOI_SCRIPT`, `MODEL`, `MAX_ATTEMPTS`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub worker_env: BTreeMap<String, String>,

@@ -413,6 +413,7 @@ async fn drive(
                 validation_command: Some("sh tests/run.sh".into()),
                 provider: None,
                 image: None,
+                image_pull_secrets: Vec::new(),
                 worker_env: BTreeMap::new(),
                 secret_env: Vec::new(),
                 github_api_url: None,

@@ -105,7 +105,7 @@ pub enum TokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {
     /// Adds a project.
-    Add(ProjectAddArgs),
+    Add(Box<ProjectAddArgs>),
     /// Lists your projects.
     List,
 }
@@ -123,6 +123,13 @@ pub struct ProjectAddArgs {
     /// Shell command that must pass before a task commits, e.g. `cargo test`.
     #[arg(long)]
     pub validation_command: Option<String>,
+    /// The image of this project's sandboxes (docker, kubernetes); default the server's.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Kubernetes: a Secret of the sandboxes' namespace to pull the image with (repeatable);
+    /// default the server's `--image-pull-secret`s.
+    #[arg(long = "image-pull-secret", value_name = "NAME")]
+    pub image_pull_secrets: Vec<String>,
     /// Worker environment for this project's sandboxes, `NAME=VALUE` (repeatable); a bare
     /// `NAME` takes the value of that variable here.
     #[arg(long = "env", value_name = "NAME[=VALUE]")]

@@ -215,6 +215,19 @@ pub struct KubernetesArgs {
         default_value_t = 300
     )]
     pub pending_limit_secs: u64,
+    /// Kubernetes: this coordinator's name on its objects (the label `omoi.instance`); its
+    /// watch, list and reconcile see only their own, so coordinators of separate databases can
+    /// share a namespace (replicas of one database share one name).
+    #[arg(long, env = "OMOI_INSTANCE", default_value = "default")]
+    pub instance: String,
+    /// Kubernetes: the longest one spawn waits for the API server to take its objects, over the
+    /// client's retries (429, 503, 504) and its own (500).
+    #[arg(
+        long = "spawn-deadline-secs",
+        env = "OMOI_SPAWN_DEADLINE_SECS",
+        default_value_t = 60
+    )]
+    pub spawn_deadline_secs: u64,
 }
 
 impl KubernetesArgs {
@@ -242,6 +255,20 @@ impl KubernetesArgs {
                 "--sandbox-deadline-secs must be at least 60".into(),
             ));
         }
+        if self.instance.is_empty()
+            || !sandbox::kubernetes::manifest::is_label_value(&self.instance)
+        {
+            return Err(CliError::Config(format!(
+                "--instance {:?} is not a label value (1–63 of a-z, A-Z, 0-9, '-', '_', '.', \
+                 starting and ending with a letter or digit)",
+                self.instance
+            )));
+        }
+        if self.spawn_deadline_secs == 0 {
+            return Err(CliError::Config(
+                "--spawn-deadline-secs must be at least 1".into(),
+            ));
+        }
         if self.pending_limit_secs == 0 {
             return Err(CliError::Config(
                 "--pending-limit-secs must be at least 1".into(),
@@ -253,6 +280,8 @@ impl KubernetesArgs {
         config.image_pull_secrets = self.image_pull_secrets.clone();
         config.deadline_secs = self.deadline_secs;
         config.pending_limit = Duration::from_secs(self.pending_limit_secs);
+        config.instance = self.instance.clone();
+        config.spawn_deadline = Duration::from_secs(self.spawn_deadline_secs);
         config.api = match self.api {
             KubernetesApiKind::Pod => KubernetesApi::Pod,
             KubernetesApiKind::Sandbox => KubernetesApi::Sandbox,
@@ -737,6 +766,12 @@ mod tests {
             "3600",
             "--pending-limit-secs",
             "120",
+            "--kubernetes-api",
+            "sandbox",
+            "--instance",
+            "blue",
+            "--spawn-deadline-secs",
+            "30",
         ])
         .validate()
         .unwrap();
@@ -752,6 +787,8 @@ mod tests {
                 config.deadline_secs,
                 config.pending_limit,
                 config.api,
+                config.instance.as_str(),
+                config.spawn_deadline,
             ),
             (
                 "registry.example/omoi-sandbox:1",
@@ -759,7 +796,9 @@ mod tests {
                 Some(4096),
                 3600,
                 Duration::from_secs(120),
-                KubernetesApi::Pod,
+                KubernetesApi::Sandbox,
+                "blue",
+                Duration::from_secs(30),
             )
         );
         let refused = |extra: &[&str]| {
@@ -780,6 +819,20 @@ mod tests {
         assert_eq!(
             refused(&[url[0], url[1], "--image-pull-secret", "a b"]),
             "--image-pull-secret \"a b\" is not a Secret name"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--instance", "a b"]),
+            "--instance \"a b\" is not a label value (1–63 of a-z, A-Z, 0-9, '-', '_', '.', \
+             starting and ending with a letter or digit)"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--instance", ""]),
+            "--instance \"\" is not a label value (1–63 of a-z, A-Z, 0-9, '-', '_', '.', \
+             starting and ending with a letter or digit)"
+        );
+        assert_eq!(
+            refused(&[url[0], url[1], "--spawn-deadline-secs", "0"]),
+            "--spawn-deadline-secs must be at least 1"
         );
         assert_eq!(
             refused(&[url[0], url[1], "--sandbox-deadline-secs", "5"]),

@@ -50,6 +50,8 @@ pub struct SpawnRequest {
     pub sandbox_id: String,
     /// The image with the worker (container providers).
     pub image: Option<String>,
+    /// Secrets the image is pulled with (kubernetes); empty: the provider's default.
+    pub image_pull_secrets: Vec<String>,
     /// The worker's environment (DESIGN §3.2); `WORKSPACE` is set by the provider.
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,

@@ -27,6 +27,7 @@ pub struct NewProject {
     pub validation_command: Option<String>,
     pub provider: String,
     pub image: Option<String>,
+    pub image_pull_secrets: Vec<String>,
     pub worker_env: BTreeMap<String, String>,
     /// Worker variables whose values are kept sealed and never served.
     pub worker_secrets: BTreeMap<String, SecretValue>,
@@ -128,6 +129,7 @@ impl Store {
             validation_command: new.validation_command,
             provider: new.provider,
             image: new.image,
+            image_pull_secrets: new.image_pull_secrets,
             worker_env: new.worker_env,
             secret_env: new.worker_secrets.keys().cloned().collect(),
             worker_secrets: new.worker_secrets,
@@ -140,8 +142,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO projects (id, user_id, name, repo_url, base_branch, validation_command,
                                    provider, image, worker_env, created_ms, github_api_url,
-                                   git_token, worker_secrets)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                   git_token, worker_secrets, image_pull_secrets)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&project.id)
         .bind(user_id)
@@ -156,6 +158,11 @@ impl Store {
         .bind(&project.github_api_url)
         .bind(sealed_token)
         .bind(sealed_env)
+        .bind(if project.image_pull_secrets.is_empty() {
+            None
+        } else {
+            Some(to_json(&project.image_pull_secrets)?)
+        })
         .execute(&self.pool)
         .await?;
         Ok(project)
@@ -251,7 +258,7 @@ impl Store {
 
 const PROJECT_COLUMNS: &str = "id, name, repo_url, base_branch, validation_command, provider, \
                                image, worker_env, created_ms, github_api_url, git_token, \
-                               worker_secrets";
+                               worker_secrets, image_pull_secrets";
 
 fn user_from_row(row: &AnyRow) -> Result<User> {
     Ok(User {
@@ -287,6 +294,7 @@ fn project_from_row(row: &AnyRow, key: Option<&SecretKey>) -> Result<Project> {
         validation_command: row.try_get("validation_command")?,
         provider: row.try_get("provider")?,
         image: row.try_get("image")?,
+        image_pull_secrets: json_optional_column(row, "image_pull_secrets")?.unwrap_or_default(),
         worker_env: json_optional_column(row, "worker_env")?.unwrap_or_default(),
         secret_env: worker_secrets.keys().cloned().collect(),
         worker_secrets,

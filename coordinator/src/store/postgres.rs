@@ -57,6 +57,11 @@ impl Backend for Postgres {
                 "warm pools",
                 include_str!("../../migrations/postgres/0007_warm_pools.sql"),
             ),
+            (
+                8,
+                "project image pull secrets",
+                include_str!("../../migrations/postgres/0008_project_pull_secrets.sql"),
+            ),
         ])
     }
 

@@ -50,6 +50,11 @@ impl Backend for Sqlite {
                 "warm pools",
                 include_str!("../../migrations/sqlite/0007_warm_pools.sql"),
             ),
+            (
+                8,
+                "project image pull secrets",
+                include_str!("../../migrations/sqlite/0008_project_pull_secrets.sql"),
+            ),
         ])
     }
 

@@ -423,6 +423,7 @@ async fn a_restarted_provider_follows_the_sandboxes_it_finds_and_reconcile_lists
         ]),
         limits: Default::default(),
         repo: None,
+        image_pull_secrets: Vec::new(),
     };
     let handle = first.spawn(request).await.unwrap();
     first.close();
@@ -659,6 +660,7 @@ async fn a_spawn_past_its_deadline_fails_and_deletes_the_half_made_sandbox() {
         labels: BTreeMap::from([("omoi.owner".to_string(), "omoi".to_string())]),
         limits: Default::default(),
         repo: Some("/a/local/path".into()),
+        image_pull_secrets: Vec::new(),
     };
     let refused = provider
         .spawn(request.clone())

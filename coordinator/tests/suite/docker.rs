@@ -25,6 +25,7 @@ fn local_run_request(sandbox_id: &str, env: &[(&str, &str)]) -> SpawnRequest {
     SpawnRequest {
         sandbox_id: sandbox_id.to_string(),
         image: None,
+        image_pull_secrets: Vec::new(),
         env: env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -156,6 +156,7 @@ async fn a_hostile_repository_reaches_a_docker_sandbox_as_plain_files_only() {
         .spawn(SpawnRequest {
             sandbox_id: "sb-hostile".into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env,
             labels: BTreeMap::from([
                 ("omoi.owner".to_string(), "omoi".to_string()),
@@ -179,6 +180,7 @@ async fn a_hostile_repository_reaches_a_docker_sandbox_as_plain_files_only() {
         .spawn(SpawnRequest {
             sandbox_id: "sb-climbing".into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env: BTreeMap::new(),
             labels: BTreeMap::from([
                 ("omoi.owner".to_string(), "omoi".to_string()),

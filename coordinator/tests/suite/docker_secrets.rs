@@ -71,6 +71,7 @@ async fn nothing_a_command_runs_in_a_docker_sandbox_obtains_a_secret() {
         .spawn(SpawnRequest {
             sandbox_id: "sb-secrets".into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env,
             labels: BTreeMap::from([
                 ("omoi.owner".to_string(), "omoi".to_string()),

@@ -188,6 +188,7 @@ async fn reconcile_lists_by_label_and_stops_a_pod_nothing_waits_for() {
     let request = omoi_coordinator::sandbox::SpawnRequest {
         sandbox_id: "0b8f6c1e-0000-4000-8000-00000000000a".into(),
         image: None,
+        image_pull_secrets: Vec::new(),
         env: [
             ("SPEC_ID", "spec-left"),
             ("SPEC_PHASE", "explore"),
@@ -453,4 +454,87 @@ async fn the_fake_api_server_refuses_what_the_real_one_refuses() {
         ),
         (&json!("ERROR"), &json!(410), &json!("Expired"))
     );
+}
+
+/// Two coordinators with separate databases share a namespace: each one's list (what reconcile
+/// stops) and watch (what `status` answers) see only the objects of its own `--instance`.
+#[tokio::test]
+async fn coordinators_of_other_instances_do_not_see_each_others_sandboxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let data = tmp.path().join("data");
+    let blue = provider(&fake, &data, |c| c.instance = "blue".into())
+        .await
+        .unwrap();
+    let green = provider(&fake, &data, |c| c.instance = "green".into())
+        .await
+        .unwrap();
+    let owner = [("omoi.owner".to_string(), "omoi".to_string())].into();
+    let spawn = |id: &str| {
+        let script = omoi_tests::fixtures::sample_script();
+        omoi_coordinator::sandbox::SpawnRequest {
+            sandbox_id: id.into(),
+            image: None,
+            image_pull_secrets: Vec::new(),
+            env: [
+                ("SPEC_ID", "spec-x"),
+                ("SPEC_PHASE", "explore"),
+                ("SPEC_TITLE", "x"),
+                ("OMOI_LLM", "scripted"),
+                ("OMOI_SCRIPT", script.to_str().unwrap()),
+                ("OMOI_REPO_URL", "git://127.0.0.1:9/none.git"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            labels: omoi_coordinator::launch::labels(id, "spec-x", None),
+            limits: Default::default(),
+            repo: None,
+        }
+    };
+    let blues = blue
+        .spawn(spawn("0b8f6c1e-0000-4000-8000-0000000000b1"))
+        .await
+        .unwrap();
+    let greens = green
+        .spawn(spawn("0b8f6c1e-0000-4000-8000-0000000000c1"))
+        .await
+        .unwrap();
+    let handles = |listed: Vec<omoi_coordinator::sandbox::ListedSandbox>| {
+        listed.into_iter().map(|l| l.handle).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        handles(blue.list(&owner).await.unwrap()),
+        vec![blues.clone()]
+    );
+    assert_eq!(
+        handles(green.list(&owner).await.unwrap()),
+        vec![greens.clone()]
+    );
+    // Each watch heard of its own pod only (whose worker, with no coordinator to reach, soon
+    // exits: the status is the pod's, whatever it is).
+    eventually(
+        Duration::from_secs(10),
+        "blue's watch to hear of its pod",
+        || async {
+            blue.status(&blues).await.unwrap() != ProviderStatus::NotFound
+                && green.status(&greens).await.unwrap() != ProviderStatus::NotFound
+        },
+    )
+    .await;
+    assert_eq!(
+        (
+            blue.status(&greens).await.unwrap(),
+            green.status(&blues).await.unwrap(),
+        ),
+        (ProviderStatus::NotFound, ProviderStatus::NotFound)
+    );
+    blue.terminate(&blues).await.unwrap();
+    green.terminate(&greens).await.unwrap();
+    eventually(Duration::from_secs(20), "the pods to be gone", || async {
+        fake.names(NS, "pods").is_empty() && fake.names(NS, "secrets").is_empty()
+    })
+    .await;
+    blue.close();
+    green.close();
 }

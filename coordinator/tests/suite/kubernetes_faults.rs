@@ -259,3 +259,62 @@ async fn expiring_watches_and_api_answers_of_409_429_and_500_lose_no_sandbox() {
     launched.server.stop().await;
     provider.close();
 }
+
+/// A create that keeps answering 429 (retried inside kube's client, honouring `Retry-After`) or
+/// 500 (sent again by the provider) fails the spawn with the reason once the spawn deadline
+/// passes, and leaves nothing behind.
+#[tokio::test]
+async fn a_create_that_keeps_failing_ends_the_spawn_at_its_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let provider = provider(&fake, &tmp.path().join("data"), |c| {
+        c.spawn_deadline = Duration::from_secs(2)
+    })
+    .await
+    .unwrap();
+    let request = |id: &str| omoi_coordinator::sandbox::SpawnRequest {
+        sandbox_id: id.into(),
+        image: None,
+        image_pull_secrets: Vec::new(),
+        env: [("SPEC_ID".to_string(), "spec-x".to_string())].into(),
+        labels: omoi_coordinator::launch::labels(id, "spec-x", None),
+        limits: Default::default(),
+        repo: None,
+    };
+    use omoi_coordinator::sandbox::Provider;
+    fake.fault("create", "pods", &[Fault::Fail(429); 40]);
+    let id = "0b8f6c1e-0000-4000-8000-0000000000d1";
+    let started = std::time::Instant::now();
+    let error = provider.spawn(request(id)).await.unwrap_err().to_string();
+    let took = started.elapsed();
+    assert!(
+        error.ends_with(&format!(
+            "the API server did not take omoi-{id} within the spawn deadline of 2 s (the client \
+             was still retrying answers of 429, 503 or 504)"
+        )),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    provider.close();
+    fake.clear_faults();
+
+    let provider = super::common::kube::provider(&fake, &tmp.path().join("data"), |c| {
+        c.spawn_deadline = Duration::from_millis(300)
+    })
+    .await
+    .unwrap();
+    fake.fault("create", "pods", &[Fault::Fail(500); 40]);
+    let id = "0b8f6c1e-0000-4000-8000-0000000000d2";
+    let error = provider.spawn(request(id)).await.unwrap_err().to_string();
+    assert!(
+        error.ends_with(&format!(
+            "the API server did not take omoi-{id} within the spawn deadline of 300 ms (the last \
+             answer: Internal error occurred: etcdserver: request timed out (500))"
+        )),
+        "{error}"
+    );
+    fake.clear_faults();
+    assert!(fake.names(NS, "pods").is_empty() && fake.names(NS, "secrets").is_empty());
+    provider.close();
+}

@@ -40,6 +40,7 @@ fn request(id: &str, repo: &Path, env: &[(&str, &str)]) -> SpawnRequest {
     SpawnRequest {
         sandbox_id: id.into(),
         image: None,
+        image_pull_secrets: Vec::new(),
         env: env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -16,6 +16,7 @@ mod health;
 mod ingest;
 mod kubernetes;
 mod kubernetes_faults;
+mod kubernetes_sandbox;
 mod liveness;
 mod local_provider;
 mod messages;

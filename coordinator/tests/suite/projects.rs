@@ -19,6 +19,8 @@ async fn a_project_is_created_and_listed_for_its_owner_only() {
                     "name": " sample ",
                     "repo_url": "https://git.example/repo.git",
                     "validation_command": "sh tests/run.sh",
+                    "image": "registry.example/omoi-sandbox:2",
+                    "image_pull_secrets": ["regcred", "mirror.example"],
                     "worker_env": {"OMOI_LLM": "scripted"}
                 }),
             )
@@ -33,6 +35,8 @@ async fn a_project_is_created_and_listed_for_its_owner_only() {
                 "base_branch": "main",
                 "validation_command": "sh tests/run.sh",
                 "provider": "local",
+                "image": "registry.example/omoi-sandbox:2",
+                "image_pull_secrets": ["regcred", "mirror.example"],
                 "worker_env": {"OMOI_LLM": "scripted"},
                 "has_git_token": false,
                 "created_at": created["created_at"],
@@ -90,6 +94,26 @@ async fn project_creation_refuses_bad_input_with_the_reason() {
                     "github_api_url \"api.github.com\" must start with https:// or http://",
                 ),
             ),
+            (
+                json!({"name": "p", "repo_url": "https://git.example/r.git", "image_pull_secrets": ["Not_A_Name"]}),
+                error(
+                    "invalid",
+                    "image_pull_secrets: \"Not_A_Name\" is not a Secret name (a DNS subdomain: \
+                     a-z, 0-9, '-' and '.', at most 253 characters)",
+                ),
+            ),
+            (
+                json!({"name": "p", "repo_url": "https://git.example/r.git", "image_pull_secrets": [""]}),
+                error(
+                    "invalid",
+                    "image_pull_secrets: \"\" is not a Secret name (a DNS subdomain: a-z, 0-9, \
+                     '-' and '.', at most 253 characters)",
+                ),
+            ),
+            (
+                json!({"name": "p", "repo_url": "https://git.example/r.git", "image_pull_secrets": ["a", "a"]}),
+                error("invalid", "image_pull_secrets names \"a\" twice"),
+            ),
         ];
         for (body, expected) in cases {
             assert_eq!(
@@ -108,6 +132,14 @@ async fn project_creation_refuses_bad_input_with_the_reason() {
                 .contains("repo_url"),
             "{body}"
         );
+        // Not a list of names: the body does not decode.
+        let (status, body) = api
+            .post(
+                "/projects",
+                &json!({"name": "p", "repo_url": "https://git.example/r.git", "image_pull_secrets": "regcred"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         let (status, body) = api.post_raw("/projects", "{not json").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], "bad_request");

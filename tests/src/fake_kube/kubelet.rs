@@ -91,6 +91,19 @@ fn container_status(state: Value, image: &str) -> Value {
         "restartCount": 0, "started": state.get("running").is_some(), "state": state}])
 }
 
+/// Sets the pod's `Ready` condition (no readiness probe: ready while its container runs).
+fn set_ready(status: &mut Value, ready: bool) {
+    let condition = json!({"type": "Ready", "status": if ready { "True" } else { "False" },
+        "lastTransitionTime": now()});
+    match status["conditions"].as_array_mut() {
+        Some(conditions) => {
+            conditions.retain(|c| c["type"] != "Ready");
+            conditions.push(condition);
+        }
+        None => status["conditions"] = json!([condition]),
+    }
+}
+
 /// Removes the pod (a `DELETED` event) and the Secrets it owned.
 fn remove(cluster: &Cluster, ns: &str, name: &str) {
     lock(&cluster.store).remove("pods", ns, name);
@@ -290,6 +303,8 @@ async fn run(cluster: &Arc<Cluster>, ns: &str, name: &str, mut rx: mpsc::Unbound
         s["phase"] = json!("Running");
         s["startTime"] = json!(started);
         s["podIP"] = json!("127.0.0.1");
+        s["podIPs"] = json!([{"ip": "127.0.0.1"}]);
+        set_ready(s, true);
         s["containerStatuses"] =
             container_status(json!({"running": {"startedAt": started}}), &image);
     });
@@ -347,6 +362,7 @@ async fn run(cluster: &Arc<Cluster>, ns: &str, name: &str, mut rx: mpsc::Unbound
         } else {
             "Failed"
         });
+        set_ready(s, false);
         if let Some((reason, message)) = pod_reason {
             s["reason"] = json!(reason);
             s["message"] = json!(message);

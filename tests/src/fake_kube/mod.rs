@@ -1,10 +1,13 @@
 //! A fake Kubernetes API server (axum) on the real wire: the REST paths and verbs of pods,
-//! `pods/log`, Secrets and `SelfSubjectAccessReview`s (create, get, list, watch with resource
-//! versions, delete, dry runs), bearer-token auth, strict validation against the official types
-//! (`validate`), RBAC refusals a test sets, ownerReference garbage collection of Secrets, and
-//! faults (answers of 409/429/500, watches that expire). Its kubelet (`kubelet`) runs each pod's
-//! container as a local process of the binary the test names for the image, with the pod's
-//! environment (its `env` and its Secrets' data), and reports it in the pod's status.
+//! `pods/log`, Secrets, `agents.x-k8s.io/v1beta1` Sandboxes and `SelfSubjectAccessReview`s
+//! (create, get, list, watch with resource versions, delete, dry runs), the discovery documents of
+//! the agents.x-k8s.io group, bearer-token auth, strict validation against the official types
+//! (`validate`; the Sandbox's own in `agent_sandbox`), RBAC refusals a test sets, ownerReference
+//! garbage collection of Secrets and of a Sandbox's pod, and faults (answers of 409/429/500,
+//! watches that expire). Its kubelet (`kubelet`) runs each pod's container as a local process of
+//! the binary the test names for the image, with the pod's environment (its `env` and its Secrets'
+//! data), and reports it in the pod's status; its agent-sandbox controller (`agent_sandbox`) makes
+//! each Sandbox's pod and keeps the Sandbox's conditions.
 //!
 //! Not modelled: scheduling (a pod is scheduled at once unless the test holds scheduling),
 //! patches, field selectors, set-based label selectors (refused with 400), other kinds.
@@ -12,6 +15,7 @@
 // A handler's steps answer early with the response to send, as `Err(Response)`.
 #![allow(clippy::result_large_err)]
 
+pub mod agent_sandbox;
 pub mod kubelet;
 pub mod store;
 pub mod validate;
@@ -81,6 +85,8 @@ pub struct Cluster {
     created: Mutex<Vec<Value>>,
     /// Whether new pods stay unschedulable.
     pub hold_scheduling: Mutex<bool>,
+    /// Whether the agent-sandbox CRD is installed (the agents.x-k8s.io group served).
+    agent_sandbox: Mutex<bool>,
     pub kubelet: kubelet::Kubelet,
 }
 
@@ -90,6 +96,7 @@ pub struct FakeKube {
     pub addr: SocketAddr,
     pub cluster: Arc<Cluster>,
     stop: Option<oneshot::Sender<()>>,
+    controller: tokio::task::JoinHandle<()>,
 }
 
 impl FakeKube {
@@ -103,8 +110,11 @@ impl FakeKube {
             requests: Mutex::new(BTreeMap::new()),
             created: Mutex::new(Vec::new()),
             hold_scheduling: Mutex::new(false),
+            agent_sandbox: Mutex::new(true),
             kubelet: kubelet::Kubelet::default(),
         });
+        let changes = lock(&cluster.store).subscribe();
+        let controller = tokio::spawn(agent_sandbox::control(cluster.clone(), changes));
         let app = Router::new()
             .route(
                 "/api/v1/namespaces/{ns}/{resource}",
@@ -115,6 +125,16 @@ impl FakeKube {
                 get(get_one).delete(delete),
             )
             .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs))
+            .route(
+                "/apis/agents.x-k8s.io/v1beta1/namespaces/{ns}/{resource}",
+                get(list_or_watch_sandboxes).post(create_sandbox),
+            )
+            .route(
+                "/apis/agents.x-k8s.io/v1beta1/namespaces/{ns}/{resource}/{name}",
+                get(get_sandbox).delete(delete_sandbox),
+            )
+            .route("/apis/agents.x-k8s.io/v1beta1", get(sandbox_resources))
+            .route("/apis/agents.x-k8s.io", get(sandbox_group))
             .route("/api/v1/namespaces/{ns}", get(namespace))
             .route(
                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
@@ -147,6 +167,7 @@ impl FakeKube {
             addr,
             cluster,
             stop: Some(stop),
+            controller,
         }
     }
 
@@ -166,7 +187,19 @@ impl FakeKube {
         std::fs::write(path, text).unwrap_or_else(|e| panic!("writing the kubeconfig: {e}"));
     }
 
-    /// RBAC refuses `verb` on `resource` (`pods`, `pods/log`, `secrets`) from now on.
+    /// The agent-sandbox CRD is not installed from now on: its group answers 404.
+    pub fn uninstall_agent_sandbox(&self) {
+        *lock(&self.cluster.agent_sandbox) = false;
+    }
+
+    /// A Sandbox as stored (`None` when there is none), as JSON.
+    pub fn sandbox(&self, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.cluster.store)
+            .get("sandboxes", namespace, name)
+            .cloned()
+    }
+
+    /// RBAC refuses `verb` on `resource` (`pods`, `pods/log`, `secrets`, `sandboxes`) from now on.
     pub fn forbid(&self, verb: &str, resource: &str) {
         lock(&self.cluster.forbidden).insert((verb.to_string(), resource.to_string()));
     }
@@ -177,6 +210,11 @@ impl FakeKube {
             .entry((verb.to_string(), resource.to_string()))
             .or_default()
             .extend(faults.iter().copied());
+    }
+
+    /// Drops the faults not yet used.
+    pub fn clear_faults(&self) {
+        lock(&self.cluster.faults).clear();
     }
 
     /// Requests served so far by `verb resource` (`create pods`, `watch pods`, `get pods/log` …).
@@ -207,7 +245,7 @@ impl FakeKube {
         serde_json::from_value(value).ok()
     }
 
-    /// The names of the objects of `resource` (`pods`, `secrets`) in `namespace`.
+    /// The names of the objects of `resource` (`pods`, `secrets`, `sandboxes`) in `namespace`.
     pub fn names(&self, namespace: &str, resource: &'static str) -> Vec<String> {
         lock(&self.cluster.store)
             .list(resource, namespace)
@@ -233,6 +271,7 @@ impl Drop for FakeKube {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.controller.abort();
         self.cluster.kubelet.kill_all();
     }
 }
@@ -278,6 +317,11 @@ fn admit(
         .or_default() += 1;
     if lock(&cluster.forbidden).contains(&(verb.to_string(), resource.to_string())) {
         let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let group = if resource == "sandboxes" {
+            agent_sandbox::GROUP
+        } else {
+            ""
+        };
         let sub = if sub.is_empty() {
             String::new()
         } else {
@@ -288,7 +332,7 @@ fn admit(
             "Forbidden",
             &format!(
                 "{resource}{sub} is forbidden: User \"{USER}\" cannot {verb} resource \
-                 \"{resource}{sub}\" in API group \"\" in the namespace \"{namespace}\""
+                 \"{resource}{sub}\" in API group \"{group}\" in the namespace \"{namespace}\""
             ),
         ));
     }
@@ -332,11 +376,135 @@ fn fault_answer(code: u16) -> Response {
     }
 }
 
-fn kind_of(resource: &str) -> Option<(&'static str, &'static str)> {
-    match resource {
-        "pods" => Some(("pods", "Pod")),
-        "secrets" => Some(("secrets", "Secret")),
+/// The API group of a route: the core group (`/api/v1`) or agent-sandbox's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Core,
+    AgentSandbox,
+}
+
+/// The resource and kind a group serves under `resource`.
+fn kind_of(
+    cluster: &Cluster,
+    group: Group,
+    resource: &str,
+) -> Option<(&'static str, &'static str)> {
+    match (group, resource) {
+        (Group::Core, "pods") => Some(("pods", "Pod")),
+        (Group::Core, "secrets") => Some(("secrets", "Secret")),
+        (Group::AgentSandbox, "sandboxes") if *lock(&cluster.agent_sandbox) => {
+            Some(("sandboxes", "Sandbox"))
+        }
         _ => None,
+    }
+}
+
+fn api_version(resource: &str) -> &'static str {
+    if resource == "sandboxes" {
+        agent_sandbox::API_VERSION
+    } else {
+        "v1"
+    }
+}
+
+fn not_found() -> Response {
+    status(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+async fn create_sandbox(
+    State(cluster): State<Arc<Cluster>>,
+    UrlPath((ns, resource)): UrlPath<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    create_in(
+        cluster,
+        Group::AgentSandbox,
+        ns,
+        resource,
+        query,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn list_or_watch_sandboxes(
+    State(cluster): State<Arc<Cluster>>,
+    UrlPath((ns, resource)): UrlPath<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    list_or_watch_in(cluster, Group::AgentSandbox, ns, resource, query, headers)
+}
+
+async fn get_sandbox(
+    State(cluster): State<Arc<Cluster>>,
+    UrlPath((ns, resource, name)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    get_in(
+        &cluster,
+        Group::AgentSandbox,
+        &ns,
+        &resource,
+        &name,
+        &headers,
+    )
+}
+
+async fn delete_sandbox(
+    State(cluster): State<Arc<Cluster>>,
+    UrlPath((ns, resource, name)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    delete_in(
+        &cluster,
+        Group::AgentSandbox,
+        &ns,
+        &resource,
+        &name,
+        &headers,
+        &body,
+    )
+}
+
+/// Discovery of `agents.x-k8s.io/v1beta1` (404 when the CRD is not installed).
+async fn sandbox_resources(State(cluster): State<Arc<Cluster>>, headers: HeaderMap) -> Response {
+    if let Err(answer) = authenticated(&cluster, &headers) {
+        return answer;
+    }
+    if *lock(&cluster.agent_sandbox) {
+        ok(agent_sandbox::resource_list())
+    } else {
+        not_found()
+    }
+}
+
+/// Discovery of the group `agents.x-k8s.io`.
+async fn sandbox_group(State(cluster): State<Arc<Cluster>>, headers: HeaderMap) -> Response {
+    if let Err(answer) = authenticated(&cluster, &headers) {
+        return answer;
+    }
+    if *lock(&cluster.agent_sandbox) {
+        ok(agent_sandbox::group())
+    } else {
+        not_found()
+    }
+}
+
+fn authenticated(cluster: &Cluster, headers: &HeaderMap) -> Result<(), Response> {
+    let expected = format!("Bearer {}", cluster.config.token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(status(401, "Unauthorized", "Unauthorized"))
     }
 }
 
@@ -378,12 +546,20 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some((resource, kind)) = kind_of(&resource) else {
-        return status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
+    create_in(cluster, Group::Core, ns, resource, query, headers, body).await
+}
+
+async fn create_in(
+    cluster: Arc<Cluster>,
+    group: Group,
+    ns: String,
+    resource: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((resource, kind)) = kind_of(&cluster, group, &resource) else {
+        return not_found();
     };
     let fault = match admit(&cluster, &headers, "create", resource, &ns) {
         Ok(fault) => fault,
@@ -410,6 +586,26 @@ async fn create(
             }
             Err(refusal) => return refused(refusal),
         },
+        "sandboxes" => {
+            let missing = agent_sandbox::required(&body);
+            if !missing.is_empty() {
+                let name = body["metadata"]["name"].as_str().unwrap_or_default();
+                return refused(Refusal::invalid(kind, name, &missing));
+            }
+            match strict::<agent_sandbox::Sandbox>(&body) {
+                Ok(mut sandbox) => {
+                    validate::metadata(&sandbox.metadata, &ns, &mut problems);
+                    agent_sandbox::check(&sandbox, &mut problems);
+                    // The status subresource: a status sent with the object is dropped.
+                    sandbox.status = None;
+                    (
+                        sandbox.metadata.name.clone().unwrap_or_default(),
+                        json_of(&sandbox),
+                    )
+                }
+                Err(refusal) => return refused(refusal),
+            }
+        }
         _ => match strict::<Secret>(&body) {
             Ok(secret) => {
                 validate::metadata(&secret.metadata, &ns, &mut problems);
@@ -435,7 +631,7 @@ async fn create(
                 &format!("{resource} {name:?} already exists"),
             );
         }
-        object["apiVersion"] = json!("v1");
+        object["apiVersion"] = json!(api_version(resource));
         object["kind"] = json!(kind);
         let meta = &mut object["metadata"];
         meta["namespace"] = json!(ns);
@@ -444,16 +640,20 @@ async fn create(
         if resource == "pods" {
             object["status"] = json!({"phase": "Pending", "qosClass": "Guaranteed"});
         }
+        if resource == "sandboxes" {
+            object["metadata"]["generation"] = json!(1);
+        }
         if dry_run {
             return ok(object);
         }
         lock(&cluster.created).push(sent);
         store.put(resource, &ns, &name, object, "ADDED")
     };
-    if resource == "pods" {
-        kubelet::start(cluster.clone(), ns.clone(), name.clone());
-    } else {
-        collect_garbage(&cluster);
+    match resource {
+        "pods" => kubelet::start(cluster.clone(), ns.clone(), name.clone()),
+        // The controller hears of it on the store's changes.
+        "sandboxes" => {}
+        _ => collect_garbage(&cluster),
     }
     match fault {
         Some(Fault::DoThenFail(code)) => fault_answer(code),
@@ -496,12 +696,19 @@ async fn list_or_watch(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some((resource, kind)) = kind_of(&resource) else {
-        return status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
+    list_or_watch_in(cluster, Group::Core, ns, resource, query, headers)
+}
+
+fn list_or_watch_in(
+    cluster: Arc<Cluster>,
+    group: Group,
+    ns: String,
+    resource: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some((resource, kind)) = kind_of(&cluster, group, &resource) else {
+        return not_found();
     };
     let watching = query.get("watch").is_some_and(|v| v == "true" || v == "1");
     let verb = if watching { "watch" } else { "list" };
@@ -529,7 +736,7 @@ async fn list_or_watch(
         })
         .collect();
     ok(json!({
-        "kind": format!("{kind}List"), "apiVersion": "v1",
+        "kind": format!("{kind}List"), "apiVersion": api_version(resource),
         "metadata": {"resourceVersion": store.version().to_string()},
         "items": items,
     }))
@@ -618,17 +825,24 @@ async fn get_one(
     UrlPath((ns, resource, name)): UrlPath<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let Some((resource, _)) = kind_of(&resource) else {
-        return status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
+    get_in(&cluster, Group::Core, &ns, &resource, &name, &headers)
+}
+
+fn get_in(
+    cluster: &Cluster,
+    group: Group,
+    ns: &str,
+    resource: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let Some((resource, _)) = kind_of(cluster, group, resource) else {
+        return not_found();
     };
-    if let Err(answer) = admit(&cluster, &headers, "get", resource, &ns) {
+    if let Err(answer) = admit(cluster, headers, "get", resource, ns) {
         return answer;
     }
-    match lock(&cluster.store).get(resource, &ns, &name) {
+    match lock(&cluster.store).get(resource, ns, name) {
         Some(object) => ok(object.clone()),
         None => status(404, "NotFound", &format!("{resource} {name:?} not found")),
     }
@@ -642,21 +856,37 @@ async fn delete(
     body: Bytes,
 ) -> Response {
     debug_assert_eq!(method, Method::DELETE);
-    let Some((resource, kind)) = kind_of(&resource) else {
-        return status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
+    delete_in(
+        &cluster,
+        Group::Core,
+        &ns,
+        &resource,
+        &name,
+        &headers,
+        &body,
+    )
+}
+
+fn delete_in(
+    cluster: &Cluster,
+    group: Group,
+    ns: &str,
+    resource: &str,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let Some((resource, kind)) = kind_of(cluster, group, resource) else {
+        return not_found();
     };
-    let fault = match admit(&cluster, &headers, "delete", resource, &ns) {
+    let fault = match admit(cluster, headers, "delete", resource, ns) {
         Ok(fault) => fault,
         Err(answer) => return answer,
     };
     let options: DeleteOptions = if body.is_empty() {
         DeleteOptions::default()
     } else {
-        let value: Value = match serde_json::from_slice(&body) {
+        let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => return status(400, "BadRequest", &format!("the body is not JSON: {e}")),
         };
@@ -667,7 +897,7 @@ async fn delete(
     };
     let answer = {
         let mut store = lock(&cluster.store);
-        let Some(object) = store.get(resource, &ns, &name).cloned() else {
+        let Some(object) = store.get(resource, ns, name).cloned() else {
             return status(404, "NotFound", &format!("{resource} {name:?} not found"));
         };
         if resource == "pods" {
@@ -676,17 +906,22 @@ async fn delete(
             if object["metadata"]["deletionTimestamp"].is_null() {
                 object["metadata"]["deletionTimestamp"] = json!(now());
                 object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-                let object = store.put(resource, &ns, &name, object, "MODIFIED");
+                let object = store.put(resource, ns, name, object, "MODIFIED");
                 drop(store);
                 cluster
                     .kubelet
-                    .kill(&ns, &name, kubelet::Kill::Delete { grace });
+                    .kill(ns, name, kubelet::Kill::Delete { grace });
                 ok(object)
             } else {
                 ok(object)
             }
+        } else if resource == "sandboxes" {
+            // A custom resource answers the deleted object; the controller's watch hears of it
+            // and the garbage collector takes its pod and Secret.
+            store.remove(resource, ns, name);
+            ok(object)
         } else {
-            store.remove(resource, &ns, &name);
+            store.remove(resource, ns, name);
             ok(
                 json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": {"name": name, "kind": kind.to_lowercase() + "s",
@@ -700,12 +935,14 @@ async fn delete(
     }
 }
 
-/// Deletes Secrets whose every owner is gone (the garbage collector's part the fake plays).
+/// Deletes Secrets whose every owner (a pod or a Sandbox) is gone (the garbage collector's part
+/// the fake plays).
 pub fn collect_garbage(cluster: &Cluster) {
     let mut store = lock(&cluster.store);
     let pods: BTreeSet<String> = store
         .all("pods")
         .iter()
+        .chain(store.all("sandboxes").iter())
         .filter_map(|(_, p)| p["metadata"]["uid"].as_str().map(str::to_string))
         .collect();
     let orphans: Vec<(String, String)> = store

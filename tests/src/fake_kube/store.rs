@@ -137,6 +137,11 @@ impl Store {
         Some((past, self.changes.subscribe()))
     }
 
+    /// A receiver of every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
     /// Forgets the history up to now and ends every watch: a watch resumed from an earlier
     /// version is answered 410 Gone, as after an etcd compaction.
     pub fn compact(&mut self) {

@@ -143,6 +143,7 @@ mod tests {
             labels: BTreeMap::from([("omoi.owner".into(), "omoi".into())]),
             limits: Limits::default(),
             repo: None,
+            image_pull_secrets: Vec::new(),
         }
     }
 

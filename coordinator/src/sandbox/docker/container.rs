@@ -156,6 +156,7 @@ mod tests {
         SpawnRequest {
             sandbox_id: "sb-1".into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env: BTreeMap::from([
                 ("SPEC_ID".to_string(), "spec-1".to_string()),
                 ("SANDBOX_TOKEN".to_string(), "secret".to_string()),

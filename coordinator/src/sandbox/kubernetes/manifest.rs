@@ -2,7 +2,8 @@
 //! non-root, read-only root filesystem with `emptyDir` volumes for the workspace, `/tmp` and the
 //! home, every capability dropped, `RuntimeDefault` seccomp, no service-account token, restart
 //! policy `Never`, a deadline, requests and limits), its Secret (the worker's whole environment,
-//! owned by the Pod so that it goes with it), and the names and labels they carry.
+//! owned by the Pod so that it goes with it), the `agents.x-k8s.io` `Sandbox` whose pod template is
+//! that same Pod's, and the names and labels they carry.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use omoi_protocol::env;
 
 use super::KubernetesConfig;
+use super::agent_sandbox::{self, PodMetadata, PodTemplate, Sandbox, SandboxSpec};
 use crate::sandbox::{Limits, SANDBOX_LABEL, SPEC_LABEL, SpawnRequest};
+
+/// The label naming the coordinator (its `--instance`) whose sandbox an object is: watches,
+/// lists and reconcile select on it, so coordinators of separate databases share a namespace.
+pub const INSTANCE_LABEL: &str = "omoi.instance";
+/// The instance of a coordinator started without `--instance`.
+pub const DEFAULT_INSTANCE: &str = "default";
 
 /// The worker's container in every sandbox pod.
 pub const CONTAINER: &str = "worker";
@@ -34,7 +42,8 @@ pub const GRACE_SECS: i64 = 10;
 /// The size limit of the home directory's volume.
 const HOME_LIMIT: &str = "64Mi";
 
-/// The pod of a sandbox: `omoi-<sandbox id>`.
+/// The pod (or `Sandbox`, whose cold-started pod the controller names after it) of a sandbox:
+/// `omoi-<sandbox id>`.
 pub fn pod_name(sandbox_id: &str) -> String {
     format!("omoi-{sandbox_id}")
 }
@@ -79,10 +88,11 @@ pub fn is_secret_key(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// The labels of a sandbox's objects: the request's, and the sandbox and spec when they are not
-/// among them.
-pub fn labels(request: &SpawnRequest) -> BTreeMap<String, String> {
+/// The labels of a sandbox's objects: the request's, the sandbox and spec when they are not
+/// among them, and the coordinator's instance.
+pub fn labels(request: &SpawnRequest, instance: &str) -> BTreeMap<String, String> {
     let mut labels = request.labels.clone();
+    labels.insert(INSTANCE_LABEL.to_string(), instance.to_string());
     labels
         .entry(SANDBOX_LABEL.to_string())
         .or_insert_with(|| request.sandbox_id.clone());
@@ -96,7 +106,7 @@ pub fn labels(request: &SpawnRequest) -> BTreeMap<String, String> {
 
 /// What is wrong with a request before anything is sent: names and labels the API server would
 /// refuse, variables a Secret cannot hold.
-pub fn check(request: &SpawnRequest) -> Result<(), String> {
+pub fn check(request: &SpawnRequest, instance: &str) -> Result<(), String> {
     let pod = pod_name(&request.sandbox_id);
     if !is_dns_label(&secret_name(&pod)) {
         return Err(format!(
@@ -104,7 +114,7 @@ pub fn check(request: &SpawnRequest) -> Result<(), String> {
             request.sandbox_id
         ));
     }
-    if let Some((key, value)) = labels(request)
+    if let Some((key, value)) = labels(request, instance)
         .iter()
         .find(|(_, value)| !is_label_value(value))
     {
@@ -227,13 +237,7 @@ pub fn pod_spec(request: &SpawnRequest, config: &KubernetesConfig, secret: &str)
         termination_grace_period_seconds: Some(GRACE_SECS),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| {
-            config
-                .image_pull_secrets
-                .iter()
-                .map(|name| LocalObjectReference { name: name.clone() })
-                .collect()
-        }),
+        image_pull_secrets: pull_secrets(request, config),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(SANDBOX_UID),
@@ -251,6 +255,25 @@ pub fn pod_spec(request: &SpawnRequest, config: &KubernetesConfig, secret: &str)
     }
 }
 
+/// The Secrets the image is pulled with: the request's (its project's) when it names any, else
+/// the provider's (`--image-pull-secret`).
+fn pull_secrets(
+    request: &SpawnRequest,
+    config: &KubernetesConfig,
+) -> Option<Vec<LocalObjectReference>> {
+    let names = if request.image_pull_secrets.is_empty() {
+        &config.image_pull_secrets
+    } else {
+        &request.image_pull_secrets
+    };
+    (!names.is_empty()).then(|| {
+        names
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect()
+    })
+}
+
 /// The Pod of a sandbox.
 pub fn pod(request: &SpawnRequest, config: &KubernetesConfig) -> Pod {
     let name = pod_name(&request.sandbox_id);
@@ -259,10 +282,38 @@ pub fn pod(request: &SpawnRequest, config: &KubernetesConfig) -> Pod {
         metadata: ObjectMeta {
             name: Some(name),
             namespace: Some(config.namespace.clone()),
-            labels: Some(labels(request)),
+            labels: Some(labels(request, &config.instance)),
             ..ObjectMeta::default()
         },
         spec: Some(pod_spec(request, config, &secret)),
+        status: None,
+    }
+}
+
+/// The `Sandbox` of a sandbox: its pod template is the Pod of [`pod`] (spec and labels), so the
+/// controller's pod is as hardened as a bare one; `operatingMode` is left to its default
+/// (`Running`) and no Service, volume claim or shutdown time is asked for.
+pub fn sandbox(request: &SpawnRequest, config: &KubernetesConfig) -> Sandbox {
+    let pod = pod(request, config);
+    Sandbox {
+        api_version: agent_sandbox::API_VERSION.to_string(),
+        kind: agent_sandbox::KIND.to_string(),
+        metadata: ObjectMeta {
+            name: pod.metadata.name,
+            namespace: pod.metadata.namespace,
+            labels: pod.metadata.labels.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: SandboxSpec {
+            pod_template: PodTemplate {
+                spec: pod.spec.unwrap_or_default(),
+                metadata: PodMetadata {
+                    labels: pod.metadata.labels,
+                    annotations: None,
+                },
+            },
+            ..SandboxSpec::default()
+        },
         status: None,
     }
 }
@@ -289,7 +340,7 @@ pub fn secret(request: &SpawnRequest, config: &KubernetesConfig, owner: &Owner) 
         metadata: ObjectMeta {
             name: Some(secret_name(&pod_name(&request.sandbox_id))),
             namespace: Some(config.namespace.clone()),
-            labels: Some(labels(request)),
+            labels: Some(labels(request, &config.instance)),
             owner_references: Some(vec![OwnerReference {
                 api_version: owner.api_version.clone(),
                 kind: owner.kind.clone(),
@@ -316,6 +367,7 @@ mod tests {
         SpawnRequest {
             sandbox_id: "0b8f6c1e-1111-4c1e-9a9a-000000000001".into(),
             image: None,
+            image_pull_secrets: Vec::new(),
             env: BTreeMap::from([
                 ("SPEC_ID".to_string(), "spec-1".to_string()),
                 ("SANDBOX_TOKEN".to_string(), "omoi_sbx_secret".to_string()),
@@ -339,20 +391,20 @@ mod tests {
         let mut bad = request();
         bad.sandbox_id = "Not/A-Label".into();
         assert!(
-            check(&bad)
+            check(&bad, "default")
                 .unwrap_err()
                 .contains("does not make a DNS label")
         );
         let mut bad = request();
         bad.labels.insert("omoi.spec".into(), "a b".into());
         assert_eq!(
-            check(&bad).unwrap_err(),
+            check(&bad, "default").unwrap_err(),
             "the label omoi.spec=\"a b\" is not a label value"
         );
         let mut bad = request();
         bad.env.insert("A=B".into(), "x".into());
-        assert!(check(&bad).unwrap_err().contains("\"A=B\""));
-        assert_eq!(check(&request()), Ok(()));
+        assert!(check(&bad, "default").unwrap_err().contains("\"A=B\""));
+        assert_eq!(check(&request(), "default"), Ok(()));
     }
 
     #[test]
@@ -389,14 +441,77 @@ mod tests {
             (limits["memory"].0.as_str(), limits["cpu"].0.as_str()),
             ("2048Mi", "2000m")
         );
+        let labels = pod.metadata.labels.unwrap();
         assert_eq!(
-            pod.metadata
-                .labels
-                .unwrap()
-                .get("omoi.sandbox")
-                .map(String::as_str),
-            Some("0b8f6c1e-1111-4c1e-9a9a-000000000001")
+            (
+                labels.get("omoi.sandbox").map(String::as_str),
+                labels.get("omoi.instance").map(String::as_str)
+            ),
+            (
+                Some("0b8f6c1e-1111-4c1e-9a9a-000000000001"),
+                Some("default")
+            )
         );
+    }
+
+    #[test]
+    fn the_projects_pull_secrets_win_over_the_servers() {
+        let mut config = KubernetesConfig::new("omoi".into(), "/data".into());
+        config.image_pull_secrets = vec!["server-cred".into()];
+        let names = |request: &SpawnRequest| -> Vec<String> {
+            pod(request, &config)
+                .spec
+                .unwrap()
+                .image_pull_secrets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names(&request()), vec!["server-cred".to_string()]);
+        let mut own = request();
+        own.image_pull_secrets = vec!["project-cred".into(), "mirror-cred".into()];
+        assert_eq!(
+            names(&own),
+            vec!["project-cred".to_string(), "mirror-cred".to_string()]
+        );
+        config.image_pull_secrets.clear();
+        assert_eq!(
+            pod(&request(), &config).spec.unwrap().image_pull_secrets,
+            None
+        );
+    }
+
+    #[test]
+    fn the_sandbox_templates_the_same_pod() {
+        let mut config = KubernetesConfig::new("omoi".into(), "/data".into());
+        config.instance = "blue".into();
+        let bare = pod(&request(), &config);
+        let sandbox = sandbox(&request(), &config);
+        assert_eq!(
+            (
+                sandbox.api_version.as_str(),
+                sandbox.kind.as_str(),
+                sandbox.metadata.name.as_deref(),
+                Some(&sandbox.spec.pod_template.spec),
+                sandbox.spec.pod_template.metadata.labels.as_ref(),
+                sandbox.metadata.labels.as_ref(),
+            ),
+            (
+                "agents.x-k8s.io/v1beta1",
+                "Sandbox",
+                Some("omoi-0b8f6c1e-1111-4c1e-9a9a-000000000001"),
+                bare.spec.as_ref(),
+                bare.metadata.labels.as_ref(),
+                bare.metadata.labels.as_ref(),
+            )
+        );
+        assert_eq!(
+            bare.metadata.labels.unwrap()["omoi.instance"].as_str(),
+            "blue"
+        );
+        let json = serde_json::to_string(&sandbox).unwrap();
+        assert!(!json.contains("omoi_sbx_secret"), "{json}");
     }
 
     #[test]

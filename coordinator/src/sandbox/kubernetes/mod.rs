@@ -1,9 +1,11 @@
-//! The `kubernetes` provider: every sandbox is a Pod in one namespace, made, watched and deleted
-//! over the Kubernetes API (kube-rs), configured the standard way (kubeconfig, else the in-cluster
-//! service account).
+//! The `kubernetes` provider: every sandbox is a Pod in one namespace (or an `agents.x-k8s.io`
+//! `Sandbox` whose controller makes that Pod), made, watched and deleted over the Kubernetes API
+//! (kube-rs), configured the standard way (kubeconfig, else the in-cluster service account).
 //!
 //! - **Pod.** `omoi-<sandbox id>`, restart policy `Never`, a deadline, requests equal to limits,
-//!   hardened (see [`manifest`]); the image is the project's, else `--image`.
+//!   hardened (see [`manifest`]); the image is the project's, else `--image`. In Sandbox mode the
+//!   same pod spec is the Sandbox's `spec.podTemplate`, and the Sandbox is what is created,
+//!   watched (its `Ready` and `Finished` conditions) and deleted.
 //! - **Secret.** The worker's whole environment is in `omoi-<sandbox id>-env`, which the pod reads
 //!   with `envFrom` and which the Pod owns (the garbage collector deletes it with the pod); the pod
 //!   spec holds no value of it. The pod is created first, so the Secret can name its uid; the
@@ -17,7 +19,11 @@
 //!   then deleted.
 //! - **Answers.** kube's client retries 429, 503 and 504; a create answered 500 is sent again, and
 //!   one answered 409 is adopted when the pod there is this sandbox's (an earlier try went through).
+//!   The whole spawn has a deadline over all these retries.
+//! - **Instance.** Every object carries `omoi.instance=<--instance>`; the watch, the list and so
+//!   reconcile see only their own coordinator's.
 
+pub mod agent_sandbox;
 pub mod manifest;
 pub mod preflight;
 pub mod status;
@@ -29,17 +35,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
-use self::manifest::{GRACE_SECS, Owner};
+use self::agent_sandbox::Sandbox;
+use self::manifest::{DEFAULT_INSTANCE, INSTANCE_LABEL, Owner};
 use self::preflight::message;
-use self::tracked::Tracked;
-use self::watch::{Shared, finish, keep_logs, now_secs, state_of};
+use self::watch::{Observed, Shared, Watched, finish, keep_logs, now_secs};
 use super::{
     Limits, ListedSandbox, Provider, ProviderStatus, SANDBOX_LABEL, SandboxError, SandboxHandle,
     SpawnRequest,
@@ -76,10 +84,16 @@ pub struct KubernetesConfig {
     /// Per sandbox `sandboxes/<id>/sandbox.log`, kept when its pod ends.
     pub data_dir: PathBuf,
     pub api: KubernetesApi,
+    /// The value of `omoi.instance` on every object (`--instance`): what this coordinator
+    /// watches, lists and reconciles.
+    pub instance: String,
+    /// The longest a spawn waits for the API server, over kube's retries and its own.
+    pub spawn_deadline: Duration,
 }
 
 impl KubernetesConfig {
-    /// The defaults: `omoi-sandbox:latest`, 2 GiB and 2 CPUs, a 6 h deadline, 5 min pending.
+    /// The defaults: `omoi-sandbox:latest`, 2 GiB and 2 CPUs, a 6 h deadline, 5 min pending, the
+    /// instance `default`, 60 s to spawn.
     pub fn new(namespace: String, data_dir: PathBuf) -> KubernetesConfig {
         KubernetesConfig {
             namespace,
@@ -93,6 +107,8 @@ impl KubernetesConfig {
             pending_limit: Duration::from_secs(300),
             data_dir,
             api: KubernetesApi::Pod,
+            instance: DEFAULT_INSTANCE.to_string(),
+            spawn_deadline: Duration::from_secs(60),
         }
     }
 }
@@ -107,6 +123,8 @@ pub struct KubernetesProvider {
 struct Inner {
     config: KubernetesConfig,
     secrets: Api<Secret>,
+    /// The pods (Pod mode).
+    pods: Api<Pod>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 }
@@ -152,25 +170,34 @@ impl KubernetesProvider {
                 config.namespace
             )));
         }
-        if config.api == KubernetesApi::Sandbox {
-            return Err(SandboxError::Provider(
-                "kubernetes: --kubernetes-api sandbox is not available in this build; use pod"
-                    .into(),
-            ));
+        if !manifest::is_label_value(&config.instance) || config.instance.is_empty() {
+            return Err(SandboxError::Provider(format!(
+                "kubernetes: the instance {:?} is not a label value",
+                config.instance
+            )));
         }
         preflight::check(&client, &config.namespace, config.api).await?;
-        let shared = Arc::new(Shared {
-            pods: Api::namespaced(client.clone(), &config.namespace),
-            tracked: Tracked::default(),
-            pending_limit: config.pending_limit,
-            data_dir: config.data_dir.clone(),
-        });
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
+        let sandboxes: Option<Api<Sandbox>> = (config.api == KubernetesApi::Sandbox)
+            .then(|| Api::namespaced(client.clone(), &config.namespace));
+        let shared = Arc::new(Shared::new(
+            pods.clone(),
+            sandboxes.clone(),
+            config.pending_limit,
+            config.data_dir.clone(),
+            &config.instance,
+        ));
         let stop = CancellationToken::new();
-        tokio::spawn(watch::run(shared.clone(), stop.clone()));
-        tracing::info!(namespace = %config.namespace, "kubernetes provider connected");
+        match sandboxes {
+            Some(sandboxes) => tokio::spawn(watch::run(shared.clone(), sandboxes, stop.clone())),
+            None => tokio::spawn(watch::run(shared.clone(), pods.clone(), stop.clone())),
+        };
+        tracing::info!(namespace = %config.namespace, api = ?config.api, instance = %config.instance,
+            "kubernetes provider connected");
         Ok(KubernetesProvider {
             inner: Arc::new(Inner {
                 secrets: Api::namespaced(client, &config.namespace),
+                pods,
                 config,
                 shared,
                 stop,
@@ -205,32 +232,78 @@ impl KubernetesProvider {
                  cannot reach; the project must name a git URL"
             )));
         }
-        manifest::check(&request).map_err(failed)?;
-        let pods = &self.inner.shared.pods;
-        let wanted = manifest::pod(&request, &self.inner.config);
+        manifest::check(&request, &self.inner.config.instance).map_err(failed)?;
         let name = manifest::pod_name(&id);
-        let pod = create(pods, &wanted, &id)
-            .await
-            .map_err(|e| failed(format!("creating the pod {name}: {}", message(&e))))?;
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        self.inner.shared.tracked.created(&name, &id, now_secs());
-        let owner = Owner {
-            api_version: Pod::api_version(&()).to_string(),
-            kind: Pod::kind(&()).to_string(),
-            name: name.clone(),
-            uid,
-        };
-        let secret = manifest::secret(&request, &self.inner.config, &owner);
-        if let Err(e) = create(&self.inner.secrets, &secret, &id).await {
-            self.inner.shared.tracked.forget(&name);
-            finish(self.inner.shared.clone(), name.clone(), id.clone(), false).await;
-            return Err(failed(format!(
-                "creating the Secret of {name}: {}",
-                message(&e)
-            )));
+        let last = Mutex::new(None);
+        let deadline = self.inner.config.spawn_deadline;
+        match tokio::time::timeout(deadline, self.create_objects(&request, &name, &last)).await {
+            Ok(Ok(())) => {
+                tracing::info!(sandbox = %id, name = %name, "kubernetes sandbox created");
+                Ok(SandboxHandle(name))
+            }
+            Ok(Err(reason)) => Err(failed(reason)),
+            Err(_) => {
+                // Whatever went through meanwhile is deleted (a 404 is fine).
+                let shared = self.inner.shared.clone();
+                shared.tracked.forget(&name);
+                tokio::spawn(finish(shared, name.clone(), id.clone(), false));
+                let last = lock(&last)
+                    .clone()
+                    .map(|m| format!("the last answer: {m}"))
+                    .unwrap_or_else(|| {
+                        "the client was still retrying answers of 429, 503 or 504".to_string()
+                    });
+                Err(failed(format!(
+                    "the API server did not take {name} within the spawn deadline of {} ({last})",
+                    duration_words(deadline)
+                )))
+            }
         }
-        tracing::info!(sandbox = %id, pod = %name, "kubernetes sandbox created");
-        Ok(SandboxHandle(name))
+    }
+
+    /// Creates the sandbox's object (Pod or Sandbox), then its Secret owned by it; a failed
+    /// Secret deletes the object again.
+    async fn create_objects(
+        &self,
+        request: &SpawnRequest,
+        name: &str,
+        last: &Mutex<Option<String>>,
+    ) -> Result<(), String> {
+        let config = &self.inner.config;
+        let shared = &self.inner.shared;
+        let id = &request.sandbox_id;
+        let owner = match &shared.sandboxes {
+            Some(sandboxes) => {
+                let made = create(sandboxes, &manifest::sandbox(request, config), id, last)
+                    .await
+                    .map_err(|e| format!("creating the Sandbox {name}: {}", message(&e)))?;
+                Owner {
+                    api_version: Sandbox::api_version(&()).to_string(),
+                    kind: Sandbox::kind(&()).to_string(),
+                    name: name.to_string(),
+                    uid: made.metadata.uid.unwrap_or_default(),
+                }
+            }
+            None => {
+                let made = create(&self.inner.pods, &manifest::pod(request, config), id, last)
+                    .await
+                    .map_err(|e| format!("creating the pod {name}: {}", message(&e)))?;
+                Owner {
+                    api_version: Pod::api_version(&()).to_string(),
+                    kind: Pod::kind(&()).to_string(),
+                    name: name.to_string(),
+                    uid: made.metadata.uid.unwrap_or_default(),
+                }
+            }
+        };
+        shared.tracked.created(name, id, now_secs());
+        let secret = manifest::secret(request, config, &owner);
+        if let Err(e) = create(&self.inner.secrets, &secret, id, last).await {
+            shared.tracked.forget(name);
+            finish(shared.clone(), name.to_string(), id.clone(), false).await;
+            return Err(format!("creating the Secret of {name}: {}", message(&e)));
+        }
+        Ok(())
     }
 
     async fn terminate_inner(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {
@@ -239,16 +312,11 @@ impl KubernetesProvider {
             let sandbox_id = handle.0.strip_prefix("omoi-").unwrap_or(&handle.0);
             keep_logs(shared, &handle.0, sandbox_id).await;
         }
-        let params = DeleteParams {
-            grace_period_seconds: Some(GRACE_SECS as u32),
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..DeleteParams::default()
-        };
-        match shared.pods.delete(&handle.0, &params).await {
-            Ok(_) => Ok(()),
+        match shared.delete(&handle.0).await {
+            Ok(()) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(e) => Err(SandboxError::Provider(format!(
-                "kubernetes: deleting the pod {}: {}",
+                "kubernetes: deleting {}: {}",
                 handle.0,
                 message(&e)
             ))),
@@ -259,48 +327,78 @@ impl KubernetesProvider {
         &self,
         labels: &BTreeMap<String, String>,
     ) -> Result<Vec<ListedSandbox>, SandboxError> {
+        let mut labels = labels.clone();
+        labels.insert(
+            INSTANCE_LABEL.to_string(),
+            self.inner.config.instance.clone(),
+        );
         let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let listed = self
-            .inner
-            .shared
-            .pods
-            .list(&ListParams::default().labels(&selector.join(",")))
-            .await
-            .map_err(|e| {
-                SandboxError::Provider(format!("kubernetes: listing pods: {}", message(&e)))
-            })?;
-        let mut sandboxes: Vec<ListedSandbox> = listed
-            .items
-            .iter()
-            .filter_map(|pod| {
-                let name = pod.metadata.name.clone()?;
-                let labels: BTreeMap<String, String> = pod
-                    .metadata
-                    .labels
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|(k, _)| k.starts_with("omoi."))
-                    .collect();
-                let status = match state_of(pod) {
-                    tracked::State::Ended { status, .. } => status,
-                    _ => ProviderStatus::Running,
-                };
-                Some(ListedSandbox {
-                    handle: SandboxHandle(name),
-                    labels,
-                    status,
-                })
-            })
-            .collect();
+        let params = ListParams::default().labels(&selector.join(","));
+        let failed = |e: kube::Error| {
+            SandboxError::Provider(format!("kubernetes: listing sandboxes: {}", message(&e)))
+        };
+        let mut sandboxes = match &self.inner.shared.sandboxes {
+            Some(api) => listed(api.list(&params).await.map_err(failed)?.items),
+            None => listed(self.inner.pods.list(&params).await.map_err(failed)?.items),
+        };
         sandboxes.sort_by(|a, b| a.handle.0.cmp(&b.handle.0));
         Ok(sandboxes)
     }
 }
 
+/// What a list of pods or Sandboxes says of their sandboxes.
+fn listed<K: Watched>(items: Vec<K>) -> Vec<ListedSandbox> {
+    items
+        .iter()
+        .filter_map(|object| {
+            let meta = object.meta();
+            let name = meta.name.clone()?;
+            let labels: BTreeMap<String, String> = meta
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("omoi."))
+                .collect();
+            let status = match object.observed() {
+                Observed::Now(tracked::State::Ended { status, .. }) => status,
+                Observed::PodFailed { .. } => ProviderStatus::Exited { code: None },
+                Observed::Now(_) => ProviderStatus::Running,
+            };
+            Some(ListedSandbox {
+                handle: SandboxHandle(name),
+                labels,
+                status,
+            })
+        })
+        .collect()
+}
+
+/// `2 s`, or `300 ms` below a whole second.
+fn duration_words(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} ms", duration.as_millis())
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data; carry on with it.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Creates `object`: a 500 is tried again (up to [`CREATE_TRIES`] times); a 409 answers the object
-/// there when it carries `sandbox_id`'s label (an earlier try that went through).
-async fn create<K>(api: &Api<K>, object: &K, sandbox_id: &str) -> Result<K, kube::Error>
+/// there when it carries `sandbox_id`'s label (an earlier try that went through). Every refusal
+/// seen is written to `last` (for the spawn deadline's message).
+async fn create<K>(
+    api: &Api<K>,
+    object: &K,
+    sandbox_id: &str,
+    last: &Mutex<Option<String>>,
+) -> Result<K, kube::Error>
 where
     K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -310,6 +408,7 @@ where
         tries += 1;
         match api.create(&PostParams::default(), object).await {
             Err(kube::Error::Api(status)) if status.code == 500 && tries < CREATE_TRIES => {
+                *lock(last) = Some(format!("{} ({})", status.message, status.code));
                 tracing::warn!(message = %status.message, "the API server answered 500; trying again");
                 tokio::time::sleep(delay).await;
                 delay *= 2;

@@ -1,6 +1,7 @@
 //! The checks at start, so a misconfigured provider fails with one line naming the cause and never
 //! at the first spec: a cluster configuration found (kubeconfig or in-cluster), the API server
-//! answering, the namespace there, and every verb the provider uses allowed by RBAC (asked with
+//! answering, the namespace there, in Sandbox mode the `agents.x-k8s.io/v1beta1` API served (the
+//! agent-sandbox CRD installed), and every verb the provider uses allowed by RBAC (asked with
 //! `SelfSubjectAccessReview`, which every authenticated user may create).
 
 use k8s_openapi::api::authorization::v1::{
@@ -10,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use super::KubernetesApi;
+use super::{KubernetesApi, agent_sandbox};
 use crate::sandbox::SandboxError;
 
 /// One permission the provider needs: API group, resource, subresource, verb.
@@ -83,6 +84,9 @@ pub async fn check(
     api: KubernetesApi,
 ) -> Result<(), SandboxError> {
     namespace_exists(client, namespace).await?;
+    if api == KubernetesApi::Sandbox {
+        sandboxes_served(client).await?;
+    }
     let needed: Vec<Permission> = match api {
         KubernetesApi::Pod => POD_PERMISSIONS.to_vec(),
         KubernetesApi::Sandbox => POD_PERMISSIONS
@@ -161,6 +165,38 @@ async fn namespace_exists(client: &Client, namespace: &str) -> Result<(), Sandbo
         Err(kube::Error::Api(status)) if status.code == 403 => Ok(()),
         Err(e) => Err(fail(format!(
             "the API server does not answer as expected: {}",
+            message(&e)
+        ))),
+    }
+}
+
+/// Discovery of `agents.x-k8s.io/v1beta1` lists `sandboxes`: the CRD is installed.
+async fn sandboxes_served(client: &Client) -> Result<(), SandboxError> {
+    let missing = || {
+        fail(format!(
+            "the API server does not serve {}/{}: install kubernetes-sigs/agent-sandbox (its CRDs \
+             and controller), or use --kubernetes-api pod",
+            agent_sandbox::API_VERSION,
+            agent_sandbox::PLURAL
+        ))
+    };
+    match client
+        .list_api_group_resources(agent_sandbox::API_VERSION)
+        .await
+    {
+        Ok(list)
+            if list
+                .resources
+                .iter()
+                .any(|r| r.name == agent_sandbox::PLURAL) =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(missing()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(missing()),
+        Err(e) => Err(fail(format!(
+            "asking the API server for {}: {}",
+            agent_sandbox::API_VERSION,
             message(&e)
         ))),
     }

@@ -1,4 +1,4 @@
-//! What the provider knows of its pods, kept from the watch: live (pending since when, and why),
+//! What the provider knows of its sandboxes' pods (or Sandboxes), kept from the watch: live (pending since when, and why),
 //! being deleted, or ended with a status. `status` answers from here without a request.
 
 use std::collections::HashMap;
@@ -150,6 +150,13 @@ impl Tracked {
             }
             None => true,
         }
+    }
+
+    /// Whether the sandbox has ended already (a late event of it changes nothing).
+    pub fn has_ended(&self, name: &str) -> bool {
+        self.lock()
+            .get(name)
+            .is_some_and(|e| matches!(e.state, State::Ended { .. }))
     }
 
     /// What `status` answers.

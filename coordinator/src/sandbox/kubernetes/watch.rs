@@ -1,23 +1,31 @@
-//! The watch on the sandbox pods: one list, then one watch from its resource version, resumed
-//! from the last version seen (bookmarks keep it fresh) when the server ends it, and a new list
-//! when the version has expired (410 Gone), so no update is lost. Every change goes into
-//! [`Tracked`]; a pod that ended has its logs kept and is deleted (its Secret goes with it).
-//! Pending pods are checked against the limit each second, locally, without a request.
+//! The watch on the sandbox objects (bare pods, or `agents.x-k8s.io` Sandboxes): one list, then
+//! one watch from its resource version, resumed from the last version seen (bookmarks keep it
+//! fresh) when the server ends it, and a new list when the version has expired (410 Gone), so no
+//! update is lost. Every change goes into [`Tracked`]; an object that ended has its pod's logs
+//! kept and is deleted (its Secret goes with it). Pending ones are checked against the limit each
+//! second, locally, without a request. A Sandbox that finished with `PodFailed` costs one read of
+//! its pod, whose container status tells the exit code, an OOM kill or an eviction.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
 use kube::api::{
     Api, DeleteParams, ListParams, LogParams, PropagationPolicy, WatchEvent, WatchParams,
 };
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::manifest::{CONTAINER, GRACE_SECS};
+use super::agent_sandbox::{self, Sandbox, SandboxState};
+use super::manifest::{CONTAINER, GRACE_SECS, INSTANCE_LABEL};
 use super::status::{PodState, classify};
 use super::tracked::{Change, State, Tracked};
-use crate::sandbox::{OWNER, OWNER_LABEL, SANDBOX_LABEL};
+use crate::sandbox::{OWNER, OWNER_LABEL, ProviderStatus, SANDBOX_LABEL};
 
 /// How long one watch request lasts before the server ends it (it is then resumed).
 const WATCH_SECS: u32 = 290;
@@ -28,19 +36,124 @@ const RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Shared {
     pub pods: Api<Pod>,
+    /// The Sandboxes, when sandboxes are `agents.x-k8s.io` Sandboxes (else bare pods).
+    pub sandboxes: Option<Api<Sandbox>>,
     pub tracked: Tracked,
     pub pending_limit: Duration,
     pub data_dir: std::path::PathBuf,
+    /// The label selector of this coordinator's objects.
+    pub selector: String,
+    /// Sandboxes whose failed pod is being read.
+    reading: Mutex<HashSet<String>>,
 }
 
-/// The label selector of every sandbox pod of omoi.
-pub fn selector() -> String {
-    format!("{OWNER_LABEL}={OWNER}")
+impl Shared {
+    pub fn new(
+        pods: Api<Pod>,
+        sandboxes: Option<Api<Sandbox>>,
+        pending_limit: Duration,
+        data_dir: std::path::PathBuf,
+        instance: &str,
+    ) -> Shared {
+        Shared {
+            pods,
+            sandboxes,
+            tracked: Tracked::default(),
+            pending_limit,
+            data_dir,
+            selector: selector(instance),
+            reading: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Deletes a sandbox's object (the Sandbox, whose pod and Secret the garbage collector
+    /// deletes; or the pod, whose Secret goes with it).
+    pub async fn delete(&self, name: &str) -> Result<(), kube::Error> {
+        match &self.sandboxes {
+            Some(sandboxes) => {
+                let params = DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    ..DeleteParams::default()
+                };
+                sandboxes.delete(name, &params).await.map(|_| ())
+            }
+            None => {
+                let params = DeleteParams {
+                    grace_period_seconds: Some(GRACE_SECS as u32),
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    ..DeleteParams::default()
+                };
+                self.pods.delete(name, &params).await.map(|_| ())
+            }
+        }
+    }
 }
 
-fn sandbox_of(pod: &Pod) -> Option<(String, String)> {
-    let name = pod.metadata.name.clone()?;
-    let sandbox = pod.metadata.labels.as_ref()?.get(SANDBOX_LABEL)?.clone();
+/// The label selector of every sandbox object of omoi's instance `instance`.
+pub fn selector(instance: &str) -> String {
+    format!("{OWNER_LABEL}={OWNER},{INSTANCE_LABEL}={instance}")
+}
+
+/// What one watched object says of its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    Now(State),
+    /// Ended with a failed pod: the pod's own status tells how.
+    PodFailed {
+        pod: String,
+    },
+}
+
+/// An object the watch follows, one per sandbox.
+pub trait Watched:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    fn observed(&self) -> Observed;
+}
+
+impl Watched for Pod {
+    fn observed(&self) -> Observed {
+        Observed::Now(state_of(self))
+    }
+}
+
+impl Watched for Sandbox {
+    fn observed(&self) -> Observed {
+        match agent_sandbox::classify(self) {
+            SandboxState::Pending { why } => Observed::Now(State::Pending {
+                since: created_at(self),
+                why,
+            }),
+            SandboxState::Running => Observed::Now(State::Running),
+            SandboxState::Succeeded => Observed::Now(State::Ended {
+                status: ProviderStatus::Exited { code: Some(0) },
+                at: Instant::now(),
+            }),
+            SandboxState::Failed => Observed::PodFailed {
+                pod: agent_sandbox::pod_name(self).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+fn created_at<K: Resource>(object: &K) -> i64 {
+    object
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map_or_else(now_secs, |t| t.0.as_second())
+}
+
+fn sandbox_of<K: Resource>(object: &K) -> Option<(String, String)> {
+    let meta = object.meta();
+    let name = meta.name.clone()?;
+    let sandbox = meta.labels.as_ref()?.get(SANDBOX_LABEL)?.clone();
     Some((name, sandbox))
 }
 
@@ -48,11 +161,7 @@ fn sandbox_of(pod: &Pod) -> Option<(String, String)> {
 pub fn state_of(pod: &Pod) -> State {
     match classify(pod) {
         PodState::Pending { why } => State::Pending {
-            since: pod
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map_or_else(now_secs, |t| t.0.as_second()),
+            since: created_at(pod),
             why,
         },
         PodState::Running => State::Running,
@@ -67,13 +176,50 @@ pub fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Applies one pod's news; ends it when it ended.
-fn apply(shared: &Arc<Shared>, pod: &Pod) {
-    let Some((name, sandbox)) = sandbox_of(pod) else {
+/// How a Sandbox's failed pod ended, read from the pod.
+async fn failed_pod(shared: &Shared, pod: &str) -> State {
+    let status = match shared.pods.get(pod).await {
+        Ok(pod) => match classify(&pod) {
+            PodState::Ended(status) => status,
+            _ => ProviderStatus::Lost {
+                reason: "its Sandbox reports the pod failed".into(),
+            },
+        },
+        Err(e) => ProviderStatus::Lost {
+            reason: format!("its pod failed and cannot be read: {e}"),
+        },
+    };
+    State::Ended {
+        status,
+        at: Instant::now(),
+    }
+}
+
+fn record(shared: &Arc<Shared>, name: String, sandbox: &str, state: State) {
+    if let Change::Ended { sandbox_id } = shared.tracked.update(&name, sandbox, state) {
+        tokio::spawn(finish(shared.clone(), name, sandbox_id, true));
+    }
+}
+
+/// Applies one object's news; ends its sandbox when it ended.
+fn apply<K: Watched>(shared: &Arc<Shared>, object: &K) {
+    let Some((name, sandbox)) = sandbox_of(object) else {
         return;
     };
-    if let Change::Ended { sandbox_id } = shared.tracked.update(&name, &sandbox, state_of(pod)) {
-        tokio::spawn(finish(shared.clone(), name, sandbox_id, true));
+    match object.observed() {
+        Observed::Now(state) => record(shared, name, &sandbox, state),
+        Observed::PodFailed { pod } => {
+            let first = !shared.tracked.has_ended(&name)
+                && super::lock(&shared.reading).insert(name.clone());
+            if first {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let state = failed_pod(&shared, &pod).await;
+                    super::lock(&shared.reading).remove(&name);
+                    record(&shared, name, &sandbox, state);
+                });
+            }
+        }
     }
 }
 
@@ -82,17 +228,12 @@ pub async fn finish(shared: Arc<Shared>, name: String, sandbox_id: String, logs:
     if logs {
         keep_logs(&shared, &name, &sandbox_id).await;
     }
-    let params = DeleteParams {
-        grace_period_seconds: Some(GRACE_SECS as u32),
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..DeleteParams::default()
-    };
     // The pod must go (its Secret goes with it): a failed delete is tried again, five times in
     // about six seconds; after that the next start's reconcile finds it.
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=5 {
-        match shared.pods.delete(&name, &params).await {
-            Ok(_) => return,
+        match shared.delete(&name).await {
+            Ok(()) => return,
             Err(kube::Error::Api(status)) if status.code == 404 => return,
             Err(e) => {
                 tracing::warn!(pod = %name, attempt, error = %e, "deleting an ended sandbox pod failed");
@@ -127,20 +268,19 @@ pub async fn keep_logs(shared: &Shared, name: &str, sandbox_id: &str) {
     }
 }
 
-/// Lists the pods, applies them, and answers the list's resource version. A pod tracked before
+/// Lists the objects, applies them, and answers the list's resource version. One tracked before
 /// the list began that the list does not show was deleted meanwhile.
-async fn relist(shared: &Arc<Shared>) -> Result<String, kube::Error> {
+async fn relist<K: Watched>(shared: &Arc<Shared>, api: &Api<K>) -> Result<String, kube::Error> {
     let started = Instant::now();
-    let list = shared
-        .pods
-        .list(&ListParams::default().labels(&selector()))
+    let list = api
+        .list(&ListParams::default().labels(&shared.selector))
         .await?;
-    let mut seen = std::collections::HashSet::new();
-    for pod in &list.items {
-        if let Some((name, _)) = sandbox_of(pod) {
+    let mut seen = HashSet::new();
+    for object in &list.items {
+        if let Some((name, _)) = sandbox_of(object) {
             seen.insert(name);
         }
-        apply(shared, pod);
+        apply(shared, object);
     }
     for name in shared.tracked.live_before(started) {
         if !seen.contains(&name) {
@@ -151,16 +291,16 @@ async fn relist(shared: &Arc<Shared>) -> Result<String, kube::Error> {
 }
 
 /// Runs until `stop`: list, watch, resume, relist on 410.
-pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+pub async fn run<K: Watched>(shared: Arc<Shared>, api: Api<K>, stop: CancellationToken) {
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'list: loop {
         let mut version = tokio::select! {
             () = stop.cancelled() => return,
-            listed = relist(&shared) => match listed {
+            listed = relist(&shared, &api) => match listed {
                 Ok(version) => version,
                 Err(e) => {
-                    tracing::warn!(error = %e, "listing the sandbox pods failed");
+                    tracing::warn!(error = %e, "listing the sandbox objects failed");
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(RETRY) => continue 'list,
@@ -170,17 +310,17 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         };
         loop {
             let params = WatchParams::default()
-                .labels(&selector())
+                .labels(&shared.selector)
                 .timeout(WATCH_SECS);
             let params = WatchParams {
                 bookmarks: true,
                 ..params
             };
-            let stream = match shared.pods.watch(&params, &version).await {
+            let stream = match api.watch(&params, &version).await {
                 Ok(stream) => stream,
                 Err(kube::Error::Api(status)) if status.code == 410 => continue 'list,
                 Err(e) => {
-                    tracing::warn!(error = %e, "watching the sandbox pods failed");
+                    tracing::warn!(error = %e, "watching the sandbox objects failed");
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(RETRY) => continue,
@@ -193,7 +333,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                     () = stop.cancelled() => return,
                     _ = sweep.tick() => {
                         for (name, sandbox_id) in shared.tracked.sweep(now_secs(), shared.pending_limit) {
-                            tracing::warn!(pod = %name, "a sandbox pod pending too long is deleted");
+                            tracing::warn!(object = %name, "a sandbox pending too long is deleted");
                             tokio::spawn(finish(shared.clone(), name, sandbox_id, false));
                         }
                         continue;
@@ -203,14 +343,14 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 match event {
                     // The server ended the watch: resume from the last version.
                     None => break,
-                    Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
-                        version = pod.metadata.resource_version.clone().unwrap_or(version);
-                        apply(&shared, &pod);
+                    Some(Ok(WatchEvent::Added(object) | WatchEvent::Modified(object))) => {
+                        version = object.meta().resource_version.clone().unwrap_or(version);
+                        apply(&shared, &object);
                     }
-                    Some(Ok(WatchEvent::Deleted(pod))) => {
-                        version = pod.metadata.resource_version.clone().unwrap_or(version);
-                        apply(&shared, &pod);
-                        if let Some((name, _)) = sandbox_of(&pod) {
+                    Some(Ok(WatchEvent::Deleted(object))) => {
+                        version = object.meta().resource_version.clone().unwrap_or(version);
+                        apply(&shared, &object);
+                        if let Some((name, _)) = sandbox_of(&object) {
                             shared.tracked.deleted(&name, "was deleted before it ended");
                         }
                     }
@@ -222,11 +362,11 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                         continue 'list;
                     }
                     Some(Ok(WatchEvent::Error(status))) => {
-                        tracing::warn!(message = %status.message, code = status.code, "the pod watch failed");
+                        tracing::warn!(message = %status.message, code = status.code, "the sandbox watch failed");
                         break;
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "the pod watch broke");
+                        tracing::warn!(error = %e, "the sandbox watch broke");
                         break;
                     }
                 }

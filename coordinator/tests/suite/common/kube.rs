@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use omoi_coordinator::Settings;
 use omoi_coordinator::sandbox::SandboxError;
-use omoi_coordinator::sandbox::kubernetes::{DEFAULT_IMAGE, KubernetesConfig, KubernetesProvider};
+use omoi_coordinator::sandbox::kubernetes::{
+    DEFAULT_IMAGE, KubernetesApi, KubernetesConfig, KubernetesProvider,
+};
 use omoi_tests::fake_kube::{FakeKube, FakeKubeConfig};
 use omoi_tests::git::GitDaemon;
 use reqwest::StatusCode;
@@ -43,6 +45,11 @@ pub fn client(fake: &FakeKube) -> kube::Client {
     config.default_namespace = NS.to_string();
     config.auth_info = serde_json::from_value(json!({ "token": TOKEN })).unwrap();
     kube::Client::try_from(config).unwrap()
+}
+
+/// Sandbox mode: an `agents.x-k8s.io` Sandbox per sandbox.
+pub fn sandbox_mode(config: &mut KubernetesConfig) {
+    config.api = KubernetesApi::Sandbox;
 }
 
 /// The provider on the fake with `tune` applied to its settings.
@@ -129,14 +136,23 @@ pub async fn launch(
 }
 
 /// Writes every object the provider created in the fake to `target/tmp/k8s-manifests/`, one JSON
-/// file each, for CI to check with an independent schema validator.
+/// file each, for CI to check with an independent schema validator. The validator knows no
+/// agent-sandbox CRD: a Sandbox is written as the `v1` `PodTemplate` of its `spec.podTemplate`
+/// (the pod it makes, which is what the schemas can check; the fake checked the rest).
 pub fn dump_manifests(fake: &FakeKube, test: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("k8s-manifests");
     std::fs::create_dir_all(&dir).unwrap();
     for (i, object) in fake.created().iter().enumerate() {
+        let object = if object["kind"] == "Sandbox" {
+            json!({"apiVersion": "v1", "kind": "PodTemplate",
+                "metadata": {"name": object["metadata"]["name"], "labels": object["metadata"]["labels"]},
+                "template": object["spec"]["podTemplate"]})
+        } else {
+            object.clone()
+        };
         let kind = object["kind"].as_str().unwrap_or("object").to_lowercase();
         let path = dir.join(format!("{test}-{i:03}-{kind}.json"));
-        std::fs::write(path, serde_json::to_vec_pretty(object).unwrap()).unwrap();
+        std::fs::write(path, serde_json::to_vec_pretty(&object).unwrap()).unwrap();
     }
 }
 

@@ -142,6 +142,7 @@ pub fn new_project(name: &str) -> omoi_coordinator::store::NewProject {
         validation_command: None,
         provider: "local".into(),
         image: None,
+        image_pull_secrets: Vec::new(),
         worker_env: BTreeMap::new(),
         worker_secrets: BTreeMap::new(),
         github_api_url: None,
