@@ -29,6 +29,14 @@ if ! command -v x86_64-linux-musl-gcc >/dev/null 2>&1 && ! command -v musl-gcc >
   apt-get update -qq >&2 && apt-get install -y -qq musl-tools >&2
 fi
 export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-$(command -v x86_64-linux-musl-gcc || command -v musl-gcc)}"
+if [ "$package" = omoi-worker ]; then
+  # The worker's only C is aws-lc (rustls's crypto). Its size, not its speed, is what counts
+  # there: a worker's TLS traffic is a few model requests. -Os for aws-lc's C (the hand-written
+  # assembly keeps its speed), and no AVX-512 AES-GCM and RSAZ (~700 KiB of unrolled assembly
+  # for bulk throughput on AVX-512 CPUs; AES-GCM keeps its AES-NI and AVX paths). cc puts these
+  # flags after aws-lc-sys's own, so -Os wins over its -O3. See BENCHMARKS.md.
+  export CFLAGS_x86_64_unknown_linux_musl="${CFLAGS_x86_64_unknown_linux_musl:-} -Os -DMY_ASSEMBLER_IS_TOO_OLD_FOR_512AVX"
+fi
 
 cargo build --locked --profile "$profile" --target "$target" -p "$package" --bin "$bin" >&2
 path="target/$target/$profile/$bin"
