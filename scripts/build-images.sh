@@ -4,8 +4,11 @@
 #   omoi-worker:<key>        FROM scratch: the static worker at /omoi-worker and a CA bundle
 #   omoi-sandbox:<key>       the base + the worker at /usr/local/bin/omoi-worker + user omoi
 #   omoi-sandbox-agents:<key> (with --with-agents) the sandbox + the Claude Code and Codex CLIs
-# and moves the :latest tags of omoi-worker and omoi-sandbox (and omoi-sandbox-agents) to what
-# was built or found.
+#   omoi:<key>               (with --with-coordinator) FROM scratch: the static coordinator at
+#                            /usr/local/bin/omoi, a CA bundle, users root and omoi (1000), /data
+#                            and /tmp; runs as omoi in /data (images/kubernetes/ deploys it)
+# and moves the :latest tags of omoi-worker and omoi-sandbox (and omoi-sandbox-agents, omoi) to
+# what was built or found.
 #
 # Every image is content-addressed: <key> is the first 12 hex digits of a SHA-256 over the inputs
 # that define the image, and the whole hash is the image's org.omoi.content-key label. An image
@@ -16,10 +19,17 @@
 #   sandbox  the worker binary, images/sandbox/Dockerfile and the base image id
 #   agents   the sandbox image id, images/sandbox-agents/Dockerfile and the sha256 of every CLI
 #            file copied in (from scripts/fetch-agent-clis.sh: pinned wheels, hashes checked)
+#   omoi     the coordinator binary, images/coordinator/Dockerfile, the CA bundle and the small
+#            root filesystem tarball made below (its files have fixed owners and times)
 # So an unchanged worker rebuilds nothing, and a new worker rebuilds only the two small images.
 #
 # Usage: scripts/build-images.sh [--worker-bin PATH] [--refresh-base] [--with-agents [--agents-dir DIR]]
+#                                [--with-coordinator [--coordinator-bin PATH]]
 #   --worker-bin PATH  use this static worker instead of running scripts/build-worker.sh
+#   --with-coordinator also build omoi, the coordinator's image (its static build takes minutes,
+#                      so it is not built unless asked for)
+#   --coordinator-bin PATH  use this static coordinator instead of running
+#                      scripts/build-static.sh coordinator (implies --with-coordinator)
 #   --with-agents      also build omoi-sandbox-agents from the CLIs of scripts/fetch-agent-clis.sh
 #                      (which downloads the pinned wheels with pip once, then uses its cache)
 #   --agents-dir DIR   the CLIs' cache directory, passed to fetch-agent-clis.sh --dir
@@ -48,6 +58,8 @@ worker_bin=""
 refresh_base=0
 with_agents=0
 agents_dir=""
+with_coordinator=0
+coordinator_bin=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
   --worker-bin)
@@ -66,6 +78,16 @@ while [ "$#" -gt 0 ]; do
   --agents-dir)
     [ "$#" -ge 2 ] || die "--agents-dir needs a directory"
     agents_dir=$2
+    shift 2
+    ;;
+  --with-coordinator)
+    with_coordinator=1
+    shift
+    ;;
+  --coordinator-bin)
+    [ "$#" -ge 2 ] || die "--coordinator-bin needs a path"
+    coordinator_bin=$2
+    with_coordinator=1
     shift 2
     ;;
   -h | --help)
@@ -257,6 +279,43 @@ if [ "$with_agents" -eq 1 ]; then
   echo omoi-sandbox-agents:latest
   echo "$agents_ref"
   summary+=(omoi-sandbox-agents:latest)
+fi
+
+# --- the coordinator ---------------------------------------------------------------------------
+if [ "$with_coordinator" -eq 1 ]; then
+  if [ -z "$coordinator_bin" ]; then
+    log "building the static coordinator (scripts/build-static.sh coordinator)"
+    coordinator_bin=$(scripts/build-static.sh coordinator | tail -n 1)
+  fi
+  if [ ! -f "$coordinator_bin" ] || [ ! -x "$coordinator_bin" ]; then
+    die "no executable coordinator at '$coordinator_bin'"
+  fi
+  cp "$coordinator_bin" "$work/omoi"
+  if command -v readelf >/dev/null 2>&1 && readelf -l "$work/omoi" | grep -q "program interpreter"; then
+    die "$coordinator_bin is dynamically linked; the image needs the static build (scripts/build-static.sh coordinator)"
+  fi
+  "$work/omoi" --version >/dev/null || die "$coordinator_bin --version failed"
+  # The root filesystem beside the binary: who root and omoi are, omoi's /data, a /tmp. Fixed
+  # owners, modes and times, so the tarball (and the image's key) only change with its contents.
+  rootfs="$work/rootfs"
+  mkdir -p "$rootfs/etc" "$rootfs/data" "$rootfs/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nomoi:x:1000:1000:omoi:/data:/sbin/nologin\n' \
+    >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nomoi:x:1000:\n' >"$rootfs/etc/group"
+  chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group"
+  chmod 0755 "$rootfs/etc" "$rootfs/data"
+  chmod 1777 "$rootfs/tmp"
+  tar_fixed=(--sort=name --mtime=@0 --numeric-owner --format=gnu -C "$rootfs")
+  tar -cf "$work/rootfs.tar" "${tar_fixed[@]}" --owner=0 --group=0 etc tmp
+  tar -rf "$work/rootfs.tar" "${tar_fixed[@]}" --owner=1000 --group=1000 data
+  coordinator_key=$(
+    printf 'coordinator=%s\ndockerfile=%s\nca=%s\nrootfs=%s\n' "$(file_sha "$work/omoi")" \
+      "$(file_sha images/coordinator/Dockerfile)" "$(file_sha "$ca_bundle")" \
+      "$(file_sha "$work/rootfs.tar")" | sha
+  )
+  build_final omoi "$coordinator_key" images/coordinator/Dockerfile \
+    "$work/omoi" "$work/ca-certificates.crt" "$work/rootfs.tar"
+  summary+=(omoi:latest)
 fi
 
 # --- summary -----------------------------------------------------------------------------------

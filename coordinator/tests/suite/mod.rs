@@ -13,6 +13,7 @@ mod docker_faults;
 mod docker_repos;
 mod docker_secrets;
 mod health;
+mod image;
 mod ingest;
 mod kubernetes;
 mod kubernetes_faults;
