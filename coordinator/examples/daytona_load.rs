@@ -124,6 +124,7 @@ fn main() -> Result<()> {
                 labels: omoi_coordinator::launch::labels(&id, "bench", None),
                 limits: Limits::default(),
                 repo: None,
+                image_pull_secrets: Vec::new(),
             };
             let at = Instant::now();
             handles.push(provider.spawn(request).await?);
