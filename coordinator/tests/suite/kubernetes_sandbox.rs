@@ -148,6 +148,8 @@ async fn a_spec_and_its_tasks_complete_in_agent_sandboxes() {
     provider.close();
 }
 
+/// A sandbox whose worker runs for seconds: its clone fails at once, but it then tries to deliver
+/// its events to a coordinator that is not there until its drain deadline.
 fn sleeper(id: &str) -> SpawnRequest {
     let script = omoi_tests::fixtures::sample_script();
     SpawnRequest {
@@ -161,6 +163,10 @@ fn sleeper(id: &str) -> SpawnRequest {
             ("OMOI_LLM", "scripted"),
             ("OMOI_SCRIPT", script.to_str().unwrap()),
             ("OMOI_REPO_URL", "git://127.0.0.1:9/none.git"),
+            ("SANDBOX_ID", id),
+            ("SANDBOX_TOKEN", "omoi_sbx_left_over_0123456789"),
+            ("OMOIOS_API_URL", "http://127.0.0.1:9"),
+            ("HEARTBEAT_SECS", "1"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
