@@ -47,7 +47,7 @@ use super::{
 };
 
 /// The label naming the coordinator instance (its data directory) a container belongs to.
-pub const INSTANCE_LABEL: &str = "omoi.instance";
+pub use super::INSTANCE_LABEL;
 /// The image sandboxes run when neither the project nor the settings name one.
 pub const DEFAULT_IMAGE: &str = "omoi-sandbox:latest";
 /// The Engine's socket when nothing else is said.

@@ -35,6 +35,9 @@ pub const SANDBOX_LABEL: &str = "omoi.sandbox";
 pub const SPEC_LABEL: &str = "omoi.spec";
 /// The label that names the task a sandbox runs (the coordinator's task id).
 pub const TASK_LABEL: &str = "omoi.task";
+/// The label that names the coordinator instance whose sandbox it is (`--instance`; docker and
+/// kubernetes).
+pub const INSTANCE_LABEL: &str = "omoi.instance";
 
 /// Resource limits of a sandbox (providers that cannot enforce them ignore them).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -58,6 +61,23 @@ pub struct SpawnRequest {
     pub limits: Limits,
     /// The repository the workspace starts from: a git URL, or a local path (git or plain).
     pub repo: Option<String>,
+}
+
+impl SpawnRequest {
+    /// The labels of the sandbox: the request's, and the sandbox and spec when they are not
+    /// among them.
+    pub fn sandbox_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        labels
+            .entry(SANDBOX_LABEL.to_string())
+            .or_insert_with(|| self.sandbox_id.clone());
+        if let Some(spec) = self.env.get(omoi_protocol::env::SPEC_ID) {
+            labels
+                .entry(SPEC_LABEL.to_string())
+                .or_insert_with(|| spec.clone());
+        }
+        labels
+    }
 }
 
 /// A spawned sandbox as the provider names it.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use omoi_protocol::env;
 
-use crate::sandbox::{SANDBOX_LABEL, SPEC_LABEL, SpawnRequest};
+use crate::sandbox::SpawnRequest;
 
 /// The variables also set on the sandbox itself, where the API shows them: what it runs, never a
 /// secret.
@@ -58,20 +58,6 @@ pub fn read_log() -> String {
 /// sent twice is answered 409 and the sandbox there adopted).
 pub fn sandbox_name(sandbox_id: &str) -> String {
     format!("omoi-{sandbox_id}")
-}
-
-/// The labels of a sandbox: the request's, and the sandbox and spec when they are not among them.
-pub fn labels(request: &SpawnRequest) -> BTreeMap<String, String> {
-    let mut labels = request.labels.clone();
-    labels
-        .entry(SANDBOX_LABEL.to_string())
-        .or_insert_with(|| request.sandbox_id.clone());
-    if let Some(spec) = request.env.get(env::SPEC_ID) {
-        labels
-            .entry(SPEC_LABEL.to_string())
-            .or_insert_with(|| spec.clone());
-    }
-    labels
 }
 
 /// The variables the sandbox is created with (see [`VISIBLE`]).
@@ -176,7 +162,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            labels(&request),
+            request.sandbox_labels(),
             BTreeMap::from([
                 ("omoi.owner".to_string(), "omoi".to_string()),
                 ("omoi.sandbox".to_string(), "sb-1".to_string()),

@@ -188,7 +188,7 @@ impl DaytonaProvider {
             name: launch::sandbox_name(&id),
             snapshot: shared.config.snapshot.clone(),
             env: launch::visible_env(&request),
-            labels: launch::labels(&request),
+            labels: request.sandbox_labels(),
             auto_stop_interval: shared.config.auto_stop_minutes,
             public: false,
         };

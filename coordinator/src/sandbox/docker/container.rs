@@ -10,7 +10,7 @@ use bollard::models::{
 use omoi_protocol::env;
 
 use super::{DockerConfig, INSTANCE_LABEL};
-use crate::sandbox::{Limits, SANDBOX_LABEL, SPEC_LABEL, SpawnRequest};
+use crate::sandbox::{Limits, SpawnRequest};
 
 /// The directory the sandbox's files go into: an anonymous volume, the only writable place
 /// besides the tmpfs mounts.
@@ -46,20 +46,8 @@ pub fn effective_limits(request: &Limits, defaults: &Limits) -> Limits {
 /// `omoi.spec`, `omoi.task` of a task sandbox), this coordinator's instance, and the sandbox and
 /// spec from the request when its labels do not name them.
 pub fn labels(request: &SpawnRequest, instance: &str) -> HashMap<String, String> {
-    let mut labels: HashMap<String, String> = request
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut labels: HashMap<String, String> = request.sandbox_labels().into_iter().collect();
     labels.insert(INSTANCE_LABEL.to_string(), instance.to_string());
-    labels
-        .entry(SANDBOX_LABEL.to_string())
-        .or_insert_with(|| request.sandbox_id.clone());
-    if let Some(spec) = request.env.get(env::SPEC_ID) {
-        labels
-            .entry(SPEC_LABEL.to_string())
-            .or_insert_with(|| spec.clone());
-    }
     labels
 }
 

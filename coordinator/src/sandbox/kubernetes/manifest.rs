@@ -19,11 +19,11 @@ use omoi_protocol::env;
 
 use super::KubernetesConfig;
 use super::agent_sandbox::{self, PodMetadata, PodTemplate, Sandbox, SandboxSpec};
-use crate::sandbox::{Limits, SANDBOX_LABEL, SPEC_LABEL, SpawnRequest};
+use crate::sandbox::{Limits, SpawnRequest};
 
 /// The label naming the coordinator (its `--instance`) whose sandbox an object is: watches,
 /// lists and reconcile select on it, so coordinators of separate databases share a namespace.
-pub const INSTANCE_LABEL: &str = "omoi.instance";
+pub use crate::sandbox::INSTANCE_LABEL;
 /// The instance of a coordinator started without `--instance`.
 pub const DEFAULT_INSTANCE: &str = "default";
 
@@ -91,16 +91,8 @@ pub fn is_secret_key(name: &str) -> bool {
 /// The labels of a sandbox's objects: the request's, the sandbox and spec when they are not
 /// among them, and the coordinator's instance.
 pub fn labels(request: &SpawnRequest, instance: &str) -> BTreeMap<String, String> {
-    let mut labels = request.labels.clone();
+    let mut labels = request.sandbox_labels();
     labels.insert(INSTANCE_LABEL.to_string(), instance.to_string());
-    labels
-        .entry(SANDBOX_LABEL.to_string())
-        .or_insert_with(|| request.sandbox_id.clone());
-    if let Some(spec) = request.env.get(env::SPEC_ID) {
-        labels
-            .entry(SPEC_LABEL.to_string())
-            .or_insert_with(|| spec.clone());
-    }
     labels
 }
 
