@@ -1,22 +1,18 @@
 //! Support of the kubernetes suites: the fake API server (`omoi_tests::fake_kube`) whose kubelet
-//! runs the real `omoi-worker` for the sandbox image, a provider connected to it, a git daemon
-//! the pods clone from and push to, and a coordinator with a launched spec.
+//! runs the real `omoi-worker` for the sandbox image, and a provider connected to it; the git
+//! remote the pods clone from and the launched spec come from [`super::remote`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use omoi_coordinator::Settings;
 use omoi_coordinator::sandbox::SandboxError;
 use omoi_coordinator::sandbox::kubernetes::{
     DEFAULT_IMAGE, KubernetesApi, KubernetesConfig, KubernetesProvider,
 };
 use omoi_tests::fake_kube::{FakeKube, FakeKubeConfig};
-use omoi_tests::git::GitDaemon;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Api, TestDb, TestServer};
+pub use super::remote::{Remote, launch, reasons};
 
 /// The namespace of the fake cluster.
 pub const NS: &str = "omoi";
@@ -63,78 +59,6 @@ pub async fn provider(
     KubernetesProvider::start(client(fake), config).await
 }
 
-/// A git daemon serving a bare copy of the sample repository as `remote.git`.
-pub struct Remote {
-    pub daemon: GitDaemon,
-    pub bare: PathBuf,
-}
-
-impl Remote {
-    pub fn start(dir: &Path) -> Remote {
-        let bare = omoi_tests::git::seed_bare_repo(
-            &omoi_tests::fixtures::sample_repo(),
-            &dir.join("remote.git"),
-        );
-        Remote {
-            daemon: GitDaemon::start(dir),
-            bare,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        self.daemon.url("remote.git")
-    }
-}
-
-/// A coordinator on `provider`, its user's client and a launched spec of the sample request,
-/// whose workers replay `script` (read from this machine: the kubelet runs them here).
-pub struct Launched {
-    pub server: TestServer,
-    pub api: Api,
-    pub spec_id: String,
-}
-
-pub async fn launch(
-    db: &TestDb,
-    provider: Arc<KubernetesProvider>,
-    remote: &Remote,
-    script: &Path,
-    stop_after: Option<&str>,
-) -> Launched {
-    let script = script.display().to_string();
-    let server = TestServer::start(db, provider, |s: &mut Settings| {
-        s.heartbeat_secs = 2;
-        for (name, value) in [
-            ("OMOI_LLM", "scripted"),
-            ("OMOI_SCRIPT", script.as_str()),
-            ("OMOI_RETRY_BASE_MS", "10"),
-        ] {
-            s.worker_env.insert(name.into(), value.into());
-        }
-    })
-    .await;
-    let (_, api) = server.user("ada").await;
-    let (status, project) = api
-        .post(
-            "/projects",
-            &json!({"name": "sample", "repo_url": remote.url()}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{project}");
-    let (title, description) = omoi_tests::fixtures::sample_request();
-    let mut body = json!({"project_id": project["id"], "title": title, "description": description});
-    if let Some(phase) = stop_after {
-        body["stop_after"] = json!(phase);
-    }
-    let (status, spec) = api.post("/specs/launch", &body).await;
-    assert_eq!(status, StatusCode::CREATED, "{spec}");
-    Launched {
-        server,
-        api,
-        spec_id: spec["id"].as_str().unwrap().to_string(),
-    }
-}
-
 /// Writes every object the provider created in the fake to `target/tmp/k8s-manifests/`, one JSON
 /// file each, for CI to check with an independent schema validator. The validator knows no
 /// agent-sandbox CRD: a Sandbox is written as the `v1` `PodTemplate` of its `spec.podTemplate`
@@ -154,17 +78,4 @@ pub fn dump_manifests(fake: &FakeKube, test: &str) {
         let path = dir.join(format!("{test}-{i:03}-{kind}.json"));
         std::fs::write(path, serde_json::to_vec_pretty(&object).unwrap()).unwrap();
     }
-}
-
-/// The reasons of the spec's own sandboxes, oldest first.
-pub fn reasons(detail: &Value) -> Vec<(String, String)> {
-    super::docker::spec_sandboxes(detail)
-        .iter()
-        .map(|s| {
-            (
-                s["status"].as_str().unwrap_or_default().to_string(),
-                s["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }

@@ -7,6 +7,7 @@ pub mod daytona;
 pub mod docker;
 pub mod kube;
 pub mod proxy;
+pub mod remote;
 pub mod replicas;
 pub mod sse;
 pub mod tasks;
