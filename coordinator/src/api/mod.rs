@@ -34,6 +34,10 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 pub fn routes() -> Router<AppState> {
     let api = Router::new()
         .route("/projects", post(projects::create).get(projects::list))
+        .route(
+            "/projects/{id}",
+            get(projects::show).patch(projects::update),
+        )
         .route("/specs", post(specs::create).get(specs::list))
         .route("/specs/launch", post(specs::launch))
         .route("/specs/{id}", get(specs::show))

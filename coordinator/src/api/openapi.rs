@@ -12,7 +12,7 @@ use omoi_protocol::standby::{Assignment, StandbyRegistration};
 use super::standby::AssignmentQuery;
 use super::types::{
     CreateProject, CreateSpec, EventPage, EventsQuery, ExecuteSpec, Health, MessagesQuery,
-    OutputRejected, OutputReview, PostMessage,
+    OutputRejected, OutputReview, PostMessage, UpdateProject,
 };
 use crate::model::{Project, Spec, SpecDetail, TaskRecord};
 
@@ -173,6 +173,25 @@ fn operations(s: &mut Schemas) -> Vec<Operation> {
                 "get",
                 "/api/v1/projects",
                 "Lists your projects",
+                Caller::User,
+            )
+        },
+        Operation {
+            ok: (200, Some(s.of::<Project>())),
+            ..op(
+                "get",
+                "/api/v1/projects/{id}",
+                "Shows one of your projects",
+                Caller::User,
+            )
+        },
+        Operation {
+            body: Some(s.of::<UpdateProject>()),
+            ok: (200, Some(s.of::<Project>())),
+            ..op(
+                "patch",
+                "/api/v1/projects/{id}",
+                "Changes one of your projects (fields left out keep their value, null clears)",
                 Caller::User,
             )
         },

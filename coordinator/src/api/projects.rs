@@ -1,14 +1,14 @@
-//! `POST /projects`, `GET /projects`.
+//! `POST /projects`, `GET /projects`, `GET /projects/{id}`, `PATCH /projects/{id}`.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::ApiJson;
 use super::auth::CurrentUser;
-use super::types::CreateProject;
+use super::types::{CreateProject, UpdateProject};
 use crate::app::{AppState, Settings};
 use crate::error::{Error, Result};
 use crate::launch::RESERVED_ENV;
@@ -38,6 +38,103 @@ pub(super) async fn list(
     CurrentUser(user): CurrentUser,
 ) -> Result<Json<Vec<Project>>> {
     Ok(Json(state.store.projects(&user.id).await?))
+}
+
+pub(super) async fn show(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Project>> {
+    state
+        .store
+        .project(&user.id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Error::NotFound(format!("no project {id}")))
+}
+
+/// Applies the change to the stored project and checks the result as a new project is checked.
+pub(super) async fn update(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateProject>,
+) -> Result<Json<Project>> {
+    let not_found = || Error::NotFound(format!("no project {id}"));
+    let current = state
+        .store
+        .project(&user.id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    let new = validate(
+        merge(current, body)?,
+        &state.settings,
+        state.provider.name(),
+        state.provider.clones_repository(),
+    )?;
+    let project = state
+        .store
+        .update_project(&user.id, &id, new)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(project))
+}
+
+/// The project `current` with `change` applied, as the body that would create it. A secret
+/// variable stays secret when it is set again; `null` removes a variable.
+fn merge(current: Project, change: UpdateProject) -> Result<CreateProject> {
+    if let Some(name) = change
+        .secret_env
+        .iter()
+        .find(|name| !matches!(change.worker_env.get(*name), Some(Some(_))))
+    {
+        return Err(Error::Invalid(format!(
+            "secret_env names {name}, which worker_env does not set"
+        )));
+    }
+    let mut secret_env: Vec<String> = current.worker_secrets.keys().cloned().collect();
+    let mut worker_env = current.worker_env;
+    worker_env.extend(
+        current
+            .worker_secrets
+            .into_iter()
+            .map(|(name, value)| (name, value.expose().to_string())),
+    );
+    for (name, value) in change.worker_env {
+        match value {
+            Some(value) => {
+                worker_env.insert(name, value);
+            }
+            None => {
+                worker_env.remove(&name);
+                secret_env.retain(|secret| *secret != name);
+            }
+        }
+    }
+    for name in change.secret_env {
+        if !secret_env.contains(&name) {
+            secret_env.push(name);
+        }
+    }
+    Ok(CreateProject {
+        name: change.name.unwrap_or(current.name),
+        repo_url: change.repo_url.unwrap_or(current.repo_url),
+        base_branch: Some(change.base_branch.unwrap_or(current.base_branch)),
+        validation_command: change
+            .validation_command
+            .unwrap_or(current.validation_command),
+        provider: Some(current.provider),
+        image: change.image.unwrap_or(current.image),
+        image_pull_secrets: change
+            .image_pull_secrets
+            .unwrap_or(current.image_pull_secrets),
+        worker_env,
+        secret_env,
+        github_api_url: change.github_api_url.unwrap_or(current.github_api_url),
+        git_token: change
+            .git_token
+            .unwrap_or_else(|| current.git_token.map(|t| t.expose().to_string())),
+    })
 }
 
 /// Checks a new project: names present, the provider the one this server runs, no reserved

@@ -52,6 +52,69 @@ pub struct CreateProject {
     pub git_token: Option<String>,
 }
 
+/// `PATCH /api/v1/projects/{id}`: the fields to change. A field left out keeps its value;
+/// `null` clears an optional one. The result is checked as a new project is; sandboxes already
+/// running keep what they started with. No `Debug`: it carries secret values.
+#[derive(Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Git URL or local path of the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_branch: Option<String>,
+    /// `null`: no validation command.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub validation_command: Option<Option<String>>,
+    /// `null`: the server's image.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub image: Option<Option<String>>,
+    /// Replaces the list; `[]`: the server's `--image-pull-secret`s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<String>>,
+    /// Worker variables to set (a value) or remove (`null`); the others stay. A variable that
+    /// is secret stays secret when set again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub worker_env: BTreeMap<String, Option<String>>,
+    /// The names of `worker_env` entries set here whose values are secret (names that look like
+    /// a key, a token or a password are secret without being listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
+    /// `null`: derived from the repository URL.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub github_api_url: Option<Option<String>>,
+    /// A new token, or `null` for none. Stored, never served back.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub git_token: Option<Option<String>>,
+}
+
+/// A field that tells "left out" (`None`, by `#[serde(default)]`) from `null` (`Some(None)`).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// `POST /api/v1/specs` and, with `stop_after`, `POST /api/v1/specs/launch`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -62,6 +62,15 @@ impl Client {
         decode(self.request(Method::PUT, path)?.json(body).send().await?).await
     }
 
+    /// `PATCH /api/v1{path}` with a JSON body.
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> CliResult<T> {
+        decode(self.request(Method::PATCH, path)?.json(body).send().await?).await
+    }
+
     /// `GET /api/v1/specs/{id}/events` as a live SSE stream, resuming after `last_event_id`.
     pub async fn event_stream(&self, spec_id: &str, last_event_id: i64) -> CliResult<Response> {
         let response = self

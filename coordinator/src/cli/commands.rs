@@ -1,6 +1,7 @@
-//! The client commands: `token create`, `project add|list`, `spec launch|list|show|events|cancel|
+//! The client commands: `token create`, `project add|list|show|update`, `spec launch|list|show|events|cancel|
 //! resume`, and how their results are printed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use eventsource_stream::Eventsource;
@@ -10,8 +11,10 @@ use omoi_protocol::phase::Phase;
 use super::output;
 use super::serve::parse_env_pairs;
 use super::watch::watch;
-use super::{CliError, CliResult, Client, ProjectCommand, SpecCommand};
-use crate::api::types::{CreateProject, CreateSpec, EventPage, ExecuteSpec, OutputReview};
+use super::{CliError, CliResult, Client, ProjectCommand, ProjectUpdateArgs, SpecCommand};
+use crate::api::types::{
+    CreateProject, CreateSpec, EventPage, ExecuteSpec, OutputReview, UpdateProject,
+};
 use crate::model::{Project, Spec, SpecDetail};
 use crate::pull_request::short_sha;
 use crate::store::Store;
@@ -61,8 +64,62 @@ pub async fn project(client: &Client, command: ProjectCommand) -> CliResult<u8> 
                 output::line(escape(&line, Lines::One))?;
             }
         }
+        ProjectCommand::Show { id } => {
+            let project: Project = client.get(&format!("/projects/{id}")).await?;
+            print_json(&project)?;
+        }
+        ProjectCommand::Update(args) => {
+            let path = format!("/projects/{}", args.id);
+            let body = project_update(*args)?;
+            let project: Project = client.patch(&path, &body).await?;
+            print_json(&project)?;
+        }
     }
     Ok(0)
+}
+
+/// Prints `value` as indented JSON, control and bidi characters escaped ([`escape_json`]).
+fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
+    let json = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Config(format!("the answer cannot be printed: {e}")))?;
+    output::line(escape_json(&json))
+}
+
+/// The body of `omoi project update`.
+fn project_update(args: ProjectUpdateArgs) -> CliResult<UpdateProject> {
+    let secrets = parse_env_pairs(&args.secret_env, "--secret-env")?;
+    let mut worker_env: BTreeMap<String, Option<String>> = parse_env_pairs(&args.env, "--env")?
+        .into_iter()
+        .map(|(name, value)| (name, Some(value)))
+        .collect();
+    let secret_env = secrets.keys().cloned().collect();
+    worker_env.extend(secrets.into_iter().map(|(name, value)| (name, Some(value))));
+    for name in args.unset_env {
+        if worker_env.insert(name.clone(), None).is_some() {
+            return Err(CliError::Config(format!(
+                "--unset-env {name}: the same command sets it"
+            )));
+        }
+    }
+    let clear_or = |clear: bool, value: Option<String>| {
+        if clear { Some(None) } else { value.map(Some) }
+    };
+    Ok(UpdateProject {
+        name: args.name,
+        repo_url: args.repo,
+        base_branch: args.base_branch,
+        validation_command: clear_or(args.no_validation_command, args.validation_command),
+        image: clear_or(args.default_image, args.image),
+        image_pull_secrets: if args.default_image_pull_secrets {
+            Some(Vec::new())
+        } else {
+            (!args.image_pull_secrets.is_empty()).then_some(args.image_pull_secrets)
+        },
+        worker_env,
+        secret_env,
+        github_api_url: clear_or(args.no_github_api_url, args.github_api_url),
+        git_token: clear_or(args.no_git_token, args.git_token),
+    })
 }
 
 /// `omoi spec …`.

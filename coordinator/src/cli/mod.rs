@@ -108,6 +108,69 @@ pub enum ProjectCommand {
     Add(Box<ProjectAddArgs>),
     /// Lists your projects.
     List,
+    /// Shows a project as JSON (secret values are never shown, only their names).
+    Show { id: String },
+    /// Changes a project: what is not given stays; sandboxes already running keep what they
+    /// started with.
+    Update(Box<ProjectUpdateArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectUpdateArgs {
+    /// The project's id.
+    pub id: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Git URL or local path of the repository.
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[arg(long)]
+    pub base_branch: Option<String>,
+    #[arg(long, conflicts_with = "no_validation_command")]
+    pub validation_command: Option<String>,
+    /// Tasks commit without a validation command.
+    #[arg(long)]
+    pub no_validation_command: bool,
+    #[arg(long, conflicts_with = "default_image")]
+    pub image: Option<String>,
+    /// The server's image.
+    #[arg(long)]
+    pub default_image: bool,
+    /// Replaces the project's image pull secrets (repeatable).
+    #[arg(
+        long = "image-pull-secret",
+        value_name = "NAME",
+        conflicts_with = "default_image_pull_secrets"
+    )]
+    pub image_pull_secrets: Vec<String>,
+    /// The server's `--image-pull-secret`s.
+    #[arg(long)]
+    pub default_image_pull_secrets: bool,
+    /// Sets a worker variable, `NAME=VALUE` or a bare `NAME` taken from here (repeatable).
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+    /// Sets a secret worker variable, as `--env` (repeatable).
+    #[arg(long = "secret-env", value_name = "NAME[=VALUE]")]
+    pub secret_env: Vec<String>,
+    /// Removes a worker variable (repeatable).
+    #[arg(long = "unset-env", value_name = "NAME")]
+    pub unset_env: Vec<String>,
+    #[arg(long, conflicts_with = "no_github_api_url")]
+    pub github_api_url: Option<String>,
+    /// The GitHub API is derived from the repository URL.
+    #[arg(long)]
+    pub no_github_api_url: bool,
+    /// A new token to push and open pull requests with (or `OMOI_GIT_TOKEN`).
+    #[arg(
+        long,
+        env = "OMOI_GIT_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "no_git_token"
+    )]
+    pub git_token: Option<String>,
+    /// Removes the project's git token.
+    #[arg(long)]
+    pub no_git_token: bool,
 }
 
 #[derive(Debug, Args)]

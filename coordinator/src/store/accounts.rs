@@ -168,6 +168,64 @@ impl Store {
         Ok(project)
     }
 
+    /// Replaces what `new` holds of the project `id` of `user_id` (its id, owner and creation
+    /// time stay) in one statement; `None` when the user has no such project.
+    pub async fn update_project(
+        &self,
+        user_id: &str,
+        id: &str,
+        new: NewProject,
+    ) -> Result<Option<Project>> {
+        let Some(current) = self.project(user_id, id).await? else {
+            return Ok(None);
+        };
+        let project = Project {
+            id: current.id,
+            name: new.name,
+            repo_url: new.repo_url,
+            base_branch: new.base_branch,
+            validation_command: new.validation_command,
+            provider: new.provider,
+            image: new.image,
+            image_pull_secrets: new.image_pull_secrets,
+            worker_env: new.worker_env,
+            secret_env: new.worker_secrets.keys().cloned().collect(),
+            worker_secrets: new.worker_secrets,
+            github_api_url: new.github_api_url,
+            has_git_token: new.git_token.is_some(),
+            git_token: new.git_token,
+            created_at: current.created_at,
+        };
+        let (sealed_env, sealed_token) = self.seal_secrets(&project)?;
+        let updated = sqlx::query(
+            "UPDATE projects SET name = $1, repo_url = $2, base_branch = $3,
+                    validation_command = $4, provider = $5, image = $6, worker_env = $7,
+                    github_api_url = $8, git_token = $9, worker_secrets = $10,
+                    image_pull_secrets = $11
+             WHERE id = $12 AND user_id = $13",
+        )
+        .bind(&project.name)
+        .bind(&project.repo_url)
+        .bind(&project.base_branch)
+        .bind(&project.validation_command)
+        .bind(&project.provider)
+        .bind(&project.image)
+        .bind(to_json(&project.worker_env)?)
+        .bind(&project.github_api_url)
+        .bind(sealed_token)
+        .bind(sealed_env)
+        .bind(if project.image_pull_secrets.is_empty() {
+            None
+        } else {
+            Some(to_json(&project.image_pull_secrets)?)
+        })
+        .bind(&project.id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok((updated.rows_affected() == 1).then_some(project))
+    }
+
     /// The project's secret worker variables (JSON of sealed values) and git token, sealed; an
     /// error when there are secrets and no key.
     fn seal_secrets(&self, project: &Project) -> Result<(Option<String>, Option<String>)> {

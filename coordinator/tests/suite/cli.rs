@@ -478,3 +478,139 @@ fn commands_and_the_server_end_as_usual_with_stdout_and_stderr_closed() {
         server.wait().unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_project_is_shown_and_changed_from_the_command_line() {
+    each_backend(|db| async move {
+        let server = TestServer::start(&db, super::common::FakeProvider::new(), |_| {}).await;
+        let (_, api) = server.user("ada").await;
+        let token = api.token.clone().unwrap();
+        let url = server.url.clone();
+        let project = stdout(
+            &omoi(
+                &[
+                    "project",
+                    "add",
+                    "--name",
+                    "sample",
+                    "--repo",
+                    "https://git.example/r.git",
+                    "--image",
+                    "registry.example/sandbox:1",
+                    "--validation-command",
+                    "make test",
+                    "--env",
+                    "MODEL=m1",
+                    "--env",
+                    "OMOI_LLM=scripted",
+                ],
+                &url,
+                Some(&token),
+            )
+            .await,
+        );
+        let project = project.trim();
+        let shown: serde_json::Value = serde_json::from_str(&stdout(
+            &omoi(&["project", "show", project], &url, Some(&token)).await,
+        ))
+        .unwrap();
+        assert_eq!(shown["image"], "registry.example/sandbox:1");
+
+        let changed: serde_json::Value = serde_json::from_str(&stdout(
+            &omoi(
+                &[
+                    "project",
+                    "update",
+                    project,
+                    "--name",
+                    "renamed",
+                    "--default-image",
+                    "--no-validation-command",
+                    "--unset-env",
+                    "MODEL",
+                    "--secret-env",
+                    "DB_PASSWORD=correct-horse",
+                ],
+                &url,
+                Some(&token),
+            )
+            .await,
+        ))
+        .unwrap();
+        assert_eq!(
+            changed,
+            serde_json::json!({
+                "id": project,
+                "name": "renamed",
+                "repo_url": "https://git.example/r.git",
+                "base_branch": "main",
+                "provider": "local",
+                "worker_env": {"OMOI_LLM": "scripted"},
+                "secret_env": ["DB_PASSWORD"],
+                "has_git_token": false,
+                "created_at": shown["created_at"],
+            })
+        );
+
+        // Refused before anything is sent, or by the server with its reason; nothing changes.
+        let both = omoi(
+            &[
+                "project",
+                "update",
+                project,
+                "--env",
+                "A=1",
+                "--unset-env",
+                "A",
+            ],
+            &url,
+            Some(&token),
+        )
+        .await;
+        assert_eq!(both.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&both.stderr),
+            "omoi: --unset-env A: the same command sets it\n"
+        );
+        let conflicting = omoi(
+            &[
+                "project",
+                "update",
+                project,
+                "--image",
+                "x",
+                "--default-image",
+            ],
+            &url,
+            Some(&token),
+        )
+        .await;
+        assert_eq!(conflicting.status.code(), Some(2));
+        let refused = omoi(
+            &["project", "update", project, "--base-branch", ""],
+            &url,
+            Some(&token),
+        )
+        .await;
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("base_branch must not be empty"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        let unknown = omoi(&["project", "show", "nope"], &url, Some(&token)).await;
+        assert_eq!(unknown.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&unknown.stderr).contains("no project nope"),
+            "{}",
+            String::from_utf8_lossy(&unknown.stderr)
+        );
+        let again: serde_json::Value = serde_json::from_str(&stdout(
+            &omoi(&["project", "show", project], &url, Some(&token)).await,
+        ))
+        .unwrap();
+        assert_eq!(again, changed);
+        server.stop().await;
+    })
+    .await;
+}

@@ -297,6 +297,17 @@ impl Api {
         .await
     }
 
+    pub async fn patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        answer(
+            self.request(reqwest::Method::PATCH, path)
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
     /// POST with a raw body and content type JSON.
     pub async fn post_raw(&self, path: &str, body: &str) -> (StatusCode, Value) {
         answer(
