@@ -1,4 +1,4 @@
-//! The client commands: `token create`, `project add|list|show|update`, `spec launch|list|show|events|cancel|
+//! The client commands: `token create|revoke`, `project add|list|show|update`, `spec launch|list|show|events|cancel|
 //! resume`, and how their results are printed.
 
 use std::collections::BTreeMap;
@@ -30,6 +30,46 @@ pub async fn token_create(database: &str, user: &str) -> CliResult<u8> {
     let token = store.create_user_token(&account.id).await?;
     store.close().await;
     output::line(format_args!("{token}"))?;
+    Ok(0)
+}
+
+/// `omoi token revoke`: every token of `user`, or (without one) the token on stdin's first line.
+pub async fn token_revoke(database: &str, user: Option<&str>) -> CliResult<u8> {
+    let token = match user {
+        Some(_) => None,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|source| CliError::Io {
+                    context: "reading the token from stdin".into(),
+                    source,
+                })?;
+            let token = line.trim().to_string();
+            if token.is_empty() {
+                return Err(CliError::Config("no token on stdin".into()));
+            }
+            Some(token)
+        }
+    };
+    let store = Store::open(database).await?;
+    let revoked = match (user, token) {
+        (Some(name), _) => match store.user_by_name(name).await? {
+            Some(account) => Ok(store.revoke_user_tokens(&account.id).await?),
+            None => Err(CliError::Config(format!("no user {name:?}"))),
+        },
+        (None, Some(token)) => store
+            .revoke_user_token(&token)
+            .await?
+            .ok_or_else(|| CliError::Config("that is no user token of this database".into())),
+        (None, None) => Err(CliError::Config("name --user or --stdin".into())),
+    };
+    store.close().await;
+    let revoked = revoked?;
+    output::line(format_args!(
+        "revoked {} token(s); ended {} dashboard session(s) and sign-in link(s)",
+        revoked.tokens, revoked.sessions
+    ))?;
     Ok(0)
 }
 

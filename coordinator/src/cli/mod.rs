@@ -100,6 +100,20 @@ pub enum TokenCommand {
         #[arg(long, env = "DATABASE_URL", default_value = "sqlite://omoi.db")]
         database: String,
     },
+    /// Revokes user tokens and ends the user's dashboard sessions: every token of `--user`, or
+    /// the one token read from stdin (`--stdin`, so that it stays off the command line). Works on
+    /// the database directly; a revoked token is refused by every replica at its next request.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["user", "stdin"])))]
+    Revoke {
+        /// Every token of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// The token to revoke, on the first line of stdin.
+        #[arg(long)]
+        stdin: bool,
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://omoi.db")]
+        database: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -304,6 +318,11 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Command::Token(TokenCommand::Create { user, database }) => {
             commands::token_create(&database, &user).await
         }
+        Command::Token(TokenCommand::Revoke {
+            user,
+            stdin: _,
+            database,
+        }) => commands::token_revoke(&database, user.as_deref()).await,
         Command::Project(command) => {
             let client = Client::new(&cli.server, cli.token)?;
             commands::project(&client, command).await

@@ -35,6 +35,16 @@ pub struct NewProject {
     pub git_token: Option<GitToken>,
 }
 
+/// What a revocation removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The user whose tokens they were.
+    pub user_id: Option<String>,
+    pub tokens: u64,
+    /// Dashboard sessions and sign-in links ended.
+    pub sessions: u64,
+}
+
 impl Store {
     /// Creates a user; 409 when the name is taken.
     pub async fn create_user(&self, name: &str) -> Result<User> {
@@ -66,6 +76,56 @@ impl Store {
     /// A new bearer token for a user; only its hash is stored.
     pub async fn create_user_token(&self, user_id: &str) -> Result<String> {
         insert_token(&self.pool, TokenKind::User, Some(user_id), None, now_ms()).await
+    }
+
+    /// Revokes the user token `token` and ends every dashboard session and sign-in link of its
+    /// user (a session does not record which token signed it in), in one transaction. `None`
+    /// when `token` is no user token.
+    pub async fn revoke_user_token(&self, token: &str) -> Result<Option<Revoked>> {
+        let mut tx = self.pool.begin().await?;
+        let row =
+            sqlx::query("DELETE FROM tokens WHERE hash = $1 AND kind = 'user' RETURNING user_id")
+                .bind(hash_token(token))
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user_id: Option<String> = row.try_get("user_id")?;
+        let sessions = match &user_id {
+            Some(user_id) => sqlx::query("DELETE FROM dashboard_sessions WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            None => 0,
+        };
+        tx.commit().await?;
+        Ok(Some(Revoked {
+            user_id,
+            tokens: 1,
+            sessions,
+        }))
+    }
+
+    /// Revokes every token of the user `user_id` and ends its dashboard sessions and sign-in
+    /// links, in one transaction.
+    pub async fn revoke_user_tokens(&self, user_id: &str) -> Result<Revoked> {
+        let mut tx = self.pool.begin().await?;
+        let tokens = sqlx::query("DELETE FROM tokens WHERE kind = 'user' AND user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let sessions = sqlx::query("DELETE FROM dashboard_sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(Revoked {
+            user_id: Some(user_id.to_string()),
+            tokens,
+            sessions,
+        })
     }
 
     /// What a presented token speaks for, when it exists and has not expired.

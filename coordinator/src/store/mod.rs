@@ -33,7 +33,7 @@ use crate::error::{Error, Result, corrupt};
 use crate::hub::Notice;
 use crate::secret::SecretKey;
 
-pub use accounts::{NewProject, TokenRecord};
+pub use accounts::{NewProject, Revoked, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
 pub use overview::TALLIED_KINDS;
 pub use review::ReviewedOutput;

@@ -614,3 +614,113 @@ async fn a_project_is_shown_and_changed_from_the_command_line() {
     })
     .await;
 }
+
+/// Runs `omoi` with `input` on its stdin.
+async fn omoi_with_stdin(args: &[&str], input: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_omoi"))
+        .args(args)
+        .env_remove("OMOI_TOKEN")
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_and_its_users_dashboard_sessions_end() {
+    use omoi_coordinator::store::SessionKind;
+    each_backend(|db| async move {
+        let server = TestServer::start(&db, super::common::FakeProvider::new(), |_| {}).await;
+        let (ada, ada_api) = server.user("ada").await;
+        let (_, bob_api) = server.user("bob").await;
+        let ada_second = server.store.create_user_token(&ada.id).await.unwrap();
+        let session = server
+            .store
+            .create_session(&ada.id, SessionKind::Session, 60_000)
+            .await
+            .unwrap();
+        let ok = |api: &super::common::Api| {
+            let api = api.clone();
+            async move { api.get("/projects").await.0 }
+        };
+        let ada_token = ada_api.token.clone().unwrap();
+
+        // One token, read from stdin: refused from then on; the other token still works.
+        let revoked = omoi_with_stdin(
+            &["token", "revoke", "--stdin", "--database", &db.url],
+            &format!("{ada_token}\n"),
+        )
+        .await;
+        assert_eq!(
+            stdout(&revoked),
+            "revoked 1 token(s); ended 1 dashboard session(s) and sign-in link(s)\n"
+        );
+        assert_eq!(ok(&ada_api).await, reqwest::StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            ok(&server.api(Some(&ada_second))).await,
+            reqwest::StatusCode::OK
+        );
+        assert_eq!(server.store.session_user(&session).await.unwrap(), None);
+
+        // Bad input: says why, revokes nothing.
+        for (args, input, expected) in [
+            (
+                vec!["token", "revoke", "--stdin"],
+                "\n",
+                "omoi: no token on stdin\n",
+            ),
+            (
+                vec!["token", "revoke", "--stdin"],
+                "omoi_u_nope\n",
+                "omoi: that is no user token of this database\n",
+            ),
+            (
+                vec!["token", "revoke", "--user", "carol"],
+                "",
+                "omoi: no user \"carol\"\n",
+            ),
+        ] {
+            let mut args = args.clone();
+            args.extend(["--database", &db.url]);
+            let out = omoi_with_stdin(&args, input).await;
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stderr), expected, "{args:?}");
+        }
+        for args in [
+            vec!["token", "revoke"],
+            vec!["token", "revoke", "--user", "ada", "--stdin"],
+        ] {
+            let out = omoi_with_stdin(&args, "").await;
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+        }
+        assert_eq!(
+            ok(&server.api(Some(&ada_second))).await,
+            reqwest::StatusCode::OK
+        );
+
+        // Every token of a user; another user's stay.
+        let all = omoi_with_stdin(
+            &["token", "revoke", "--user", "ada", "--database", &db.url],
+            "",
+        )
+        .await;
+        assert_eq!(
+            stdout(&all),
+            "revoked 1 token(s); ended 0 dashboard session(s) and sign-in link(s)\n"
+        );
+        assert_eq!(
+            ok(&server.api(Some(&ada_second))).await,
+            reqwest::StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(ok(&bob_api).await, reqwest::StatusCode::OK);
+        server.stop().await;
+    })
+    .await;
+}
