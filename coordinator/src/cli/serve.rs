@@ -84,6 +84,15 @@ pub struct ServeArgs {
     /// replaced): 1 to 86,400 s.
     #[arg(long, env = "OMOI_STANDBY_IDLE_SECS", default_value_t = 600)]
     pub standby_idle_secs: u64,
+    /// Kubernetes and Daytona: the longest one spawn takes, over the clients' retries; what it
+    /// made by then is deleted. Default 60 s on Kubernetes (the API server taking the objects),
+    /// 300 s on Daytona (from the create to the worker started).
+    #[arg(
+        long = "spawn-deadline-secs",
+        env = "OMOI_SPAWN_DEADLINE_SECS",
+        alias = "daytona-spawn-timeout-secs"
+    )]
+    pub spawn_deadline_secs: Option<u64>,
     #[command(flatten)]
     pub docker: DockerArgs,
     #[command(flatten)]
@@ -220,19 +229,16 @@ pub struct KubernetesArgs {
     /// share a namespace (replicas of one database share one name).
     #[arg(long, env = "OMOI_INSTANCE", default_value = "default")]
     pub instance: String,
-    /// Kubernetes: the longest one spawn waits for the API server to take its objects, over the
-    /// client's retries (429, 503, 504) and its own (500).
-    #[arg(
-        long = "spawn-deadline-secs",
-        env = "OMOI_SPAWN_DEADLINE_SECS",
-        default_value_t = 60
-    )]
-    pub spawn_deadline_secs: u64,
 }
 
 impl KubernetesArgs {
     /// The provider's settings, with the image and limits of `docker`'s flags.
-    pub fn config(&self, docker: &DockerArgs, data_dir: &Path) -> CliResult<ProviderConfig> {
+    pub fn config(
+        &self,
+        docker: &DockerArgs,
+        spawn_deadline_secs: Option<u64>,
+        data_dir: &Path,
+    ) -> CliResult<ProviderConfig> {
         let shared = docker.config(data_dir)?;
         if let Some(namespace) = &self.namespace {
             if !sandbox::kubernetes::manifest::is_dns_label(namespace) {
@@ -264,7 +270,8 @@ impl KubernetesArgs {
                 self.instance
             )));
         }
-        if self.spawn_deadline_secs == 0 {
+        let spawn_deadline_secs = spawn_deadline_secs.unwrap_or(60);
+        if spawn_deadline_secs == 0 {
             return Err(CliError::Config(
                 "--spawn-deadline-secs must be at least 1".into(),
             ));
@@ -281,7 +288,7 @@ impl KubernetesArgs {
         config.deadline_secs = self.deadline_secs;
         config.pending_limit = Duration::from_secs(self.pending_limit_secs);
         config.instance = self.instance.clone();
-        config.spawn_deadline = Duration::from_secs(self.spawn_deadline_secs);
+        config.spawn_deadline = Duration::from_secs(spawn_deadline_secs);
         config.api = match self.api {
             KubernetesApiKind::Pod => KubernetesApi::Pod,
             KubernetesApiKind::Sandbox => KubernetesApi::Sandbox,
@@ -330,18 +337,15 @@ pub struct DaytonaArgs {
         default_value_t = 10
     )]
     pub poll_secs: u64,
-    /// Daytona: the longest a sandbox takes to start its worker, in seconds.
-    #[arg(
-        long = "daytona-spawn-timeout-secs",
-        env = "OMOI_DAYTONA_SPAWN_TIMEOUT_SECS",
-        default_value_t = 300
-    )]
-    pub spawn_timeout_secs: u64,
 }
 
 impl DaytonaArgs {
     /// The provider's settings, sandboxes' logs under `data_dir`.
-    pub fn config(&self, data_dir: &Path) -> CliResult<ProviderConfig> {
+    pub fn config(
+        &self,
+        spawn_deadline_secs: Option<u64>,
+        data_dir: &Path,
+    ) -> CliResult<ProviderConfig> {
         let refuse = |message: String| Err(CliError::Config(message));
         let url = match self.api_url.as_deref().map(str::trim) {
             None | Some("") => {
@@ -402,14 +406,15 @@ impl DaytonaArgs {
         if self.poll_secs == 0 {
             return refuse("--daytona-poll-secs must be at least 1".into());
         }
-        if self.spawn_timeout_secs < 10 {
-            return refuse("--daytona-spawn-timeout-secs must be at least 10".into());
+        let spawn_deadline_secs = spawn_deadline_secs.unwrap_or(300);
+        if spawn_deadline_secs < 10 {
+            return refuse("--spawn-deadline-secs must be at least 10 on daytona".into());
         }
         let mut config = DaytonaConfig::new(api_url, api_key, snapshot, data_dir.to_path_buf());
         config.connection.organization_id = organization_id;
         config.auto_stop_minutes = self.auto_stop_minutes;
         config.poll_interval = Duration::from_secs(self.poll_secs);
-        config.spawn_deadline = Duration::from_secs(self.spawn_timeout_secs);
+        config.spawn_deadline = Duration::from_secs(spawn_deadline_secs);
         Ok(ProviderConfig::Daytona(config))
     }
 }
@@ -477,9 +482,11 @@ impl ServeArgs {
         let sandboxes = if self.provider == ProviderKind::Docker {
             ProviderConfig::Docker(self.docker.config(&self.data_dir)?)
         } else if self.provider == ProviderKind::Kubernetes {
-            self.kubernetes.config(&self.docker, &self.data_dir)?
+            self.kubernetes
+                .config(&self.docker, self.spawn_deadline_secs, &self.data_dir)?
         } else if self.provider == ProviderKind::Daytona {
-            self.daytona.config(&self.data_dir)?
+            self.daytona
+                .config(self.spawn_deadline_secs, &self.data_dir)?
         } else {
             let worker_bin = locate_worker(self.worker_bin.as_deref()).ok_or_else(|| {
                 CliError::Config(
@@ -989,6 +996,34 @@ mod tests {
         want.poll_interval = Duration::from_secs(3);
         assert_eq!(daytona, want);
         assert!(!format!("{daytona:?}").contains("dtn_0123"));
+        // One spawn deadline flag for both remote providers, each with its own default.
+        for (flag, secs) in [
+            ("--spawn-deadline-secs", 45),
+            ("--daytona-spawn-timeout-secs", 50),
+        ] {
+            let mut argv = url.to_vec();
+            argv.extend_from_slice(&good);
+            let value = secs.to_string();
+            argv.extend_from_slice(&[flag, &value]);
+            let ProviderConfig::Daytona(daytona) = serve_args(&argv).validate().unwrap().sandboxes
+            else {
+                panic!("not daytona")
+            };
+            assert_eq!(daytona.spawn_deadline, Duration::from_secs(secs), "{flag}");
+        }
+        let ProviderConfig::Kubernetes { config, .. } = serve_args(&[
+            "--provider",
+            "kubernetes",
+            "--public-url",
+            "http://omoi.omoi.svc:8080",
+        ])
+        .validate()
+        .unwrap()
+        .sandboxes
+        else {
+            panic!("not kubernetes")
+        };
+        assert_eq!(config.spawn_deadline, Duration::from_secs(60));
 
         let refused = |extra: &[&str], drop: &str| {
             let mut argv: Vec<&str> = url.to_vec();
@@ -1038,8 +1073,12 @@ mod tests {
                 "--daytona-poll-secs must be at least 1",
             ),
             (
-                ["--daytona-spawn-timeout-secs", "5"],
-                "--daytona-spawn-timeout-secs must be at least 10",
+                ["--spawn-deadline-secs", "5"],
+                "--spawn-deadline-secs must be at least 10 on daytona",
+            ),
+            (
+                ["--daytona-spawn-timeout-secs", "9"],
+                "--spawn-deadline-secs must be at least 10 on daytona",
             ),
         ] {
             let drop = if bad[0].starts_with("--daytona-api") {
