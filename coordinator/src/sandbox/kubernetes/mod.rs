@@ -24,7 +24,9 @@
 //!   reconcile see only their own coordinator's.
 
 pub mod agent_sandbox;
+pub mod extensions;
 pub mod manifest;
+pub mod pools;
 pub mod preflight;
 pub mod status;
 pub mod tracked;
@@ -127,6 +129,8 @@ struct Inner {
     pods: Api<Pod>,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    /// The Sandbox API's warm pools, where the extensions are served (Sandbox mode).
+    pools: Option<pools::Pools>,
 }
 
 impl Drop for Inner {
@@ -180,13 +184,30 @@ impl KubernetesProvider {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
         let sandboxes: Option<Api<Sandbox>> = (config.api == KubernetesApi::Sandbox)
             .then(|| Api::namespaced(client.clone(), &config.namespace));
+        let extensions = config.api == KubernetesApi::Sandbox && pools::served(&client).await;
+        if config.api == KubernetesApi::Sandbox {
+            if extensions {
+                tracing::info!(
+                    "agent-sandbox extensions served: warm pools are SandboxWarmPools, launches \
+                     SandboxClaims"
+                );
+            } else {
+                tracing::info!(
+                    "agent-sandbox extensions not served: warm pools are standby Sandboxes of \
+                     the coordinator's own"
+                );
+            }
+        }
         let shared = Arc::new(Shared::new(
             pods.clone(),
             sandboxes.clone(),
             config.pending_limit,
             config.data_dir.clone(),
             &config.instance,
+            extensions.then(|| Api::namespaced(client.clone(), &config.namespace)),
         ));
+        let pools =
+            extensions.then(|| pools::Pools::new(client.clone(), config.clone(), shared.clone()));
         let stop = CancellationToken::new();
         match sandboxes {
             Some(sandboxes) => tokio::spawn(watch::run(shared.clone(), sandboxes, stop.clone())),
@@ -201,6 +222,7 @@ impl KubernetesProvider {
                 config,
                 shared,
                 stop,
+                pools,
             }),
         })
     }
@@ -309,8 +331,14 @@ impl KubernetesProvider {
     async fn terminate_inner(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {
         let shared = &self.inner.shared;
         if shared.tracked.terminating(&handle.0) {
-            let sandbox_id = handle.0.strip_prefix("omoi-").unwrap_or(&handle.0);
-            keep_logs(shared, &handle.0, sandbox_id).await;
+            let sandbox_id = shared.tracked.sandbox_id(&handle.0).unwrap_or_else(|| {
+                handle
+                    .0
+                    .strip_prefix("omoi-")
+                    .unwrap_or(&handle.0)
+                    .to_string()
+            });
+            keep_logs(shared, &handle.0, &sandbox_id).await;
         }
         match shared.delete(&handle.0).await {
             Ok(()) => Ok(()),
@@ -472,5 +500,12 @@ impl Provider for KubernetesProvider {
 
     fn clones_repository(&self) -> bool {
         true
+    }
+
+    fn warm_pools(&self) -> Option<&dyn crate::sandbox::warm::WarmPools> {
+        self.inner
+            .pools
+            .as_ref()
+            .map(|p| p as &dyn crate::sandbox::warm::WarmPools)
     }
 }
