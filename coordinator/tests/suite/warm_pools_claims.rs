@@ -424,3 +424,192 @@ async fn without_the_extensions_the_standbys_are_sandboxes_of_the_coordinator_s_
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn where_rbac_refuses_what_the_extensions_need_the_standbys_are_the_coordinator_s_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    fake.install_extensions();
+    fake.forbid("create", "sandboxclaims");
+    let kube = Arc::new(
+        provider(&fake, &tmp.path().join("data"), sandbox_mode)
+            .await
+            .unwrap(),
+    );
+    let db = super::common::sqlite();
+    let server = server(&db, kube, 1, |_| {}).await;
+    pool_fills(&server, 1).await;
+    assert!(fake.objects(NS, "sandboxwarmpools").is_empty());
+    assert_eq!(fake.names(NS, "sandboxes").len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_claims_of_one_sandbox_take_its_standby_once() {
+    use omoi_coordinator::store::NewStandby;
+    super::common::each_backend(|db| async move {
+        let provider = super::common::FakeProvider::new();
+        let first = TestServer::start(&db, provider.clone(), |_| {}).await;
+        let second = TestServer::start(&db, provider, |_| {}).await;
+        let new = NewStandby {
+            id: "pod-uid-1",
+            pool: "",
+            provider: "fake",
+            replica_id: "r1",
+        };
+        let token = first
+            .store
+            .enroll_standby(new, "omoi-pool-1-abcde", 1)
+            .await
+            .unwrap()
+            .expect("enrolled");
+        assert!(token.starts_with("omoi_p_"));
+        // One pod enrolls once.
+        assert_eq!(
+            second
+                .store
+                .enroll_standby(new, "omoi-pool-1-abcde", 1)
+                .await
+                .unwrap(),
+            None
+        );
+        // Not idle yet: nothing to claim.
+        assert!(
+            first
+                .store
+                .claim_standby_by_handle("fake", "omoi-pool-1-abcde")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(first.store.register_standby("pod-uid-1").await.unwrap());
+        let (a, b) = tokio::join!(
+            first
+                .store
+                .claim_standby_by_handle("fake", "omoi-pool-1-abcde"),
+            second
+                .store
+                .claim_standby_by_handle("fake", "omoi-pool-1-abcde"),
+        );
+        let taken: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+        assert_eq!(taken.len(), 1, "{taken:?}");
+        assert_eq!(taken[0].state, StandbyState::Claimed);
+        first.stop().await;
+        second.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_fake_serves_the_extensions_as_their_crds_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake(tmp.path()).await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/apis/extensions.agents.x-k8s.io/v1beta1", fake.url());
+    let token = format!("Bearer {}", super::common::kube::TOKEN);
+    let send = |method: reqwest::Method, url: String, body: Value, content_type: &'static str| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let answer = http
+                .request(method, url)
+                .header("authorization", token)
+                .header("content-type", content_type)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            let text = answer.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(json!(text)),
+            )
+        }
+    };
+    let post = |resource: &str, body: Value| {
+        send(
+            reqwest::Method::POST,
+            format!("{base}/namespaces/{NS}/{resource}"),
+            body,
+            "application/json",
+        )
+    };
+    // Not installed: the group is not served.
+    let (status, _) = post("sandboxclaims", json!({})).await;
+    assert_eq!(status, 404);
+    fake.install_extensions();
+    let claim = json!({"apiVersion": "extensions.agents.x-k8s.io/v1beta1", "kind": "SandboxClaim",
+        "metadata": {"name": "c"}, "spec": {"warmPoolRef": {"name": "p"}}});
+    let mut unknown = claim.clone();
+    unknown["spec"]["warmPool"] = json!({"name": "p"});
+    let (status, body) = post("sandboxclaims", unknown).await;
+    assert_eq!(
+        (status, &body["message"]),
+        (
+            400,
+            &json!("strict decoding error: unknown field \"spec.warmPool\"")
+        )
+    );
+    let mut no_pool = claim.clone();
+    no_pool["spec"] = json!({});
+    let (status, body) = post("sandboxclaims", no_pool).await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (422, &json!("Invalid")),
+        "{body}"
+    );
+    let mut bad_policy = claim.clone();
+    bad_policy["spec"]["lifecycle"] = json!({"shutdownPolicy": "Later"});
+    let (status, body) = post("sandboxclaims", bad_policy).await;
+    assert_eq!(status, 422, "{body}");
+    let pool = json!({"apiVersion": "extensions.agents.x-k8s.io/v1beta1",
+        "kind": "SandboxWarmPool", "metadata": {"name": "p"},
+        "spec": {"replicas": -1, "sandboxTemplateRef": {"name": "t"}}});
+    let (status, body) = post("sandboxwarmpools", pool.clone()).await;
+    assert_eq!(status, 422, "{body}");
+    let mut pool = pool;
+    pool["spec"]["replicas"] = json!(0);
+    let (status, _) = post("sandboxwarmpools", pool.clone()).await;
+    assert_eq!(status, 201);
+    let (status, _) = post("sandboxwarmpools", pool).await;
+    assert_eq!(status, 409);
+    let template = json!({"apiVersion": "extensions.agents.x-k8s.io/v1beta1",
+        "kind": "SandboxTemplate", "metadata": {"name": "t"},
+        "spec": {"networkPolicyManagement": "Sometimes"}});
+    let (status, body) = post("sandboxtemplates", template).await;
+    assert_eq!(
+        (status, &body["message"]),
+        (
+            422,
+            &json!("SandboxTemplate \"t\" is invalid: spec.podTemplate: Required value")
+        ),
+        "{body}"
+    );
+    // Merge patches only.
+    let url = format!("{base}/namespaces/{NS}/sandboxwarmpools/p");
+    let (status, _) = send(
+        reqwest::Method::PATCH,
+        url.clone(),
+        json!([{"op": "replace", "path": "/spec/replicas", "value": 2}]),
+        "application/json-patch+json",
+    )
+    .await;
+    assert_eq!(status, 415);
+    let (status, body) = send(
+        reqwest::Method::PATCH,
+        url.clone(),
+        json!({"spec": {"replicas": -2}}),
+        "application/merge-patch+json",
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = send(
+        reqwest::Method::PATCH,
+        url,
+        json!({"spec": {"replicas": 2}}),
+        "application/merge-patch+json",
+    )
+    .await;
+    assert_eq!((status, &body["spec"]["replicas"]), (200, &json!(2)));
+    assert_eq!(body["metadata"]["generation"], 2);
+}

@@ -641,7 +641,7 @@ fn patch_in(
         }
     };
     if !problems.is_empty() {
-        return refused(Refusal::invalid(resource, name, &problems));
+        return refused(Refusal::invalid("Sandbox", name, &problems));
     }
     if after["spec"] != before["spec"] {
         let generation = before["metadata"]["generation"].as_i64().unwrap_or(1);

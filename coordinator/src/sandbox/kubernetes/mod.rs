@@ -184,20 +184,8 @@ impl KubernetesProvider {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
         let sandboxes: Option<Api<Sandbox>> = (config.api == KubernetesApi::Sandbox)
             .then(|| Api::namespaced(client.clone(), &config.namespace));
-        let extensions = config.api == KubernetesApi::Sandbox && pools::served(&client).await;
-        if config.api == KubernetesApi::Sandbox {
-            if extensions {
-                tracing::info!(
-                    "agent-sandbox extensions served: warm pools are SandboxWarmPools, launches \
-                     SandboxClaims"
-                );
-            } else {
-                tracing::info!(
-                    "agent-sandbox extensions not served: warm pools are standby Sandboxes of \
-                     the coordinator's own"
-                );
-            }
-        }
+        let extensions =
+            config.api == KubernetesApi::Sandbox && extensions_usable(&client, &config).await?;
         let shared = Arc::new(Shared::new(
             pods.clone(),
             sandboxes.clone(),
@@ -372,6 +360,34 @@ impl KubernetesProvider {
         sandboxes.sort_by(|a, b| a.handle.0.cmp(&b.handle.0));
         Ok(sandboxes)
     }
+}
+
+/// Whether warm pools are the Sandbox API's: the extensions served and every verb they need
+/// allowed; logs which pools are used, and why not the extensions'.
+async fn extensions_usable(
+    client: &Client,
+    config: &KubernetesConfig,
+) -> Result<bool, SandboxError> {
+    if !pools::served(client).await {
+        tracing::info!(
+            "agent-sandbox extensions not served: warm pools are standby Sandboxes of the \
+             coordinator's own"
+        );
+        return Ok(false);
+    }
+    let refused =
+        preflight::refused(client, &config.namespace, &preflight::EXTENSION_PERMISSIONS).await?;
+    if !refused.is_empty() {
+        tracing::warn!(refused = %refused.join(", "),
+            "agent-sandbox extensions served, but RBAC refuses what their warm pools need: \
+             warm pools are standby Sandboxes of the coordinator's own");
+        return Ok(false);
+    }
+    tracing::info!(
+        "agent-sandbox extensions served: warm pools are SandboxWarmPools, warm starts \
+         SandboxClaims"
+    );
+    Ok(true)
 }
 
 /// What a list of pods or Sandboxes says of their sandboxes.
