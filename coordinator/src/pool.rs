@@ -165,8 +165,15 @@ async fn start_claimed(
     let key = pool_key(request.image.as_deref());
     remember_pool(state, key);
     let started = Instant::now();
-    let Some(handle) = pools.claim(request, CLAIM_BOUND).await? else {
-        return Ok(None);
+    let handle = match pools.claim(request, CLAIM_BOUND).await {
+        Ok(Some(handle)) => handle,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            // The launch starts cold; whatever the claim made goes with it.
+            tracing::warn!(sandbox = %request.sandbox_id, error = %e, "claiming a warm sandbox failed");
+            release(pools, request).await;
+            return Ok(None);
+        }
     };
     let provider = state.provider.name();
     let standby = loop {
@@ -204,7 +211,7 @@ async fn start_claimed(
     state.standby_wakers.wake(&standby.id);
     state.metrics.pool_claimed();
     tracing::info!(sandbox = %request.sandbox_id, standby = %standby.id, handle = %handle.0,
-        "warm sandbox claimed from the provider's pool");
+        ms = started.elapsed().as_millis(), "warm sandbox claimed from the provider's pool");
     Ok(Some(Started {
         handle,
         replica_id: standby.replica_id,
@@ -408,6 +415,20 @@ async fn keep_provider_pools(
     let mut members: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
     let mut idle = 0u64;
     for standby in standbys {
+        let claimed_since = standby.claimed_ms.unwrap_or(standby.created_ms);
+        let stuck = matches!(
+            standby.state,
+            StandbyState::Claimed | StandbyState::Assigned
+        ) && now_ms().saturating_sub(claimed_since) > millis(CLAIM_LIMIT);
+        if stuck {
+            // Its sandbox is a launch's now, which liveness ends when it stays silent; only
+            // the record ends here.
+            let _ = state
+                .store
+                .end_standby(&standby.id, "its assignment was never fetched")
+                .await;
+            continue;
+        }
         if !matches!(standby.state, StandbyState::Starting | StandbyState::Idle) {
             continue;
         }
