@@ -613,3 +613,74 @@ async fn the_fake_serves_the_extensions_as_their_crds_do() {
     assert_eq!((status, &body["spec"]["replicas"]), (200, &json!(2)));
     assert_eq!(body["metadata"]["generation"], 2);
 }
+
+#[tokio::test]
+async fn a_claimed_sandbox_is_deleted_with_its_claim_even_by_a_provider_that_just_started() {
+    use omoi_coordinator::sandbox::{Limits, Provider, SpawnRequest};
+    use std::collections::BTreeMap;
+    let tmp = tempfile::tempdir().unwrap();
+    let (fake, kube) = cluster(tmp.path(), true).await;
+    let pools = kube.warm_pools().expect("the extensions are used");
+    // A pool whose workers have no coordinator to enroll with: they wait, running.
+    let env = BTreeMap::from([
+        (
+            "OMOIOS_API_URL".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ),
+        ("OMOI_STANDBY_POOL".to_string(), pools.pool_name("")),
+        (
+            "OMOI_STANDBY_ENROLL_TOKEN".to_string(),
+            "omoi_r_x".to_string(),
+        ),
+    ]);
+    pools.keep("", 1, &env).await.unwrap();
+    eventually(WAIT, "a Ready Sandbox in the pool", || async {
+        pool_sandboxes(&fake).iter().any(|s| {
+            s["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    })
+    .await;
+    let request = SpawnRequest {
+        sandbox_id: "0b8f6c1e-1111-4c1e-9a9a-000000000001".into(),
+        image: None,
+        image_pull_secrets: Vec::new(),
+        env: BTreeMap::new(),
+        labels: BTreeMap::from([("omoi.owner".to_string(), "omoi".to_string())]),
+        limits: Limits::default(),
+        repo: None,
+    };
+    let handle = pools
+        .claim(&request, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("a warm Sandbox");
+    pools.adopt(&handle, &request).await.unwrap();
+    let claimed = fake.sandbox(NS, &handle.0).unwrap();
+    assert_eq!(
+        claimed["metadata"]["labels"]["omoi.sandbox"],
+        json!(request.sandbox_id)
+    );
+    assert_eq!(
+        claimed["metadata"]["ownerReferences"][0]["name"],
+        json!(format!("omoi-{}-claim", request.sandbox_id))
+    );
+    // A provider that starts now has not seen the claim: it reads the Sandbox's owner.
+    let fresh = provider(&fake, &tmp.path().join("data2"), sandbox_mode)
+        .await
+        .unwrap();
+    fresh.terminate(&handle).await.unwrap();
+    eventually(WAIT, "the claim and its Sandbox to go", || async {
+        fake.names(NS, "sandboxclaims").is_empty() && fake.sandbox(NS, &handle.0).is_none()
+    })
+    .await;
+    // The pool made another in its place, and the claim took nothing else.
+    eventually(WAIT, "the pool to be refilled", || async {
+        pool_sandboxes(&fake).len() == 1
+    })
+    .await;
+    assert_eq!(fake.names(NS, "sandboxes").len(), 1);
+}

@@ -76,9 +76,24 @@ impl Shared {
     }
 
     /// Deletes a sandbox's object (the Sandbox, whose pod and Secret the garbage collector
-    /// deletes; or the pod, whose Secret goes with it).
+    /// deletes; or the pod, whose Secret goes with it). A Sandbox a claim holds goes by deleting
+    /// the claim.
     pub async fn delete(&self, name: &str) -> Result<(), kube::Error> {
-        let claim = super::lock(&self.claims).get(name).cloned();
+        let known = super::lock(&self.claims).get(name).cloned();
+        let claim = match (&self.sandboxes, &self.claim_api, known) {
+            (_, _, Some(claim)) => Some(claim),
+            // Not seen by the watch yet (a reconcile right after a start): its owner says.
+            (Some(sandboxes), Some(_), None) => sandboxes
+                .get(name)
+                .await?
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.kind == "SandboxClaim" && o.controller == Some(true))
+                .map(|o| o.name.clone()),
+            _ => None,
+        };
         match (&self.sandboxes, &self.claim_api, claim) {
             (Some(_), Some(claims), Some(claim)) => {
                 let params = DeleteParams {
