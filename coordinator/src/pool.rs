@@ -372,9 +372,10 @@ pub async fn upkeep(state: &AppState, backoff: &mut HashMap<String, Instant>) ->
 }
 
 /// One pass over a provider's own pools: each pool of this coordinator is created, or resized
-/// to `--warm-pool`, once since start (`kept`; again after a failure); this replica's standbys
-/// whose sandbox is no longer among the pool's (deleted, ended, replaced by the provider) are
-/// ended; the idle count is published. The provider makes and replaces the sandboxes.
+/// to `--warm-pool`, once since start (`kept`; again after a failure), and tended (its ended
+/// waiting sandboxes deleted, so that the provider replaces them); this replica's standbys whose
+/// sandbox is no longer among the pool's are ended; the idle count is published. The provider
+/// makes the sandboxes.
 async fn keep_provider_pools(
     state: &AppState,
     pools: &dyn WarmPools,
@@ -412,7 +413,17 @@ async fn keep_provider_pools(
         .store
         .live_standbys_of_replica(&state.settings.replica_id, state.provider.name())
         .await?;
+    // One list per pool: its live Sandboxes (claimed ones included); its ended waiting ones are
+    // deleted there, which makes its controller replace them.
     let mut members: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for image in kept.iter() {
+        match pools.tend(image).await {
+            Ok(found) => {
+                members.insert(image.clone(), found);
+            }
+            Err(e) => tracing::warn!(error = %e, "tending a warm pool failed"),
+        }
+    }
     let mut idle = 0u64;
     for standby in standbys {
         let claimed_since = standby.claimed_ms.unwrap_or(standby.created_ms);
@@ -432,30 +443,19 @@ async fn keep_provider_pools(
         if !matches!(standby.state, StandbyState::Starting | StandbyState::Idle) {
             continue;
         }
-        if !members.contains_key(&standby.pool) {
-            match pools.members(&standby.pool).await {
-                Ok(found) => {
-                    members.insert(standby.pool.clone(), found);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "listing a warm pool failed");
-                    continue;
-                }
-            }
-        }
-        let alive = standby.handle.as_ref().is_some_and(|h| {
-            members
-                .get(&standby.pool)
-                .is_some_and(|found| found.contains(h))
-        });
+        let Some(found) = members.get(&standby.pool) else {
+            // Not kept yet, or not listed this time: judged at the next pass.
+            continue;
+        };
+        let alive = standby.handle.as_ref().is_some_and(|h| found.contains(h));
         if alive {
             if standby.state == StandbyState::Idle {
                 idle += 1;
             }
             continue;
         }
-        // Gone from its pool: the provider replaces it; its record ends (a claim that took it
-        // meanwhile finds it in the pool's claim, not here).
+        // Gone from its pool (ended and deleted, or deleted): its record ends. A Sandbox a claim
+        // took meanwhile is still among the pool's, so a launch's claim is never cut short here.
         match state
             .store
             .end_standby(&standby.id, "its sandbox left the pool")

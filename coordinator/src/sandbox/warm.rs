@@ -49,11 +49,10 @@ pub trait WarmPools: Send + Sync + std::fmt::Debug {
         uid: &'a str,
     ) -> BoxFuture<'a, Result<Option<PoolMember>, SandboxError>>;
 
-    /// The handles of the live sandboxes the pool of `pool` made, claimed ones included.
-    fn members<'a>(
-        &'a self,
-        pool: &'a str,
-    ) -> BoxFuture<'a, Result<BTreeSet<String>, SandboxError>>;
+    /// Tends the pool of `pool`: deletes its waiting sandboxes that ended (a pool's controller
+    /// does not replace an ended sandbox, only a missing one), and answers the handles of the
+    /// live sandboxes the pool made, claimed ones included.
+    fn tend<'a>(&'a self, pool: &'a str) -> BoxFuture<'a, Result<BTreeSet<String>, SandboxError>>;
 
     /// Claims a warm sandbox of the pool of `request.image` for `request`'s sandbox: the handle
     /// of the sandbox the pool handed out, or `None` (the claim withdrawn) when it handed out

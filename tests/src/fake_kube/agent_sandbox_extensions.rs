@@ -8,7 +8,8 @@
 //! - a warm pool keeps `replicas` Sandboxes from its template, named `<pool>-<5 letters>`, with
 //!   the labels `agents.x-k8s.io/warm-pool-sandbox` (the pool's name hash),
 //!   `agents.x-k8s.io/sandbox-template-ref-hash`, `agents.x-k8s.io/launch-type: warm` and a
-//!   controller ownerReference to the pool; one whose pod ended, or that is deleted, is replaced;
+//!   controller ownerReference to the pool; one that is deleted is replaced (one whose pod ended
+//!   is not: it counts until someone deletes it, as with the real controller);
 //! - a claim adopts the oldest Ready Sandbox of its pool (the pool's labels removed, the claim's
 //!   uid as `agents.x-k8s.io/claim-uid`, its `additionalPodMetadata`, the ownerReference moved to
 //!   the claim; the pod's labels follow, as the Sandbox controller propagates them), or, when none
@@ -778,10 +779,6 @@ fn is_ready(sandbox: &Value) -> bool {
     condition(sandbox, "Ready").is_some_and(|c| c["status"] == "True")
 }
 
-fn has_ended(sandbox: &Value) -> bool {
-    condition(sandbox, "Finished").is_some_and(|c| c["status"] == "True")
-}
-
 fn owner(api_version: &str, kind: &str, object: &Value) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "name": object["metadata"]["name"],
         "uid": object["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
@@ -823,16 +820,12 @@ fn keep_pool(cluster: &Cluster, ns: &str, pool: &Value) {
     let Some(template) = store.get("sandboxtemplates", ns, template_name).cloned() else {
         return;
     };
+    // An ended Sandbox still counts: the real controller replaces only missing ones.
     let mut members: Vec<Value> = store
         .list("sandboxes", ns)
         .into_iter()
         .filter(|s| controller_uid(s) == Some(pool_uid))
         .collect();
-    for ended in members.iter().filter(|s| has_ended(s)) {
-        let name = ended["metadata"]["name"].as_str().unwrap_or_default();
-        store.remove("sandboxes", ns, name);
-    }
-    members.retain(|s| !has_ended(s));
     let replicas = pool["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
     members.sort_by(|a, b| {
         (

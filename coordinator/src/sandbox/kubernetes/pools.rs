@@ -441,7 +441,7 @@ impl Pools {
         }))
     }
 
-    async fn members_inner(&self, key: &str) -> Result<BTreeSet<String>, SandboxError> {
+    async fn tend_inner(&self, key: &str) -> Result<BTreeSet<String>, SandboxError> {
         let name = self.pool_name(key);
         let selector = format!("{TEMPLATE_REF_HASH_LABEL}={}", extensions::name_hash(&name));
         let list = self
@@ -449,18 +449,40 @@ impl Pools {
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| failed(&format!("listing the Sandboxes of {name}"), &e))?;
-        Ok(list
-            .items
-            .iter()
-            .filter(|s| s.metadata.deletion_timestamp.is_none())
-            .filter(|s| {
-                !matches!(
-                    agent_sandbox::classify(s),
-                    SandboxState::Succeeded | SandboxState::Failed
-                )
-            })
-            .filter_map(|s| s.metadata.name.clone())
-            .collect())
+        let mut live = BTreeSet::new();
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        for sandbox in &list.items {
+            let Some(sandbox_name) = sandbox.metadata.name.as_deref() else {
+                continue;
+            };
+            if sandbox.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let ended = matches!(
+                agent_sandbox::classify(sandbox),
+                SandboxState::Succeeded | SandboxState::Failed
+            );
+            if !ended {
+                live.insert(sandbox_name.to_string());
+                continue;
+            }
+            let waiting = extensions::labels_of(&sandbox.metadata).contains_key(WARM_POOL_LABEL);
+            if waiting {
+                // The pool counts it until it is gone; a claimed one is its launch's to end.
+                match self.sandboxes.delete(sandbox_name, &params).await {
+                    Ok(_) => tracing::info!(pool = %name, sandbox = %sandbox_name,
+                        "a waiting sandbox of the pool ended: deleted, to be replaced"),
+                    Err(e) if is_status(&e, 404) => {}
+                    Err(e) => {
+                        return Err(failed(&format!("deleting the Sandbox {sandbox_name}"), &e));
+                    }
+                }
+            }
+        }
+        Ok(live)
     }
 }
 
@@ -504,11 +526,8 @@ impl WarmPools for Pools {
         self.member_inner(pool_name, pod, uid).boxed()
     }
 
-    fn members<'a>(
-        &'a self,
-        pool: &'a str,
-    ) -> BoxFuture<'a, Result<BTreeSet<String>, SandboxError>> {
-        self.members_inner(pool).boxed()
+    fn tend<'a>(&'a self, pool: &'a str) -> BoxFuture<'a, Result<BTreeSet<String>, SandboxError>> {
+        self.tend_inner(pool).boxed()
     }
 
     fn claim<'a>(
