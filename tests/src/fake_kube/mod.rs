@@ -19,6 +19,7 @@
 
 pub mod agent_sandbox;
 pub mod agent_sandbox_extensions;
+pub mod extension_controllers;
 pub mod kubelet;
 pub mod store;
 pub mod validate;
@@ -123,7 +124,7 @@ impl FakeKube {
         let changes = lock(&cluster.store).subscribe();
         let controller = tokio::spawn(agent_sandbox::control(cluster.clone(), changes));
         let extension_changes = lock(&cluster.store).subscribe();
-        let extensions = tokio::spawn(agent_sandbox_extensions::control(
+        let extensions = tokio::spawn(extension_controllers::control(
             cluster.clone(),
             extension_changes,
         ));
