@@ -15,7 +15,7 @@
 //! assignment. A standby that dies after its assignment was fetched is an ordinary sandbox:
 //! liveness finds it lost and recovers as for any other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::sandbox::warm::WarmPools;
 use crate::sandbox::{
     Limits, OWNER, OWNER_LABEL, ProviderStatus, SANDBOX_LABEL, SandboxHandle, SpawnRequest,
 };
@@ -46,6 +47,11 @@ const SPAWN_BACKOFF: Duration = Duration::from_secs(5);
 /// The most claims one launch tries before it starts cold (a claimed standby may turn out to
 /// be gone).
 const CLAIM_TRIES: usize = 3;
+/// How long a launch waits for a provider's pool to hand out a sandbox whose standby is ready,
+/// before it withdraws the claim and starts cold.
+pub const CLAIM_BOUND: Duration = Duration::from_secs(5);
+/// How often a launch looks for the claimed sandbox's standby in the store.
+const ENROLL_POLL: Duration = Duration::from_millis(50);
 
 /// How a launch's sandbox started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +80,11 @@ pub fn pool_key(image: Option<&str>) -> &str {
 /// the server's pull secrets only, so they never hold an image pulled with a project's credential.
 pub async fn start(state: &AppState, request: SpawnRequest) -> Result<Started> {
     if warm(state) && request.image_pull_secrets.is_empty() {
-        if let Some(started) = start_warm(state, &request).await? {
+        let started = match state.provider.warm_pools() {
+            Some(pools) => start_claimed(state, pools, &request).await?,
+            None => start_warm(state, &request).await?,
+        };
+        if let Some(started) = started {
             return Ok(started);
         }
         state.metrics.pool_missed();
@@ -142,6 +152,80 @@ async fn start_warm(state: &AppState, request: &SpawnRequest) -> Result<Option<S
     Ok(None)
 }
 
+/// A warm start from a provider's own pool: a claim hands out one of its sandboxes (the provider
+/// chooses which); the standby enrolled for that sandbox is claimed in the store by its handle,
+/// so two launches — of one coordinator or of several — never assign one sandbox twice. A claim
+/// not handed a warm sandbox whose standby is ready within [`CLAIM_BOUND`] is withdrawn (a miss:
+/// the launch starts cold).
+async fn start_claimed(
+    state: &AppState,
+    pools: &dyn WarmPools,
+    request: &SpawnRequest,
+) -> Result<Option<Started>> {
+    let key = pool_key(request.image.as_deref());
+    remember_pool(state, key);
+    let started = Instant::now();
+    let handle = match pools.claim(request, CLAIM_BOUND).await {
+        Ok(Some(handle)) => handle,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            // The launch starts cold; whatever the claim made goes with it.
+            tracing::warn!(sandbox = %request.sandbox_id, error = %e, "claiming a warm sandbox failed");
+            release(pools, request).await;
+            return Ok(None);
+        }
+    };
+    let provider = state.provider.name();
+    let standby = loop {
+        if let Some(standby) = state
+            .store
+            .claim_standby_by_handle(provider, &handle.0)
+            .await?
+        {
+            break Some(standby);
+        }
+        if started.elapsed() + ENROLL_POLL > CLAIM_BOUND {
+            break None;
+        }
+        tokio::time::sleep(ENROLL_POLL).await;
+    };
+    let Some(standby) = standby else {
+        tracing::info!(sandbox = %handle.0, "the claimed sandbox's standby was not ready in time");
+        release(pools, request).await;
+        return Ok(None);
+    };
+    if let Err(e) = pools.adopt(&handle, request).await {
+        tracing::warn!(sandbox = %handle.0, error = %e, "adopting a claimed sandbox failed");
+        let _ = state.store.end_standby(&standby.id, &e.to_string()).await;
+        release(pools, request).await;
+        return Ok(None);
+    }
+    if !state
+        .store
+        .assign_standby(&standby.id, &request.sandbox_id, &request.env)
+        .await?
+    {
+        release(pools, request).await;
+        return Ok(None);
+    }
+    state.standby_wakers.wake(&standby.id);
+    state.metrics.pool_claimed();
+    tracing::info!(sandbox = %request.sandbox_id, standby = %standby.id, handle = %handle.0,
+        ms = started.elapsed().as_millis(), "warm sandbox claimed from the provider's pool");
+    Ok(Some(Started {
+        handle,
+        replica_id: standby.replica_id,
+        warm: true,
+    }))
+}
+
+/// Withdraws a launch's claim; a failure is logged (the launch starts cold either way).
+async fn release(pools: &dyn WarmPools, request: &SpawnRequest) {
+    if let Err(e) = pools.release(request).await {
+        tracing::warn!(sandbox = %request.sandbox_id, error = %e, "withdrawing a claim failed");
+    }
+}
+
 /// Adds `key` to the pools this coordinator keeps (up to [`MAX_POOLS`]).
 fn remember_pool(state: &AppState, key: &str) {
     let mut images = state
@@ -167,8 +251,13 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         return;
     }
     let mut backoff: HashMap<String, Instant> = HashMap::new();
+    let mut kept: HashSet<String> = HashSet::new();
     loop {
-        if let Err(e) = upkeep(&state, &mut backoff).await {
+        let kept_up = match state.provider.warm_pools() {
+            Some(pools) => keep_provider_pools(&state, pools, &mut kept).await,
+            None => upkeep(&state, &mut backoff).await,
+        };
+        if let Err(e) = kept_up {
             tracing::error!(error = %e, "keeping the warm pools failed");
         }
         tokio::select! {
@@ -280,6 +369,125 @@ pub async fn upkeep(state: &AppState, backoff: &mut HashMap<String, Instant>) ->
         }
     }
     Ok(())
+}
+
+/// One pass over a provider's own pools: each pool of this coordinator is created, or resized
+/// to `--warm-pool`, once since start (`kept`; again after a failure), and tended (its ended
+/// waiting sandboxes deleted, so that the provider replaces them); this replica's standbys whose
+/// sandbox is no longer among the pool's are ended; the idle count is published. The provider
+/// makes the sandboxes.
+async fn keep_provider_pools(
+    state: &AppState,
+    pools: &dyn WarmPools,
+    kept: &mut HashSet<String>,
+) -> Result<()> {
+    let images: Vec<String> = state
+        .pool_images
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    for image in &images {
+        if kept.contains(image) {
+            continue;
+        }
+        let name = pools.pool_name(image);
+        let Some(credential) = state.store.pool_credential(&name) else {
+            continue;
+        };
+        let env = enrolling_env(
+            &state.settings.public_url,
+            &name,
+            &credential,
+            state.settings.standby_idle_secs,
+        );
+        match pools.keep(image, state.settings.warm_pool, &env).await {
+            Ok(()) => {
+                kept.insert(image.clone());
+            }
+            Err(e) => tracing::warn!(pool = %name, error = %e, "keeping a warm pool failed"),
+        }
+    }
+    let standbys = state
+        .store
+        .live_standbys_of_replica(&state.settings.replica_id, state.provider.name())
+        .await?;
+    // One list per pool: its live Sandboxes (claimed ones included); its ended waiting ones are
+    // deleted there, which makes its controller replace them.
+    let mut members: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for image in kept.iter() {
+        match pools.tend(image).await {
+            Ok(found) => {
+                members.insert(image.clone(), found);
+            }
+            Err(e) => tracing::warn!(error = %e, "tending a warm pool failed"),
+        }
+    }
+    let mut idle = 0u64;
+    for standby in standbys {
+        let claimed_since = standby.claimed_ms.unwrap_or(standby.created_ms);
+        let stuck = matches!(
+            standby.state,
+            StandbyState::Claimed | StandbyState::Assigned
+        ) && now_ms().saturating_sub(claimed_since) > millis(CLAIM_LIMIT);
+        if stuck {
+            // Its sandbox is a launch's now, which liveness ends when it stays silent; only
+            // the record ends here.
+            let _ = state
+                .store
+                .end_standby(&standby.id, "its assignment was never fetched")
+                .await;
+            continue;
+        }
+        if !matches!(standby.state, StandbyState::Starting | StandbyState::Idle) {
+            continue;
+        }
+        let Some(found) = members.get(&standby.pool) else {
+            // Not kept yet, or not listed this time: judged at the next pass.
+            continue;
+        };
+        let alive = standby.handle.as_ref().is_some_and(|h| found.contains(h));
+        if alive {
+            if standby.state == StandbyState::Idle {
+                idle += 1;
+            }
+            continue;
+        }
+        // Gone from its pool (ended and deleted, or deleted): its record ends. A Sandbox a claim
+        // took meanwhile is still among the pool's, so a launch's claim is never cut short here.
+        match state
+            .store
+            .end_standby(&standby.id, "its sandbox left the pool")
+            .await
+        {
+            Ok(true) => tracing::warn!(standby = %standby.id, "standby sandbox left its pool"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(standby = %standby.id, error = %e, "ending a standby failed"),
+        }
+    }
+    state.metrics.set_pool_idle(idle);
+    Ok(())
+}
+
+/// The environment of every sandbox of a provider's pool `pool_name`: where the coordinator is,
+/// the pool's name and registration credential, how long to wait. Nothing of a project.
+pub fn enrolling_env(
+    public_url: &str,
+    pool_name: &str,
+    credential: &str,
+    idle_secs: u64,
+) -> BTreeMap<String, String> {
+    use omoi_protocol::env;
+    BTreeMap::from([
+        (env::OMOIOS_API_URL.to_string(), public_url.to_string()),
+        (env::STANDBY_POOL.to_string(), pool_name.to_string()),
+        (
+            env::STANDBY_ENROLL_TOKEN.to_string(),
+            credential.to_string(),
+        ),
+        (env::STANDBY_IDLE_SECS.to_string(), idle_secs.to_string()),
+    ])
 }
 
 /// The environment of a standby sandbox: where the coordinator is, who the standby is and its

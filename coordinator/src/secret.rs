@@ -98,6 +98,28 @@ impl SecretKey {
         Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(bytes)))
     }
 
+    /// A credential derived from this key for `purpose` (HMAC-SHA-256, as hex): the same on every
+    /// coordinator that holds the key, and nothing of the key can be learnt from it.
+    pub fn derive(&self, purpose: &str) -> String {
+        use sha2::{Digest, Sha256};
+        const BLOCK: usize = 64;
+        let mut inner_pad = [0x36u8; BLOCK];
+        let mut outer_pad = [0x5cu8; BLOCK];
+        for (i, byte) in self.0.iter().enumerate() {
+            inner_pad[i] ^= byte;
+            outer_pad[i] ^= byte;
+        }
+        let inner = Sha256::new()
+            .chain_update(inner_pad)
+            .chain_update(purpose.as_bytes())
+            .finalize();
+        let mac = Sha256::new()
+            .chain_update(outer_pad)
+            .chain_update(inner)
+            .finalize();
+        mac.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Opens a value sealed by [`SecretKey::seal`] with this key.
     pub fn open(&self, sealed: &str) -> Result<String, SecretError> {
         let bytes = sealed
@@ -218,5 +240,23 @@ mod tests {
         let plain = ["OMOI_LLM", "MODEL", "MAX_TURNS", "OPENAI_BASE_URL"];
         assert_eq!(secret.map(looks_secret).to_vec(), vec![true; secret.len()]);
         assert_eq!(plain.map(looks_secret).to_vec(), vec![false; plain.len()]);
+    }
+
+    #[test]
+    fn a_derived_credential_is_hmac_sha256_of_the_purpose() {
+        // RFC 4231 test case 1 (a key of twenty 0x0b bytes, "Hi There"): HMAC pads a short key
+        // with zeros, so the same key padded to 32 bytes gives the same MAC.
+        let key = SecretKey([0x0b; KEY_BYTES]);
+        let other = SecretKey([0x0c; KEY_BYTES]);
+        assert_eq!(key.derive("a").len(), 64);
+        assert_eq!(key.derive("a"), key.derive("a"));
+        assert_ne!(key.derive("a"), key.derive("b"));
+        assert_ne!(key.derive("a"), other.derive("a"));
+        let mut twenty = [0u8; KEY_BYTES];
+        twenty[..20].copy_from_slice(&[0x0b; 20]);
+        assert_eq!(
+            SecretKey(twenty).derive("Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
     }
 }

@@ -60,6 +60,16 @@ pub const STANDBY_ID: &str = "OMOI_STANDBY_ID";
 pub const STANDBY_TOKEN: &str = "OMOI_STANDBY_TOKEN";
 /// Standby mode: seconds a standby worker waits for an assignment before it exits (default 600).
 pub const STANDBY_IDLE_SECS: &str = "OMOI_STANDBY_IDLE_SECS";
+/// Standby mode in a pool whose sandboxes share one template (the Kubernetes Sandbox API's warm
+/// pools): the pool's registration credential. With [`STANDBY_POOL`] and [`STANDBY_POD`] it
+/// enrolls this sandbox, once, and answers the standby's own id and token; nothing else.
+pub const STANDBY_ENROLL_TOKEN: &str = "OMOI_STANDBY_ENROLL_TOKEN";
+/// Enrolling standby mode: the name of the pool (its `SandboxWarmPool`).
+pub const STANDBY_POOL: &str = "OMOI_STANDBY_POOL";
+/// Enrolling standby mode: the name of this sandbox's pod (the downward API's `metadata.name`).
+pub const STANDBY_POD: &str = "OMOI_STANDBY_POD";
+/// Enrolling standby mode: the uid of this sandbox's pod (the downward API's `metadata.uid`).
+pub const STANDBY_POD_UID: &str = "OMOI_STANDBY_POD_UID";
 
 /// Linux caps one environment string (`NAME=value`) at 32 pages: 131,072 bytes.
 pub const MAX_ENV_VALUE_BYTES: usize = 131_072;

@@ -24,3 +24,40 @@ pub struct Assignment {
     /// Variable name → value.
     pub env: BTreeMap<String, String>,
 }
+
+/// `POST /api/v1/standby/enroll`, with the pool's registration credential: a standby worker in a
+/// pool whose sandboxes share one template (so none carries an id or token of its own) names
+/// its pool and pod; the coordinator checks with the cluster that the pod is an unclaimed member
+/// of that pool and records one standby for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyEnrollment {
+    /// The pool's name (its `SandboxWarmPool`).
+    pub pool: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The pod's uid: a pod of the same name made again is another sandbox.
+    pub pod_uid: String,
+    /// The worker's version (`CARGO_PKG_VERSION`).
+    pub worker_version: String,
+}
+
+/// The answer to an enrollment: the standby's own id and pool credential, with which it then
+/// registers and polls for its assignment as every standby does.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Enrolled {
+    /// The standby's id.
+    pub id: String,
+    /// Its own pool credential (`omoi_p_…`).
+    pub token: String,
+}
+
+impl std::fmt::Debug for Enrolled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolled")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}

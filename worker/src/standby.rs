@@ -10,13 +10,13 @@
 use std::time::Duration;
 
 use omoi_protocol::env as var;
-use omoi_protocol::standby::{Assignment, StandbyRegistration};
+use omoi_protocol::standby::{Assignment, Enrolled, StandbyEnrollment, StandbyRegistration};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::standby::StandbyConfig;
+use crate::config::standby::{Identity, StandbyConfig};
 use crate::error::{Error, Result};
 
 /// The longest one assignment poll waits on the coordinator.
@@ -35,7 +35,33 @@ pub async fn wait_for_assignment(
     cancel: &CancellationToken,
 ) -> Result<Option<Assignment>> {
     let deadline = Instant::now() + config.idle_limit;
-    let client = Client::new(config)?;
+    let http = http_client()?;
+    let (id, token) = match &config.identity {
+        Identity::Own { id, token } => (id.clone(), token.expose().to_string()),
+        Identity::Enroll {
+            pool,
+            pod,
+            pod_uid,
+            token,
+        } => {
+            let body = StandbyEnrollment {
+                pool: pool.clone(),
+                pod: pod.clone(),
+                pod_uid: pod_uid.clone(),
+                worker_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let enrolled = tokio::select! {
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+                enrolled = enroll(&http, &config.api_url, token.expose(), &body, deadline) => enrolled?,
+            };
+            let Some(enrolled) = enrolled else {
+                return Ok(None);
+            };
+            tracing::info!(standby = %enrolled.id, pod = %pod, "enrolled in the warm pool");
+            (enrolled.id, enrolled.token)
+        }
+    };
+    let client = Client::new(http, &config.api_url, &id, &token)?;
     let registered = tokio::select! {
         () = cancel.cancelled() => return Err(Error::Cancelled),
         registered = client.register(deadline) => registered?,
@@ -43,7 +69,7 @@ pub async fn wait_for_assignment(
     if !registered {
         return Ok(None);
     }
-    tracing::info!(standby = %config.id, "standing by for an assignment");
+    tracing::info!(standby = %id, "standing by for an assignment");
     tokio::select! {
         () = cancel.cancelled() => Err(Error::Cancelled),
         assignment = client.poll(deadline) => assignment,
@@ -58,24 +84,13 @@ struct Client {
 }
 
 impl Client {
-    fn new(config: &StandbyConfig) -> Result<Client> {
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
-            .map_err(|_| {
-                Error::config(var::STANDBY_TOKEN, "holds characters an HTTP header cannot")
-            })?;
-        authorization.set_sensitive(true);
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("omoi-worker/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(LONG_POLL + Duration::from_secs(10))
-            .build()
-            .map_err(|err| Error::Internal(format!("building the HTTP client: {err}")))?;
-        let base = format!("{}/api/v1/standby/{}", config.api_url, config.id);
+    fn new(http: reqwest::Client, api_url: &str, id: &str, token: &str) -> Result<Client> {
+        let base = format!("{api_url}/api/v1/standby/{id}");
         Ok(Client {
             http,
             register_url: format!("{base}/register"),
             assignment_url: format!("{base}/assignment"),
-            authorization,
+            authorization: bearer(var::STANDBY_TOKEN, token)?,
         })
     }
 
@@ -158,6 +173,70 @@ impl Client {
     }
 }
 
+/// The HTTP client of the standby's calls.
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("omoi-worker/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(LONG_POLL + Duration::from_secs(10))
+        .build()
+        .map_err(|err| Error::Internal(format!("building the HTTP client: {err}")))
+}
+
+/// The `Authorization` header of `token`, marked sensitive (never logged by the client).
+fn bearer(variable: &str, token: &str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| Error::config(variable, "holds characters an HTTP header cannot"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Enrolls this pod in its pool with the pool's registration credential: its own id and token,
+/// or `None` when the deadline passed before the coordinator answered.
+async fn enroll(
+    http: &reqwest::Client,
+    api_url: &str,
+    token: &str,
+    body: &StandbyEnrollment,
+    deadline: Instant,
+) -> Result<Option<Enrolled>> {
+    let url = format!("{api_url}/api/v1/standby/enroll");
+    let authorization = bearer(var::STANDBY_ENROLL_TOKEN, token)?;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let sent = http
+            .post(&url)
+            .header(AUTHORIZATION, authorization.clone())
+            .json(body)
+            .send()
+            .await;
+        match sent {
+            Ok(answer) if answer.status() == StatusCode::OK => {
+                let bytes = answer
+                    .bytes()
+                    .await
+                    .map_err(|err| Error::Internal(format!("reading the enrollment: {err}")))?;
+                return serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|err| Error::json("the enrollment answer", err));
+            }
+            Ok(answer) if !retryable(answer.status()) => {
+                return Err(refused_as(
+                    var::STANDBY_ENROLL_TOKEN,
+                    "enrolling the standby sandbox",
+                    answer,
+                )
+                .await);
+            }
+            Ok(answer) => tracing::warn!(status = %answer.status(), "standby enrollment: retrying"),
+            Err(err) => tracing::warn!(%err, "standby enrollment: retrying"),
+        }
+        if !pause(&mut backoff, deadline).await {
+            return Ok(None);
+        }
+    }
+}
+
 /// Whether an answer with `status` is worth asking again.
 fn retryable(status: StatusCode) -> bool {
     status.is_server_error()
@@ -168,11 +247,16 @@ fn retryable(status: StatusCode) -> bool {
 /// The error of a refused call: the coordinator's status and message (its error bodies never
 /// hold a secret).
 async fn refused(what: &str, answer: reqwest::Response) -> Error {
+    refused_as(var::STANDBY_TOKEN, what, answer).await
+}
+
+/// [`refused`], naming the credential `variable`.
+async fn refused_as(variable: &str, what: &str, answer: reqwest::Response) -> Error {
     let status = answer.status();
     let text = answer.text().await.unwrap_or_default();
     let text: String = text.chars().take(300).collect();
     Error::config(
-        var::STANDBY_TOKEN,
+        variable,
         format!("the coordinator refused {what}: {status} {text}"),
     )
 }

@@ -61,6 +61,7 @@ pub fn routes() -> Router<AppState> {
             "/sandboxes/{id}/messages",
             post(sandboxes::post_message).get(sandboxes::messages),
         )
+        .route("/standby/enroll", post(standby::enroll))
         .route("/standby/{id}/register", post(standby::register))
         .route("/standby/{id}/assignment", get(standby::assignment));
     Router::new()

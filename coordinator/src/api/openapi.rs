@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use omoi_protocol::api::{ErrorBody, IngestAck, InjectedMessage, RawEventBatch};
 use omoi_protocol::context::PhaseContext;
-use omoi_protocol::standby::{Assignment, StandbyRegistration};
+use omoi_protocol::standby::{Assignment, Enrolled, StandbyEnrollment, StandbyRegistration};
 
 use super::standby::AssignmentQuery;
 use super::types::{
@@ -27,6 +27,8 @@ enum Caller {
     Sandbox,
     /// The pool credential of the standby sandbox named in the path.
     Standby,
+    /// The registration credential of the pool named in the body.
+    Enrolling,
 }
 
 /// One operation: what the table below says of a route.
@@ -136,10 +138,16 @@ fn operation(op: Operation, error: &Value) -> Value {
     }
     value["security"] = match op.caller {
         Caller::Anyone => json!([]),
-        Caller::User | Caller::Sandbox | Caller::Standby => json!([{"bearer": []}]),
+        Caller::User | Caller::Sandbox | Caller::Standby | Caller::Enrolling => {
+            json!([{"bearer": []}])
+        }
     };
     if op.caller == Caller::Sandbox {
         value["description"] = json!("Only with the token of the sandbox in the path.");
+    }
+    if op.caller == Caller::Enrolling {
+        value["description"] =
+            json!("Only with the registration credential of the pool named in the body.");
     }
     if op.caller == Caller::Standby {
         value["description"] =
@@ -338,6 +346,17 @@ fn operations(s: &mut Schemas) -> Vec<Operation> {
                 "/api/v1/sandboxes/{id}/messages",
                 "The messages injected after `after`",
                 Caller::Sandbox,
+            )
+        },
+        Operation {
+            body: Some(s.of::<StandbyEnrollment>()),
+            ok: (200, Some(s.of::<Enrolled>())),
+            ..op(
+                "post",
+                "/api/v1/standby/enroll",
+                "A sandbox of a provider's own warm pool (one template for all) enrolls with the \
+                 pool's registration credential and gets its standby id and pool credential",
+                Caller::Enrolling,
             )
         },
         Operation {

@@ -8,14 +8,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use omoi_protocol::standby::{Assignment, StandbyRegistration};
+use omoi_protocol::standby::{Assignment, Enrolled, StandbyEnrollment, StandbyRegistration};
 use serde::Deserialize;
 
 use super::auth::StandbyCredential;
 use super::{ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use crate::store::{Standby, StandbyState};
+use crate::store::{NewStandby, Standby, StandbyState};
 
 /// The longest an assignment poll may wait.
 pub const MAX_WAIT_SECS: u64 = 30;
@@ -62,6 +62,99 @@ fn ended(standby: &Standby) -> Option<Error> {
         | StandbyState::Claimed
         | StandbyState::Assigned => None,
     }
+}
+
+/// The longest pool name, pod name, pod uid and worker version an enrollment may carry.
+const MAX_NAME_BYTES: usize = 253;
+
+/// What is wrong with an enrollment's body, before anything is looked up.
+fn check_enrollment(body: &StandbyEnrollment) -> Result<()> {
+    let plain = |what: &str, value: &str| {
+        if value.is_empty()
+            || value.len() > MAX_NAME_BYTES
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return Err(Error::Invalid(format!(
+                "{what} must be 1 to {MAX_NAME_BYTES} letters, digits, '-', '.' or '_'"
+            )));
+        }
+        Ok(())
+    };
+    plain("pool", &body.pool)?;
+    plain("pod", &body.pod)?;
+    plain("pod_uid", &body.pod_uid)?;
+    if body.worker_version.is_empty() || body.worker_version.len() > 64 {
+        return Err(Error::Invalid(
+            "worker_version must be 1 to 64 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /standby/enroll`, with a pool's registration credential: records a standby for the pod
+/// the body names once the provider confirms it is a live, unclaimed member of that pool, and
+/// answers the standby's own id and pool credential. 401: not that pool's credential; 403: not
+/// a member; 409: the pod enrolled already; 404: this coordinator keeps no such pools.
+pub(super) async fn enroll(
+    State(state): State<AppState>,
+    credential: StandbyCredential,
+    ApiJson(body): ApiJson<StandbyEnrollment>,
+) -> Result<Json<Enrolled>> {
+    let Some(pools) = state.provider.warm_pools() else {
+        return Err(Error::NotFound(
+            "this coordinator keeps no warm pools of its provider's own".into(),
+        ));
+    };
+    check_enrollment(&body)?;
+    let expected = state.store.pool_credential(&body.pool).ok_or_else(|| {
+        Error::NotFound("this coordinator keeps no warm pools (no operator's key)".into())
+    })?;
+    if !same(&expected, &credential.0) {
+        return Err(Error::Unauthorized(format!(
+            "not the registration credential of the pool {}",
+            body.pool
+        )));
+    }
+    let Some(member) = pools.member(&body.pool, &body.pod, &body.pod_uid).await? else {
+        return Err(Error::Forbidden(format!(
+            "{} is not a running, unclaimed sandbox of the pool {}",
+            body.pod, body.pool
+        )));
+    };
+    let id = body.pod_uid.clone();
+    let Some(token) = state
+        .store
+        .enroll_standby(
+            NewStandby {
+                id: &id,
+                pool: &member.pool,
+                provider: state.provider.name(),
+                replica_id: &state.settings.replica_id,
+            },
+            &member.handle.0,
+            member.created_ms,
+        )
+        .await?
+    else {
+        return Err(Error::Conflict(format!(
+            "the sandbox {} has enrolled already",
+            body.pod
+        )));
+    };
+    tracing::info!(standby = %id, sandbox = %member.handle.0, worker = %body.worker_version,
+        "standby sandbox enrolled");
+    Ok(Json(Enrolled { id, token }))
+}
+
+/// Compares two credentials in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// `POST /standby/{id}/register`: 204 when the standby is waiting (again) for its assignment.

@@ -8,6 +8,7 @@ pub mod daytona;
 pub mod docker;
 pub mod kubernetes;
 pub mod local;
+pub mod warm;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -178,6 +179,13 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// name a git URL.
     fn clones_repository(&self) -> bool {
         false
+    }
+
+    /// The warm pools this provider keeps itself, when it does (the kubernetes provider in
+    /// Sandbox mode where the agent-sandbox extensions are installed); `None`: the coordinator
+    /// spawns its standbys one by one.
+    fn warm_pools(&self) -> Option<&dyn warm::WarmPools> {
+        None
     }
 
     /// Puts the repository `repo` (as [`SpawnRequest::repo`] names it) into the workspace of a

@@ -126,6 +126,47 @@ impl Store {
         Ok(token)
     }
 
+    /// Records a standby that enrolled itself: a sandbox the provider's own pool made (`handle`,
+    /// made at `created_ms`), already running. Its id is the caller's (one per sandbox, e.g. its
+    /// pod's uid): a second enrollment of the same id records nothing and answers `None`.
+    /// Otherwise answers its pool credential (only its hash is stored).
+    pub async fn enroll_standby(
+        &self,
+        new: NewStandby<'_>,
+        handle: &str,
+        created_ms: i64,
+    ) -> Result<Option<String>> {
+        let token = generate_token(TokenKind::Standby)?;
+        let done = sqlx::query(
+            "INSERT INTO standby_sandboxes
+                 (id, pool, provider, replica_id, token_hash, state, created_ms, seen_ms, handle)
+             VALUES ($1, $2, $3, $4, $5, 'starting', $6, $7, $8)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(new.id)
+        .bind(new.pool)
+        .bind(new.provider)
+        .bind(new.replica_id)
+        .bind(hash_token(&token))
+        .bind(created_ms)
+        .bind(now_ms())
+        .bind(handle)
+        .execute(&self.pool)
+        .await?;
+        Ok((done.rows_affected() == 1).then_some(token))
+    }
+
+    /// The derived registration credential of the provider pool `pool` (see
+    /// [`crate::secret::SecretKey::derive`]); `None` without the operator's key.
+    pub fn pool_credential(&self, pool: &str) -> Option<String> {
+        self.secrets.as_ref().map(|key| {
+            format!(
+                "omoi_r_{}",
+                key.derive(&format!("omoi pool enrollment\0{pool}"))
+            )
+        })
+    }
+
     /// Stores the provider's handle of a spawned standby.
     pub async fn set_standby_handle(&self, id: &str, handle: &str) -> Result<()> {
         sqlx::query("UPDATE standby_sandboxes SET handle = $2 WHERE id = $1")
@@ -210,6 +251,26 @@ impl Store {
             .bind(seen_since_ms)
             .fetch_optional(&self.pool)
             .await?;
+        row.as_ref().map(standby).transpose()
+    }
+
+    /// Takes the idle standby whose sandbox is `handle` on `provider` (the provider's pool chose
+    /// the sandbox), in one statement: it is `claimed` by this call and no other.
+    pub async fn claim_standby_by_handle(
+        &self,
+        provider: &str,
+        handle: &str,
+    ) -> Result<Option<Standby>> {
+        let row = sqlx::query(&format!(
+            "UPDATE standby_sandboxes SET state = 'claimed', claimed_ms = $1
+             WHERE provider = $2 AND handle = $3 AND state = 'idle'
+             RETURNING {COLUMNS}"
+        ))
+        .bind(now_ms())
+        .bind(provider)
+        .bind(handle)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(standby).transpose()
     }
 

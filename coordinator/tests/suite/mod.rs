@@ -36,4 +36,5 @@ mod specs;
 mod stream;
 mod tasks_e2e;
 mod warm_pools;
+mod warm_pools_claims;
 mod worker_e2e;

@@ -253,7 +253,19 @@ async fn run(cluster: &Arc<Cluster>, ns: &str, name: &str, mut rx: mpsc::Unbound
     ]);
     env.extend(secret_env);
     for var in container.env.iter().flatten() {
-        env.insert(var.name.clone(), var.value.clone().unwrap_or_default());
+        // The downward API: the pod's own name, namespace and uid.
+        let field = var
+            .value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref())
+            .map(|f| match f.field_path.as_str() {
+                "metadata.name" => pod.metadata.name.clone().unwrap_or_default(),
+                "metadata.namespace" => ns.to_string(),
+                "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
+                _ => String::new(),
+            });
+        let value = field.unwrap_or_else(|| var.value.clone().unwrap_or_default());
+        env.insert(var.name.clone(), value);
     }
     let env: BTreeMap<String, String> = env
         .into_iter()

@@ -10,12 +10,16 @@
 //! each Sandbox's pod and keeps the Sandbox's conditions.
 //!
 //! Not modelled: scheduling (a pod is scheduled at once unless the test holds scheduling),
-//! patches, field selectors, set-based label selectors (refused with 400), other kinds.
+//! patches other than JSON merge patches of Sandboxes and the extensions
+//! (`agent_sandbox_extensions`), field selectors, set-based label selectors (refused with 400),
+//! other kinds.
 
 // A handler's steps answer early with the response to send, as `Err(Response)`.
 #![allow(clippy::result_large_err)]
 
 pub mod agent_sandbox;
+pub mod agent_sandbox_extensions;
+pub mod extension_controllers;
 pub mod kubelet;
 pub mod store;
 pub mod validate;
@@ -39,6 +43,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use self::agent_sandbox_extensions as ext;
 use self::store::Store;
 use self::validate::{Refusal, strict};
 
@@ -87,6 +92,8 @@ pub struct Cluster {
     pub hold_scheduling: Mutex<bool>,
     /// Whether the agent-sandbox CRD is installed (the agents.x-k8s.io group served).
     agent_sandbox: Mutex<bool>,
+    /// Whether its extensions are (`extensions.agents.x-k8s.io`; not unless a test installs them).
+    extensions: Mutex<bool>,
     pub kubelet: kubelet::Kubelet,
 }
 
@@ -96,7 +103,7 @@ pub struct FakeKube {
     pub addr: SocketAddr,
     pub cluster: Arc<Cluster>,
     stop: Option<oneshot::Sender<()>>,
-    controller: tokio::task::JoinHandle<()>,
+    controllers: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl FakeKube {
@@ -111,10 +118,16 @@ impl FakeKube {
             created: Mutex::new(Vec::new()),
             hold_scheduling: Mutex::new(false),
             agent_sandbox: Mutex::new(true),
+            extensions: Mutex::new(false),
             kubelet: kubelet::Kubelet::default(),
         });
         let changes = lock(&cluster.store).subscribe();
         let controller = tokio::spawn(agent_sandbox::control(cluster.clone(), changes));
+        let extension_changes = lock(&cluster.store).subscribe();
+        let extensions = tokio::spawn(extension_controllers::control(
+            cluster.clone(),
+            extension_changes,
+        ));
         let app = Router::new()
             .route(
                 "/api/v1/namespaces/{ns}/{resource}",
@@ -131,8 +144,23 @@ impl FakeKube {
             )
             .route(
                 "/apis/agents.x-k8s.io/v1beta1/namespaces/{ns}/{resource}/{name}",
-                get(get_sandbox).delete(delete_sandbox),
+                get(get_sandbox)
+                    .delete(delete_sandbox)
+                    .patch(ext::patch_sandbox),
             )
+            .route(
+                "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/{ns}/{resource}",
+                get(ext::list).post(ext::create),
+            )
+            .route(
+                "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/{ns}/{resource}/{name}",
+                get(ext::get_one).delete(ext::delete).patch(ext::patch),
+            )
+            .route(
+                "/apis/extensions.agents.x-k8s.io/v1beta1",
+                get(ext::resources),
+            )
+            .route("/apis/extensions.agents.x-k8s.io", get(ext::group))
             .route("/apis/agents.x-k8s.io/v1beta1", get(sandbox_resources))
             .route("/apis/agents.x-k8s.io", get(sandbox_group))
             .route("/api/v1/namespaces/{ns}", get(namespace))
@@ -167,7 +195,7 @@ impl FakeKube {
             addr,
             cluster,
             stop: Some(stop),
-            controller,
+            controllers: [controller, extensions],
         }
     }
 
@@ -190,6 +218,12 @@ impl FakeKube {
     /// The agent-sandbox CRD is not installed from now on: its group answers 404.
     pub fn uninstall_agent_sandbox(&self) {
         *lock(&self.cluster.agent_sandbox) = false;
+    }
+
+    /// The agent-sandbox extensions are installed from now on (their group served, their
+    /// controllers at work).
+    pub fn install_extensions(&self) {
+        *lock(&self.cluster.extensions) = true;
     }
 
     /// A Sandbox as stored (`None` when there is none), as JSON.
@@ -271,7 +305,9 @@ impl Drop for FakeKube {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.controller.abort();
+        for controller in &self.controllers {
+            controller.abort();
+        }
         self.cluster.kubelet.kill_all();
     }
 }
@@ -943,6 +979,7 @@ pub fn collect_garbage(cluster: &Cluster) {
         .all("pods")
         .iter()
         .chain(store.all("sandboxes").iter())
+        .chain(store.all("sandboxtemplates").iter())
         .filter_map(|(_, p)| p["metadata"]["uid"].as_str().map(str::to_string))
         .collect();
     let orphans: Vec<(String, String)> = store

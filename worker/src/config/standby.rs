@@ -30,15 +30,29 @@ const ASSIGNED_ONLY: [&str; 6] = [
     var::OMOIOS_PROJECT_ID,
 ];
 
+/// Who a standby is: its own id and pool credential, or (in a pool whose sandboxes share one
+/// template) the pool's registration credential, which enrolls its pod and answers the two.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// `OMOI_STANDBY_ID` and `OMOI_STANDBY_TOKEN`.
+    Own { id: String, token: Secret },
+    /// `OMOI_STANDBY_POOL`, `OMOI_STANDBY_POD`, `OMOI_STANDBY_POD_UID` and
+    /// `OMOI_STANDBY_ENROLL_TOKEN`.
+    Enroll {
+        pool: String,
+        pod: String,
+        pod_uid: String,
+        token: Secret,
+    },
+}
+
 /// What a standby worker needs before its assignment.
 #[derive(Debug, Clone)]
 pub struct StandbyConfig {
     /// The coordinator's base URL, without a trailing slash.
     pub api_url: String,
-    /// The standby sandbox's id in the coordinator's pool.
-    pub id: String,
-    /// The pool credential: registers this standby and fetches its assignment, nothing else.
-    pub token: Secret,
+    /// Its id and credential, or what enrolls it.
+    pub identity: Identity,
     /// How long to wait for an assignment before exiting.
     pub idle_limit: Duration,
     /// The rest of the environment (the provider's `WORKSPACE`, `PATH`, `HOME`, …), which the
@@ -47,8 +61,9 @@ pub struct StandbyConfig {
 }
 
 impl StandbyConfig {
-    /// The standby configuration when `OMOI_STANDBY_ID` or `OMOI_STANDBY_TOKEN` is set, `None`
-    /// when neither is (the worker then runs from its environment as usual).
+    /// The standby configuration when `OMOI_STANDBY_ID`, `OMOI_STANDBY_TOKEN` or
+    /// `OMOI_STANDBY_ENROLL_TOKEN` is set, `None` when none is (the worker then runs from its
+    /// environment as usual).
     pub fn from_vars<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Option<Self>> {
         let vars: Vec<(String, String)> = vars.into_iter().collect();
         let get = |name: &str| {
@@ -56,42 +71,41 @@ impl StandbyConfig {
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.as_str())
         };
-        let (id, token) = match (get(var::STANDBY_ID), get(var::STANDBY_TOKEN)) {
-            (None, None) => return Ok(None),
-            (Some(_), None) => {
+        let identity = match (
+            get(var::STANDBY_ID),
+            get(var::STANDBY_TOKEN),
+            get(var::STANDBY_ENROLL_TOKEN),
+        ) {
+            (None, None, None) => return Ok(None),
+            (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+                return Err(Error::config(
+                    var::STANDBY_ENROLL_TOKEN,
+                    "not with OMOI_STANDBY_ID or OMOI_STANDBY_TOKEN (a standby enrolls, or has \
+                     its own id, not both)",
+                ));
+            }
+            (None, None, Some(token)) => enrolling(&get, token)?,
+            (Some(_), None, None) => {
                 return Err(Error::config(
                     var::STANDBY_TOKEN,
                     "required with OMOI_STANDBY_ID (the pool credential)",
                 ));
             }
-            (None, Some(_)) => {
+            (None, Some(_), None) => {
                 return Err(Error::config(
                     var::STANDBY_ID,
                     "required with OMOI_STANDBY_TOKEN (the standby sandbox's id)",
                 ));
             }
-            (Some(id), Some(token)) => (id, token),
+            (Some(id), Some(token), None) => {
+                check_name(var::STANDBY_ID, id)?;
+                check_token(var::STANDBY_TOKEN, token)?;
+                Identity::Own {
+                    id: id.to_string(),
+                    token: Secret::new(token),
+                }
+            }
         };
-        if id.is_empty()
-            || id.len() > MAX_ID_BYTES
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(Error::config(
-                var::STANDBY_ID,
-                format!(
-                    "{id:?} is not a plain name (letters, digits, '-', '_', '.', at most \
-                     {MAX_ID_BYTES} bytes)"
-                ),
-            ));
-        }
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::config(
-                var::STANDBY_TOKEN,
-                "empty, or holds characters a bearer token cannot",
-            ));
-        }
         let Some(url) = get(var::OMOIOS_API_URL) else {
             return Err(Error::config(
                 var::OMOIOS_API_URL,
@@ -124,8 +138,7 @@ impl StandbyConfig {
             .collect();
         Ok(Some(StandbyConfig {
             api_url,
-            id: id.to_string(),
-            token: Secret::new(token),
+            identity,
             idle_limit: Duration::from_secs(idle_limit),
             base,
         }))
@@ -161,8 +174,68 @@ impl StandbyConfig {
     }
 }
 
+/// The variables of standby mode: none survives into the assigned run, and no assignment may
+/// set one.
+const STANDBY_VARIABLES: [&str; 7] = [
+    var::STANDBY_ID,
+    var::STANDBY_TOKEN,
+    var::STANDBY_IDLE_SECS,
+    var::STANDBY_ENROLL_TOKEN,
+    var::STANDBY_POOL,
+    var::STANDBY_POD,
+    var::STANDBY_POD_UID,
+];
+
 fn is_standby_variable(name: &str) -> bool {
-    name == var::STANDBY_ID || name == var::STANDBY_TOKEN || name == var::STANDBY_IDLE_SECS
+    STANDBY_VARIABLES.contains(&name)
+}
+
+/// The identity of an enrolling standby: its pool, pod and pod uid, all required with the
+/// registration credential.
+fn enrolling<'a>(get: &impl Fn(&str) -> Option<&'a str>, token: &str) -> Result<Identity> {
+    check_token(var::STANDBY_ENROLL_TOKEN, token)?;
+    let required = |name: &'static str| {
+        let value = get(name)
+            .ok_or_else(|| Error::config(name, "required with OMOI_STANDBY_ENROLL_TOKEN"))?;
+        check_name(name, value)?;
+        Ok::<String, Error>(value.to_string())
+    };
+    Ok(Identity::Enroll {
+        pool: required(var::STANDBY_POOL)?,
+        pod: required(var::STANDBY_POD)?,
+        pod_uid: required(var::STANDBY_POD_UID)?,
+        token: Secret::new(token),
+    })
+}
+
+/// Refuses a value that is not a plain name (an id, a pod's name or uid).
+fn check_name(name: &str, value: &str) -> Result<()> {
+    if value.is_empty()
+        || value.len() > MAX_ID_BYTES
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(Error::config(
+            name,
+            format!(
+                "{value:?} is not a plain name (letters, digits, '-', '_', '.', at most \
+                 {MAX_ID_BYTES} bytes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a credential that cannot be a bearer token.
+fn check_token(name: &str, token: &str) -> Result<()> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::config(
+            name,
+            "empty, or holds characters a bearer token cannot",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -205,10 +278,13 @@ mod tests {
     fn a_standby_reads_its_variables_and_keeps_the_rest_as_its_base() {
         let config = StandbyConfig::from_vars(standby_vars()).unwrap().unwrap();
         assert_eq!(config.api_url, "http://10.0.0.1:8080");
-        assert_eq!(config.id, "sb-1");
-        assert_eq!(config.token.expose(), "omoi_p_abc");
+        let Identity::Own { id, token } = &config.identity else {
+            panic!("not its own identity: {:?}", config.identity);
+        };
+        assert_eq!(id, "sb-1");
+        assert_eq!(token.expose(), "omoi_p_abc");
         assert_eq!(config.idle_limit, Duration::from_secs(DEFAULT_IDLE_SECS));
-        assert_eq!(format!("{:?}", config.token), "<redacted>");
+        assert_eq!(format!("{token:?}"), "<redacted>");
         let assignment = Assignment {
             env: BTreeMap::from([
                 ("SANDBOX_ID".to_string(), "sx".to_string()),
@@ -307,6 +383,93 @@ mod tests {
         assert_eq!(
             config.assigned_vars(assignment).unwrap_err().to_string(),
             "A=B: the assignment names a variable no environment can hold"
+        );
+    }
+
+    fn enrolling_vars() -> Vec<(String, String)> {
+        vars(&[
+            ("OMOI_STANDBY_ENROLL_TOKEN", "omoi_r_abc"),
+            ("OMOI_STANDBY_POOL", "omoi-default-x1"),
+            ("OMOI_STANDBY_POD", "omoi-default-x1-abcde"),
+            ("OMOI_STANDBY_POD_UID", "0f3c-11"),
+            ("OMOIOS_API_URL", "http://10.0.0.1:8080"),
+            ("WORKSPACE", "/workspace"),
+        ])
+    }
+
+    #[test]
+    fn an_enrolling_standby_reads_its_pool_and_pod_and_keeps_none_of_them() {
+        let config = StandbyConfig::from_vars(enrolling_vars()).unwrap().unwrap();
+        let Identity::Enroll {
+            pool,
+            pod,
+            pod_uid,
+            token,
+        } = &config.identity
+        else {
+            panic!("not enrolling: {:?}", config.identity);
+        };
+        assert_eq!(
+            (pool.as_str(), pod.as_str(), pod_uid.as_str()),
+            ("omoi-default-x1", "omoi-default-x1-abcde", "0f3c-11")
+        );
+        assert_eq!(token.expose(), "omoi_r_abc");
+        let assigned = config
+            .assigned_vars(Assignment {
+                env: BTreeMap::from([("SANDBOX_ID".to_string(), "sx".to_string())]),
+            })
+            .unwrap();
+        assert_eq!(
+            assigned,
+            vars(&[
+                ("OMOIOS_API_URL", "http://10.0.0.1:8080"),
+                ("SANDBOX_ID", "sx"),
+                ("WORKSPACE", "/workspace"),
+            ])
+        );
+        for name in [
+            "OMOI_STANDBY_ENROLL_TOKEN",
+            "OMOI_STANDBY_POD",
+            "OMOI_STANDBY_POOL",
+        ] {
+            let assignment = Assignment {
+                env: BTreeMap::from([(name.to_string(), "x".to_string())]),
+            };
+            assert!(config.assigned_vars(assignment).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_enrolling_variables_are_named() {
+        for missing in [
+            "OMOI_STANDBY_POOL",
+            "OMOI_STANDBY_POD",
+            "OMOI_STANDBY_POD_UID",
+        ] {
+            let mut without = enrolling_vars();
+            without.retain(|(n, _)| n != missing);
+            assert_eq!(
+                error_of(without),
+                format!("{missing}: required with OMOI_STANDBY_ENROLL_TOKEN")
+            );
+        }
+        let mut bad_pod = enrolling_vars();
+        bad_pod[2].1 = "a/b".into();
+        assert!(error_of(bad_pod).starts_with("OMOI_STANDBY_POD: \"a/b\" is not a plain name"));
+        let mut bad_token = enrolling_vars();
+        bad_token[0].1 = String::new();
+        assert_eq!(
+            error_of(bad_token),
+            "OMOI_STANDBY_ENROLL_TOKEN: empty, or holds characters a bearer token cannot"
+        );
+        let mut both = enrolling_vars();
+        both.push(("OMOI_STANDBY_ID".into(), "sb-1".into()));
+        assert!(error_of(both).starts_with("OMOI_STANDBY_ENROLL_TOKEN: not with OMOI_STANDBY_ID"));
+        let mut assigned_only = enrolling_vars();
+        assigned_only.push(("SANDBOX_TOKEN".into(), "x".into()));
+        assert_eq!(
+            error_of(assigned_only),
+            "SANDBOX_TOKEN: must not be set in standby mode: it arrives with the assignment"
         );
     }
 }

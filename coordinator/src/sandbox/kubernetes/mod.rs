@@ -24,7 +24,9 @@
 //!   reconcile see only their own coordinator's.
 
 pub mod agent_sandbox;
+pub mod extensions;
 pub mod manifest;
+pub mod pools;
 pub mod preflight;
 pub mod status;
 pub mod tracked;
@@ -127,6 +129,8 @@ struct Inner {
     pods: Api<Pod>,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    /// The Sandbox API's warm pools, where the extensions are served (Sandbox mode).
+    pools: Option<pools::Pools>,
 }
 
 impl Drop for Inner {
@@ -180,13 +184,18 @@ impl KubernetesProvider {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
         let sandboxes: Option<Api<Sandbox>> = (config.api == KubernetesApi::Sandbox)
             .then(|| Api::namespaced(client.clone(), &config.namespace));
+        let extensions =
+            config.api == KubernetesApi::Sandbox && extensions_usable(&client, &config).await?;
         let shared = Arc::new(Shared::new(
             pods.clone(),
             sandboxes.clone(),
             config.pending_limit,
             config.data_dir.clone(),
             &config.instance,
+            extensions.then(|| Api::namespaced(client.clone(), &config.namespace)),
         ));
+        let pools =
+            extensions.then(|| pools::Pools::new(client.clone(), config.clone(), shared.clone()));
         let stop = CancellationToken::new();
         match sandboxes {
             Some(sandboxes) => tokio::spawn(watch::run(shared.clone(), sandboxes, stop.clone())),
@@ -201,6 +210,7 @@ impl KubernetesProvider {
                 config,
                 shared,
                 stop,
+                pools,
             }),
         })
     }
@@ -309,8 +319,14 @@ impl KubernetesProvider {
     async fn terminate_inner(&self, handle: &SandboxHandle) -> Result<(), SandboxError> {
         let shared = &self.inner.shared;
         if shared.tracked.terminating(&handle.0) {
-            let sandbox_id = handle.0.strip_prefix("omoi-").unwrap_or(&handle.0);
-            keep_logs(shared, &handle.0, sandbox_id).await;
+            let sandbox_id = shared.tracked.sandbox_id(&handle.0).unwrap_or_else(|| {
+                handle
+                    .0
+                    .strip_prefix("omoi-")
+                    .unwrap_or(&handle.0)
+                    .to_string()
+            });
+            keep_logs(shared, &handle.0, &sandbox_id).await;
         }
         match shared.delete(&handle.0).await {
             Ok(()) => Ok(()),
@@ -344,6 +360,34 @@ impl KubernetesProvider {
         sandboxes.sort_by(|a, b| a.handle.0.cmp(&b.handle.0));
         Ok(sandboxes)
     }
+}
+
+/// Whether warm pools are the Sandbox API's: the extensions served and every verb they need
+/// allowed; logs which pools are used, and why not the extensions'.
+async fn extensions_usable(
+    client: &Client,
+    config: &KubernetesConfig,
+) -> Result<bool, SandboxError> {
+    if !pools::served(client).await {
+        tracing::info!(
+            "agent-sandbox extensions not served: warm pools are standby Sandboxes of the \
+             coordinator's own"
+        );
+        return Ok(false);
+    }
+    let refused =
+        preflight::refused(client, &config.namespace, &preflight::EXTENSION_PERMISSIONS).await?;
+    if !refused.is_empty() {
+        tracing::warn!(refused = %refused.join(", "),
+            "agent-sandbox extensions served, but RBAC refuses what their warm pools need: \
+             warm pools are standby Sandboxes of the coordinator's own");
+        return Ok(false);
+    }
+    tracing::info!(
+        "agent-sandbox extensions served: warm pools are SandboxWarmPools, warm starts \
+         SandboxClaims"
+    );
+    Ok(true)
 }
 
 /// What a list of pods or Sandboxes says of their sandboxes.
@@ -472,5 +516,12 @@ impl Provider for KubernetesProvider {
 
     fn clones_repository(&self) -> bool {
         true
+    }
+
+    fn warm_pools(&self) -> Option<&dyn crate::sandbox::warm::WarmPools> {
+        self.inner
+            .pools
+            .as_ref()
+            .map(|p| p as &dyn crate::sandbox::warm::WarmPools)
     }
 }

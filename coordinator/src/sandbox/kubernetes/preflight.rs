@@ -50,6 +50,44 @@ pub const POD_PERMISSIONS: [Permission; 9] = [
     permission("", "secrets", "", "delete"),
 ];
 
+/// What the provider does with the agent-sandbox extensions, when it keeps warm pools with them
+/// (one template, Secret and pool per pool; one claim per warm start; the claimed Sandbox
+/// labelled and its pool's listed).
+pub const EXTENSION_PERMISSIONS: [Permission; 12] = [
+    permission(
+        "extensions.agents.x-k8s.io",
+        "sandboxtemplates",
+        "",
+        "create",
+    ),
+    permission("extensions.agents.x-k8s.io", "sandboxtemplates", "", "get"),
+    permission(
+        "extensions.agents.x-k8s.io",
+        "sandboxtemplates",
+        "",
+        "patch",
+    ),
+    permission(
+        "extensions.agents.x-k8s.io",
+        "sandboxwarmpools",
+        "",
+        "create",
+    ),
+    permission("extensions.agents.x-k8s.io", "sandboxwarmpools", "", "get"),
+    permission(
+        "extensions.agents.x-k8s.io",
+        "sandboxwarmpools",
+        "",
+        "patch",
+    ),
+    permission("extensions.agents.x-k8s.io", "sandboxclaims", "", "create"),
+    permission("extensions.agents.x-k8s.io", "sandboxclaims", "", "get"),
+    permission("extensions.agents.x-k8s.io", "sandboxclaims", "", "delete"),
+    permission("agents.x-k8s.io", "sandboxes", "", "patch"),
+    permission("", "pods", "", "get"),
+    permission("", "secrets", "", "get"),
+];
+
 /// What the provider does with `agents.x-k8s.io` sandboxes, besides reading their pods' logs.
 pub const SANDBOX_PERMISSIONS: [Permission; 5] = [
     permission("agents.x-k8s.io", "sandboxes", "", "create"),
@@ -96,9 +134,28 @@ pub async fn check(
             .chain(SANDBOX_PERMISSIONS)
             .collect(),
     };
+    let refused = refused(client, namespace, &needed).await?;
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "RBAC does not let this account {} in the namespace {namespace:?}; grant the Role of \
+             images/kubernetes/role.yaml",
+            refused.join(", ")
+        )))
+    }
+}
+
+/// The permissions of `needed` that RBAC refuses this account in `namespace`, as kubectl names
+/// them (one `SelfSubjectAccessReview` each).
+pub async fn refused(
+    client: &Client,
+    namespace: &str,
+    needed: &[Permission],
+) -> Result<Vec<String>, SandboxError> {
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut refused = Vec::new();
-    for permission in needed {
+    for permission in needed.iter().copied() {
         let review = SelfSubjectAccessReview {
             metadata: ObjectMeta::default(),
             spec: SelfSubjectAccessReviewSpec {
@@ -128,15 +185,7 @@ pub async fn check(
             refused.push(permission.describe());
         }
     }
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        Err(fail(format!(
-            "RBAC does not let this account {} in the namespace {namespace:?}; grant the Role of \
-             images/kubernetes/role.yaml",
-            refused.join(", ")
-        )))
-    }
+    Ok(refused)
 }
 
 /// A dry-run create of a Secret: 404 means the namespace does not exist (a list would answer an

@@ -72,6 +72,11 @@ impl Tracked {
             });
     }
 
+    /// The sandbox id of the object `name`, when it is followed.
+    pub fn sandbox_id(&self, name: &str) -> Option<String> {
+        self.lock().get(name).map(|e| e.sandbox_id.clone())
+    }
+
     /// Forgets a pod whose spawn failed.
     pub fn forget(&self, name: &str) {
         self.lock().remove(name);

@@ -6,7 +6,7 @@
 //! second, locally, without a request. A Sandbox that finished with `PodFailed` costs one read of
 //! its pod, whose container status tells the exit code, an OOM kill or an eviction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::agent_sandbox::{self, Sandbox, SandboxState};
+use super::extensions::SandboxClaim;
 use super::manifest::{CONTAINER, GRACE_SECS, INSTANCE_LABEL};
 use super::status::{PodState, classify};
 use super::tracked::{Change, State, Tracked};
@@ -45,6 +46,11 @@ pub struct Shared {
     pub selector: String,
     /// Sandboxes whose failed pod is being read.
     reading: Mutex<HashSet<String>>,
+    /// The claims (of the agent-sandbox extensions), when warm pools are the Sandbox API's.
+    pub claim_api: Option<Api<SandboxClaim>>,
+    /// Sandbox → the `SandboxClaim` it was handed out to: deleting the sandbox is deleting the
+    /// claim (the Sandbox goes with it; deleted alone, the claim would take another).
+    pub claims: Mutex<HashMap<String, String>>,
 }
 
 impl Shared {
@@ -54,6 +60,7 @@ impl Shared {
         pending_limit: Duration,
         data_dir: std::path::PathBuf,
         instance: &str,
+        claim_api: Option<Api<SandboxClaim>>,
     ) -> Shared {
         Shared {
             pods,
@@ -63,21 +70,46 @@ impl Shared {
             data_dir,
             selector: selector(instance),
             reading: Mutex::new(HashSet::new()),
+            claim_api,
+            claims: Mutex::new(HashMap::new()),
         }
     }
 
     /// Deletes a sandbox's object (the Sandbox, whose pod and Secret the garbage collector
-    /// deletes; or the pod, whose Secret goes with it).
+    /// deletes; or the pod, whose Secret goes with it). A Sandbox a claim holds goes by deleting
+    /// the claim.
     pub async fn delete(&self, name: &str) -> Result<(), kube::Error> {
-        match &self.sandboxes {
-            Some(sandboxes) => {
+        let known = super::lock(&self.claims).get(name).cloned();
+        let claim = match (&self.sandboxes, &self.claim_api, known) {
+            (_, _, Some(claim)) => Some(claim),
+            // Not seen by the watch yet (a reconcile right after a start): its owner says.
+            (Some(sandboxes), Some(_), None) => sandboxes
+                .get(name)
+                .await?
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.kind == "SandboxClaim" && o.controller == Some(true))
+                .map(|o| o.name.clone()),
+            _ => None,
+        };
+        match (&self.sandboxes, &self.claim_api, claim) {
+            (Some(_), Some(claims), Some(claim)) => {
+                let params = DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    ..DeleteParams::default()
+                };
+                claims.delete(&claim, &params).await.map(|_| ())
+            }
+            (Some(sandboxes), _, _) => {
                 let params = DeleteParams {
                     propagation_policy: Some(PropagationPolicy::Background),
                     ..DeleteParams::default()
                 };
                 sandboxes.delete(name, &params).await.map(|_| ())
             }
-            None => {
+            (None, _, _) => {
                 let params = DeleteParams {
                     grace_period_seconds: Some(GRACE_SECS as u32),
                     propagation_policy: Some(PropagationPolicy::Background),
@@ -206,6 +238,17 @@ fn apply<K: Watched>(shared: &Arc<Shared>, object: &K) {
     let Some((name, sandbox)) = sandbox_of(object) else {
         return;
     };
+    let claim = object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "SandboxClaim" && o.controller == Some(true));
+    if let Some(claim) = claim {
+        super::lock(&shared.claims)
+            .entry(name.clone())
+            .or_insert_with(|| claim.name.clone());
+    }
     match object.observed() {
         Observed::Now(state) => record(shared, name, &sandbox, state),
         Observed::PodFailed { pod } => {

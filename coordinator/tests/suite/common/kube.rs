@@ -61,13 +61,17 @@ pub async fn provider(
 
 /// Writes every object the provider created in the fake to `target/tmp/k8s-manifests/`, one JSON
 /// file each, for CI to check with an independent schema validator. The validator knows no
-/// agent-sandbox CRD: a Sandbox is written as the `v1` `PodTemplate` of its `spec.podTemplate`
-/// (the pod it makes, which is what the schemas can check; the fake checked the rest).
+/// agent-sandbox CRD: a Sandbox or a SandboxTemplate is written as the `v1` `PodTemplate` of its
+/// `spec.podTemplate` (the pod it makes, which is what the schemas can check; the fake checked
+/// the rest), and a SandboxWarmPool or SandboxClaim, which holds no pod, is not written.
 pub fn dump_manifests(fake: &FakeKube, test: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("k8s-manifests");
     std::fs::create_dir_all(&dir).unwrap();
     for (i, object) in fake.created().iter().enumerate() {
-        let object = if object["kind"] == "Sandbox" {
+        if object["kind"] == "SandboxWarmPool" || object["kind"] == "SandboxClaim" {
+            continue;
+        }
+        let object = if object["kind"] == "Sandbox" || object["kind"] == "SandboxTemplate" {
             json!({"apiVersion": "v1", "kind": "PodTemplate",
                 "metadata": {"name": object["metadata"]["name"], "labels": object["metadata"]["labels"]},
                 "template": object["spec"]["podTemplate"]})
