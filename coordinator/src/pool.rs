@@ -26,11 +26,11 @@ use crate::error::{Error, Result};
 use crate::sandbox::warm::WarmPools;
 use crate::sandbox::{
     Limits, OWNER, OWNER_LABEL, ProviderStatus, SANDBOX_LABEL, SandboxHandle, SpawnRequest,
+    pool_label_value,
 };
 use crate::store::{NewStandby, Standby, StandbyState, new_id, now_ms};
 
-/// The label that marks a standby sandbox (its value: the pool's image, or `default`).
-pub const POOL_LABEL: &str = "omoi.pool";
+pub use crate::sandbox::POOL_LABEL;
 /// A standby heard within this long may be claimed; one silent for longer is replaced. Its
 /// worker polls at least every 25 s.
 pub const FRESH: Duration = Duration::from_secs(40);
@@ -532,14 +532,7 @@ async fn spawn_standby(state: &AppState, image: String) -> (String, Result<()>) 
             labels: BTreeMap::from([
                 (OWNER_LABEL.to_string(), OWNER.to_string()),
                 (SANDBOX_LABEL.to_string(), id.clone()),
-                (
-                    POOL_LABEL.to_string(),
-                    if image.is_empty() {
-                        "default".to_string()
-                    } else {
-                        image.clone()
-                    },
-                ),
+                (POOL_LABEL.to_string(), pool_label_value(&image)),
             ]),
             limits: Limits::default(),
             repo: None,

@@ -39,6 +39,22 @@ pub const TASK_LABEL: &str = "omoi.task";
 /// The label that names the coordinator instance whose sandbox it is (`--instance`; docker and
 /// kubernetes).
 pub const INSTANCE_LABEL: &str = "omoi.instance";
+/// The label that marks a standby sandbox of a warm pool; its value is [`pool_label_value`] (a
+/// Kubernetes pool's objects carry the pool's object name instead).
+pub const POOL_LABEL: &str = "omoi.pool";
+
+/// The value of [`POOL_LABEL`] for the pool of `image` (`""`: the provider's default): `default`,
+/// or `image-` and 16 hex digits of the image's SHA-256, since an image reference (`/`, `:`,
+/// `@`, up to 255 characters) is no label value.
+pub fn pool_label_value(image: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if image.is_empty() {
+        return "default".to_string();
+    }
+    let digest = Sha256::digest(image.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("image-{hex}")
+}
 
 /// Resource limits of a sandbox (providers that cannot enforce them ignore them).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -239,4 +255,30 @@ pub async fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, Sandbox
         }
         ProviderConfig::Daytona(config) => Arc::new(DaytonaProvider::start(config.clone()).await?),
     })
+}
+
+#[cfg(test)]
+mod pool_label_tests {
+    use super::kubernetes::manifest::is_label_value;
+    use super::pool_label_value;
+
+    #[test]
+    fn every_image_gives_a_short_distinct_label_value() {
+        assert_eq!(pool_label_value(""), "default");
+        let images = [
+            "ghcr.io/acme/omoi-sandbox:2",
+            "ghcr.io/acme/omoi-sandbox:3",
+            "registry.example:5000/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "UPPER/case",
+            "-leading-dash",
+        ];
+        let values: Vec<String> = images.iter().map(|i| pool_label_value(i)).collect();
+        for (image, value) in images.iter().zip(&values) {
+            assert!(is_label_value(value), "{image} -> {value}");
+            assert_eq!(value.len(), "image-".len() + 16);
+        }
+        let distinct: std::collections::BTreeSet<&String> = values.iter().collect();
+        assert_eq!(distinct.len(), images.len());
+        assert_eq!(pool_label_value(images[0]), values[0]);
+    }
 }

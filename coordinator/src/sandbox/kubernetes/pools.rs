@@ -31,10 +31,10 @@ use super::preflight::message;
 use super::watch::{Shared, now_secs};
 use super::{KubernetesConfig, lock};
 use crate::sandbox::warm::{PoolMember, WarmPools};
-use crate::sandbox::{Limits, OWNER, OWNER_LABEL, SandboxError, SandboxHandle, SpawnRequest};
+use crate::sandbox::{
+    Limits, OWNER, OWNER_LABEL, POOL_LABEL, SandboxError, SandboxHandle, SpawnRequest,
+};
 
-/// The label naming the pool (its `SandboxWarmPool`) on the pool's objects and pods.
-pub const POOL_NAME_LABEL: &str = "omoi.pool";
 /// How often a claim is read while it waits for its Sandbox.
 const CLAIM_POLL: Duration = Duration::from_millis(50);
 
@@ -82,7 +82,7 @@ impl Pools {
         BTreeMap::from([
             (OWNER_LABEL.to_string(), OWNER.to_string()),
             (INSTANCE_LABEL.to_string(), self.config.instance.clone()),
-            (POOL_NAME_LABEL.to_string(), name.to_string()),
+            (POOL_LABEL.to_string(), name.to_string()),
         ])
     }
 
