@@ -10,9 +10,9 @@
 //! worker started with that environment would. An empty pool is a cold start.
 //!
 //! The upkeep ([`run`]) keeps `Settings::warm_pool` standbys starting or idle per image on
-//! each coordinator (a replica keeps its own), replaces those that died or went silent while
-//! idle, and ends those that never registered or were claimed but never fetched their
-//! assignment. A standby that dies after its assignment was fetched is an ordinary sandbox:
+//! each coordinator (a replica keeps its own, and those it adopted from a lost replica: see
+//! `presence`), replaces those that died or went silent while idle, and ends those that never
+//! registered or were claimed but never fetched their assignment. A standby that dies after its assignment was fetched is an ordinary sandbox:
 //! liveness finds it lost and recovers as for any other.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::sandbox::{
     Limits, OWNER, OWNER_LABEL, ProviderStatus, SANDBOX_LABEL, SandboxHandle, SpawnRequest,
 };
-use crate::store::{NewStandby, Standby, StandbyState, new_id, now_ms};
+use crate::store::{NewStandby, Reach, Standby, StandbyState, new_id, now_ms};
 
 /// The label that marks a standby sandbox (its value: the pool's image, or `default`).
 pub const POOL_LABEL: &str = "omoi.pool";
@@ -58,7 +58,7 @@ pub struct Started {
 }
 
 /// Whether this coordinator keeps warm pools: a size, and the key that seals assignments.
-fn warm(state: &AppState) -> bool {
+pub fn keeps_pools(state: &AppState) -> bool {
     state.settings.warm_pool > 0 && state.store.has_secret_key()
 }
 
@@ -73,7 +73,7 @@ pub fn pool_key(image: Option<&str>) -> &str {
 /// A request that names its project's own image pull secrets starts cold: standbys are made with
 /// the server's pull secrets only, so they never hold an image pulled with a project's credential.
 pub async fn start(state: &AppState, request: SpawnRequest) -> Result<Started> {
-    if warm(state) && request.image_pull_secrets.is_empty() {
+    if keeps_pools(state) && request.image_pull_secrets.is_empty() {
         if let Some(started) = start_warm(state, &request).await? {
             return Ok(started);
         }
@@ -92,11 +92,20 @@ async fn start_warm(state: &AppState, request: &SpawnRequest) -> Result<Option<S
     let key = pool_key(request.image.as_deref());
     remember_pool(state, key);
     let provider = state.provider.name();
+    // A standby into which the repository is put must be one this replica's provider reaches.
+    let reach = if request.repo.is_some() && !state.provider.clones_repository() {
+        Reach::Scope {
+            replica_id: &state.settings.replica_id,
+            scope: state.provider_scope.as_deref(),
+        }
+    } else {
+        Reach::Any
+    };
     for _ in 0..CLAIM_TRIES {
         let fresh_since = now_ms().saturating_sub(millis(FRESH));
         let Some(standby) = state
             .store
-            .claim_standby(provider, key, fresh_since)
+            .claim_standby(provider, key, fresh_since, reach)
             .await?
         else {
             return Ok(None);
@@ -143,7 +152,7 @@ async fn start_warm(state: &AppState, request: &SpawnRequest) -> Result<Option<S
 }
 
 /// Adds `key` to the pools this coordinator keeps (up to [`MAX_POOLS`]).
-fn remember_pool(state: &AppState, key: &str) {
+pub fn remember_pool(state: &AppState, key: &str) {
     let mut images = state
         .pool_images
         .lock()
@@ -163,7 +172,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             "--warm-pool needs the operator's key (assignments are stored sealed): no warm pool"
         );
     }
-    if !warm(&state) {
+    if !keeps_pools(&state) {
         return;
     }
     let mut backoff: HashMap<String, Instant> = HashMap::new();

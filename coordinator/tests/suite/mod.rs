@@ -36,4 +36,6 @@ mod specs;
 mod stream;
 mod tasks_e2e;
 mod warm_pools;
+mod warm_replica_loss;
+mod warm_replicas;
 mod worker_e2e;
