@@ -54,7 +54,7 @@ pub(super) async fn serve(how: &Serve<'_>) -> Child {
         .args(["--public-url", how.public_url])
         .arg("--data-dir")
         .arg(how.dir.join(format!("data-{}", how.name)))
-        .args(["--heartbeat-secs", "1", "--max-running-tasks", "0"])
+        .args(["--heartbeat-secs", "1"])
         .args(["--replica-id", how.name])
         // The sample repository is the one local repository the replicas accept.
         .arg("--allow-local-repos")
@@ -64,6 +64,13 @@ pub(super) async fn serve(how: &Serve<'_>) -> Child {
         .arg(format!("OMOI_SCRIPT={}", how.script.display()))
         .args(["--worker-env", "OMOI_RETRY_BASE_MS=10"])
         .args(how.extra)
+        .args(
+            // No task runs unless the test says how many may.
+            (!how.extra.iter().any(|a| a == "--max-running-tasks"))
+                .then_some(["--max-running-tasks", "0"])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

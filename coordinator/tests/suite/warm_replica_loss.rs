@@ -1,7 +1,7 @@
 //! Warm pools on two real `omoi serve` replicas (one PostgreSQL, a TCP proxy in front, the real
 //! worker on the local provider, `--warm-pool 2` each, each its own data directory): many specs
-//! launched at once through both each get exactly one sandbox, no standby serves two launches,
-//! all complete; then one replica is killed (SIGKILL) while it has idle standbys, and the other
+//! launched at once through both, and their tasks, each get exactly one sandbox, no standby
+//! serves two launches, all complete; then one replica is killed (SIGKILL) while it has idle standbys, and the other
 //! ends them (its provider, over another data directory, cannot manage them: their workers are
 //! refused at their next poll and exit) and keeps its own pool.
 //! PostgreSQL only: nothing to do without `OMOI_TEST_POSTGRES_URL`.
@@ -15,15 +15,16 @@ use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use super::common::docker::wait_for_status;
 use super::common::proxy::TcpProxy;
 use super::common::replicas::postgres_db;
 use super::common::{Api, eventually};
 use super::replica_loss::{Serve, free_addr, serve};
-use super::worker_e2e::{all_completed, phase_summary, wait_for_status};
+use super::worker_e2e::{all_completed, phase_summary};
 
 const WAIT: Duration = Duration::from_secs(120);
-/// Specs launched at once, half through each replica.
-const SPECS: usize = 8;
+/// Specs launched at once, half through each replica (four tasks each).
+const SPECS: usize = 6;
 
 /// The standbys of `replica` that wait (`idle`).
 async fn idle_of(store: &Store, replica: &str) -> Vec<String> {
@@ -74,16 +75,23 @@ async fn two_warm_replicas_launch_at_once_without_sharing_a_standby_and_end_a_lo
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("key");
     std::fs::write(&key, "5e".repeat(32)).unwrap();
+    let bare = omoi_tests::git::seed_bare_repo(
+        &omoi_tests::fixtures::sample_repo(),
+        &tmp.path().join("acme/greet.git"),
+    );
     let extra: Vec<String> = [
         "--warm-pool",
         "2",
         "--replica-lost-secs",
         "3",
+        "--max-running-tasks",
+        "8",
         "--secret-key-file",
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain([key.display().to_string()])
+    .chain([key.display().to_string(), "--allow-local-repos".into()])
+    .chain([tmp.path().join("acme").display().to_string()])
     .collect();
     let script = omoi_tests::fixtures::sample_script();
     let (addr_a, addr_b) = (free_addr(), free_addr());
@@ -104,9 +112,12 @@ async fn two_warm_replicas_launch_at_once_without_sharing_a_standby_and_end_a_lo
     let user = store.create_user("ada").await.unwrap();
     let token = store.create_user_token(&user.id).await.unwrap();
     let api = client(proxy.url.clone(), &token);
-    let repo = omoi_tests::fixtures::sample_repo().display().to_string();
+    let repo = format!("file://{}", bare.display());
     let (status, project) = api
-        .post("/projects", &json!({"name": "sample", "repo_url": repo}))
+        .post(
+            "/projects",
+            &json!({"name": "greet", "repo_url": repo, "validation_command": "sh tests/run.sh"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{project}");
     eventually(WAIT, "both pools to fill", || async {
@@ -134,36 +145,42 @@ async fn two_warm_replicas_launch_at_once_without_sharing_a_standby_and_end_a_lo
     let mut handles = BTreeSet::new();
     let mut warm = 0;
     for spec_id in &specs {
-        let done = wait_for_status(&api, spec_id, "implementing").await;
+        let done = wait_for_status(&api, spec_id, "completed").await;
         assert_eq!(phase_summary(&done), all_completed(), "{spec_id}");
+        let tasks = done["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 4);
+        assert!(
+            tasks.iter().all(|t| t["status"] == "completed"),
+            "{tasks:?}"
+        );
+        // One sandbox per launch: the spec's, and one per task.
         let sandboxes = done["sandboxes"].as_array().unwrap();
         assert_eq!(
-            (
-                sandboxes.len(),
-                &done["recoveries"],
-                &sandboxes[0]["status"]
-            ),
-            (1, &json!(0), &json!("completed")),
-            "one sandbox per launch: {done}"
+            (sandboxes.len(), &done["recoveries"]),
+            (1 + tasks.len(), &json!(0)),
+            "{done}"
         );
-        let sandbox_id = sandboxes[0]["id"].as_str().unwrap();
-        let handle = store
-            .sandbox(sandbox_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .handle
-            .unwrap();
-        if let Some(standby) = store.standby(&handle).await.unwrap() {
-            assert_eq!(standby.state, StandbyState::Delivered);
-            warm += 1;
+        for sandbox in sandboxes {
+            assert_eq!(sandbox["status"], "completed", "{sandbox}");
+            let sandbox_id = sandbox["id"].as_str().unwrap();
+            let handle = store
+                .sandbox(sandbox_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .handle
+                .unwrap();
+            if let Some(standby) = store.standby(&handle).await.unwrap() {
+                assert_eq!(standby.state, StandbyState::Delivered);
+                warm += 1;
+            }
+            assert!(handles.insert(handle.clone()), "{handle} ran two launches");
         }
-        assert!(handles.insert(handle.clone()), "{handle} ran two launches");
     }
-    // Each replica's launches took at least its own two idle standbys (the other replica's
-    // live in another data directory, where its provider cannot put a repository).
-    assert!(warm >= 4, "{warm} of {SPECS} launches were warm");
-    eprintln!("{warm} of {SPECS} launches were warm");
+    // Each replica's spec launches took at least its own two idle standbys (the other
+    // replica's live in another data directory, where its provider cannot put a repository).
+    assert!(warm >= 4, "{warm} of {} launches were warm", handles.len());
+    eprintln!("{warm} of {} launches were warm", handles.len());
 
     // A dies while it has idle standbys; B ends them (its provider cannot manage them).
     eventually(WAIT, "A's pool to refill", || async {
@@ -203,7 +220,7 @@ async fn two_warm_replicas_launch_at_once_without_sharing_a_standby_and_end_a_lo
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{spec}");
-    let done = wait_for_status(&api, spec["id"].as_str().unwrap(), "implementing").await;
+    let done = wait_for_status(&api, spec["id"].as_str().unwrap(), "completed").await;
     assert_eq!(phase_summary(&done), all_completed());
     store.close().await;
 }
