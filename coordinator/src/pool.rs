@@ -176,8 +176,15 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         return;
     }
     let mut backoff: HashMap<String, Instant> = HashMap::new();
+    let mut checked: Option<Instant> = None;
     loop {
-        if let Err(e) = upkeep(&state, &mut backoff).await {
+        // The provider is asked about each waiting standby once per monitor interval, not at
+        // every pass a claim wakes (a burst of claims would ask about the whole pool each time).
+        let ask = checked.is_none_or(|at| at.elapsed() >= state.settings.monitor_interval);
+        if ask {
+            checked = Some(Instant::now());
+        }
+        if let Err(e) = upkeep(&state, &mut backoff, ask).await {
             tracing::error!(error = %e, "keeping the warm pools failed");
         }
         tokio::select! {
@@ -207,9 +214,13 @@ async fn drain(state: &AppState) -> Result<()> {
     Ok(())
 }
 
-/// One pass: ends the standbys that died, went silent or got stuck, then spawns what each pool
-/// lacks (in parallel), and publishes the idle count.
-pub async fn upkeep(state: &AppState, backoff: &mut HashMap<String, Instant>) -> Result<()> {
+/// One pass: ends the standbys that died (asking the provider when `ask`), went silent or got
+/// stuck, then spawns what each pool lacks (in parallel), and publishes the idle count.
+pub async fn upkeep(
+    state: &AppState,
+    backoff: &mut HashMap<String, Instant>,
+    ask: bool,
+) -> Result<()> {
     let now = now_ms();
     let mut waiting: BTreeMap<String, u32> = BTreeMap::new();
     let mut idle = 0u64;
@@ -231,7 +242,7 @@ pub async fn upkeep(state: &AppState, backoff: &mut HashMap<String, Instant>) ->
             {
                 Some("its assignment was never fetched".to_string())
             }
-            StandbyState::Starting | StandbyState::Idle => match &standby.handle {
+            StandbyState::Starting | StandbyState::Idle if ask => match &standby.handle {
                 Some(handle) => match state.provider.status(&SandboxHandle(handle.clone())).await {
                     Ok(ProviderStatus::Running) => None,
                     Ok(status) => Some(format!("the standby {status} before its assignment")),
