@@ -105,6 +105,8 @@ log "coordinator memory with 1,000 specs"
 
 log "scheduler: 1,000 no-op tasks through the local provider"
 "$bench" scheduler --omoi "$omoi" --worker "$worker" >> "$figures"
+log "scheduler: the same with a warm pool of 64 standbys (the stand-in in standby mode)"
+"$bench" scheduler --omoi "$omoi" --worker "$worker" --warm-pool 64 >> "$figures"
 
 log "dashboard: graph layout of 1,000 tasks"
 cargo bench --locked -p omoi-coordinator --bench dashboard 2>/dev/null | grep '^{' >> "$figures"

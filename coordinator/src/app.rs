@@ -54,6 +54,13 @@ pub struct Settings {
     pub warm_pool: u32,
     /// How long a standby waits for an assignment before its worker exits.
     pub standby_idle_secs: u64,
+    /// How often a waiting assignment poll looks at the store besides its wake-ups (this
+    /// replica's claims, and the other replicas' through the relay): the safety net for a lost
+    /// notification.
+    pub standby_recheck: Duration,
+    /// Silence after which another replica counts as lost and its waiting standbys are taken
+    /// over; each replica records that it is alive several times within it.
+    pub replica_lost_after: Duration,
 }
 
 impl Settings {
@@ -74,6 +81,8 @@ impl Settings {
             replica_id: crate::store::new_id(),
             warm_pool: 0,
             standby_idle_secs: 600,
+            standby_recheck: Duration::from_secs(2),
+            replica_lost_after: Duration::from_secs(30),
         }
     }
 
@@ -89,6 +98,8 @@ pub struct AppInner {
     pub store: Store,
     pub hub: Hub,
     pub provider: Arc<dyn Provider>,
+    /// Where the provider's sandboxes live (`Provider::scope`), read once at start.
+    pub provider_scope: Option<String>,
     pub settings: Settings,
     pub metrics: Metrics,
     /// Cancelled when the server shuts down (ends live streams and the monitor).
@@ -116,6 +127,7 @@ impl AppState {
         AppState(Arc::new(AppInner {
             store,
             hub: Hub::default(),
+            provider_scope: provider.scope(),
             provider,
             settings,
             metrics: Metrics::default(),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer, from the ground up.
-const LAYERS: [(&str, u8); 30] = [
+const LAYERS: [(&str, u8); 31] = [
     ("error", 0),
     ("repo", 0),
     ("secret", 0),
@@ -28,6 +28,7 @@ const LAYERS: [(&str, u8); 30] = [
     ("task_context", 3),
     ("launch", 3),
     ("pool", 3),
+    ("presence", 3),
     ("relay", 3),
     ("review", 3),
     ("api", 4),

@@ -17,6 +17,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod model;
 pub mod pool;
+pub mod presence;
 pub mod pull_request;
 pub mod relay;
 pub mod repo;

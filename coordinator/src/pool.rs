@@ -10,9 +10,9 @@
 //! worker started with that environment would. An empty pool is a cold start.
 //!
 //! The upkeep ([`run`]) keeps `Settings::warm_pool` standbys starting or idle per image on
-//! each coordinator (a replica keeps its own), replaces those that died or went silent while
-//! idle, and ends those that never registered or were claimed but never fetched their
-//! assignment. A standby that dies after its assignment was fetched is an ordinary sandbox:
+//! each coordinator (a replica keeps its own, and those it adopted from a lost replica: see
+//! `presence`), replaces those that died or went silent while idle, and ends those that never
+//! registered or were claimed but never fetched their assignment. A standby that dies after its assignment was fetched is an ordinary sandbox:
 //! liveness finds it lost and recovers as for any other.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,7 +28,7 @@ use crate::sandbox::{
     Limits, OWNER, OWNER_LABEL, ProviderStatus, SANDBOX_LABEL, SandboxHandle, SpawnRequest,
     pool_label_value,
 };
-use crate::store::{NewStandby, Standby, StandbyState, new_id, now_ms};
+use crate::store::{NewStandby, Reach, Standby, StandbyState, new_id, now_ms};
 
 pub use crate::sandbox::POOL_LABEL;
 /// A standby heard within this long may be claimed; one silent for longer is replaced. Its
@@ -64,7 +64,7 @@ pub struct Started {
 }
 
 /// Whether this coordinator keeps warm pools: a size, and the key that seals assignments.
-fn warm(state: &AppState) -> bool {
+pub fn keeps_pools(state: &AppState) -> bool {
     state.settings.warm_pool > 0 && state.store.has_secret_key()
 }
 
@@ -79,7 +79,7 @@ pub fn pool_key(image: Option<&str>) -> &str {
 /// A request that names its project's own image pull secrets starts cold: standbys are made with
 /// the server's pull secrets only, so they never hold an image pulled with a project's credential.
 pub async fn start(state: &AppState, request: SpawnRequest) -> Result<Started> {
-    if warm(state) && request.image_pull_secrets.is_empty() {
+    if keeps_pools(state) && request.image_pull_secrets.is_empty() {
         let started = match state.provider.warm_pools() {
             Some(pools) => start_claimed(state, pools, &request).await?,
             None => start_warm(state, &request).await?,
@@ -102,11 +102,20 @@ async fn start_warm(state: &AppState, request: &SpawnRequest) -> Result<Option<S
     let key = pool_key(request.image.as_deref());
     remember_pool(state, key);
     let provider = state.provider.name();
+    // A standby into which the repository is put must be one this replica's provider reaches.
+    let reach = if request.repo.is_some() && !state.provider.clones_repository() {
+        Reach::Scope {
+            replica_id: &state.settings.replica_id,
+            scope: state.provider_scope.as_deref(),
+        }
+    } else {
+        Reach::Any
+    };
     for _ in 0..CLAIM_TRIES {
         let fresh_since = now_ms().saturating_sub(millis(FRESH));
         let Some(standby) = state
             .store
-            .claim_standby(provider, key, fresh_since)
+            .claim_standby(provider, key, fresh_since, reach)
             .await?
         else {
             return Ok(None);
@@ -227,7 +236,7 @@ async fn release(pools: &dyn WarmPools, request: &SpawnRequest) {
 }
 
 /// Adds `key` to the pools this coordinator keeps (up to [`MAX_POOLS`]).
-fn remember_pool(state: &AppState, key: &str) {
+pub fn remember_pool(state: &AppState, key: &str) {
     let mut images = state
         .pool_images
         .lock()
@@ -247,15 +256,22 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             "--warm-pool needs the operator's key (assignments are stored sealed): no warm pool"
         );
     }
-    if !warm(&state) {
+    if !keeps_pools(&state) {
         return;
     }
     let mut backoff: HashMap<String, Instant> = HashMap::new();
     let mut kept: HashSet<String> = HashSet::new();
+    let mut checked: Option<Instant> = None;
     loop {
+        // The provider is asked about each waiting standby once per monitor interval, not at
+        // every pass a claim wakes (a burst of claims would ask about the whole pool each time).
+        let ask = checked.is_none_or(|at| at.elapsed() >= state.settings.monitor_interval);
+        if ask {
+            checked = Some(Instant::now());
+        }
         let kept_up = match state.provider.warm_pools() {
             Some(pools) => keep_provider_pools(&state, pools, &mut kept).await,
-            None => upkeep(&state, &mut backoff).await,
+            None => upkeep(&state, &mut backoff, ask).await,
         };
         if let Err(e) = kept_up {
             tracing::error!(error = %e, "keeping the warm pools failed");
@@ -287,9 +303,13 @@ async fn drain(state: &AppState) -> Result<()> {
     Ok(())
 }
 
-/// One pass: ends the standbys that died, went silent or got stuck, then spawns what each pool
-/// lacks (in parallel), and publishes the idle count.
-pub async fn upkeep(state: &AppState, backoff: &mut HashMap<String, Instant>) -> Result<()> {
+/// One pass: ends the standbys that died (asking the provider when `ask`), went silent or got
+/// stuck, then spawns what each pool lacks (in parallel), and publishes the idle count.
+pub async fn upkeep(
+    state: &AppState,
+    backoff: &mut HashMap<String, Instant>,
+    ask: bool,
+) -> Result<()> {
     let now = now_ms();
     let mut waiting: BTreeMap<String, u32> = BTreeMap::new();
     let mut idle = 0u64;
@@ -311,7 +331,7 @@ pub async fn upkeep(state: &AppState, backoff: &mut HashMap<String, Instant>) ->
             {
                 Some("its assignment was never fetched".to_string())
             }
-            StandbyState::Starting | StandbyState::Idle => match &standby.handle {
+            StandbyState::Starting | StandbyState::Idle if ask => match &standby.handle {
                 Some(handle) => match state.provider.status(&SandboxHandle(handle.clone())).await {
                     Ok(ProviderStatus::Running) => None,
                     Ok(status) => Some(format!("the standby {status} before its assignment")),

@@ -1,9 +1,11 @@
 //! The relay between replicas: hears the notices the other coordinators send through the
 //! database (PostgreSQL `LISTEN/NOTIFY`) and feeds them to this replica's hub, so a live stream
-//! here carries what any replica ingested. Nothing to do on SQLite (one coordinator).
+//! here carries what any replica ingested, and wakes the standby polls waiting here for an
+//! assignment another replica stored. Nothing to do on SQLite (one coordinator).
 //!
 //! Invariant: a gap in what the relay heard (its connection was lost) makes every stream read
-//! the store again after the last cursor it sent, so no event is skipped.
+//! the store again after the last cursor it sent, so no event is skipped, and every waiting
+//! standby poll look at the store, so no assignment waits for its poll's slow re-check.
 
 use std::time::Duration;
 
@@ -42,7 +44,13 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                     tracing::warn!(error = %e, "relaying a notice failed");
                 }
             }
-            Ok(Heard::Gap) => state.hub.publish_all(&StreamItem::Reread),
+            // A standby's poll, wherever its assignment was stored, wakes at once.
+            Ok(Heard::Standby(id)) => state.standby_wakers.wake(&id),
+            Ok(Heard::Gap) => {
+                state.hub.publish_all(&StreamItem::Reread);
+                // An assignment may have been missed: every waiting poll reads the store.
+                state.standby_wakers.wake_all();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "listening to the other replicas failed");
                 listener = None;

@@ -22,6 +22,7 @@ use crate::app::AppState;
 use crate::dashboard;
 use crate::liveness;
 use crate::pool;
+use crate::presence;
 use crate::relay;
 use crate::scheduler;
 
@@ -75,6 +76,7 @@ pub async fn serve_with(
     let scheduler = tokio::spawn(scheduler::run(state.clone(), shutdown.clone()));
     let relay = tokio::spawn(relay::run(state.clone(), shutdown.clone()));
     let pools = tokio::spawn(pool::run(state.clone(), shutdown.clone()));
+    let presence = tokio::spawn(presence::run(state.clone(), shutdown.clone()));
     let stop = state.shutdown.clone();
     let linked = shutdown.clone();
     tokio::spawn(async move {
@@ -87,6 +89,7 @@ pub async fn serve_with(
     let _ = scheduler.await;
     let _ = relay.await;
     let _ = pools.await;
+    let _ = presence.await;
     result
 }
 

@@ -43,6 +43,17 @@ impl Wakers {
             notify.notify_one();
         }
     }
+
+    /// Wakes every waiter (after a gap in what this process heard).
+    pub fn wake_all(&self) {
+        let keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for notify in keys.values().filter_map(Weak::upgrade) {
+            notify.notify_one();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -65,6 +76,13 @@ mod tests {
                 .await
                 .is_err()
         );
+        // Everyone waiting wakes on `wake_all`.
+        wakers.wake_all();
+        for waiter in [&a, &b] {
+            tokio::time::timeout(Duration::from_secs(1), waiter.notified())
+                .await
+                .unwrap();
+        }
         // A key nobody waits on holds nothing.
         wakers.wake("c");
         drop(b);

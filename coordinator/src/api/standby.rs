@@ -19,9 +19,6 @@ use crate::store::{NewStandby, Standby, StandbyState};
 
 /// The longest an assignment poll may wait.
 pub const MAX_WAIT_SECS: u64 = 30;
-/// How often a waiting poll looks at the store besides its wake-up (a claim by another replica
-/// reaches it this way).
-const RECHECK: Duration = Duration::from_millis(250);
 
 /// `?wait_secs=N` of the assignment poll.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -226,7 +223,9 @@ pub(super) async fn assignment(
                 return Err(error);
             }
         }
-        let recheck = (tokio::time::Instant::now() + RECHECK).min(deadline);
+        // The wake-up comes from this replica's claim or, through the relay, another's; the
+        // re-check only covers a notification lost on the way.
+        let recheck = (tokio::time::Instant::now() + state.settings.standby_recheck).min(deadline);
         tokio::select! {
             () = waiter.notified() => {}
             () = tokio::time::sleep_until(recheck) => {}

@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// `-`; at most 63), e.g. the pod name; a fresh id when unset.
     #[arg(long, env = "OMOI_REPLICA_ID")]
     pub replica_id: Option<String>,
+    /// Silence (2 to 3,600 s) after which another replica on the database counts as lost: its
+    /// waiting standbys are adopted by a replica whose provider can manage them, else ended.
+    /// Each replica records that it is alive several times within it.
+    #[arg(long, env = "OMOI_REPLICA_LOST_SECS", default_value_t = 30)]
+    pub replica_lost_secs: u64,
     /// Worker environment for every sandbox, `NAME=VALUE` (repeatable), e.g. `OMOI_LLM=anthropic`;
     /// a bare `NAME` takes the value of that variable of this process (for keys: the server
     /// erases them from its environment and command line once read).
@@ -77,7 +82,8 @@ pub struct ServeArgs {
     #[arg(long = "allow-local-repos", value_name = "DIR")]
     pub allow_local_repos: Vec<PathBuf>,
     /// Standby sandboxes kept ready per image (0 to 64): a launch takes one that already runs
-    /// instead of starting one, and an empty pool starts cold. Each replica keeps its own.
+    /// instead of starting one, and an empty pool starts cold. Each replica keeps its own (and
+    /// those it takes over from a lost replica).
     #[arg(long, env = "OMOI_WARM_POOL", default_value_t = 0)]
     pub warm_pool: u32,
     /// How long a standby sandbox waits for an assignment before its worker exits (it is then
@@ -465,6 +471,12 @@ impl ServeArgs {
                 self.standby_idle_secs
             )));
         }
+        if !(2..=3_600).contains(&self.replica_lost_secs) {
+            return Err(CliError::Config(format!(
+                "--replica-lost-secs {} is not from 2 to 3600",
+                self.replica_lost_secs
+            )));
+        }
         if self.provider == ProviderKind::Kubernetes && self.public_url.is_none() {
             return Err(CliError::Config(
                 "--provider kubernetes needs --public-url: the address at which pods reach this \
@@ -514,6 +526,7 @@ impl ServeArgs {
         settings.max_recoveries = self.max_recoveries;
         settings.warm_pool = self.warm_pool;
         settings.standby_idle_secs = self.standby_idle_secs;
+        settings.replica_lost_after = Duration::from_secs(self.replica_lost_secs);
         if let Some(id) = self.replica_id {
             settings.replica_id = replica_id(id)?;
         }
@@ -900,6 +913,16 @@ mod tests {
             assert_eq!(
                 refused(&["--standby-idle-secs", bad]),
                 format!("--standby-idle-secs {bad} is not from 1 to 86400")
+            );
+        }
+        let lost = serve_args(&["--replica-lost-secs", "5"])
+            .validate()
+            .unwrap();
+        assert_eq!(lost.settings.replica_lost_after, Duration::from_secs(5));
+        for bad in ["0", "1", "3601"] {
+            assert_eq!(
+                refused(&["--replica-lost-secs", bad]),
+                format!("--replica-lost-secs {bad} is not from 2 to 3600")
             );
         }
         let negative = Cli::try_parse_from(["omoi", "serve", "--warm-pool", "-1"]);

@@ -419,6 +419,17 @@ impl Provider for DockerProvider {
         "docker"
     }
 
+    fn scope(&self) -> Option<String> {
+        // The same Engine (its socket on one boot of one machine) and the same instance (one
+        // data directory: the containers' label, network and logs).
+        Some(format!(
+            "docker:{}:{}:{}",
+            super::boot_id()?,
+            self.inner.config.socket.display(),
+            self.inner.instance
+        ))
+    }
+
     fn spawn(&self, request: SpawnRequest) -> BoxFuture<'_, Result<SandboxHandle, SandboxError>> {
         self.spawn_inner(request).boxed()
     }

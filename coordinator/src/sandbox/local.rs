@@ -208,6 +208,13 @@ impl Provider for LocalProvider {
         "local"
     }
 
+    fn scope(&self) -> Option<String> {
+        // The same machine and boot (pids, `/proc`) and the same data directory (each
+        // sandbox's `sandbox.json` and workspace).
+        let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        Some(format!("local:{}:{}", super::boot_id()?, root.display()))
+    }
+
     fn spawn(&self, request: SpawnRequest) -> BoxFuture<'_, Result<SandboxHandle, SandboxError>> {
         self.spawn_inner(request).boxed()
     }

@@ -175,6 +175,14 @@ pub trait Provider: Send + Sync + fmt::Debug {
         labels: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<Vec<ListedSandbox>, SandboxError>>;
 
+    /// Where this provider's sandboxes live, named so that another coordinator's provider with
+    /// the same scope can watch, use and stop them by their handles: a replica takes over the
+    /// waiting standbys of a lost replica of the same scope, and ends those of any other.
+    /// `None` (the default): no other coordinator can manage them.
+    fn scope(&self) -> Option<String> {
+        None
+    }
+
     /// The address at which sandboxes reach this host, when it is not the host's own (a container
     /// network's gateway): the server also listens there. `None` for sandboxes on the host.
     fn sandbox_host(&self) -> Option<IpAddr> {
@@ -255,6 +263,15 @@ pub async fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, Sandbox
         }
         ProviderConfig::Daytona(config) => Arc::new(DaytonaProvider::start(config.clone()).await?),
     })
+}
+
+/// This machine's current boot (`/proc/sys/kernel/random/boot_id`): processes, local paths and a
+/// local Engine's socket mean the same only to coordinators of one boot of one machine.
+pub(crate) fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]

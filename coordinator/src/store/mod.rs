@@ -10,6 +10,7 @@ mod bridge;
 mod events;
 mod overview;
 pub mod postgres;
+mod presence;
 mod review;
 mod sandboxes;
 mod sealing;
@@ -36,12 +37,13 @@ use crate::secret::SecretKey;
 pub use accounts::{NewProject, Revoked, TokenRecord};
 pub use events::{IngestOutcome, TOKEN_GRACE_MS};
 pub use overview::TALLIED_KINDS;
+pub use presence::{Presence, Replica};
 pub use review::ReviewedOutput;
 pub use sandboxes::NewSandbox;
 pub use sealing::ClearSecrets;
 pub use sessions::SessionKind;
 pub use specs::ExecutionClaim;
-pub use standby::{NewStandby, Standby, StandbyState};
+pub use standby::{NewStandby, Reach, Standby, StandbyState};
 pub use tasks::{AttemptEnd, ClaimLimits, ClaimedTask, PublishCandidate, TaskPolicy};
 
 /// What differs between the supported databases.
@@ -79,6 +81,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// The statement that tells the other coordinators a [`Notice`] (`$1`, its JSON) when the
     /// transaction it runs in commits (PostgreSQL: `pg_notify`); `None` for a single coordinator.
     fn notify_sql(&self) -> Option<&'static str>;
+    /// The notification channel on which an assigned standby's id is sent when the assignment
+    /// commits, so a poll waiting on any coordinator wakes at once (PostgreSQL); `None` for a
+    /// single coordinator.
+    fn standby_channel(&self) -> Option<&'static str>;
 }
 
 /// The coordinator's database.

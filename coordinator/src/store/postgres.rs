@@ -10,6 +10,9 @@ use crate::hub::Notice;
 
 /// The notification channel of omoi's notices.
 pub const CHANNEL: &str = "omoi_stream";
+/// The notification channel of assigned standbys (the payload: the standby's id), apart from
+/// [`CHANNEL`] so a replica of an earlier release, which listens there only, never hears it.
+pub const STANDBY_CHANNEL: &str = "omoi_standby";
 
 /// A PostgreSQL server.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +64,16 @@ impl Backend for Postgres {
                 8,
                 "project image pull secrets",
                 include_str!("../../migrations/postgres/0008_project_pull_secrets.sql"),
+            ),
+            (
+                9,
+                "replica presence",
+                include_str!("../../migrations/postgres/0009_replica_presence.sql"),
+            ),
+            (
+                10,
+                "standby handle",
+                include_str!("../../migrations/postgres/0010_standby_handle.sql"),
             ),
         ])
     }
@@ -114,18 +127,24 @@ impl Backend for Postgres {
     fn notify_sql(&self) -> Option<&'static str> {
         Some("SELECT pg_notify('omoi_stream', $1)")
     }
+
+    fn standby_channel(&self) -> Option<&'static str> {
+        Some(STANDBY_CHANNEL)
+    }
 }
 
 /// What the listener heard.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Heard {
     Notice(Notice),
+    /// A standby's assignment was stored (its id).
+    Standby(String),
     /// The connection was lost and is opened again by the next `recv`: notices sent meanwhile
     /// are missed.
     Gap,
 }
 
-/// A dedicated connection listening on [`CHANNEL`] (sqlx's listener needs the PostgreSQL
+/// A dedicated connection listening on [`CHANNEL`] and [`STANDBY_CHANNEL`] (sqlx's listener needs the PostgreSQL
 /// driver itself, not `Any`).
 #[derive(Debug)]
 pub struct Listener(PgListener);
@@ -134,7 +153,7 @@ impl Listener {
     /// Connects to `url` and listens.
     pub async fn connect(url: &str) -> Result<Listener> {
         let mut listener = PgListener::connect(url).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, STANDBY_CHANNEL]).await?;
         Ok(Listener(listener))
     }
 
@@ -144,6 +163,9 @@ impl Listener {
             let Some(notification) = self.0.try_recv().await? else {
                 return Ok(Heard::Gap);
             };
+            if notification.channel() == STANDBY_CHANNEL {
+                return Ok(Heard::Standby(notification.payload().to_string()));
+            }
             match parse_notice(notification.payload()) {
                 Some(notice) => return Ok(Heard::Notice(notice)),
                 None => tracing::warn!(

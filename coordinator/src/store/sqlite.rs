@@ -55,6 +55,16 @@ impl Backend for Sqlite {
                 "project image pull secrets",
                 include_str!("../../migrations/sqlite/0008_project_pull_secrets.sql"),
             ),
+            (
+                9,
+                "replica presence",
+                include_str!("../../migrations/sqlite/0009_replica_presence.sql"),
+            ),
+            (
+                10,
+                "standby handle",
+                include_str!("../../migrations/sqlite/0010_standby_handle.sql"),
+            ),
         ])
     }
 
@@ -109,6 +119,10 @@ impl Backend for Sqlite {
     }
 
     fn notify_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn standby_channel(&self) -> Option<&'static str> {
         None
     }
 }

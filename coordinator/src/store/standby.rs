@@ -64,6 +64,8 @@ pub struct Standby {
     pub id: String,
     /// The image it runs; empty for the provider's default.
     pub pool: String,
+    /// The kind of provider that runs it.
+    pub provider: String,
     /// The coordinator that spawned it.
     pub replica_id: String,
     /// The provider's handle, once spawned.
@@ -77,6 +79,21 @@ pub struct Standby {
     pub claimed_ms: Option<i64>,
 }
 
+/// Which standbys a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    /// Any replica's: the claim only hands over an assignment (the worker clones the
+    /// repository, or the launch has none).
+    Any,
+    /// Those of `replica_id` and of the replicas whose provider has `scope` (`Provider::scope`):
+    /// the claim puts the repository into the standby, which only a provider that can reach it
+    /// does. `None`: only `replica_id`'s own.
+    Scope {
+        replica_id: &'a str,
+        scope: Option<&'a str>,
+    },
+}
+
 /// A new standby to record.
 #[derive(Debug, Clone, Copy)]
 pub struct NewStandby<'a> {
@@ -86,14 +103,15 @@ pub struct NewStandby<'a> {
     pub replica_id: &'a str,
 }
 
-const COLUMNS: &str =
-    "id, pool, replica_id, handle, state, created_ms, registered_ms, seen_ms, claimed_ms";
+pub(super) const COLUMNS: &str = "id, pool, provider, replica_id, handle, state, created_ms, \
+     registered_ms, seen_ms, claimed_ms";
 
-fn standby(row: &AnyRow) -> Result<Standby> {
+pub(super) fn standby(row: &AnyRow) -> Result<Standby> {
     let state: String = row.try_get("state")?;
     Ok(Standby {
         id: row.try_get("id")?,
         pool: row.try_get("pool")?,
+        provider: row.try_get("provider")?,
         replica_id: row.try_get("replica_id")?,
         handle: row.try_get("handle")?,
         state: StandbyState::parse(&state)?,
@@ -226,31 +244,44 @@ impl Store {
         Ok(())
     }
 
-    /// Takes one idle standby of `pool` on `provider` heard since `seen_since_ms`, the one
-    /// waiting longest, in one statement: it is `claimed` by this call and no other.
+    /// Takes one idle standby of `pool` on `provider` heard since `seen_since_ms` within
+    /// `reach`, the one waiting longest, in one statement: it is `claimed` by this call and no
+    /// other.
     pub async fn claim_standby(
         &self,
         provider: &str,
         pool: &str,
         seen_since_ms: i64,
+        reach: Reach<'_>,
     ) -> Result<Option<Standby>> {
+        let (within, replica_id, scope) = match reach {
+            Reach::Any => ("", None, None),
+            Reach::Scope { replica_id, scope } => (
+                "AND (t.replica_id = $5 OR t.replica_id IN
+                      (SELECT r.id FROM replicas r WHERE r.provider_scope = $6))",
+                Some(replica_id),
+                scope,
+            ),
+        };
         let sql = format!(
             "UPDATE standby_sandboxes SET state = 'claimed', claimed_ms = $1
              WHERE id = (SELECT t.id FROM standby_sandboxes t
                          WHERE t.provider = $2 AND t.pool = $3 AND t.state = 'idle'
-                           AND t.handle IS NOT NULL AND t.seen_ms >= $4
+                           AND t.handle IS NOT NULL AND t.seen_ms >= $4 {within}
                          ORDER BY t.registered_ms, t.id LIMIT 1 {lock})
                AND state = 'idle'
              RETURNING {COLUMNS}",
             lock = self.backend.claim_lock_clause(),
         );
-        let row = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(now_ms())
             .bind(provider)
             .bind(pool)
-            .bind(seen_since_ms)
-            .fetch_optional(&self.pool)
-            .await?;
+            .bind(seen_since_ms);
+        if let Some(replica_id) = replica_id {
+            query = query.bind(replica_id).bind(scope);
+        }
+        let row = query.fetch_optional(&self.pool).await?;
         row.as_ref().map(standby).transpose()
     }
 
@@ -290,16 +321,35 @@ impl Store {
         let sealed = key
             .seal(&json)
             .map_err(|e| Error::Internal(format!("sealing an assignment: {e}")))?;
-        let done = sqlx::query(
-            "UPDATE standby_sandboxes SET state = 'assigned', assignment = $2, sandbox_id = $3
-             WHERE id = $1 AND state = 'claimed'",
-        )
-        .bind(id)
-        .bind(sealed)
-        .bind(sandbox_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let update = "UPDATE standby_sandboxes SET state = 'assigned', assignment = $2, \
+                      sandbox_id = $3 WHERE id = $1 AND state = 'claimed'";
+        let assigned = match self.backend.standby_channel() {
+            // One statement: the notification goes out when the assignment commits, and only
+            // if it was made.
+            Some(channel) => {
+                let sql = format!(
+                    "WITH done AS ({update} RETURNING id)
+                     SELECT count(*) AS n FROM (SELECT pg_notify('{channel}', id) FROM done) w"
+                );
+                let n: i64 = sqlx::query_scalar(&sql)
+                    .bind(id)
+                    .bind(sealed)
+                    .bind(sandbox_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                n
+            }
+            None => {
+                let done = sqlx::query(update)
+                    .bind(id)
+                    .bind(sealed)
+                    .bind(sandbox_id)
+                    .execute(&self.pool)
+                    .await?;
+                i64::try_from(done.rows_affected()).unwrap_or(i64::MAX)
+            }
+        };
+        Ok(assigned == 1)
     }
 
     /// The assignment of standby `id`, if it is `assigned`: the same statement marks it

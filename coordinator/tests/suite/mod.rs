@@ -37,4 +37,6 @@ mod stream;
 mod tasks_e2e;
 mod warm_pools;
 mod warm_pools_claims;
+mod warm_replica_loss;
+mod warm_replicas;
 mod worker_e2e;

@@ -24,23 +24,25 @@ use super::worker_e2e::{
 };
 
 /// A free local address (bound, then released for the process to take).
-fn free_addr() -> SocketAddr {
+pub(super) fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
 
 /// What an `omoi serve` process of the test is started with.
-struct Serve<'a> {
-    name: &'a str,
-    addr: SocketAddr,
-    database: &'a str,
-    public_url: &'a str,
-    dir: &'a Path,
-    script: &'a Path,
+pub(super) struct Serve<'a> {
+    pub name: &'a str,
+    pub addr: SocketAddr,
+    pub database: &'a str,
+    pub public_url: &'a str,
+    pub dir: &'a Path,
+    pub script: &'a Path,
+    /// More flags of `omoi serve`.
+    pub extra: &'a [String],
 }
 
 /// Starts `omoi serve` as a child process (killed when dropped); waits until it answers.
-async fn serve(how: &Serve<'_>) -> Child {
+pub(super) async fn serve(how: &Serve<'_>) -> Child {
     let log = std::fs::File::create(how.dir.join(format!("{}.log", how.name))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_omoi"))
         .arg("serve")
@@ -52,7 +54,7 @@ async fn serve(how: &Serve<'_>) -> Child {
         .args(["--public-url", how.public_url])
         .arg("--data-dir")
         .arg(how.dir.join(format!("data-{}", how.name)))
-        .args(["--heartbeat-secs", "1", "--max-running-tasks", "0"])
+        .args(["--heartbeat-secs", "1"])
         .args(["--replica-id", how.name])
         // The sample repository is the one local repository the replicas accept.
         .arg("--allow-local-repos")
@@ -61,6 +63,14 @@ async fn serve(how: &Serve<'_>) -> Child {
         .arg("--worker-env")
         .arg(format!("OMOI_SCRIPT={}", how.script.display()))
         .args(["--worker-env", "OMOI_RETRY_BASE_MS=10"])
+        .args(how.extra)
+        .args(
+            // No task runs unless the test says how many may.
+            (!how.extra.iter().any(|a| a == "--max-running-tasks"))
+                .then_some(["--max-running-tasks", "0"])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -93,6 +103,7 @@ async fn a_replica_killed_mid_spec_costs_nothing_and_rejoins_without_acting_twic
         public_url: &proxy.url,
         dir: tmp.path(),
         script: &script,
+        extra: &[],
     };
     let mut a = serve(&replica("a", addr_a)).await;
     let _b = serve(&replica("b", addr_b)).await;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use omoi_coordinator::sandbox::local::LocalProvider;
 use omoi_coordinator::sandbox::{Provider, SandboxHandle};
-use omoi_coordinator::store::{NewStandby, Store, now_ms};
+use omoi_coordinator::store::{NewStandby, Reach, Store, now_ms};
 use pretty_assertions::assert_eq;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -600,7 +600,7 @@ async fn race_two_claimers(db: &TestDb) {
     let claim_all = |store: Store| async move {
         let mut claimed = Vec::new();
         while let Some(standby) = store
-            .claim_standby("local", "", now_ms() - 60_000)
+            .claim_standby("local", "", now_ms() - 60_000, Reach::Any)
             .await
             .unwrap()
         {
@@ -621,7 +621,9 @@ async fn race_two_claimers(db: &TestDb) {
     // Another pool or a stale standby is never taken.
     idle_standbys(&b, 0).await;
     assert_eq!(
-        a.claim_standby("local", "other-image", 0).await.unwrap(),
+        a.claim_standby("local", "other-image", 0, Reach::Any)
+            .await
+            .unwrap(),
         None
     );
     a.close().await;

@@ -481,6 +481,20 @@ impl Provider for KubernetesProvider {
         "kubernetes"
     }
 
+    fn scope(&self) -> Option<String> {
+        // Replicas of one deployment share the namespace and the instance (they watch and list
+        // the same objects). Another cluster under the same names is told apart by its answers:
+        // a standby adopted there is "not found" and ended at the next upkeep.
+        let api = match self.inner.config.api {
+            KubernetesApi::Pod => "pod",
+            KubernetesApi::Sandbox => "sandbox",
+        };
+        Some(format!(
+            "kubernetes:{api}:{}:{}",
+            self.inner.config.namespace, self.inner.config.instance
+        ))
+    }
+
     fn spawn(&self, request: SpawnRequest) -> BoxFuture<'_, Result<SandboxHandle, SandboxError>> {
         self.spawn_inner(request).boxed()
     }

@@ -427,6 +427,11 @@ impl Provider for FakeProvider {
         "local"
     }
 
+    fn scope(&self) -> Option<String> {
+        // Replicas given one fake share its sandboxes; two fakes share nothing.
+        Some(format!("fake:{:p}", std::ptr::from_ref(self)))
+    }
+
     fn spawn(&self, request: SpawnRequest) -> BoxFuture<'_, Result<SandboxHandle, SandboxError>> {
         async move {
             let mut inner = self.inner.lock().unwrap();

@@ -13,6 +13,7 @@ mod sandbox;
 mod scheduler;
 mod server;
 mod stand_in;
+mod standby;
 mod stream;
 mod worker;
 
@@ -32,6 +33,7 @@ fn main() {
         Some("sandbox-start") => sandbox::run(&args[1..]),
         Some("dashboard") => dashboard::run(&args[1..]),
         Some("fake-kube") => fake_kube::run(&args[1..]),
+        Some("standby-stand-in") => standby::run(),
         Some("table") => table(&args[1..]),
         _ => Err("usage: omoi-bench worker --worker PATH [--runs N] | \
                   ingest [--database URL] [--replicas 1|2] [--label NAME] [--senders N] \
@@ -39,7 +41,8 @@ fn main() {
                   stream [--database URL] [--replicas 1|2] [--subscribers N] [--events N] \
                   [--batch N] [--interval-ms N] [--runs N] | \
                   execute --worker PATH [--runs N] | memory [--specs N] [--runs N] | \
-                  scheduler --worker PATH [--tasks N] [--running N] [--runs N] | \
+                  scheduler --worker PATH [--tasks N] [--running N] [--runs N] \
+                  [--warm-pool N] | \
                   dashboard --worker PATH [--tasks N] [--runs N] | \
                   fake-kube --dir DIR [--image NAME=BINARY]… | \
                   table FIGURES.jsonl RESULTS.json"

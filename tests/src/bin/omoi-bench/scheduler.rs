@@ -7,6 +7,11 @@
 //! scheduler claims each ready task and starts a real process for it (the stand-in in task
 //! mode), which announces itself; this process then reports that task started and completed
 //! (a no-op), which makes the next tasks ready. Senders are tasks of this one process.
+//!
+//! With `--warm-pool N` the server keeps N standby sandboxes (the stand-in in standby mode:
+//! it registers and long-polls as the worker does) and the run starts once the pool is full:
+//! each launch claims a standby, puts the repository into it and hands it its assignment, or
+//! starts cold when the pool is empty.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
@@ -23,14 +28,16 @@ use crate::stand_in::{self, Sandbox};
 use crate::{Result, figure, flag};
 
 /// `omoi-bench scheduler --worker PATH [--omoi PATH] [--tasks 1000] [--running 100] [--runs 3]
-/// [--wrap "COMMAND ARGS"]`; `--running` is the server's limit of running tasks (total and per
-/// project); `--wrap` runs the server under another program (a profiler).
+/// [--warm-pool N] [--wrap "COMMAND ARGS"]`; `--running` is the server's limit of running tasks
+/// (total and per project); `--warm-pool` the server's pool size; `--wrap` runs the server under
+/// another program (a profiler).
 pub fn run(args: &[String]) -> Result<()> {
     let omoi = omoi_binary(flag(args, "--omoi"))?;
     let worker = flag(args, "--worker").ok_or("--worker PATH is required")?;
     let tasks: usize = flag(args, "--tasks").unwrap_or("1000").parse()?;
     let running: u32 = flag(args, "--running").unwrap_or("100").parse()?;
     let runs: usize = flag(args, "--runs").unwrap_or("3").parse()?;
+    let warm: u32 = flag(args, "--warm-pool").unwrap_or("0").parse()?;
     let wrap = crate::server::wrap_flag(args);
     if tasks < 3 {
         return Err("--tasks must be at least 3 (a root, the middle, a sink)".into());
@@ -41,20 +48,26 @@ pub fn run(args: &[String]) -> Result<()> {
     runtime.block_on(async {
         let (mut rates, mut cpu, mut bridge) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let run = one_run(&omoi, &final_spec, tasks, running, &wrap).await?;
+            let run = one_run(&omoi, &final_spec, tasks, running, warm, &wrap).await?;
             eprintln!(
                 "bench: scheduler: {tasks} tasks dispatched in {:.2} s ({:.0}/s), bridge {:.0} ms, \
-                 coordinator CPU {:.2} ms per task",
+                 coordinator CPU {:.2} ms per task, {} warm",
                 run.dispatch_secs,
                 tasks as f64 / run.dispatch_secs,
                 run.bridge_ms,
-                run.cpu_ms_per_task
+                run.cpu_ms_per_task,
+                run.warm
             );
             rates.push(tasks as f64 / run.dispatch_secs);
             cpu.push(run.cpu_ms_per_task);
             bridge.push(run.bridge_ms);
         }
-        let shape = format!("{tasks} no-op tasks, wide graph, ≤ {running} running");
+        let pool = if warm > 0 {
+            format!(", warm pool of {warm}")
+        } else {
+            String::new()
+        };
+        let shape = format!("{tasks} no-op tasks, wide graph, ≤ {running} running{pool}");
         figure(
             &format!("scheduler: tasks dispatched ({shape})"),
             rates,
@@ -62,7 +75,7 @@ pub fn run(args: &[String]) -> Result<()> {
             500.0,
         );
         figure(
-            "scheduler: coordinator CPU per task (claim, spawn, its 4 events)",
+            &format!("scheduler: coordinator CPU per task (claim, spawn, its 4 events{pool})"),
             cpu,
             "ms",
             2.0,
@@ -81,6 +94,8 @@ struct Run {
     dispatch_secs: f64,
     cpu_ms_per_task: f64,
     bridge_ms: f64,
+    /// Sandboxes that were a claimed standby (the server's `omoi_pool_claims_total`).
+    warm: u64,
 }
 
 async fn one_run(
@@ -88,6 +103,7 @@ async fn one_run(
     final_spec: &Value,
     tasks: usize,
     running: u32,
+    warm: u32,
     wrap: &[String],
 ) -> Result<Run> {
     let scratch = tempfile::tempdir()?;
@@ -104,9 +120,14 @@ async fn one_run(
         running.to_string(),
         "--max-running-tasks-per-project".into(),
         running.to_string(),
+        "--warm-pool".into(),
+        warm.to_string(),
     ];
     let coordinator = Coordinator::start(&options).await?;
     let api = coordinator.api()?;
+    if warm > 0 {
+        wait_for_pool(&api, f64::from(warm)).await?;
+    }
     let spec = stand_in::open(&api, &coordinator.data_dir, &scratch.path().join("repo"), 1)
         .await?
         .pop()
@@ -128,12 +149,33 @@ async fn one_run(
     if completed != tasks {
         return Err(format!("{completed} of {tasks} tasks completed").into());
     }
+    let claims = pool_metric(&api, "omoi_pool_claims_total").await?;
     coordinator.stop().await?;
     Ok(Run {
         dispatch_secs,
         cpu_ms_per_task,
         bridge_ms,
+        warm: claims as u64,
     })
+}
+
+/// A value of the server's `/metrics` (0 when absent).
+async fn pool_metric(api: &Api, name: &str) -> Result<f64> {
+    let url = api.url("").replace("/api/v1", "/metrics");
+    let text = api.http().get(url).send().await?.text().await?;
+    Ok(crate::sandbox::metric(&text, name).unwrap_or(0.0))
+}
+
+/// Waits until `size` standbys are idle.
+async fn wait_for_pool(api: &Api, size: f64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool_metric(api, "omoi_pool_idle").await? < size {
+        if Instant::now() > deadline {
+            return Err(format!("the warm pool did not fill to {size} within 60 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Posts the spec sandbox's run: started, the final spec, completed.

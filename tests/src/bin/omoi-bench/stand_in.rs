@@ -16,7 +16,12 @@ use crate::server::ServeOptions;
 /// lives while the benchmark lives (or until the coordinator terminates it). For a task it appends
 /// `SANDBOX_ID SANDBOX_TOKEN TASK_ID` to the file `OMOI_BENCH_TASKS` names and lives ten seconds:
 /// long enough for the benchmark to report the task's end before the process exits.
+/// Started as a warm pool's standby, it runs `omoi-bench standby-stand-in` (this binary, its
+/// path put in for `@BENCH@`), which waits for the assignment and then does the same.
 const SCRIPT: &str = r#"#!/bin/sh
+if [ -n "$OMOI_STANDBY_ID" ]; then
+  exec '@BENCH@' standby-stand-in
+fi
 if [ -n "$TASK_ID" ]; then
   printf '%s %s %s\n' "$SANDBOX_ID" "$SANDBOX_TOKEN" "$TASK_ID" >> "$OMOI_BENCH_TASKS"
   exec sleep 10
@@ -43,7 +48,11 @@ impl Sandbox {
 /// Writes the stand-in worker into `dir` and returns serve options that run it.
 pub fn serve_options(dir: &Path, omoi: PathBuf, database: Option<String>) -> Result<ServeOptions> {
     let script = dir.join("stand-in-worker");
-    std::fs::write(&script, SCRIPT)?;
+    let bench = std::env::current_exe()?.display().to_string();
+    if bench.contains('\'') {
+        return Err(format!("the path of omoi-bench {bench:?} holds a quote").into());
+    }
+    std::fs::write(&script, SCRIPT.replace("@BENCH@", &bench))?;
     let mut permissions = std::fs::metadata(&script)?.permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
     std::fs::set_permissions(&script, permissions)?;
@@ -70,16 +79,17 @@ pub async fn open(api: &Api, data_dir: &Path, repo: &Path, n: usize) -> Result<V
             .create_spec(&project, &format!("Bench spec {i}"), "load")
             .await?;
         let detail = api.execute(&spec_id, None).await?;
-        let sandbox_id = detail["sandboxes"]
+        let sandbox = detail["sandboxes"]
             .as_array()
             .and_then(|s| s.last())
-            .and_then(|s| s["id"].as_str())
-            .ok_or_else(|| format!("no sandbox in {detail}"))?
+            .ok_or_else(|| format!("no sandbox in {detail}"))?;
+        let sandbox_id = sandbox["id"]
+            .as_str()
+            .ok_or_else(|| format!("no sandbox id in {detail}"))?
             .to_string();
-        let log = data_dir
-            .join("sandboxes")
-            .join(&sandbox_id)
-            .join("sandbox.log");
+        // The local provider's directory is the handle's: a warm sandbox runs in its standby's.
+        let dir = sandbox["handle"].as_str().unwrap_or(&sandbox_id);
+        let log = data_dir.join("sandboxes").join(dir).join("sandbox.log");
         let token = read_identity(&log, &spec_id, &sandbox_id).await?;
         sandboxes.push(Sandbox {
             spec_id,
