@@ -92,6 +92,14 @@ async fn start_warm(state: &AppState, request: &SpawnRequest) -> Result<Option<S
     let key = pool_key(request.image.as_deref());
     remember_pool(state, key);
     let provider = state.provider.name();
+    let repo = request
+        .repo
+        .as_deref()
+        .filter(|_| !state.provider.clones_repository());
+    // Before the claim: a repository that cannot be read fails the launch and takes no standby.
+    if let Some(repo) = repo {
+        state.provider.prepare_repository(repo).await?;
+    }
     for _ in 0..CLAIM_TRIES {
         let fresh_since = now_ms().saturating_sub(millis(FRESH));
         let Some(standby) = state
@@ -105,11 +113,7 @@ async fn start_warm(state: &AppState, request: &SpawnRequest) -> Result<Option<S
             end(state, &standby, "claimed without a handle").await;
             continue;
         };
-        if let Some(repo) = request
-            .repo
-            .as_deref()
-            .filter(|_| !state.provider.clones_repository())
-        {
+        if let Some(repo) = repo {
             if let Err(e) = state.provider.place_repository(&handle, repo).await {
                 tracing::warn!(standby = %standby.id, error = %e, "putting the repository into a standby failed");
                 end(

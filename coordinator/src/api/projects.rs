@@ -30,6 +30,15 @@ pub(super) async fn create(
         state.provider.clones_repository(),
     )?;
     let project = state.store.create_project(&user.id, new).await?;
+    if !state.provider.clones_repository() {
+        // Packed now, the repository is only uploaded into the project's first sandbox.
+        let (provider, repo) = (state.provider.clone(), project.repo_url.clone());
+        tokio::spawn(async move {
+            if let Err(e) = provider.prepare_repository(&repo).await {
+                tracing::warn!(error = %e, "packing a new project's repository failed");
+            }
+        });
+    }
     Ok((StatusCode::CREATED, Json(project)))
 }
 

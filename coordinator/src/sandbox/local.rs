@@ -350,18 +350,20 @@ pub(super) async fn prepare_workspace(repo: &str, workspace: &Path) -> Result<()
     fill_workspace(repo, workspace).await
 }
 
-/// Fills `workspace` (missing or empty) from `repo`, as [`prepare_workspace`] describes.
-async fn fill_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
+/// Whether `repo` is a local directory that is not a git repository (copied, not cloned). A
+/// bare repository (`HEAD`, `objects/` and `refs/` at its top) is cloned like a checkout.
+pub(super) fn is_plain_directory(repo: &str) -> bool {
     let local = Path::new(repo);
-    let is_dir = tokio::fs::metadata(local)
-        .await
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
-    // A bare repository (HEAD, objects/ and refs/ at its top) is cloned like a checkout.
+    let is_dir = std::fs::metadata(local).is_ok_and(|m| m.is_dir());
     let exists = |name: &str| std::fs::metadata(local.join(name)).is_ok();
     let is_git = exists(".git") || (exists("HEAD") && exists("objects") && exists("refs"));
-    if is_dir && !is_git {
-        let (from, to) = (local.to_path_buf(), workspace.to_path_buf());
+    is_dir && !is_git
+}
+
+/// Fills `workspace` (missing or empty) from `repo`, as [`prepare_workspace`] describes.
+async fn fill_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
+    if is_plain_directory(repo) {
+        let (from, to) = (Path::new(repo).to_path_buf(), workspace.to_path_buf());
         return tokio::task::spawn_blocking(move || copy_dir(&from, &to))
             .await
             .map_err(|e| format!("copying {repo}: {e}"))?
