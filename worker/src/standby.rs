@@ -64,7 +64,7 @@ impl Client {
                 Error::config(var::STANDBY_TOKEN, "holds characters an HTTP header cannot")
             })?;
         authorization.set_sensitive(true);
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .user_agent(concat!("omoi-worker/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(LONG_POLL + Duration::from_secs(10))
