@@ -30,7 +30,7 @@ use super::archive::{RepoArchive, pack_repository};
 use crate::sandbox::local::is_plain_directory;
 
 /// How often the provider looks for moved refs of recently used repositories.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
+pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// A repository not used for this long is not refreshed (it stays kept until evicted).
 const RECENT: Duration = Duration::from_secs(300);
 
