@@ -468,14 +468,13 @@ impl Provider for DockerProvider {
         DockerProvider::close(self, grace).boxed()
     }
 
-    /// Packs the repository, or finds it packed at the state its refs are in now.
+    /// Packs a git repository, or finds it packed at the state its refs are in now.
     fn prepare_repository<'a>(&'a self, repo: &'a str) -> BoxFuture<'a, Result<(), SandboxError>> {
         async move {
             self.inner
                 .repos
-                .get(repo)
+                .prepare(repo)
                 .await
-                .map(drop)
                 .map_err(|e| SandboxError::Provider(format!("docker: {e}")))
         }
         .boxed()

@@ -93,6 +93,16 @@ impl RepoCache {
         self.pack(repo, refs).await
     }
 
+    /// Readies `repo` before a sandbox is claimed for it: a git repository is packed (or found
+    /// packed) as [`RepoCache::get`] does; a plain directory, packed on every use anyway, is
+    /// only checked to be there (packing it here would pack it twice).
+    pub async fn prepare(&self, repo: &str) -> Result<(), String> {
+        if is_plain_directory(repo) {
+            return Ok(());
+        }
+        self.get(repo).await.map(drop)
+    }
+
     /// How many repositories and bytes are kept.
     pub fn size(&self) -> (usize, u64) {
         let entries = self.lock();
@@ -391,6 +401,28 @@ mod tests {
         assert!(err.starts_with("git ls-remote "), "{err}");
         // An archive in use outlives its eviction.
         assert_eq!(delivered(kept).await, "one");
+    }
+
+    #[tokio::test]
+    async fn preparing_packs_a_git_repository_once_and_a_plain_directory_not_at_all() {
+        let root = tempfile::tempdir().unwrap();
+        let (repo, _) = remote(root.path(), "r", "one");
+        let cache = RepoCache::new(CacheLimits::default());
+        cache.prepare(&repo).await.unwrap();
+        assert_eq!(cache.size().0, 1);
+        let prepared = cache.lookup(&repo, &refs_of(&repo).await.unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&prepared, &cache.get(&repo).await.unwrap()));
+
+        let plain = root.path().join("plain");
+        std::fs::create_dir_all(&plain).unwrap();
+        cache.prepare(&plain.display().to_string()).await.unwrap();
+        assert_eq!(cache.size().0, 1);
+        let missing = root.path().join("missing").display().to_string();
+        let err = cache.prepare(&missing).await.unwrap_err();
+        assert!(
+            err.starts_with(&format!("git ls-remote {missing} failed")),
+            "{err}"
+        );
     }
 
     #[tokio::test]
