@@ -15,7 +15,8 @@
 //!   moved, so the next sandbox finds the new state packed; the docker provider calls it every
 //!   [`REFRESH_EVERY`].
 //! - **Failures.** A repository that cannot be listed or cloned is an error naming it and what
-//!   git said; the cache keeps what it held.
+//!   git said (a URL's credential, `https://user:secret@host/…`, shown as `***`); the cache keeps
+//!   what it held.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -83,6 +84,10 @@ impl RepoCache {
 
     /// The packed state of `repo` as it is now: kept, or packed (and kept) on a miss.
     pub async fn get(&self, repo: &str) -> Result<Arc<RepoArchive>, String> {
+        self.get_inner(repo).await.map_err(|e| redact(repo, &e))
+    }
+
+    async fn get_inner(&self, repo: &str) -> Result<Arc<RepoArchive>, String> {
         if is_plain_directory(repo) {
             return pack_repository(repo).await.map(Arc::new);
         }
@@ -126,11 +131,13 @@ impl RepoCache {
                 Ok(refs) if refs == kept => {}
                 Ok(refs) => {
                     if let Err(e) = self.pack(&repo, refs).await {
-                        tracing::warn!(error = %e, "repacking a repository failed");
+                        let error = redact(&repo, &e);
+                        tracing::warn!(%error, "repacking a repository failed");
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "a kept repository cannot be listed: dropped");
+                    let error = redact(&repo, &e);
+                    tracing::warn!(%error, "a kept repository cannot be listed: dropped");
                     self.lock().remove(&repo);
                 }
             }
@@ -195,6 +202,22 @@ impl RepoCache {
             }
         }
     }
+}
+
+/// `text` with the credential of `repo`'s URL (the password of its user part, or the whole user
+/// part when it has no password: a token given as the user) replaced by `***`.
+pub fn redact(repo: &str, text: &str) -> String {
+    match credential_of(repo) {
+        Some(secret) if !secret.is_empty() => text.replace(secret, "***"),
+        _ => text.to_string(),
+    }
+}
+
+fn credential_of(repo: &str) -> Option<&str> {
+    let (_, rest) = repo.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (user, _) = authority.rsplit_once('@')?;
+    Some(user.split_once(':').map_or(user, |(_, password)| password))
 }
 
 /// The state of `repo`'s refs, or what git said when it could not list them.
@@ -422,6 +445,28 @@ mod tests {
         assert!(
             err.starts_with(&format!("git ls-remote {missing} failed")),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_credential_in_a_repository_url_never_shows_in_an_error() {
+        let cache = RepoCache::new(CacheLimits::default());
+        let repo = "http://ada:s3cret-token@127.0.0.1:9/o/r.git";
+        let err = cache.get(repo).await.unwrap_err();
+        assert!(!err.contains("s3cret-token"), "{err}");
+        assert!(
+            err.starts_with("git ls-remote http://ada:***@127.0.0.1:9/o/r.git failed"),
+            "{err}"
+        );
+        let as_user = "https://tok-123@example.invalid/o/r.git";
+        assert_eq!(
+            redact(as_user, &format!("cloning {as_user}")),
+            "cloning https://***@example.invalid/o/r.git"
+        );
+        assert_eq!(redact("/srv/r.git", "text"), "text");
+        assert_eq!(
+            redact("git@host:o/r.git", "git@host:o/r.git"),
+            "git@host:o/r.git"
         );
     }
 
