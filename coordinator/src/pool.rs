@@ -102,8 +102,16 @@ async fn start_warm(state: &AppState, request: &SpawnRequest) -> Result<Option<S
     let key = pool_key(request.image.as_deref());
     remember_pool(state, key);
     let provider = state.provider.name();
+    let repo = request
+        .repo
+        .as_deref()
+        .filter(|_| !state.provider.clones_repository());
+    // Before the claim: a repository that cannot be read fails the launch and takes no standby.
+    if let Some(repo) = repo {
+        state.provider.prepare_repository(repo).await?;
+    }
     // A standby into which the repository is put must be one this replica's provider reaches.
-    let reach = if request.repo.is_some() && !state.provider.clones_repository() {
+    let reach = if repo.is_some() {
         Reach::Scope {
             replica_id: &state.settings.replica_id,
             scope: state.provider_scope.as_deref(),
@@ -124,11 +132,7 @@ async fn start_warm(state: &AppState, request: &SpawnRequest) -> Result<Option<S
             end(state, &standby, "claimed without a handle").await;
             continue;
         };
-        if let Some(repo) = request
-            .repo
-            .as_deref()
-            .filter(|_| !state.provider.clones_repository())
-        {
+        if let Some(repo) = repo {
             if let Err(e) = state.provider.place_repository(&handle, repo).await {
                 tracing::warn!(standby = %standby.id, error = %e, "putting the repository into a standby failed");
                 end(

@@ -114,8 +114,49 @@ fn check_local(path: &str, allowed: &[PathBuf]) -> Result<PathBuf, String> {
     }
 }
 
+/// `text` with the credential of `repo`'s URL (the password of its user part, or the whole user
+/// part when it has no password: a token given as the user) replaced by `***`, for messages that
+/// name the repository.
+pub fn redact_credential(repo: &str, text: &str) -> String {
+    match credential_of(repo) {
+        Some(secret) if !secret.is_empty() => text.replace(secret, "***"),
+        _ => text.to_string(),
+    }
+}
+
+fn credential_of(repo: &str) -> Option<&str> {
+    let (_, rest) = repo.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (user, _) = authority.rsplit_once('@')?;
+    Some(user.split_once(':').map_or(user, |(_, password)| password))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_credential_in_a_repository_url_is_hidden_in_messages_that_name_it() {
+        use super::redact_credential as redact;
+        let as_user = "https://tok-123@example.invalid/o/r.git";
+        assert_eq!(
+            redact(as_user, &format!("cloning {as_user}")),
+            "cloning https://***@example.invalid/o/r.git"
+        );
+        let with_password = "http://ada:s3cret@h/r.git";
+        assert_eq!(
+            redact(with_password, &format!("git clone {with_password} failed")),
+            "git clone http://ada:***@h/r.git failed"
+        );
+        assert_eq!(redact("/srv/r.git", "text"), "text");
+        assert_eq!(
+            redact("git@host:o/r.git", "git@host:o/r.git"),
+            "git@host:o/r.git"
+        );
+        assert_eq!(
+            redact("https://@h/r.git", "https://@h/r.git"),
+            "https://@h/r.git"
+        );
+    }
+
     use super::*;
     use pretty_assertions::assert_eq;
 

@@ -55,7 +55,7 @@ pub struct Poll {
 
 /// Polls until `stop`; each new message is emitted and queued once.
 pub async fn poll(config: Poll, inbox: Inbox, emitter: Emitter, stop: CancellationToken) {
-    let client = match reqwest::Client::builder()
+    let client = match crate::tls::client_builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(15))
         .build()

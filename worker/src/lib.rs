@@ -20,3 +20,4 @@ pub mod secrets;
 pub mod skill;
 pub mod standby;
 pub mod task;
+pub mod tls;

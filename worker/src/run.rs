@@ -270,7 +270,7 @@ async fn resolve_context(source: &ContextSource, start: Phase) -> Result<PhaseCo
 
 async fn fetch_context(url: &str, token: &str) -> Result<Vec<u8>> {
     let fail = |problem: String| Error::config(var::PHASE_CONTEXT_URL, problem);
-    let client = reqwest::Client::builder()
+    let client = crate::tls::client_builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .build()

@@ -175,7 +175,7 @@ impl Client {
 
 /// The HTTP client of the standby's calls.
 fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+    crate::tls::client_builder()
         .user_agent(concat!("omoi-worker/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(LONG_POLL + Duration::from_secs(10))

@@ -30,7 +30,22 @@ pub(super) async fn create(
         state.provider.clones_repository(),
     )?;
     let project = state.store.create_project(&user.id, new).await?;
+    prepare_repository(&state, &project.repo_url);
     Ok((StatusCode::CREATED, Json(project)))
+}
+
+/// Readies a project's repository in the background where the worker does not clone it:
+/// packed now, it is only uploaded into the project's first sandbox.
+fn prepare_repository(state: &AppState, repo: &str) {
+    if state.provider.clones_repository() {
+        return;
+    }
+    let (provider, repo) = (state.provider.clone(), repo.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = provider.prepare_repository(&repo).await {
+            tracing::warn!(error = %e, "packing a project's repository failed");
+        }
+    });
 }
 
 pub(super) async fn list(
@@ -66,6 +81,7 @@ pub(super) async fn update(
         .project(&user.id, &id)
         .await?
         .ok_or_else(not_found)?;
+    let previous_repo = current.repo_url.clone();
     let new = validate(
         merge(current, body)?,
         &state.settings,
@@ -77,6 +93,9 @@ pub(super) async fn update(
         .update_project(&user.id, &id, new)
         .await?
         .ok_or_else(not_found)?;
+    if project.repo_url != previous_repo {
+        prepare_repository(&state, &project.repo_url);
+    }
     Ok(Json(project))
 }
 

@@ -11,7 +11,9 @@
 //!   (without swap), CPU and process limits; no host mounts. Secrets arrive only in the
 //!   environment. See [`container`].
 //! - **Repository.** Uploaded as a tar archive (`PUT /containers/{id}/archive`) into `/work`
-//!   before the container starts; the worker finds it at `/work/repo` (`WORKSPACE`).
+//!   before the container starts (or, for a claimed standby, while it runs); the worker finds
+//!   it at `/work/repo` (`WORKSPACE`). Packed archives are kept per repository and state of its
+//!   refs ([`repo_cache`]), so a start only uploads.
 //! - **End.** A watcher per container keeps its logs in `<data-dir>/sandboxes/<id>/sandbox.log`
 //!   and how it ended (exit code, killed at its memory limit) in `exit.json`, then removes the
 //!   container and its volume. See [`exit`].
@@ -22,6 +24,7 @@
 pub mod archive;
 pub mod container;
 pub mod exit;
+pub mod repo_cache;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -40,6 +43,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use self::exit::ExitWatchers;
+use self::repo_cache::{CacheLimits, RepoCache};
 pub use super::TASK_LABEL;
 use super::{
     Limits, ListedSandbox, OWNER, OWNER_LABEL, Provider, ProviderStatus, SandboxError,
@@ -85,6 +89,8 @@ pub struct DockerConfig {
     pub pids_limit: i64,
     /// Files copied into every sandbox's `/work`.
     pub files: Vec<SandboxFile>,
+    /// How many packed repositories are kept between sandboxes.
+    pub repo_cache: CacheLimits,
 }
 
 impl DockerConfig {
@@ -100,6 +106,7 @@ impl DockerConfig {
             },
             pids_limit: 1024,
             files: Vec::new(),
+            repo_cache: CacheLimits::default(),
         }
     }
 }
@@ -118,6 +125,7 @@ struct Inner {
     network: String,
     gateway: IpAddr,
     exits: ExitWatchers,
+    repos: Arc<RepoCache>,
 }
 
 impl DockerProvider {
@@ -146,6 +154,7 @@ impl DockerProvider {
         let instance = instance_id(&config.data_dir).await?;
         let network = format!("omoi-{instance}");
         let gateway = ensure_network(&docker, &network, &instance).await?;
+        let repos = Arc::new(RepoCache::new(config.repo_cache));
         let provider = DockerProvider {
             inner: Arc::new(Inner {
                 docker,
@@ -154,9 +163,11 @@ impl DockerProvider {
                 network,
                 gateway,
                 exits: ExitWatchers::default(),
+                repos: repos.clone(),
             }),
         };
         provider.adopt().await?;
+        tokio::spawn(refresh_repositories(Arc::downgrade(&repos)));
         tracing::info!(
             instance = %provider.inner.instance,
             network = %provider.inner.network,
@@ -298,11 +309,14 @@ impl DockerProvider {
         );
         let docker = &self.inner.docker;
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        // The archive is packed while the Engine creates the container.
-        let (archive, created) = tokio::join!(
-            archive::build(request.repo.as_deref(), &self.inner.config.files),
-            docker.create_container(Some(options), body),
-        );
+        // The repository is packed (or found packed) while the Engine creates the container.
+        let packed = async {
+            match request.repo.as_deref() {
+                Some(repo) => self.inner.repos.get(repo).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (packed, created) = tokio::join!(packed, docker.create_container(Some(options), body));
         created.map_err(|e| match e {
             ref e if is_status(e, 404) => failed(format!(
                 "the image {} is not there; build it with scripts/build-images.sh",
@@ -311,8 +325,9 @@ impl DockerProvider {
             e => failed(format!("creating the container: {}", engine_message(&e))),
         })?;
         let started = async {
-            let stream = archive?
-                .stream()
+            let packed = packed?;
+            let tail = archive::tail(&self.inner.config.files, packed.is_none())?;
+            let stream = archive::upload_body(packed, tail)
                 .await
                 .map_err(|e| format!("reading the sandbox archive: {e}"))?;
             let options = UploadToContainerOptionsBuilder::new()
@@ -464,6 +479,18 @@ impl Provider for DockerProvider {
         DockerProvider::close(self, grace).boxed()
     }
 
+    /// Packs a git repository, or finds it packed at the state its refs are in now.
+    fn prepare_repository<'a>(&'a self, repo: &'a str) -> BoxFuture<'a, Result<(), SandboxError>> {
+        async move {
+            self.inner
+                .repos
+                .prepare(repo)
+                .await
+                .map_err(|e| SandboxError::Provider(format!("docker: {e}")))
+        }
+        .boxed()
+    }
+
     /// Uploads the repository into the running container's `/work` (`PUT /archive` works on a
     /// running container), where a standby's worker finds it at `/work/repo` once assigned.
     fn place_repository<'a>(
@@ -476,9 +503,9 @@ impl Provider for DockerProvider {
                 sandbox_id: sandbox_id_of(&handle.0).to_string(),
                 reason,
             };
-            let archive = archive::build(Some(repo), &[]).await.map_err(failed)?;
-            let stream = archive
-                .stream()
+            let packed = self.inner.repos.get(repo).await.map_err(failed)?;
+            let tail = archive::tail(&[], false).map_err(failed)?;
+            let stream = archive::upload_body(Some(packed), tail)
                 .await
                 .map_err(|e| failed(format!("reading the sandbox archive: {e}")))?;
             let options = UploadToContainerOptionsBuilder::new()
@@ -491,6 +518,18 @@ impl Provider for DockerProvider {
                 .map_err(|e| failed(format!("uploading the repository: {}", engine_message(&e))))
         }
         .boxed()
+    }
+}
+
+/// Packs anew, every [`repo_cache::REFRESH_EVERY`], the recently used repositories whose refs
+/// moved, until the provider is gone.
+async fn refresh_repositories(repos: std::sync::Weak<RepoCache>) {
+    loop {
+        tokio::time::sleep(repo_cache::REFRESH_EVERY).await;
+        let Some(repos) = repos.upgrade() else {
+            return;
+        };
+        repos.refresh().await;
     }
 }
 

@@ -357,18 +357,20 @@ pub(super) async fn prepare_workspace(repo: &str, workspace: &Path) -> Result<()
     fill_workspace(repo, workspace).await
 }
 
-/// Fills `workspace` (missing or empty) from `repo`, as [`prepare_workspace`] describes.
-async fn fill_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
+/// Whether `repo` is a local directory that is not a git repository (copied, not cloned). A
+/// bare repository (`HEAD`, `objects/` and `refs/` at its top) is cloned like a checkout.
+pub(super) fn is_plain_directory(repo: &str) -> bool {
     let local = Path::new(repo);
-    let is_dir = tokio::fs::metadata(local)
-        .await
-        .map(|m| m.is_dir())
-        .unwrap_or(false);
-    // A bare repository (HEAD, objects/ and refs/ at its top) is cloned like a checkout.
+    let is_dir = std::fs::metadata(local).is_ok_and(|m| m.is_dir());
     let exists = |name: &str| std::fs::metadata(local.join(name)).is_ok();
     let is_git = exists(".git") || (exists("HEAD") && exists("objects") && exists("refs"));
-    if is_dir && !is_git {
-        let (from, to) = (local.to_path_buf(), workspace.to_path_buf());
+    is_dir && !is_git
+}
+
+/// Fills `workspace` (missing or empty) from `repo`, as [`prepare_workspace`] describes.
+async fn fill_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
+    if is_plain_directory(repo) {
+        let (from, to) = (Path::new(repo).to_path_buf(), workspace.to_path_buf());
         return tokio::task::spawn_blocking(move || copy_dir(&from, &to))
             .await
             .map_err(|e| format!("copying {repo}: {e}"))?
@@ -390,9 +392,12 @@ async fn fill_workspace(repo: &str, workspace: &Path) -> Result<(), String> {
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "git clone {repo} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+        Err(crate::repo::redact_credential(
+            repo,
+            &format!(
+                "git clone {repo} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
         ))
     }
 }
@@ -476,6 +481,20 @@ async fn signal_group(pid: u32, signal: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_clone_never_shows_the_credential_of_its_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = "http://ada:s3cret-token@127.0.0.1:9/o/r.git";
+        let err = fill_workspace(repo, &dir.path().join("w"))
+            .await
+            .unwrap_err();
+        assert!(!err.contains("s3cret-token"), "{err}");
+        assert!(
+            err.starts_with("git clone http://ada:***@127.0.0.1:9/o/r.git failed"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_stat_of_this_process_parses() {

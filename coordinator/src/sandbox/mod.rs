@@ -212,6 +212,15 @@ pub trait Provider: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Readies the repository `repo` before a standby is claimed for it, so that
+    /// [`Provider::place_repository`] has less to do and a repository that cannot be read fails
+    /// with no standby taken (the docker provider packs it, or finds it packed). The default
+    /// does nothing.
+    fn prepare_repository<'a>(&'a self, repo: &'a str) -> BoxFuture<'a, Result<(), SandboxError>> {
+        let _ = repo;
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
     /// Puts the repository `repo` (as [`SpawnRequest::repo`] names it) into the workspace of a
     /// running sandbox that started without one: a warm pool's standby sandbox, once claimed.
     /// Providers whose worker clones the repository itself never get this call; the default

@@ -300,6 +300,62 @@ async fn a_launch_that_finds_no_registered_standby_starts_cold() {
 }
 
 #[tokio::test]
+async fn a_launch_whose_repository_cannot_be_read_fails_clearly_and_takes_no_standby() {
+    let db = super::common::sqlite();
+    let provider = FakeProvider::new();
+    let server = TestServer::start(&db, provider.clone(), |s| s.warm_pool = 1).await;
+    eventually(WAIT, "a standby to be spawned", || async {
+        standbys(&provider).len() == 1
+    })
+    .await;
+    let (id, token) = standbys(&provider)[0].clone();
+    let (status, _) = server
+        .api(Some(&token))
+        .post(&format!("/standby/{id}/register"), &registration())
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
+    let repo = repo.display().to_string();
+    let (_, api) = server.user("ada").await;
+    let (status, project) = api
+        .post("/projects", &json!({"name": "gone", "repo_url": repo}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    std::fs::remove_dir_all(&repo).unwrap();
+    let launch = json!({"project_id": project["id"], "title": "Add a --shout option"});
+    let (status, body) = api.post("/specs/launch", &launch).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    // The failed sandbox keeps the provider's words.
+    let (_, specs) = api.get("/specs").await;
+    let spec_id = specs.as_array().unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, detail) = api.get(&format!("/specs/{spec_id}")).await;
+    let sandbox = &detail["sandboxes"][0];
+    assert_eq!(sandbox["status"], "failed", "{detail}");
+    let reason = sandbox["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("git ls-remote {repo} failed")),
+        "{reason}"
+    );
+    // The standby was not claimed: it waits for the next launch, which takes it.
+    assert_eq!(metric(&server, "omoi_pool_claims_total").await, 0);
+    assert_eq!(metric(&server, "omoi_pool_idle").await, 1);
+    assert_eq!(provider.placed(), vec![]);
+    std::fs::create_dir_all(&repo).unwrap();
+    let (status, spec) = api.post("/specs/launch", &launch).await;
+    assert_eq!(status, StatusCode::CREATED, "{spec}");
+    assert_eq!(metric(&server, "omoi_pool_claims_total").await, 1);
+    assert_eq!(provider.placed(), vec![(format!("fake-{id}"), repo)]);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn without_the_operator_s_key_there_is_no_pool_and_launches_start_cold() {
     each_backend(|db| async move {
         let provider = FakeProvider::new();

@@ -101,7 +101,7 @@ impl ModelProxy {
     /// Starts a proxy on 127.0.0.1 (a free port) with a fresh credential. Usage goes to
     /// `emitter` as `agent.usage`, one event per call.
     pub async fn start(config: ProxyConfig, emitter: Option<Emitter>) -> Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .connect_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .build()

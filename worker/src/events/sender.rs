@@ -73,7 +73,7 @@ impl HttpSender {
                 )
             })?;
         authorization.set_sensitive(true);
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .user_agent(concat!("omoi-worker/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)

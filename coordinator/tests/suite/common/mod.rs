@@ -518,6 +518,21 @@ impl Provider for FakeProvider {
         .boxed()
     }
 
+    /// A repository path that is not there is refused in git's words, as the docker provider
+    /// refuses a repository it cannot list.
+    fn prepare_repository<'a>(&'a self, repo: &'a str) -> BoxFuture<'a, Result<(), SandboxError>> {
+        let missing = repo.starts_with('/') && !std::path::Path::new(repo).exists();
+        futures_util::future::ready(if missing {
+            Err(SandboxError::Provider(format!(
+                "docker: git ls-remote {repo} failed: fatal: '{repo}' does not appear to be a git \
+                 repository"
+            )))
+        } else {
+            Ok(())
+        })
+        .boxed()
+    }
+
     /// Records the repository; a sandbox that is not running refuses it, as a stopped
     /// container refuses an upload.
     fn place_repository<'a>(

@@ -1,8 +1,9 @@
 //! Sandbox start-up per provider: from the spawn request (a spec's `POST /specs/launch`, which
 //! returns once the provider has started the sandbox) to the worker's `agent.started`, stamped by
 //! the worker itself (`at`; the worker and the coordinator share the machine's clock). Runs a real
-//! `omoi serve --provider local|docker` as a process of its own; each run launches a spec, reads
-//! the time of its `agent.started`, and cancels it (which stops and removes the sandbox).
+//! `omoi serve --provider local|docker` as a process of its own; each run launches a spec of a
+//! project whose repository is a git repository (the sample, committed once), reads the time of
+//! its `agent.started`, and cancels it (which stops and removes the sandbox).
 //!
 //! The worker is pointed at an unreachable OpenAI-compatible server: everything up to
 //! `agent.started` runs as in production, and nothing after it matters here.
@@ -257,7 +258,11 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sample-repo");
+    // A git repository, as a project's is: the sample, committed once, in the server's directory.
+    let repo = omoi_tests::git::seed_bare_repo(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sample-repo"),
+        &server.dir.path().join("sample.git"),
+    );
     let project: Value = answer(
         call(reqwest::Method::POST, "/projects")
             .json(&json!({"name": "bench", "repo_url": repo.display().to_string()})),

@@ -64,7 +64,7 @@ pub async fn send_json(
 /// The HTTP client of the providers: rustls, a connect limit, no other timeouts (the providers
 /// keep their own, so that cancellation and paused test clocks apply to them).
 pub fn http_client() -> Result<reqwest::Client, crate::error::Error> {
-    reqwest::Client::builder()
+    crate::tls::client_builder()
         .connect_timeout(Duration::from_secs(30))
         .user_agent(concat!("omoi-worker/", env!("CARGO_PKG_VERSION")))
         .build()
