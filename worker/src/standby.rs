@@ -142,13 +142,7 @@ impl Client {
                 .await;
             match sent {
                 Ok(answer) if answer.status() == StatusCode::OK => {
-                    let bytes = answer
-                        .bytes()
-                        .await
-                        .map_err(|err| Error::Internal(format!("reading the assignment: {err}")))?;
-                    return serde_json::from_slice(&bytes)
-                        .map(Some)
-                        .map_err(|err| Error::json("the assignment document", err));
+                    return read_json(answer, "the assignment document").await.map(Some);
                 }
                 // Nothing yet. An answer that did not wait (a proxy in between, a coordinator
                 // shutting down) is paced like a failure, so the worker never spins.
@@ -212,13 +206,7 @@ async fn enroll(
             .await;
         match sent {
             Ok(answer) if answer.status() == StatusCode::OK => {
-                let bytes = answer
-                    .bytes()
-                    .await
-                    .map_err(|err| Error::Internal(format!("reading the enrollment: {err}")))?;
-                return serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|err| Error::json("the enrollment answer", err));
+                return read_json(answer, "the enrollment answer").await.map(Some);
             }
             Ok(answer) if !retryable(answer.status()) => {
                 return Err(refused_as(
@@ -270,4 +258,16 @@ async fn pause(backoff: &mut Duration, deadline: Instant) -> bool {
     tokio::time::sleep_until(wake).await;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
     true
+}
+
+/// The JSON body of a successful answer, named `what` in errors.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    answer: reqwest::Response,
+    what: &str,
+) -> Result<T> {
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|err| Error::Internal(format!("reading {what}: {err}")))?;
+    serde_json::from_slice(&bytes).map_err(|err| Error::json(what, err))
 }

@@ -45,6 +45,38 @@ pub struct Revoked {
     pub sessions: u64,
 }
 
+impl NewProject {
+    /// The project `id`, created at `created_at`, that this body describes.
+    fn into_project(self, id: String, created_at: chrono::DateTime<chrono::Utc>) -> Project {
+        Project {
+            id,
+            name: self.name,
+            repo_url: self.repo_url,
+            base_branch: self.base_branch,
+            validation_command: self.validation_command,
+            provider: self.provider,
+            image: self.image,
+            image_pull_secrets: self.image_pull_secrets,
+            worker_env: self.worker_env,
+            secret_env: self.worker_secrets.keys().cloned().collect(),
+            worker_secrets: self.worker_secrets,
+            github_api_url: self.github_api_url,
+            has_git_token: self.git_token.is_some(),
+            git_token: self.git_token,
+            created_at,
+        }
+    }
+}
+
+/// The stored form of a project's image pull secrets: NULL for none, else a JSON list.
+fn pull_secrets_column(project: &Project) -> Result<Option<String>> {
+    if project.image_pull_secrets.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(to_json(&project.image_pull_secrets)?))
+    }
+}
+
 impl Store {
     /// Creates a user; 409 when the name is taken.
     pub async fn create_user(&self, name: &str) -> Result<User> {
@@ -181,23 +213,7 @@ impl Store {
     /// Creates a project owned by `user_id`.
     pub async fn create_project(&self, user_id: &str, new: NewProject) -> Result<Project> {
         let created = now_ms();
-        let project = Project {
-            id: new_id(),
-            name: new.name,
-            repo_url: new.repo_url,
-            base_branch: new.base_branch,
-            validation_command: new.validation_command,
-            provider: new.provider,
-            image: new.image,
-            image_pull_secrets: new.image_pull_secrets,
-            worker_env: new.worker_env,
-            secret_env: new.worker_secrets.keys().cloned().collect(),
-            worker_secrets: new.worker_secrets,
-            github_api_url: new.github_api_url,
-            has_git_token: new.git_token.is_some(),
-            git_token: new.git_token,
-            created_at: time_from_ms(created),
-        };
+        let project = new.into_project(new_id(), time_from_ms(created));
         let (sealed_env, sealed_token) = self.seal_secrets(&project)?;
         sqlx::query(
             "INSERT INTO projects (id, user_id, name, repo_url, base_branch, validation_command,
@@ -218,11 +234,7 @@ impl Store {
         .bind(&project.github_api_url)
         .bind(sealed_token)
         .bind(sealed_env)
-        .bind(if project.image_pull_secrets.is_empty() {
-            None
-        } else {
-            Some(to_json(&project.image_pull_secrets)?)
-        })
+        .bind(pull_secrets_column(&project)?)
         .execute(&self.pool)
         .await?;
         Ok(project)
@@ -239,23 +251,7 @@ impl Store {
         let Some(current) = self.project(user_id, id).await? else {
             return Ok(None);
         };
-        let project = Project {
-            id: current.id,
-            name: new.name,
-            repo_url: new.repo_url,
-            base_branch: new.base_branch,
-            validation_command: new.validation_command,
-            provider: new.provider,
-            image: new.image,
-            image_pull_secrets: new.image_pull_secrets,
-            worker_env: new.worker_env,
-            secret_env: new.worker_secrets.keys().cloned().collect(),
-            worker_secrets: new.worker_secrets,
-            github_api_url: new.github_api_url,
-            has_git_token: new.git_token.is_some(),
-            git_token: new.git_token,
-            created_at: current.created_at,
-        };
+        let project = new.into_project(current.id, current.created_at);
         let (sealed_env, sealed_token) = self.seal_secrets(&project)?;
         let updated = sqlx::query(
             "UPDATE projects SET name = $1, repo_url = $2, base_branch = $3,
@@ -274,11 +270,7 @@ impl Store {
         .bind(&project.github_api_url)
         .bind(sealed_token)
         .bind(sealed_env)
-        .bind(if project.image_pull_secrets.is_empty() {
-            None
-        } else {
-            Some(to_json(&project.image_pull_secrets)?)
-        })
+        .bind(pull_secrets_column(&project)?)
         .bind(&project.id)
         .bind(user_id)
         .execute(&self.pool)
