@@ -48,6 +48,10 @@ pub enum Error {
     /// The sandbox provider failed. Retryable.
     #[error("sandbox: {0}")]
     Sandbox(#[from] SandboxError),
+    /// A spec's sandbox could not be started: the spec is failed with the provider's words,
+    /// which the answer leaves out (they may name the coordinator's infrastructure).
+    #[error("no sandbox could be started for the spec {spec_id}; it failed, and it shows why")]
+    SandboxUnavailable { spec_id: String },
     /// Stored data that does not parse: a bug or a foreign write. Not retryable.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -124,6 +128,9 @@ impl Error {
             Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Quota { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded"),
+            Error::SandboxUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "sandbox_unavailable")
+            }
             Error::Database(_)
             | Error::Migrate(_)
             | Error::Sandbox(_)
@@ -135,11 +142,12 @@ impl Error {
     /// The JSON body sent for this error: the message for the caller's faults, nothing inside for 500.
     pub fn body(&self) -> ErrorBody {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
-            "internal error; the server log has the details".to_string()
-        } else {
-            self.to_string()
-        };
+        let message =
+            if status.is_server_error() && !matches!(self, Error::SandboxUnavailable { .. }) {
+                "internal error; the server log has the details".to_string()
+            } else {
+                self.to_string()
+            };
         ErrorBody {
             error: ErrorDetail {
                 code: code.to_string(),

@@ -94,7 +94,9 @@ pub async fn execute(state: &AppState, spec: &Spec, start: Start) -> Result<Opti
             let reason = format!("could not start a sandbox: {e}");
             tracing::error!(spec = %spec.id, %reason);
             fail(state, &spec.id, &reason).await?;
-            Err(e)
+            Err(Error::SandboxUnavailable {
+                spec_id: spec.id.clone(),
+            })
         }
     }
 }

@@ -305,7 +305,7 @@ async fn launch_spawns_a_sandbox_at_explore_and_execute_resumes_after_the_last_c
 }
 
 #[tokio::test]
-async fn a_spawn_failure_fails_the_spec_with_an_opaque_500() {
+async fn a_spawn_failure_fails_the_spec_and_answers_503_naming_it_without_the_providers_words() {
     each_backend(|db| async move {
         let provider = FakeProvider::new();
         provider.fail_spawns();
@@ -318,14 +318,20 @@ async fn a_spawn_failure_fails_the_spec_with_an_opaque_500() {
                 &json!({"project_id": project_id, "title": "t"}),
             )
             .await;
+        let (_, specs) = ada.get("/specs").await;
         assert_eq!(
             (status, body),
             (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                error("internal", "internal error; the server log has the details")
+                StatusCode::SERVICE_UNAVAILABLE,
+                error(
+                    "sandbox_unavailable",
+                    &format!(
+                        "no sandbox could be started for the spec {}; it failed, and it shows why",
+                        specs[0]["id"].as_str().unwrap()
+                    )
+                )
             )
         );
-        let (_, specs) = ada.get("/specs").await;
         assert_eq!(specs[0]["status"], "failed");
         let reason = specs[0]["error"].as_str().unwrap();
         assert!(

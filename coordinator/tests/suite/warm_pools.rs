@@ -328,7 +328,8 @@ async fn a_launch_whose_repository_cannot_be_read_fails_clearly_and_takes_no_sta
     std::fs::remove_dir_all(&repo).unwrap();
     let launch = json!({"project_id": project["id"], "title": "Add a --shout option"});
     let (status, body) = api.post("/specs/launch", &launch).await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "sandbox_unavailable", "{body}");
     // The failed sandbox keeps the provider's words.
     let (_, specs) = api.get("/specs").await;
     let spec_id = specs.as_array().unwrap()[0]["id"]
