@@ -10,7 +10,9 @@ use omoi_tests::git::{self as remote, BASE_BRANCH};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
-use super::common::tasks::{landed, send, wait_for_spec, wait_for_task_sandboxes, written};
+use super::common::tasks::{
+    landed, send, wait_for_spec, wait_for_task_sandbox, wait_for_task_sandboxes, written,
+};
 use super::common::{each_backend, phase_output};
 
 const TOKEN: &str = "ghs_0123456789abcdef";
@@ -216,12 +218,7 @@ async fn when_every_task_completed_one_pull_request_is_opened_with_the_checklist
             "4444444444444444",
         ];
         for (n, sha) in shas.iter().enumerate() {
-            let started = wait_for_task_sandboxes(&w.provider, n + 1).await;
-            let sandbox = started
-                .iter()
-                .find(|s| s.task == format!("TSK-{:03}", n + 1))
-                .unwrap()
-                .clone();
+            let sandbox = wait_for_task_sandbox(&w.provider, &format!("TSK-{:03}", n + 1)).await;
             send(&w.server, &sandbox, &landed(&sandbox, sha)).await;
         }
 

@@ -169,6 +169,19 @@ pub async fn wait_for_task_sandboxes(provider: &FakeProvider, n: usize) -> Vec<T
     task_sandboxes(provider)
 }
 
+/// The first sandbox of the task `task` (`TSK-NNN`), once it has started: tasks that become
+/// ready together may start in any order.
+pub async fn wait_for_task_sandbox(provider: &FakeProvider, task: &str) -> TaskSandbox {
+    eventually(WAIT, &format!("a sandbox of {task}"), || async {
+        task_sandboxes(provider).iter().any(|s| s.task == task)
+    })
+    .await;
+    task_sandboxes(provider)
+        .into_iter()
+        .find(|s| s.task == task)
+        .unwrap()
+}
+
 /// An event of a task sandbox.
 pub fn task_event(sandbox: &TaskSandbox, seq: u64, kind: &str, data: Value) -> RawEvent {
     RawEvent {
