@@ -8,9 +8,11 @@
 //! The worker is pointed at an unreachable OpenAI-compatible server: everything up to
 //! `agent.started` runs as in production, and nothing after it matters here.
 //!
-//! With `--warm-pool N` the server keeps N standby sandboxes and each run waits until one is
+//! With `--warm-pool N` the server keeps N standby sandboxes and each run waits until all N are
 //! idle before it launches, so every run is a warm start (a claim, the repository put into the
-//! running sandbox, the assignment fetched); it also reports the pool's refill time (a standby's
+//! running sandbox, the assignment fetched) from a full pool, with no refill competing for the
+//! Engine and the CPU (a claim made while a replacement starts is slower: what a burst of
+//! launches sees once its pool is empty); it also reports the pool's refill time (a standby's
 //! spawn to its registration, from `/metrics`) and the refill rate that gives with N standbys
 //! starting at once.
 
@@ -56,7 +58,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let (sample, requests, refill) = runtime.block_on(async {
         let server = Server::start(&omoi, provider, &worker, image, warm)?;
-        let measured = measure(&server, runs, warm > 0).await;
+        let measured = measure(&server, runs, warm).await;
         let instance = std::fs::read_to_string(server.data_dir.join("docker-instance"));
         server.stop();
         if let Ok(instance) = instance {
@@ -236,12 +238,13 @@ fn remove_network(instance: &str) {
 }
 
 /// Per run: spawn request → `agent.started`, and the spawn request's own duration (the launch
-/// answer comes once the provider started the sandbox); with a warm pool, each run waits for an
-/// idle standby first, and the pool's refill time (sum in seconds, count) comes last.
+/// answer comes once the provider started the sandbox); with a warm pool of `warm`, each run
+/// waits for the whole pool to be idle first, and the pool's refill time (sum in seconds, count)
+/// comes last.
 async fn measure(
     server: &Server,
     runs: usize,
-    warm: bool,
+    warm: u32,
 ) -> Result<(Vec<f64>, Vec<f64>, Option<(f64, f64)>)> {
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str| {
@@ -271,8 +274,8 @@ async fn measure(
     let project_id = project["id"].as_str().ok_or("no project id")?.to_string();
     let (mut sample, mut requests) = (Vec::new(), Vec::new());
     for n in 0..runs {
-        if warm {
-            wait_for_idle(&http, &server.url).await?;
+        if warm > 0 {
+            wait_for_idle(&http, &server.url, warm).await?;
         }
         let requested = Utc::now();
         let spec: Value = answer(
@@ -291,7 +294,7 @@ async fn measure(
         ))
         .await?;
     }
-    let refill = if warm {
+    let refill = if warm > 0 {
         let text = http
             .get(format!("{}/metrics", server.url))
             .send()
@@ -315,8 +318,8 @@ pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// Waits until the server's warm pool has an idle standby.
-async fn wait_for_idle(http: &reqwest::Client, url: &str) -> Result<()> {
+/// Waits until the server's warm pool has `size` idle standbys.
+async fn wait_for_idle(http: &reqwest::Client, url: &str, size: u32) -> Result<()> {
     let deadline = Instant::now() + START_LIMIT;
     loop {
         let text = http
@@ -325,11 +328,11 @@ async fn wait_for_idle(http: &reqwest::Client, url: &str) -> Result<()> {
             .await?
             .text()
             .await?;
-        if metric(&text, "omoi_pool_idle").is_some_and(|idle| idle >= 1.0) {
+        if metric(&text, "omoi_pool_idle").is_some_and(|idle| idle >= f64::from(size)) {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("no idle standby within {START_LIMIT:?}").into());
+            return Err(format!("no {size} idle standbys within {START_LIMIT:?}").into());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
