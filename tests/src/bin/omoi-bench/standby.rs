@@ -25,6 +25,9 @@ pub fn run() -> Result<()> {
         .enable_all()
         .build()?;
     let env = runtime.block_on(assignment(&url, &id, &token))?;
+    // Its connection to the coordinator closes now (the runtime that drives it goes): a stand-in
+    // that lives on holds no connection, as the cold one holds none.
+    drop(runtime);
     let get = |name: &str| {
         env.get(name)
             .cloned()
