@@ -6,10 +6,8 @@
 //! needs the `derive` feature (a proc-macro crate more) and a schemars schema of every field,
 //! which only matters for generating the CRD, and the CRD is the agent-sandbox project's to install.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
@@ -119,38 +117,51 @@ pub struct SandboxStatus {
     pub node_name: Option<String>,
 }
 
-impl kube::Resource for Sandbox {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
+/// A `kube::Resource` impl of a namespaced custom type: what kube's derive would write, without
+/// the proc-macro crate and the schema only a CRD's installer uses.
+macro_rules! namespaced_resource {
+    ($type:ty, group: $group:expr, version: $version:expr, api_version: $api_version:expr,
+     kind: $kind:expr, plural: $plural:expr) => {
+        impl kube::Resource for $type {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(KIND)
-    }
+            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed($kind)
+            }
 
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(GROUP)
-    }
+            fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed($group)
+            }
 
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(VERSION)
-    }
+            fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed($version)
+            }
 
-    fn api_version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(API_VERSION)
-    }
+            fn api_version(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed($api_version)
+            }
 
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(PLURAL)
-    }
+            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed($plural)
+            }
 
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
+            fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
 
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+            fn meta_mut(
+                &mut self,
+            ) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
+pub(super) use namespaced_resource;
+
+namespaced_resource!(Sandbox, group: GROUP, version: VERSION, api_version: API_VERSION,
+                     kind: KIND, plural: PLURAL);
 
 /// What a Sandbox's conditions say of its pod.
 #[derive(Debug, Clone, PartialEq, Eq)]

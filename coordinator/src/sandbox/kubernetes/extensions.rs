@@ -5,14 +5,14 @@
 //! Sandboxes kept ready from a template) and a `SandboxClaim` (one Sandbox taken from a pool, or
 //! made cold from its template when none is ready or the claim sets `env`).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
 
-use super::agent_sandbox::{PersistentVolumeClaimTemplate, PodMetadata, PodTemplate};
+use super::agent_sandbox::{
+    PersistentVolumeClaimTemplate, PodMetadata, PodTemplate, namespaced_resource,
+};
 
 /// The API group of the agent-sandbox extensions.
 pub const GROUP: &str = "extensions.agents.x-k8s.io";
@@ -183,46 +183,12 @@ pub struct ClaimedSandbox {
     pub pod_ips: Option<Vec<String>>,
 }
 
-macro_rules! resource {
-    ($type:ty, $kind:literal, $plural:literal) => {
-        impl kube::Resource for $type {
-            type DynamicType = ();
-            type Scope = NamespaceResourceScope;
-
-            fn kind(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind)
-            }
-
-            fn group(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed(GROUP)
-            }
-
-            fn version(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed(VERSION)
-            }
-
-            fn api_version(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed(API_VERSION)
-            }
-
-            fn plural(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($plural)
-            }
-
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
-}
-
-resource!(SandboxTemplate, "SandboxTemplate", "sandboxtemplates");
-resource!(SandboxWarmPool, "SandboxWarmPool", "sandboxwarmpools");
-resource!(SandboxClaim, "SandboxClaim", "sandboxclaims");
+namespaced_resource!(SandboxTemplate, group: GROUP, version: VERSION, api_version: API_VERSION,
+                     kind: "SandboxTemplate", plural: "sandboxtemplates");
+namespaced_resource!(SandboxWarmPool, group: GROUP, version: VERSION, api_version: API_VERSION,
+                     kind: "SandboxWarmPool", plural: "sandboxwarmpools");
+namespaced_resource!(SandboxClaim, group: GROUP, version: VERSION, api_version: API_VERSION,
+                     kind: "SandboxClaim", plural: "sandboxclaims");
 
 /// The resources a coordinator needs of the group (what discovery must list).
 pub const RESOURCES: [&str; 3] = ["sandboxtemplates", "sandboxwarmpools", "sandboxclaims"];
