@@ -248,17 +248,16 @@ impl Store {
         id: &str,
         new: NewProject,
     ) -> Result<Option<Project>> {
-        let Some(current) = self.project(user_id, id).await? else {
-            return Ok(None);
-        };
-        let project = new.into_project(current.id, current.created_at);
+        // Its creation time is the stored one, which the statement answers.
+        let mut project = new.into_project(id.to_string(), time_from_ms(now_ms()));
         let (sealed_env, sealed_token) = self.seal_secrets(&project)?;
         let updated = sqlx::query(
             "UPDATE projects SET name = $1, repo_url = $2, base_branch = $3,
                     validation_command = $4, provider = $5, image = $6, worker_env = $7,
                     github_api_url = $8, git_token = $9, worker_secrets = $10,
                     image_pull_secrets = $11
-             WHERE id = $12 AND user_id = $13",
+             WHERE id = $12 AND user_id = $13
+             RETURNING created_ms",
         )
         .bind(&project.name)
         .bind(&project.repo_url)
@@ -273,9 +272,11 @@ impl Store {
         .bind(pull_secrets_column(&project)?)
         .bind(&project.id)
         .bind(user_id)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok((updated.rows_affected() == 1).then_some(project))
+        let Some(row) = updated else { return Ok(None) };
+        project.created_at = time_from_ms(row.try_get("created_ms")?);
+        Ok(Some(project))
     }
 
     /// The project's secret worker variables (JSON of sealed values) and git token, sealed; an
