@@ -78,7 +78,7 @@ impl SecretKey {
 
     /// The text form, for the file a generated key is kept in.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::token::hex(&self.0)
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -117,7 +117,7 @@ impl SecretKey {
             .chain_update(outer_pad)
             .chain_update(inner)
             .finalize();
-        mac.iter().map(|b| format!("{b:02x}")).collect()
+        crate::token::hex(&mac)
     }
 
     /// Opens a value sealed by [`SecretKey::seal`] with this key.

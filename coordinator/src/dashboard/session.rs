@@ -55,7 +55,7 @@ impl Session {
 
 pub fn csrf_of(session_id: &str) -> String {
     let digest = Sha256::digest(format!("omoi-csrf\n{session_id}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::token::hex(&digest)
 }
 
 /// The session id in the request's cookies, if any.

@@ -587,7 +587,7 @@ async fn instance_id(data_dir: &Path) -> Result<String, SandboxError> {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes)
         .map_err(|e| SandboxError::Provider(format!("no randomness for an instance id: {e}")))?;
-    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = crate::token::hex(&bytes);
     tokio::fs::write(&path, format!("{id}\n"))
         .await
         .map_err(SandboxError::io(format!("writing {}", path.display())))?;

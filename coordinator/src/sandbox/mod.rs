@@ -52,8 +52,7 @@ pub fn pool_label_value(image: &str) -> String {
         return "default".to_string();
     }
     let digest = Sha256::digest(image.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("image-{hex}")
+    format!("image-{}", crate::token::hex(&digest[..8]))
 }
 
 /// Resource limits of a sandbox (providers that cannot enforce them ignore them).
