@@ -1,6 +1,6 @@
 //! `POST /projects`, `GET /projects`, `GET /projects/{id}`, `PATCH /projects/{id}`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -111,7 +111,7 @@ fn merge(current: Project, change: UpdateProject) -> Result<CreateProject> {
             "secret_env names {name}, which worker_env does not set"
         )));
     }
-    let mut secret_env: Vec<String> = current.worker_secrets.keys().cloned().collect();
+    let mut secret_env: BTreeSet<String> = current.worker_secrets.keys().cloned().collect();
     let mut worker_env = current.worker_env;
     worker_env.extend(
         current
@@ -126,15 +126,11 @@ fn merge(current: Project, change: UpdateProject) -> Result<CreateProject> {
             }
             None => {
                 worker_env.remove(&name);
-                secret_env.retain(|secret| *secret != name);
+                secret_env.remove(&name);
             }
         }
     }
-    for name in change.secret_env {
-        if !secret_env.contains(&name) {
-            secret_env.push(name);
-        }
-    }
+    secret_env.extend(change.secret_env);
     Ok(CreateProject {
         name: change.name.unwrap_or(current.name),
         repo_url: change.repo_url.unwrap_or(current.repo_url),
@@ -148,7 +144,7 @@ fn merge(current: Project, change: UpdateProject) -> Result<CreateProject> {
             .image_pull_secrets
             .unwrap_or(current.image_pull_secrets),
         worker_env,
-        secret_env,
+        secret_env: secret_env.into_iter().collect(),
         github_api_url: change.github_api_url.unwrap_or(current.github_api_url),
         git_token: change
             .git_token
@@ -239,10 +235,11 @@ fn validate(
             "secret_env names {name}, which worker_env does not set"
         )));
     }
+    let secret_names: BTreeSet<&str> = body.secret_env.iter().map(String::as_str).collect();
     let (secret, plain): (BTreeMap<_, _>, BTreeMap<_, _>) = body
         .worker_env
         .into_iter()
-        .partition(|(name, _)| looks_secret(name) || body.secret_env.iter().any(|s| s == name));
+        .partition(|(name, _)| looks_secret(name) || secret_names.contains(name.as_str()));
     if let Some(token) = &git_token {
         check_length("git_token", token).map_err(Error::Invalid)?;
     }
